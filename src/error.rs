@@ -1,0 +1,225 @@
+//! Error types: why a runtime could not be built, why a task has no output,
+//! and why there is no current runtime.
+
+use std::any::Any;
+use std::fmt;
+use std::io;
+
+/// The reason [`Builder::build`](crate::Builder::build) refused a configuration.
+///
+/// ```
+/// let err = multipool::Runtime::builder().workers(0).build().unwrap_err();
+/// assert!(err.to_string().contains("workers"));
+/// ```
+#[derive(Debug)]
+pub struct BuildError {
+    kind: BuildErrorKind,
+}
+
+#[derive(Debug)]
+enum BuildErrorKind {
+    /// A setting has a value the runtime cannot work with.
+    InvalidSetting {
+        setting: &'static str,
+        message: String,
+    },
+    /// The operating system refused to start a worker thread.
+    ThreadSpawn(io::Error),
+}
+
+impl BuildError {
+    pub(crate) fn invalid(setting: &'static str, message: impl Into<String>) -> Self {
+        BuildError {
+            kind: BuildErrorKind::InvalidSetting {
+                setting,
+                message: message.into(),
+            },
+        }
+    }
+
+    pub(crate) fn thread_spawn(err: io::Error) -> Self {
+        BuildError {
+            kind: BuildErrorKind::ThreadSpawn(err),
+        }
+    }
+
+    /// The builder setting that was rejected, if the error is about one.
+    pub fn setting(&self) -> Option<&'static str> {
+        match &self.kind {
+            BuildErrorKind::InvalidSetting { setting, .. } => Some(setting),
+            BuildErrorKind::ThreadSpawn(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            BuildErrorKind::InvalidSetting { setting, message } => {
+                write!(f, "invalid runtime setting `{setting}`: {message}")
+            }
+            BuildErrorKind::ThreadSpawn(err) => {
+                write!(f, "failed to start a worker thread: {err}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            BuildErrorKind::ThreadSpawn(err) => Some(err),
+            BuildErrorKind::InvalidSetting { .. } => None,
+        }
+    }
+}
+
+/// Why a task ended without producing its output.
+///
+/// Returned by awaiting a [`JoinHandle`](crate::JoinHandle) (or a
+/// [`Spawn`](crate::Spawn)). A task either completes, or its handle says which
+/// of these happened to it.
+///
+/// ```
+/// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
+/// rt.block_on(async {
+///     let err = multipool::spawn(async { panic!("boom") }).await.unwrap_err();
+///     assert!(err.is_panic());
+///     assert_eq!(err.to_string(), "task panicked: boom");
+/// });
+/// ```
+pub struct JoinError {
+    repr: Repr,
+}
+
+enum Repr {
+    /// [`JoinHandle::abort`](crate::JoinHandle::abort) was called.
+    Aborted,
+    /// The runtime shut down (or had shut down) before the task completed.
+    Shutdown,
+    /// The task's future panicked. The payload sits in a mutex only so that
+    /// `JoinError` is `Sync` (panic payloads are `Send` but not `Sync`).
+    Panic(std::sync::Mutex<Box<dyn Any + Send + 'static>>),
+}
+
+impl JoinError {
+    pub(crate) fn aborted() -> Self {
+        JoinError {
+            repr: Repr::Aborted,
+        }
+    }
+
+    pub(crate) fn shutdown() -> Self {
+        JoinError {
+            repr: Repr::Shutdown,
+        }
+    }
+
+    pub(crate) fn panic(payload: Box<dyn Any + Send + 'static>) -> Self {
+        JoinError {
+            repr: Repr::Panic(std::sync::Mutex::new(payload)),
+        }
+    }
+
+    /// Whether the task was cancelled: aborted through its handle, or dropped
+    /// because its runtime shut down (see [`is_shutdown`](Self::is_shutdown)).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.repr, Repr::Aborted | Repr::Shutdown)
+    }
+
+    /// Whether the task was dropped because its runtime shut down, or was
+    /// spawned onto a runtime that had already shut down.
+    pub fn is_shutdown(&self) -> bool {
+        matches!(self.repr, Repr::Shutdown)
+    }
+
+    /// Whether the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.repr, Repr::Panic(_))
+    }
+
+    /// The panic payload, to re-raise with [`std::panic::resume_unwind`].
+    ///
+    /// # Panics
+    ///
+    /// Panics if the error is not a panic; see [`try_into_panic`](Self::try_into_panic).
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        self.try_into_panic()
+            .expect("`JoinError::into_panic` called on an error that is not a panic")
+    }
+
+    /// The panic payload, or the error itself if the task did not panic.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
+        match self.repr {
+            Repr::Panic(payload) => Ok(payload
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)),
+            repr => Err(JoinError { repr }),
+        }
+    }
+}
+
+/// The message of a panic payload, when it is a string.
+fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<&'static str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Aborted => f.write_str("task was cancelled"),
+            Repr::Shutdown => f.write_str("task was cancelled because its runtime shut down"),
+            Repr::Panic(payload) => {
+                let payload = payload.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                match panic_message(&**payload) {
+                    Some(message) => write!(f, "task panicked: {message}"),
+                    None => f.write_str("task panicked"),
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Aborted => f.write_str("JoinError::Cancelled(Aborted)"),
+            Repr::Shutdown => f.write_str("JoinError::Cancelled(Shutdown)"),
+            Repr::Panic(_) => write!(f, "JoinError::Panic({self})"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+impl From<JoinError> for io::Error {
+    fn from(err: JoinError) -> io::Error {
+        io::Error::other(err)
+    }
+}
+
+/// There is no multipool runtime entered on this thread.
+///
+/// Returned by [`Handle::try_current`](crate::Handle::try_current).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TryCurrentError(());
+
+impl TryCurrentError {
+    pub(crate) fn new() -> Self {
+        TryCurrentError(())
+    }
+}
+
+impl fmt::Display for TryCurrentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "no multipool runtime is entered on this thread: \
+             call this from a task, from `Runtime::block_on`, or inside `Handle::enter`",
+        )
+    }
+}
+
+impl std::error::Error for TryCurrentError {}

@@ -1,0 +1,276 @@
+//! A pool of worker threads with per-priority run-queues and work stealing.
+//!
+//! # Queues
+//!
+//! Every worker owns one FIFO run-queue per [`Priority`] level plus a one-task
+//! "LIFO slot"; the pool owns one injector per level for work that arrives
+//! from outside its workers. A task always goes back to the queues of its own
+//! level (the level is read from the task header, never guessed).
+//!
+//! Where a scheduled task goes:
+//! * spawned or woken on one of this pool's workers: into that worker's LIFO
+//!   slot, pushing the slot's previous task to the back of its queue. A task
+//!   that yields (woken while running) goes to the back of its queue instead.
+//! * anywhere else: into the injector of its level.
+//!
+//! # Invariants
+//!
+//! * Every queued task is reachable by every worker: local queues can be
+//!   stolen from, the injector is shared. The LIFO slot is the one exception;
+//!   it holds a single task, is run right after the current poll, and is used
+//!   at most [`worker::MAX_LIFO_POLLS`] times in a row, so a worker cannot
+//!   hoard work there.
+//! * No wake-up is lost between "a task was queued" and "a worker parks"; see
+//!   [`idle`] for the protocol.
+//! * Once `closed` is set, no task is ever polled normally again: each one is
+//!   run once more with its cancel reason set, which drops its future and
+//!   completes its handle with a shutdown error.
+//!
+//! # Shutdown
+//!
+//! [`Pool::shutdown`] runs these steps, in order:
+//! 1. set `closed` (workers stop taking tasks; pushes to the injector from now
+//!    on cancel the task themselves, see [`Pool::push_remote`]);
+//! 2. unpark every worker and join it; each drains and cancels its own queues
+//!    on the way out;
+//! 3. cancel whatever is left in the injectors;
+//! 4. close the registry and wake every task still registered: those are the
+//!    tasks that sat in no queue. Each wake-up reaches the scheduler, which
+//!    sees `closed` and cancels the task;
+//! 5. drain the injectors once more.
+
+mod idle;
+pub(crate) mod registry;
+pub(crate) mod worker;
+
+use std::thread;
+
+use crossbeam_deque::{Injector, Steal, Stealer, Worker as Deque};
+
+use crate::error::BuildError;
+use crate::sync::{fence, Arc, AtomicBool, AtomicU8, Mutex, Ordering};
+use crate::task::{run_cancelled, Runnable};
+use crate::Priority;
+use idle::Idle;
+use registry::Registry;
+
+/// What a pool is built from; validated by the runtime builder.
+pub(crate) struct PoolConfig {
+    pub(crate) workers: usize,
+    pub(crate) thread_name: String,
+    pub(crate) stack_size: Option<usize>,
+}
+
+/// The shared side of one worker: what other threads use to reach it.
+struct Slot {
+    /// Steal ends of the worker's per-level queues.
+    stealers: [Stealer<Runnable>; Priority::COUNT],
+    unparker: parking::Unparker,
+}
+
+pub(crate) struct Pool {
+    /// Work from outside the pool, one queue per level.
+    injector: [Injector<Runnable>; Priority::COUNT],
+    slots: Box<[Slot]>,
+    idle: Idle,
+    pub(crate) registry: Registry,
+    closed: AtomicBool,
+    /// Bit `L` set: some worker's local queue may hold a task of level `L`
+    /// (tracked for the levels above `Low`). A busy worker about to run
+    /// lower-level work steals such tasks first; the bit is a hint, cleared
+    /// when a scan finds nothing, and idle workers scan regardless of it.
+    level_hint: AtomicU8,
+    threads: Mutex<Vec<thread::JoinHandle<()>>>,
+}
+
+impl Pool {
+    /// Creates the pool and starts its workers.
+    pub(crate) fn start(config: PoolConfig) -> Result<Arc<Pool>, BuildError> {
+        let mut slots = Vec::with_capacity(config.workers);
+        let mut parts = Vec::with_capacity(config.workers);
+        for index in 0..config.workers {
+            let queues: [Deque<Runnable>; Priority::COUNT] = std::array::from_fn(|_| Deque::new_fifo());
+            let stealers = std::array::from_fn(|level| queues[level].stealer());
+            let (parker, unparker) = parking::pair();
+            slots.push(Slot { stealers, unparker });
+            parts.push(worker::WorkerParts {
+                index,
+                queues,
+                parker,
+            });
+        }
+        let pool = Arc::new(Pool {
+            injector: std::array::from_fn(|_| Injector::new()),
+            slots: slots.into_boxed_slice(),
+            idle: Idle::new(config.workers),
+            registry: Registry::new(config.workers),
+            closed: AtomicBool::new(false),
+            level_hint: AtomicU8::new(0),
+            threads: Mutex::new(Vec::with_capacity(config.workers)),
+        });
+        for part in parts {
+            let mut builder = thread::Builder::new().name(format!("{}-{}", config.thread_name, part.index));
+            if let Some(size) = config.stack_size {
+                builder = builder.stack_size(size);
+            }
+            let worker_pool = pool.clone();
+            match builder.spawn(move || worker::run(worker_pool, part)) {
+                Ok(thread) => pool.threads.lock().push(thread),
+                Err(err) => {
+                    pool.shutdown();
+                    return Err(BuildError::thread_spawn(err));
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    pub(crate) fn num_workers(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Schedules a task that was just spawned on this pool.
+    pub(crate) fn schedule_new(self: &Arc<Self>, runnable: Runnable) {
+        if let Err(runnable) = worker::try_schedule_local(Arc::as_ptr(self), runnable, false) {
+            self.push_remote(runnable);
+        }
+    }
+
+    /// The schedule function of every task: routes a woken task back to its
+    /// own pool.
+    pub(crate) fn schedule_woken(runnable: Runnable, woken_while_running: bool) {
+        let pool: *const Pool = Arc::as_ptr(&runnable.metadata().pool);
+        if let Err(runnable) = worker::try_schedule_local(pool, runnable, woken_while_running) {
+            // Off this pool's workers: the task keeps its pool alive while we
+            // use it, so clone the `Arc` before handing the task over.
+            let pool = runnable.metadata().pool.clone();
+            pool.push_remote(runnable);
+        }
+    }
+
+    /// Queues a task from outside the pool's workers.
+    fn push_remote(&self, runnable: Runnable) {
+        if self.is_closed() {
+            run_cancelled(runnable);
+            return;
+        }
+        let level = runnable.metadata().priority().index();
+        self.injector[level].push(runnable);
+        // Contains a SeqCst read-modify-write, ordering the push before the
+        // `closed` check below (see `shutdown`).
+        self.notify_parked();
+        if self.closed.load(Ordering::SeqCst) {
+            // Shutdown may have drained the injector before our push landed.
+            self.drain_injector();
+        }
+    }
+
+    /// Pops one task from the injector at `level`, moving a batch more into
+    /// `dest` (the caller's own queue for that level).
+    fn pop_injector(&self, level: usize, dest: &Deque<Runnable>) -> Option<Runnable> {
+        let injector = &self.injector[level];
+        loop {
+            if injector.is_empty() {
+                return None;
+            }
+            match injector.steal_batch_and_pop(dest) {
+                Steal::Success(task) => return Some(task),
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
+        }
+    }
+
+    /// Wakes a parked worker if work is waiting and nobody searches for it.
+    fn notify_parked(&self) {
+        if let Some(index) = self.idle.worker_to_notify() {
+            self.slots[index].unparker.unpark();
+        }
+    }
+
+    /// Wakes a worker if any queue holds work. Run by the last searcher to
+    /// park, so work queued while it searched is not left behind.
+    fn notify_if_work_pending(&self) {
+        let pending = self
+            .slots
+            .iter()
+            .any(|slot| slot.stealers.iter().any(|s| !s.is_empty()))
+            || self.injector.iter().any(|injector| !injector.is_empty());
+        if pending {
+            self.notify_parked();
+        }
+    }
+
+    /// Notes that a local queue may hold a task of `level`.
+    fn mark_level(&self, level: usize) {
+        if level < Priority::Low.index() {
+            let bit = 1 << level;
+            if self.level_hint.load(Ordering::Relaxed) & bit == 0 {
+                self.level_hint.fetch_or(bit, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn level_marked(&self, level: usize) -> bool {
+        self.level_hint.load(Ordering::Relaxed) & (1 << level) != 0
+    }
+
+    fn clear_level(&self, level: usize) {
+        self.level_hint.fetch_and(!(1 << level), Ordering::Relaxed);
+    }
+
+    fn drain_injector(&self) {
+        for injector in &self.injector {
+            loop {
+                match injector.steal() {
+                    Steal::Success(task) => run_cancelled(task),
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+        }
+    }
+
+    /// Number of tasks waiting in the injectors.
+    pub(crate) fn injector_len(&self) -> usize {
+        self.injector.iter().map(Injector::len).sum()
+    }
+
+    /// Number of parked workers.
+    pub(crate) fn num_parked(&self) -> usize {
+        self.idle.num_parked()
+    }
+
+    /// Stops the pool and cancels every task it holds; see the module docs.
+    /// Idempotent. Called from a worker of this pool, it does not wait for
+    /// that worker, which stops once its current poll returns.
+    pub(crate) fn shutdown(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Pairs with the read-modify-write in `push_remote`: either the
+        // pusher sees `closed`, or our drains below see its task.
+        fence(Ordering::SeqCst);
+        for slot in self.slots.iter() {
+            slot.unparker.unpark();
+        }
+        let threads = std::mem::take(&mut *self.threads.lock());
+        let current = thread::current().id();
+        for thread in threads {
+            if thread.thread().id() != current {
+                // A worker only ends by returning; its tasks' panics are
+                // caught inside the tasks.
+                let _ = thread.join();
+            }
+        }
+        self.drain_injector();
+        for waker in self.registry.close() {
+            waker.wake();
+        }
+        self.drain_injector();
+    }
+}

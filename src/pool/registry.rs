@@ -1,0 +1,132 @@
+//! The registry of a pool's live tasks.
+//!
+//! Every task is registered (by a clone of its waker) from spawn until its
+//! future is dropped. Shutdown uses it to reach tasks that sit in no queue
+//! because they wait for a wake-up that may never come: it closes the
+//! registry and wakes them all, and the scheduler then cancels each one. An
+//! abort uses it to schedule the task it cancels.
+//!
+//! Invariants:
+//! * once a shard is closed it accepts no new task; `insert` fails and the
+//!   caller cancels the task instead, so no task can slip in after shutdown
+//!   collected the wakers.
+//! * wakers are never woken while a shard lock is held: waking may cancel a
+//!   task, and dropping a task's future removes it from this registry.
+//!
+//! The registry is sharded to keep spawns on different threads from
+//! contending; a key encodes its shard in its low bits.
+
+use std::cell::Cell;
+use std::task::Waker;
+
+use crossbeam_utils::CachePadded;
+use slab::Slab;
+
+use crate::sync::{AtomicUsize, Mutex, Ordering};
+
+/// The registry refused a task because the pool has shut down.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+#[derive(Default)]
+struct Shard {
+    tasks: Slab<Waker>,
+    closed: bool,
+}
+
+pub(crate) struct Registry {
+    shards: Box<[CachePadded<Mutex<Shard>>]>,
+    /// `shards.len() - 1`; the length is a power of two.
+    mask: usize,
+}
+
+thread_local! {
+    /// Spreads one thread's spawns over the shards. `usize::MAX` until the
+    /// thread's first spawn, which seeds it so threads start apart.
+    static NEXT_SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Hands each thread a different starting shard.
+static SHARD_SEED: AtomicUsize = AtomicUsize::new(0);
+
+fn next_shard() -> usize {
+    NEXT_SHARD
+        .try_with(|next| {
+            let mut index = next.get();
+            if index == usize::MAX {
+                index = SHARD_SEED.fetch_add(1, Ordering::Relaxed).wrapping_mul(7);
+            }
+            next.set(index.wrapping_add(1));
+            index
+        })
+        .unwrap_or(0)
+}
+
+impl Registry {
+    pub(crate) fn new(workers: usize) -> Self {
+        let count = (workers * 4).next_power_of_two();
+        let shards = (0..count)
+            .map(|_| CachePadded::new(Mutex::new(Shard::default())))
+            .collect();
+        Registry {
+            shards,
+            mask: count - 1,
+        }
+    }
+
+    fn bits(&self) -> u32 {
+        self.mask.count_ones()
+    }
+
+    /// Registers a task; returns its key.
+    pub(crate) fn insert(&self, waker: Waker) -> Result<usize, Closed> {
+        let shard_index = next_shard() & self.mask;
+        let mut shard = self.shards[shard_index].lock();
+        if shard.closed {
+            return Err(Closed);
+        }
+        let slot = shard.tasks.insert(waker);
+        Ok((slot << self.bits()) | shard_index)
+    }
+
+    /// Unregisters a task.
+    pub(crate) fn remove(&self, key: usize) {
+        let waker = self.shards[key & self.mask]
+            .lock()
+            .tasks
+            .try_remove(key >> self.bits());
+        // Dropped after the lock is released.
+        drop(waker);
+    }
+
+    /// Wakes the task registered under `key`, if it is still registered.
+    pub(crate) fn wake(&self, key: usize) {
+        if key == usize::MAX {
+            return;
+        }
+        let waker = self.shards[key & self.mask]
+            .lock()
+            .tasks
+            .get(key >> self.bits())
+            .cloned();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Closes every shard and returns the wakers of all registered tasks.
+    pub(crate) fn close(&self) -> Vec<Waker> {
+        let mut wakers = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            shard.closed = true;
+            wakers.extend(shard.tasks.drain());
+        }
+        wakers
+    }
+
+    /// Number of registered (live) tasks.
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|shard| shard.lock().tasks.len()).sum()
+    }
+}

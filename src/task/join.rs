@@ -1,0 +1,115 @@
+//! [`JoinHandle`]: awaiting, aborting and detaching a task.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use super::{cancel, TaskMeta};
+use crate::error::JoinError;
+
+/// An owned permission to await, abort or detach a spawned task.
+///
+/// Awaiting it yields the task's output, or a [`JoinError`] saying why there is
+/// none (it panicked, was aborted, or its runtime shut down). Dropping the
+/// handle *detaches* the task: it keeps running, and its output is dropped
+/// when it completes. This matches `tokio::task::JoinHandle`; note that
+/// `async_task::Task` and smol cancel on drop instead.
+///
+/// ```
+/// use multipool::Runtime;
+///
+/// let rt = Runtime::builder().workers(2).build().unwrap();
+/// rt.block_on(async {
+///     let handle = multipool::spawn(async { 6 * 7 }).start();
+///     assert_eq!(handle.await.unwrap(), 42);
+/// });
+/// ```
+#[must_use = "dropping a JoinHandle detaches the task; use `.detach()` to say so"]
+pub struct JoinHandle<T> {
+    /// `None` once detached (only in `Drop` and `detach`).
+    task: Option<async_task::Task<Result<T, JoinError>, TaskMeta>>,
+}
+
+impl<T> JoinHandle<T> {
+    pub(crate) fn new(task: async_task::Task<Result<T, JoinError>, TaskMeta>) -> Self {
+        JoinHandle { task: Some(task) }
+    }
+
+    fn task(&self) -> &async_task::Task<Result<T, JoinError>, TaskMeta> {
+        self.task.as_ref().expect("JoinHandle used after detach")
+    }
+
+    /// Cancels the task.
+    ///
+    /// The task's future is dropped the next time the task is scheduled (at
+    /// once if it is idle; after its current poll if it is running), and
+    /// awaiting the handle then yields an error with
+    /// [`is_cancelled`](JoinError::is_cancelled). If the task completed
+    /// first, awaiting still yields its output. Aborting twice is harmless.
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
+    /// rt.block_on(async {
+    ///     let handle = multipool::spawn(std::future::pending::<()>()).start();
+    ///     handle.abort();
+    ///     assert!(handle.await.unwrap_err().is_cancelled());
+    /// });
+    /// ```
+    pub fn abort(&self) {
+        let meta = self.task().metadata();
+        meta.set_cancel(cancel::ABORTED);
+        // Schedule the task so the worker that runs it sees the flag.
+        meta.pool.registry.wake(meta.registry_key());
+    }
+
+    /// Whether the task has finished: completed, panicked or been cancelled.
+    pub fn is_finished(&self) -> bool {
+        self.task().is_finished()
+    }
+
+    /// The name given with [`Spawn::name`](crate::Spawn::name), if any.
+    pub fn name(&self) -> Option<&str> {
+        self.task().metadata().name.as_deref()
+    }
+
+    /// Lets the task run to completion in the background; same as dropping
+    /// the handle, but says so.
+    pub fn detach(mut self) {
+        if let Some(task) = self.task.take() {
+            task.detach();
+        }
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let task = self.task.as_mut().expect("JoinHandle used after detach");
+        // Every task completes with an output (see the `task` module docs), so
+        // the `async_task::Task` never reports a dropped runnable.
+        Pin::new(task).poll(cx)
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.detach();
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("JoinHandle");
+        if let Some(task) = &self.task {
+            let meta = task.metadata();
+            d.field("name", &meta.name)
+                .field("priority", &meta.priority())
+                .field("finished", &task.is_finished());
+        }
+        d.finish()
+    }
+}

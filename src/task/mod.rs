@@ -1,0 +1,220 @@
+//! Tasks: what is spawned, how it is wrapped, and the handles users hold.
+//!
+//! A task is one `async_task` allocation holding the user's future wrapped in
+//! a [`TaskFuture`], a [`TaskMeta`] header and the output slot. The wrapper
+//! gives every task the same end-of-life contract:
+//!
+//! * it always completes with `Result<T, JoinError>`: the value, the panic it
+//!   caught, or the reason it was cancelled. The runtime never drops a
+//!   `Runnable` to cancel a task; it sets [`TaskMeta::cancel`] and runs the
+//!   task once more, so the wrapper drops the future and records why. The
+//!   `JoinHandle` therefore always finds an output.
+//! * a panic in the future's `poll` or `Drop` is caught inside the wrapper, so
+//!   it never unwinds into a worker.
+//! * while alive, the task is in its pool's registry, which is how shutdown
+//!   finds tasks that nobody will ever wake again.
+
+mod join;
+mod spawn;
+mod yield_now;
+
+pub use join::JoinHandle;
+pub use spawn::Spawn;
+pub use yield_now::{yield_now, YieldNow};
+
+pub(crate) use spawn::SpawnOptions;
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::error::JoinError;
+use crate::pool::Pool;
+use crate::sync::{Arc, AtomicU8, AtomicUsize, Ordering};
+use crate::Priority;
+
+/// The runnable half of a multipool task, as queued by the scheduler.
+pub(crate) type Runnable = async_task::Runnable<TaskMeta>;
+
+/// Why a task is being cancelled; stored in [`TaskMeta::cancel`].
+pub(crate) mod cancel {
+    /// Not cancelled.
+    pub(crate) const NONE: u8 = 0;
+    /// `JoinHandle::abort` was called.
+    pub(crate) const ABORTED: u8 = 1;
+    /// The runtime shut down.
+    pub(crate) const SHUTDOWN: u8 = 2;
+}
+
+/// Per-task data the scheduler routes by, stored in the task header.
+pub(crate) struct TaskMeta {
+    /// The pool the task belongs to; wake-ups go back to it.
+    pub(crate) pool: Arc<Pool>,
+    /// Index of the task's [`Priority`] level. Atomic so that a later policy
+    /// may change it while the task lives.
+    priority: AtomicU8,
+    /// One of the [`cancel`] constants; the first reason set wins.
+    cancel: AtomicU8,
+    /// The task's key in its pool's registry, or `usize::MAX` before it was
+    /// registered (or if it never was). Written once, before the task is first
+    /// scheduled, so every thread that runs or drops the task sees it.
+    registry_key: AtomicUsize,
+    /// The name given with [`Spawn::name`].
+    pub(crate) name: Option<Box<str>>,
+}
+
+impl TaskMeta {
+    pub(crate) fn priority(&self) -> Priority {
+        Priority::from_index(self.priority.load(Ordering::Relaxed))
+    }
+
+    /// Records `reason` unless another reason was recorded first.
+    pub(crate) fn set_cancel(&self, reason: u8) {
+        let _ = self.cancel.compare_exchange(
+            cancel::NONE,
+            reason,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    pub(crate) fn registry_key(&self) -> usize {
+        self.registry_key.load(Ordering::Relaxed)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The user's future plus the task's end-of-life contract (see the module
+    /// docs). Fields drop in order: the user's future first, then the
+    /// registry entry.
+    struct TaskFuture<'a, F> {
+        #[pin]
+        future: Option<F>,
+        meta: &'a TaskMeta,
+        _registration: Registration<'a>,
+    }
+}
+
+/// Removes the task from its pool's registry when the task's future is dropped.
+struct Registration<'a> {
+    meta: &'a TaskMeta,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        let key = self.meta.registry_key();
+        if key != usize::MAX {
+            self.meta.pool.registry.remove(key);
+        }
+    }
+}
+
+impl<F: Future> Future for TaskFuture<'_, F> {
+    type Output = Result<F::Output, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let reason = this.meta.cancel.load(Ordering::Relaxed);
+        if reason != cancel::NONE {
+            let error = match reason {
+                cancel::ABORTED => JoinError::aborted(),
+                _ => JoinError::shutdown(),
+            };
+            return Poll::Ready(match drop_future(this.future) {
+                Ok(()) => Err(error),
+                Err(panic) => Err(panic),
+            });
+        }
+        let Some(future) = this.future.as_mut().as_pin_mut() else {
+            // async-task never polls a future again after it returned `Ready`.
+            unreachable!("multipool task polled after it completed");
+        };
+        match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(value)) => {
+                // Drop the future here, inside `catch_unwind`: async-task would
+                // otherwise drop it outside, where a panicking destructor
+                // would unwind into the worker.
+                Poll::Ready(drop_future(this.future).map(|()| value))
+            }
+            Err(payload) => {
+                // The panic is what the handle reports; a second panic from
+                // the destructor is swallowed.
+                let _ = drop_future(this.future);
+                Poll::Ready(Err(JoinError::panic(payload)))
+            }
+        }
+    }
+}
+
+/// Drops the user's future, catching a panic from its destructor.
+fn drop_future<F>(future: Pin<&mut Option<F>>) -> Result<(), JoinError> {
+    let mut future = future;
+    catch_unwind(AssertUnwindSafe(|| future.set(None))).map_err(JoinError::panic)
+}
+
+/// The schedule function of every task: wake-ups go back to the task's pool.
+fn schedule(runnable: Runnable, info: async_task::ScheduleInfo) {
+    Pool::schedule_woken(runnable, info.woken_while_running);
+}
+
+/// Creates a task on `pool` and schedules it. Every way of spawning ends here.
+pub(crate) fn spawn_on<F>(
+    pool: &Arc<Pool>,
+    future: F,
+    options: SpawnOptions,
+) -> async_task::Task<Result<F::Output, JoinError>, TaskMeta>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let meta = TaskMeta {
+        pool: pool.clone(),
+        priority: AtomicU8::new(options.priority.index() as u8),
+        cancel: AtomicU8::new(cancel::NONE),
+        registry_key: AtomicUsize::new(usize::MAX),
+        name: options.name.map(String::into_boxed_str),
+    };
+    let builder = async_task::Builder::new()
+        .metadata(meta)
+        .propagate_panic(false);
+    let make_future = |meta| TaskFuture {
+        future: Some(future),
+        meta,
+        _registration: Registration { meta },
+    };
+    // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
+    // - `Send`: `TaskFuture` is `Send` because `F: Send` and it otherwise
+    //   holds only `&TaskMeta`, which is `Send` since `TaskMeta: Sync`.
+    // - `'static`: the only borrow is of the task's own metadata, which lives
+    //   in the task allocation and is dropped only after the future has been
+    //   dropped (async-task frees the header last), so it outlives the
+    //   future and every `Runnable`.
+    // - the schedule function is a plain `fn`, which is `Send + Sync + 'static`.
+    let (runnable, task) =
+        unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule)) };
+    let meta = runnable.metadata();
+    match pool.registry.insert(runnable.waker()) {
+        Ok(key) => {
+            meta.registry_key.store(key, Ordering::Relaxed);
+            pool.schedule_new(runnable);
+        }
+        Err(_closed) => {
+            // The runtime has shut down: the task ends at once, its handle
+            // reports why.
+            meta.set_cancel(cancel::SHUTDOWN);
+            run_cancelled(runnable);
+        }
+    }
+    task
+}
+
+/// Runs a task whose cancel reason is set, so its future is dropped on this
+/// thread and its handle gets the reason. Never unwinds.
+pub(crate) fn run_cancelled(runnable: Runnable) {
+    runnable.metadata().set_cancel(cancel::SHUTDOWN);
+    // The wrapper catches panics itself; this guards against a panic in a
+    // waker the completion notifies.
+    let _ = catch_unwind(AssertUnwindSafe(|| runnable.run()));
+}
