@@ -1,14 +1,15 @@
 //! [`block_on`]: run a future to completion on the calling thread.
 
 use std::cell::RefCell;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use crate::pool::worker;
 
 /// Runs a future to completion on the calling thread, parking the thread
-/// while the future waits.
+/// while the future waits. Anything that turns into a future works, a
+/// [`Spawn`](crate::Spawn) included.
 ///
 /// It does not enter any runtime: `multipool::spawn` inside it goes to the
 /// global runtime unless one is entered. Use
@@ -27,7 +28,7 @@ use crate::pool::worker;
 /// });
 /// assert_eq!(value, 42);
 /// ```
-pub fn block_on<F: Future>(future: F) -> F::Output {
+pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
     assert!(
         worker::current_index().is_none(),
         "`block_on` called on a multipool worker thread; this would block the worker \
@@ -49,7 +50,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     // polling) finds the cache empty and makes its own parker.
     let cached = CACHE.try_with(|cache| cache.borrow_mut().take()).ok().flatten();
     let (parker, waker) = cached.unwrap_or_else(new_parker);
-    let mut future = pin!(future);
+    let mut future = pin!(future.into_future());
     let mut cx = Context::from_waker(&waker);
     let output = loop {
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {

@@ -14,7 +14,7 @@ pub use block_on::block_on;
 pub use context::EnterGuard;
 
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 
 use crate::error::{BuildError, TryCurrentError};
 use crate::pool::{Pool, PoolConfig};
@@ -163,7 +163,7 @@ impl Runtime {
     ///
     /// Panics when called on a multipool worker thread (see
     /// [`multipool::block_on`](crate::block_on)).
-    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+    pub fn block_on<F: IntoFuture>(&self, future: F) -> F::Output {
         let _enter = self.handle.enter();
         block_on(future)
     }
@@ -282,7 +282,7 @@ impl Handle {
 
     /// Runs `future` on the calling thread with this runtime entered; see
     /// [`Runtime::block_on`].
-    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+    pub fn block_on<F: IntoFuture>(&self, future: F) -> F::Output {
         let _enter = self.enter();
         block_on(future)
     }

@@ -1,0 +1,275 @@
+//! Many tasks, many threads, repeated runs. Each test runs under a generous
+//! watchdog so that a lost wake-up fails the test instead of hanging CI; the
+//! outcome never depends on how fast the machine is.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use multipool::{Priority, Runtime};
+
+/// Runs `f` on its own thread; panics if it has not finished after `secs`.
+fn watchdog<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let worker = thread::spawn(move || {
+        let value = f();
+        let _ = tx.send(());
+        value
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(()) => worker.join().unwrap(),
+        Err(mpsc::RecvTimeoutError::Disconnected) => worker.join().unwrap(),
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("stuck for {secs} s: a wake-up was lost"),
+    }
+}
+
+#[test]
+fn hundred_thousand_tasks_across_all_priorities() {
+    watchdog(120, || {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let counter = Arc::new(AtomicUsize::new(0));
+        let c = counter.clone();
+        let sum = rt.block_on(async move {
+            // Half spawned from outside the workers, half from inside a task.
+            let outside: Vec<_> = (0..50_000usize)
+                .map(|i| {
+                    let counter = c.clone();
+                    multipool::spawn(async move {
+                        if i % 7 == 0 {
+                            multipool::task::yield_now().await;
+                        }
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        i
+                    })
+                    .priority(Priority::ALL[i % 3])
+                    .start()
+                })
+                .collect();
+            let c2 = c.clone();
+            let inside = multipool::spawn(async move {
+                let handles: Vec<_> = (50_000..100_000usize)
+                    .map(|i| {
+                        let counter = c2.clone();
+                        multipool::spawn(async move {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                            i
+                        })
+                        .priority(Priority::ALL[i % 3])
+                        .start()
+                    })
+                    .collect();
+                let mut sum = 0;
+                for handle in handles {
+                    sum += handle.await.unwrap();
+                }
+                sum
+            })
+            .start();
+            let mut sum = 0;
+            for handle in outside {
+                sum += handle.await.unwrap();
+            }
+            sum + inside.await.unwrap()
+        });
+        assert_eq!(counter.load(Ordering::Relaxed), 100_000);
+        assert_eq!(sum, (0..100_000).sum::<usize>());
+    });
+}
+
+#[test]
+fn many_threads_spawn_remotely_at_once_repeatedly() {
+    watchdog(120, || {
+        for _round in 0..5 {
+            let rt = Runtime::builder().workers(2).build().unwrap();
+            let threads = 8;
+            let per_thread = 2_000;
+            let barrier = Arc::new(Barrier::new(threads));
+            let counter = Arc::new(AtomicUsize::new(0));
+            let spawners: Vec<_> = (0..threads)
+                .map(|t| {
+                    let handle = rt.handle();
+                    let barrier = barrier.clone();
+                    let counter = counter.clone();
+                    thread::spawn(move || {
+                        barrier.wait();
+                        let handles: Vec<_> = (0..per_thread)
+                            .map(|i| {
+                                let counter = counter.clone();
+                                handle
+                                    .spawn(async move {
+                                        counter.fetch_add(1, Ordering::Relaxed);
+                                    })
+                                    .priority(Priority::ALL[(t + i) % 3])
+                                    .start()
+                            })
+                            .collect();
+                        for h in handles {
+                            multipool::block_on(h).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for spawner in spawners {
+                spawner.join().unwrap();
+            }
+            assert_eq!(counter.load(Ordering::Relaxed), threads * per_thread);
+        }
+    });
+}
+
+#[test]
+fn recursive_fan_out() {
+    fn tree(depth: u32) -> std::pin::Pin<Box<dyn std::future::Future<Output = u64> + Send>> {
+        Box::pin(async move {
+            if depth == 0 {
+                return 1;
+            }
+            let left = multipool::spawn(tree(depth - 1)).priority(Priority::ALL[depth as usize % 3]).start();
+            let right = multipool::spawn(tree(depth - 1)).start();
+            left.await.unwrap() + right.await.unwrap()
+        })
+    }
+    watchdog(120, || {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        assert_eq!(rt.block_on(multipool::spawn(tree(14)).start()).unwrap(), 1 << 14);
+    });
+}
+
+#[test]
+fn ping_pong_pairs() {
+    watchdog(120, || {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        for _ in 0..20 {
+            rt.block_on(async {
+                let handles: Vec<_> = (0..500)
+                    .map(|i| {
+                        multipool::spawn(async move {
+                            let (tx1, rx1) = oneshot::channel::<u32>();
+                            let (tx2, rx2) = oneshot::channel::<u32>();
+                            multipool::spawn(async move {
+                                let v = rx1.await.unwrap();
+                                tx2.send(v + 1).unwrap();
+                            })
+                            .priority(Priority::ALL[i % 3])
+                            .detach();
+                            tx1.send(i as u32).unwrap();
+                            rx2.await.unwrap()
+                        })
+                        .start()
+                    })
+                    .collect();
+                for (i, handle) in handles.into_iter().enumerate() {
+                    assert_eq!(handle.await.unwrap(), i as u32 + 1);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn no_lost_wakeups_when_workers_idle() {
+    // Each round lets the workers park, then wakes the pool with one task
+    // from outside; a lost wake-up would hang here.
+    watchdog(120, || {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        for round in 0..20_000u32 {
+            let value = rt.block_on(rt.spawn(async move { round }).priority(Priority::ALL[round as usize % 3]));
+            assert_eq!(value.unwrap(), round);
+        }
+    });
+}
+
+#[test]
+fn wakes_from_foreign_threads() {
+    watchdog(120, || {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let mut senders = Vec::new();
+        let handles: Vec<_> = (0..2_000u32)
+            .map(|i| {
+                let (tx, rx) = oneshot::channel::<u32>();
+                senders.push(tx);
+                rt.spawn(async move { rx.await.unwrap() * 2 })
+                    .priority(Priority::ALL[i as usize % 3])
+                    .start()
+            })
+            .collect();
+        // Four plain threads wake the tasks concurrently.
+        let mut chunks: Vec<Vec<_>> = (0..4).map(|_| Vec::new()).collect();
+        for (i, tx) in senders.into_iter().enumerate() {
+            chunks[i % 4].push((i as u32, tx));
+        }
+        let wakers: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                thread::spawn(move || {
+                    for (i, tx) in chunk {
+                        tx.send(i).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in wakers {
+            w.join().unwrap();
+        }
+        for (i, handle) in handles.into_iter().enumerate() {
+            assert_eq!(rt.block_on(handle).unwrap(), i as u32 * 2);
+        }
+    });
+}
+
+#[test]
+fn every_worker_takes_part_when_work_is_plentiful() {
+    // Tasks block their worker until all workers have picked one up, which
+    // only finishes if idle workers are woken to take queued work.
+    watchdog(120, || {
+        for workers in [2usize, 3, 4] {
+            let rt = Runtime::builder().workers(workers).build().unwrap();
+            let barrier = Arc::new(Barrier::new(workers));
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    let barrier = barrier.clone();
+                    rt.spawn(async move {
+                        barrier.wait();
+                        multipool::worker_index().unwrap()
+                    })
+                    .start()
+                })
+                .collect();
+            let mut seen: Vec<_> = handles.into_iter().map(|h| rt.block_on(h).unwrap()).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..workers).collect::<Vec<_>>());
+        }
+    });
+}
+
+#[test]
+fn spawns_from_a_worker_are_stolen_by_idle_siblings() {
+    // One task spawns blocking tasks from its worker (they queue locally);
+    // they can only all meet at the barrier if a sibling steals one.
+    watchdog(120, || {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        for _ in 0..200 {
+            let barrier = Arc::new(Barrier::new(2));
+            let b = barrier.clone();
+            let both = rt.block_on(rt.spawn(async move {
+                let b2 = b.clone();
+                let first = multipool::spawn(async move {
+                    b2.wait();
+                    multipool::worker_index().unwrap()
+                })
+                .start();
+                let second = multipool::spawn(async move {
+                    b.wait();
+                    multipool::worker_index().unwrap()
+                })
+                .start();
+                (first, second)
+            }));
+            let (first, second) = both.unwrap();
+            let (a, b) = (rt.block_on(first).unwrap(), rt.block_on(second).unwrap());
+            assert_ne!(a, b, "the two blocking tasks ran on different workers");
+        }
+    });
+}
