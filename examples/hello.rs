@@ -24,7 +24,11 @@ async fn main() {
     for handle in handles {
         sum += handle.await.expect("task failed");
     }
-    println!("30000 tasks across {:?}: sum = {sum} in {:?}", Priority::ALL, start.elapsed());
+    println!(
+        "30000 tasks across {:?}: sum = {sum} in {:?}",
+        Priority::ALL,
+        start.elapsed()
+    );
 
     let urgent = multipool::spawn(async { "health: ok" })
         .priority(Priority::High)
@@ -32,11 +36,15 @@ async fn main() {
         .unwrap();
     println!("{urgent}");
 
-    let stuck = multipool::spawn(std::future::pending::<()>()).name("stuck").start();
+    let stuck = multipool::spawn(std::future::pending::<()>())
+        .name("stuck")
+        .start();
     stuck.abort();
     let err = stuck.await.unwrap_err();
     println!("aborted task: {err}");
 
-    let err = multipool::spawn(async { panic!("oops") }).await.unwrap_err();
+    let err = multipool::spawn(async { panic!("oops") })
+        .await
+        .unwrap_err();
     println!("panicking task: {err} (the worker survived)");
 }

@@ -173,7 +173,9 @@ impl fmt::Display for JoinError {
             Repr::Aborted => f.write_str("task was cancelled"),
             Repr::Shutdown => f.write_str("task was cancelled because its runtime shut down"),
             Repr::Panic(payload) => {
-                let payload = payload.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let payload = payload
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 match panic_message(&**payload) {
                     Some(message) => write!(f, "task panicked: {message}"),
                     None => f.write_str("task panicked"),

@@ -53,10 +53,18 @@ fn high_task_queued_behind_1000_low_runs_first() {
     });
     let order = order.lock().unwrap();
     assert_eq!(order.len(), 1001);
-    assert_eq!(order[0], ("high", 0), "the High task must run before any Low task");
+    assert_eq!(
+        order[0],
+        ("high", 0),
+        "the High task must run before any Low task"
+    );
     let mut lows: Vec<_> = order[1..].iter().map(|&(_, i)| i).collect();
     lows.sort_unstable();
-    assert_eq!(lows, (0..1000).collect::<Vec<_>>(), "every Low task ran once");
+    assert_eq!(
+        lows,
+        (0..1000).collect::<Vec<_>>(),
+        "every Low task ran once"
+    );
 }
 
 #[test]
@@ -91,7 +99,10 @@ fn levels_run_in_order_when_spawned_from_a_worker() {
     let levels: Vec<_> = order.iter().map(|&(p, _)| p).collect();
     let mut sorted = levels.clone();
     sorted.sort();
-    assert_eq!(levels, sorted, "every High ran before every Normal, and Normal before Low");
+    assert_eq!(
+        levels, sorted,
+        "every High ran before every Normal, and Normal before Low"
+    );
 }
 
 #[test]
@@ -116,7 +127,9 @@ fn a_woken_task_returns_to_its_own_level() {
     let release = occupy_worker(&rt);
     wake_tx.send(()).unwrap(); // queued (again) at Low while the worker is busy
     let o = order.clone();
-    let normal = rt.spawn(async move { o.lock().unwrap().push(Priority::Normal) }).start();
+    let normal = rt
+        .spawn(async move { o.lock().unwrap().push(Priority::Normal) })
+        .start();
     let o = order.clone();
     let high = rt
         .spawn(async move { o.lock().unwrap().push(Priority::High) })

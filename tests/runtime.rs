@@ -10,7 +10,10 @@ use multipool::{Handle, Runtime};
 fn zero_workers_is_a_build_error_naming_the_setting() {
     let err = Runtime::builder().workers(0).build().unwrap_err();
     assert_eq!(err.setting(), Some("workers"));
-    assert_eq!(err.to_string(), "invalid runtime setting `workers`: must be at least 1, got 0");
+    assert_eq!(
+        err.to_string(),
+        "invalid runtime setting `workers`: must be at least 1, got 0"
+    );
     let err = Runtime::builder().thread_name("").build().unwrap_err();
     assert_eq!(err.setting(), Some("thread_name"));
     let err = Runtime::builder().workers(1_000_000).build().unwrap_err();
@@ -26,10 +29,17 @@ fn default_workers_is_available_parallelism() {
 
 #[test]
 fn worker_threads_are_named_and_indexed() {
-    let rt = Runtime::builder().workers(3).thread_name("named").build().unwrap();
+    let rt = Runtime::builder()
+        .workers(3)
+        .thread_name("named")
+        .build()
+        .unwrap();
     let (name, index) = rt
         .block_on(rt.spawn(async {
-            (thread::current().name().map(str::to_owned), multipool::worker_index())
+            (
+                thread::current().name().map(str::to_owned),
+                multipool::worker_index(),
+            )
         }))
         .unwrap();
     let index = index.expect("tasks run on workers");
@@ -40,7 +50,11 @@ fn worker_threads_are_named_and_indexed() {
 
 #[test]
 fn block_on_enters_the_runtime() {
-    let rt = Runtime::builder().workers(1).thread_name("entered").build().unwrap();
+    let rt = Runtime::builder()
+        .workers(1)
+        .thread_name("entered")
+        .build()
+        .unwrap();
     assert!(Handle::try_current().is_err());
     rt.block_on(async {
         let handle = Handle::current();
@@ -50,7 +64,10 @@ fn block_on_enters_the_runtime() {
             .unwrap();
         assert_eq!(name, "entered-0");
     });
-    assert!(Handle::try_current().is_err(), "block_on leaves the runtime on return");
+    assert!(
+        Handle::try_current().is_err(),
+        "block_on leaves the runtime on return"
+    );
 }
 
 #[test]
@@ -70,7 +87,10 @@ fn tasks_see_their_runtime_as_current() {
 #[test]
 fn try_current_outside_a_runtime_explains_itself() {
     let err = Handle::try_current().unwrap_err();
-    assert!(err.to_string().contains("no multipool runtime is entered"), "{err}");
+    assert!(
+        err.to_string().contains("no multipool runtime is entered"),
+        "{err}"
+    );
     let panic = std::panic::catch_unwind(Handle::current).unwrap_err();
     let message = panic.downcast_ref::<String>().unwrap();
     assert!(message.contains("no multipool runtime is entered"));
@@ -78,17 +98,34 @@ fn try_current_outside_a_runtime_explains_itself() {
 
 #[test]
 fn handle_enter_scopes_the_current_runtime() {
-    let a = Runtime::builder().workers(1).thread_name("rt-a").build().unwrap();
-    let b = Runtime::builder().workers(1).thread_name("rt-b").build().unwrap();
+    let a = Runtime::builder()
+        .workers(1)
+        .thread_name("rt-a")
+        .build()
+        .unwrap();
+    let b = Runtime::builder()
+        .workers(1)
+        .thread_name("rt-b")
+        .build()
+        .unwrap();
     let name = || async { thread::current().name().unwrap().to_owned() };
     {
         let _a = a.handle().enter();
-        assert_eq!(multipool::block_on(multipool::spawn(name())).unwrap(), "rt-a-0");
+        assert_eq!(
+            multipool::block_on(multipool::spawn(name())).unwrap(),
+            "rt-a-0"
+        );
         {
             let _b = b.handle().enter();
-            assert_eq!(multipool::block_on(multipool::spawn(name())).unwrap(), "rt-b-0");
+            assert_eq!(
+                multipool::block_on(multipool::spawn(name())).unwrap(),
+                "rt-b-0"
+            );
         }
-        assert_eq!(multipool::block_on(multipool::spawn(name())).unwrap(), "rt-a-0");
+        assert_eq!(
+            multipool::block_on(multipool::spawn(name())).unwrap(),
+            "rt-a-0"
+        );
     }
     assert!(Handle::try_current().is_err());
 }
@@ -96,7 +133,10 @@ fn handle_enter_scopes_the_current_runtime() {
 #[test]
 fn global_runtime_needs_no_setup() {
     let (name, worker) = multipool::block_on(multipool::spawn(async {
-        (thread::current().name().unwrap().to_owned(), multipool::worker_index())
+        (
+            thread::current().name().unwrap().to_owned(),
+            multipool::worker_index(),
+        )
     }))
     .unwrap();
     assert!(name.starts_with("multipool-global-"), "{name}");
@@ -105,7 +145,10 @@ fn global_runtime_needs_no_setup() {
     let threads: Vec<_> = (0..4u64)
         .map(|i| thread::spawn(move || multipool::block_on(multipool::spawn(async move { i * 2 }))))
         .collect();
-    let sum: u64 = threads.into_iter().map(|t| t.join().unwrap().unwrap()).sum();
+    let sum: u64 = threads
+        .into_iter()
+        .map(|t| t.join().unwrap().unwrap())
+        .sum();
     assert_eq!(sum, 12);
 }
 
@@ -116,7 +159,11 @@ fn block_on_on_a_worker_panics_with_a_clear_message() {
         .block_on(rt.spawn(async { multipool::block_on(async { 1 }) }))
         .unwrap_err();
     assert!(err.is_panic());
-    assert!(err.to_string().contains("`block_on` called on a multipool worker thread"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`block_on` called on a multipool worker thread"),
+        "{err}"
+    );
     let err = rt
         .block_on(rt.spawn(async {
             let rt2 = Runtime::builder().workers(1).build().unwrap();

@@ -81,11 +81,18 @@ fn drop_with_parked_queued_and_running_tasks() {
 
     drop(rt);
 
-    assert_eq!(dropped.load(Ordering::SeqCst), 205, "every future was dropped once");
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        205,
+        "every future was dropped once"
+    );
     for handle in handles {
         let err = multipool::block_on(handle).unwrap_err();
         assert!(err.is_cancelled() && err.is_shutdown(), "{err:?}");
-        assert_eq!(err.to_string(), "task was cancelled because its runtime shut down");
+        assert_eq!(
+            err.to_string(),
+            "task was cancelled because its runtime shut down"
+        );
     }
 }
 

@@ -126,14 +126,19 @@ fn recursive_fan_out() {
             if depth == 0 {
                 return 1;
             }
-            let left = multipool::spawn(tree(depth - 1)).priority(Priority::ALL[depth as usize % 3]).start();
+            let left = multipool::spawn(tree(depth - 1))
+                .priority(Priority::ALL[depth as usize % 3])
+                .start();
             let right = multipool::spawn(tree(depth - 1)).start();
             left.await.unwrap() + right.await.unwrap()
         })
     }
     watchdog(120, || {
         let rt = Runtime::builder().workers(2).build().unwrap();
-        assert_eq!(rt.block_on(multipool::spawn(tree(14)).start()).unwrap(), 1 << 14);
+        assert_eq!(
+            rt.block_on(multipool::spawn(tree(14)).start()).unwrap(),
+            1 << 14
+        );
     });
 }
 
@@ -175,7 +180,10 @@ fn no_lost_wakeups_when_workers_idle() {
     watchdog(120, || {
         let rt = Runtime::builder().workers(2).build().unwrap();
         for round in 0..20_000u32 {
-            let value = rt.block_on(rt.spawn(async move { round }).priority(Priority::ALL[round as usize % 3]));
+            let value = rt.block_on(
+                rt.spawn(async move { round })
+                    .priority(Priority::ALL[round as usize % 3]),
+            );
             assert_eq!(value.unwrap(), round);
         }
     });
@@ -237,7 +245,10 @@ fn every_worker_takes_part_when_work_is_plentiful() {
                     .start()
                 })
                 .collect();
-            let mut seen: Vec<_> = handles.into_iter().map(|h| rt.block_on(h).unwrap()).collect();
+            let mut seen: Vec<_> = handles
+                .into_iter()
+                .map(|h| rt.block_on(h).unwrap())
+                .collect();
             seen.sort_unstable();
             assert_eq!(seen, (0..workers).collect::<Vec<_>>());
         }

@@ -26,7 +26,9 @@ fn spawn_builder_await_start_detach() {
     let rt = runtime(2);
     rt.block_on(async {
         assert_eq!(multipool::spawn(async { 1 }).await.unwrap(), 1);
-        let handle = multipool::spawn(async { 2 }).priority(Priority::Low).start();
+        let handle = multipool::spawn(async { 2 })
+            .priority(Priority::Low)
+            .start();
         assert_eq!(handle.await.unwrap(), 2);
 
         let (tx, rx) = oneshot::channel();
@@ -153,7 +155,10 @@ fn abort_racing_completion() {
         }
     }
     assert_eq!(completed + cancelled, 5_000);
-    assert!(cancelled > 0, "an abort right after spawn cancels most tasks");
+    assert!(
+        cancelled > 0,
+        "an abort right after spawn cancels most tasks"
+    );
 }
 
 #[test]
@@ -197,10 +202,15 @@ fn panics_are_reported_and_workers_survive() {
             assert!(err.is_panic() && !err.is_cancelled());
             assert_eq!(err.to_string(), format!("task panicked: boom {i}"));
             let payload = err.into_panic();
-            assert_eq!(payload.downcast_ref::<String>().unwrap(), &format!("boom {i}"));
+            assert_eq!(
+                payload.downcast_ref::<String>().unwrap(),
+                &format!("boom {i}")
+            );
         }
         // The workers still run tasks.
-        let results: Vec<_> = (0..100).map(|i| multipool::spawn(async move { i }).start()).collect();
+        let results: Vec<_> = (0..100)
+            .map(|i| multipool::spawn(async move { i }).start())
+            .collect();
         for (i, handle) in results.into_iter().enumerate() {
             assert_eq!(handle.await.unwrap(), i);
         }

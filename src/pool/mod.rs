@@ -89,7 +89,8 @@ impl Pool {
         let mut slots = Vec::with_capacity(config.workers);
         let mut parts = Vec::with_capacity(config.workers);
         for index in 0..config.workers {
-            let queues: [Deque<Runnable>; Priority::COUNT] = std::array::from_fn(|_| Deque::new_fifo());
+            let queues: [Deque<Runnable>; Priority::COUNT] =
+                std::array::from_fn(|_| Deque::new_fifo());
             let stealers = std::array::from_fn(|level| queues[level].stealer());
             let (parker, unparker) = parking::pair();
             slots.push(Slot { stealers, unparker });
@@ -109,7 +110,8 @@ impl Pool {
             threads: Mutex::new(Vec::with_capacity(config.workers)),
         });
         for part in parts {
-            let mut builder = thread::Builder::new().name(format!("{}-{}", config.thread_name, part.index));
+            let mut builder =
+                thread::Builder::new().name(format!("{}-{}", config.thread_name, part.index));
             if let Some(size) = config.stack_size {
                 builder = builder.stack_size(size);
             }

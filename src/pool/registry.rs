@@ -127,6 +127,9 @@ impl Registry {
 
     /// Number of registered (live) tasks.
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|shard| shard.lock().tasks.len()).sum()
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().tasks.len())
+            .sum()
     }
 }

@@ -334,7 +334,10 @@ impl Core {
             return;
         }
         let pool = &*local.pool;
-        if pool.idle.transition_worker_to_parked(local.index, self.searching) {
+        if pool
+            .idle
+            .transition_worker_to_parked(local.index, self.searching)
+        {
             // Last searcher: re-check everything (see `idle`).
             pool.notify_if_work_pending();
         }
