@@ -86,3 +86,8 @@ where
 pub fn worker_index() -> Option<usize> {
     pool::worker::current_index()
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
