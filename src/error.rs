@@ -74,7 +74,8 @@ impl std::error::Error for BuildError {
     }
 }
 
-/// Why a task ended without producing its output.
+/// Why a task ended without producing its output: it panicked, was aborted,
+/// timed out, was rejected, or its runtime shut down.
 ///
 /// Returned by awaiting a [`JoinHandle`](crate::JoinHandle) (or a
 /// [`Spawn`](crate::Spawn)). A task either completes, or its handle says which
@@ -97,6 +98,10 @@ enum Repr {
     Aborted,
     /// The runtime shut down (or had shut down) before the task completed.
     Shutdown,
+    /// The deadline set with `Spawn::timeout` passed first.
+    TimedOut,
+    /// The task was refused before it ran; the message says why.
+    Rejected(&'static str),
     /// The task's future panicked. The payload sits in a mutex only so that
     /// `JoinError` is `Sync` (panic payloads are `Send` but not `Sync`).
     Panic(std::sync::Mutex<Box<dyn Any + Send + 'static>>),
@@ -112,6 +117,18 @@ impl JoinError {
     pub(crate) fn shutdown() -> Self {
         JoinError {
             repr: Repr::Shutdown,
+        }
+    }
+
+    pub(crate) fn timed_out() -> Self {
+        JoinError {
+            repr: Repr::TimedOut,
+        }
+    }
+
+    pub(crate) fn rejected(reason: &'static str) -> Self {
+        JoinError {
+            repr: Repr::Rejected(reason),
         }
     }
 
@@ -131,6 +148,18 @@ impl JoinError {
     /// spawned onto a runtime that had already shut down.
     pub fn is_shutdown(&self) -> bool {
         matches!(self.repr, Repr::Shutdown)
+    }
+
+    /// Whether the task was cancelled because the deadline given with
+    /// [`Spawn::timeout`](crate::Spawn::timeout) passed first.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.repr, Repr::TimedOut)
+    }
+
+    /// Whether the task was refused before it ran (for example a zero
+    /// [`Spawn::timeout`](crate::Spawn::timeout)); see `Display` for why.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self.repr, Repr::Rejected(_))
     }
 
     /// Whether the task panicked.
@@ -172,6 +201,8 @@ impl fmt::Display for JoinError {
         match &self.repr {
             Repr::Aborted => f.write_str("task was cancelled"),
             Repr::Shutdown => f.write_str("task was cancelled because its runtime shut down"),
+            Repr::TimedOut => f.write_str("task timed out"),
+            Repr::Rejected(reason) => write!(f, "task was rejected: {reason}"),
             Repr::Panic(payload) => {
                 let payload = payload
                     .lock()
@@ -190,6 +221,8 @@ impl fmt::Debug for JoinError {
         match &self.repr {
             Repr::Aborted => f.write_str("JoinError::Cancelled(Aborted)"),
             Repr::Shutdown => f.write_str("JoinError::Cancelled(Shutdown)"),
+            Repr::TimedOut => f.write_str("JoinError::TimedOut"),
+            Repr::Rejected(reason) => write!(f, "JoinError::Rejected({reason:?})"),
             Repr::Panic(_) => write!(f, "JoinError::Panic({self})"),
         }
     }

@@ -43,6 +43,7 @@ mod priority;
 mod runtime;
 mod sync;
 pub mod task;
+pub mod time;
 
 pub use error::{BuildError, JoinError, TryCurrentError};
 pub use priority::Priority;

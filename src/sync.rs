@@ -6,7 +6,7 @@
 //! unwind through a lock, and a poisoned lock here only means a panic in our
 //! own bookkeeping, which must not take the whole runtime down with it.
 
-pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 pub(crate) use std::sync::Arc;
 
 /// A `std::sync::Mutex` whose `lock` ignores poisoning.

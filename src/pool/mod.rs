@@ -48,17 +48,22 @@ use std::thread;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker as Deque};
 
 use crate::error::BuildError;
-use crate::sync::{fence, Arc, AtomicBool, AtomicU8, Mutex, Ordering};
+use crate::sync::{fence, Arc, AtomicBool, AtomicU8, AtomicUsize, Mutex, Ordering};
 use crate::task::{run_cancelled, Runnable};
+use crate::time::driver::Timers;
 use crate::Priority;
 use idle::Idle;
 use registry::Registry;
+
+/// Most tasks a worker moves from an injector to its own queue at once.
+const MAX_INJECT_BATCH: usize = 256;
 
 /// What a pool is built from; validated by the runtime builder.
 pub(crate) struct PoolConfig {
     pub(crate) workers: usize,
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
+    pub(crate) start_paused: bool,
 }
 
 /// The shared side of one worker: what other threads use to reach it.
@@ -74,6 +79,11 @@ pub(crate) struct Pool {
     slots: Box<[Slot]>,
     idle: Idle,
     pub(crate) registry: Registry,
+    /// One timer wheel per worker; see `time::driver`.
+    pub(crate) timers: Timers,
+    /// Number of `Runtime::block_on` calls polling their future right now;
+    /// paused time only advances by itself while this is zero.
+    active_blockers: AtomicUsize,
     closed: AtomicBool,
     /// Bit `L` set: some worker's local queue may hold a task of level `L`
     /// (tracked for the levels above `Low`). A busy worker about to run
@@ -88,11 +98,13 @@ impl Pool {
     pub(crate) fn start(config: PoolConfig) -> Result<Arc<Pool>, BuildError> {
         let mut slots = Vec::with_capacity(config.workers);
         let mut parts = Vec::with_capacity(config.workers);
+        let mut unparkers = Vec::with_capacity(config.workers);
         for index in 0..config.workers {
             let queues: [Deque<Runnable>; Priority::COUNT] =
                 std::array::from_fn(|_| Deque::new_fifo());
             let stealers = std::array::from_fn(|level| queues[level].stealer());
             let (parker, unparker) = parking::pair();
+            unparkers.push(unparker.clone());
             slots.push(Slot { stealers, unparker });
             parts.push(worker::WorkerParts {
                 index,
@@ -105,6 +117,8 @@ impl Pool {
             slots: slots.into_boxed_slice(),
             idle: Idle::new(config.workers),
             registry: Registry::new(config.workers),
+            timers: Timers::new(unparkers, config.start_paused),
+            active_blockers: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             level_hint: AtomicU8::new(0),
             threads: Mutex::new(Vec::with_capacity(config.workers)),
@@ -171,20 +185,36 @@ impl Pool {
         }
     }
 
-    /// Pops one task from the injector at `level`, moving a batch more into
-    /// `dest` (the caller's own queue for that level).
+    /// Pops one task from the injector at `level` and moves a batch more
+    /// into `dest` (the caller's own queue for that level): this worker's
+    /// fair share of what waits, `len / workers + 1`, at most
+    /// [`MAX_INJECT_BATCH`]. Taking many at once is what keeps a burst of
+    /// remote spawns from trickling in while the worker also has local work.
     fn pop_injector(&self, level: usize, dest: &Deque<Runnable>) -> Option<Runnable> {
         let injector = &self.injector[level];
-        loop {
-            if injector.is_empty() {
-                return None;
-            }
-            match injector.steal_batch_and_pop(dest) {
-                Steal::Success(task) => return Some(task),
+        if injector.is_empty() {
+            return None;
+        }
+        let want = (injector.len() / self.slots.len() + 1).min(MAX_INJECT_BATCH);
+        // The popped task counts towards `want`.
+        let target = dest.len() + want - 1;
+        let task = loop {
+            match injector.steal_batch_with_limit_and_pop(dest, want) {
+                Steal::Success(task) => break task,
                 Steal::Empty => return None,
                 Steal::Retry => continue,
             }
+        };
+        // crossbeam moves at most half the queue (and one block) per call.
+        while dest.len() < target {
+            let before = dest.len();
+            match injector.steal_batch_with_limit(dest, target - before) {
+                Steal::Success(()) if dest.len() > before => {}
+                Steal::Retry => {}
+                _ => break,
+            }
         }
+        Some(task)
     }
 
     /// Wakes a parked worker if work is waiting and nobody searches for it.
@@ -245,6 +275,46 @@ impl Pool {
     /// Number of parked workers.
     pub(crate) fn num_parked(&self) -> usize {
         self.idle.num_parked()
+    }
+
+    /// Runs `poll` as a `block_on` poll of this runtime (see `active_blockers`).
+    pub(crate) fn blocker_poll<R>(&self, poll: impl FnOnce() -> R) -> R {
+        struct Done<'a>(&'a AtomicUsize);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.active_blockers.fetch_add(1, Ordering::SeqCst);
+        let _done = Done(&self.active_blockers);
+        poll()
+    }
+
+    /// With paused time and nothing left to do anywhere in the runtime,
+    /// jumps the clock to the next timer and fires it. Returns whether time
+    /// moved. Called by whoever is about to sleep: the last worker to park,
+    /// or a `block_on` thread.
+    pub(crate) fn try_auto_advance(&self) -> bool {
+        if !self.timers.clock.is_paused() {
+            return false;
+        }
+        let idle = self.idle.num_parked() == self.num_workers()
+            && self.active_blockers.load(Ordering::SeqCst) == 0
+            && self.injector.iter().all(Injector::is_empty)
+            && self
+                .slots
+                .iter()
+                .all(|slot| slot.stealers.iter().all(Stealer::is_empty));
+        if !idle {
+            return false;
+        }
+        #[cfg(feature = "test-util")]
+        if let Some(next) = self.timers.next_expiration() {
+            self.timers.clock.advance_to(next);
+            self.timers.fire_all_due();
+            return true;
+        }
+        false
     }
 
     /// Stops the pool and cancels every task it holds; see the module docs.

@@ -5,10 +5,9 @@
 //! For each level, High first:
 //! 1. every [`GLOBAL_QUEUE_INTERVAL`]th tick, the injector first, so work from
 //!    outside the pool cannot be starved by tasks that keep spawning locally;
-//! 2. the LIFO slot, if its task is of this level;
-//! 3. its own queue;
-//! 4. the injector (taking a batch into its own queue);
-//! 5. for High and Normal, when the pool's level hint says a sibling may hold
+//! 2. its own queue;
+//! 3. the injector (taking a batch into its own queue);
+//! 4. for High and Normal, when the pool's level hint says a sibling may hold
 //!    such work: a batch stolen from a sibling, so a busy worker does not run
 //!    Low work while a High task waits in another worker's queue.
 //!
@@ -20,13 +19,16 @@
 //!
 //! A task woken by the task running on this worker is run right after it
 //! (message passing between two tasks then costs no queue round-trip). At
-//! most [`MAX_LIFO_POLLS`] slot tasks run in a row; then the slot is disabled
-//! until the worker polls a task from a queue, so two tasks waking each other
-//! cannot starve the rest. The slot is also skipped while more urgent work is
-//! queued, so it never bends priority order.
+//! most [`MAX_LIFO_POLLS`] slot tasks run in a row, fewer when polls are long
+//! (see [`LIFO_BUDGET`]), so two tasks waking each other cannot starve the
+//! rest. A slot task that does not get to run at
+//! once (the cap is reached, more urgent work is queued, or the injector is
+//! due) goes to the back of its queue: the slot never holds a task between
+//! two ticks, so it neither hides work from thieves nor bends priority order.
 
 use std::cell::Cell;
 use std::ptr;
+use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Steal, Worker as Deque};
 
@@ -36,12 +38,23 @@ use crate::sync::Arc;
 use crate::task::{run_cancelled, Runnable};
 use crate::Priority;
 
-/// How often (in ticks) the injector is checked before the local queues.
-/// tokio seeds its self-tuning interval at 61; Go uses 61.
-const GLOBAL_QUEUE_INTERVAL: u32 = 61;
+/// How long, at most, work in the injector waits behind local work: the
+/// injector interval is this divided by the mean poll time. tokio targets
+/// 200 µs; half that keeps a burst of remote spawns from waiting behind long
+/// local polls (`spawn_many_remote_busy*` in the benches).
+const INJECTOR_TARGET: Duration = Duration::from_micros(100);
 
-/// Longest run of LIFO-slot polls before the slot is disabled (as in tokio).
+/// Upper bound of the injector interval in ticks (tokio seeds its interval
+/// at 61, as Go fixes it).
+const MAX_INJECTOR_INTERVAL: u32 = 61;
+
+/// Longest run of LIFO-slot polls after a task (as in tokio).
 pub(crate) const MAX_LIFO_POLLS: u32 = 3;
+
+/// The LIFO slot only pays off for short polls (message passing); a run of
+/// slot polls is cut once it would exceed this much time at the mean poll
+/// time, so long polls cannot use the slot to jump ahead of queued work.
+const LIFO_BUDGET: Duration = Duration::from_micros(10);
 
 /// What a worker thread is started with.
 pub(crate) struct WorkerParts {
@@ -56,17 +69,35 @@ struct Local {
     pool: Arc<Pool>,
     index: usize,
     queues: [Deque<Runnable>; Priority::COUNT],
+    /// Only ever holds a task while `run_task` runs on this worker: it is
+    /// consumed by `run_task` itself, or pushed to its queue.
     lifo: Cell<Option<Runnable>>,
+    /// Whether a task woken now may go to the LIFO slot: a task is running
+    /// and the slot has not been used too often in a row.
     lifo_enabled: Cell<bool>,
 }
 
 /// State only the worker loop touches.
 struct Core {
     tick: u32,
+    /// Ticks between two injector-first checks; see `INJECTOR_TARGET`.
+    injector_interval: u32,
+    /// LIFO polls allowed in a row at the current mean poll time; see
+    /// `LIFO_BUDGET`.
+    lifo_cap: u32,
+    /// Set when an injector-first check found work: the injector stays
+    /// first until it is empty, so a burst of remote work is taken in
+    /// without a long local poll between each batch.
+    draining: bool,
+    /// Tick and time of the last injector-first check, to measure the mean
+    /// poll time; reset after parking so idle time does not count.
+    interval_start: (u32, Instant),
     searching: bool,
     lifo_polls: u32,
     rng: u32,
     parker: parking::Parker,
+    /// Reused buffer for the wakers of fired timers.
+    fired: Vec<std::task::Waker>,
 }
 
 thread_local! {
@@ -87,6 +118,14 @@ fn with_local<R>(f: impl FnOnce(Option<&Local>) -> R) -> R {
 /// The index of the worker running on this thread, if any.
 pub(crate) fn current_index() -> Option<usize> {
     with_local(|local| local.map(|local| local.index))
+}
+
+/// The index of this thread's worker if it belongs to `pool`.
+pub(crate) fn index_in(pool: &Pool) -> Option<usize> {
+    with_local(|local| match local {
+        Some(local) if ptr::eq(Arc::as_ptr(&local.pool), pool) => Some(local.index),
+        _ => None,
+    })
 }
 
 /// Schedules `runnable` on this thread's worker if that worker belongs to
@@ -122,15 +161,20 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts) {
         index: parts.index,
         queues: parts.queues,
         lifo: Cell::new(None),
-        lifo_enabled: Cell::new(true),
+        lifo_enabled: Cell::new(false),
     };
     let mut core = Core {
         tick: 0,
+        injector_interval: MAX_INJECTOR_INTERVAL,
+        lifo_cap: MAX_LIFO_POLLS,
+        draining: false,
+        interval_start: (0, Instant::now()),
         searching: false,
         lifo_polls: 0,
         // Any non-zero seed works for xorshift.
         rng: (parts.index as u32).wrapping_mul(0x9E37_79B9) | 1,
         parker: parts.parker,
+        fired: Vec::new(),
     };
     CURRENT.with(|current| current.set(&local));
     let _guard = CurrentGuard;
@@ -141,6 +185,7 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts) {
 impl Local {
     /// Queues a task scheduled on this worker (see the module docs).
     fn schedule(&self, runnable: Runnable, is_yield: bool) {
+        // Only a task woken by the running task goes to the LIFO slot.
         if is_yield || !self.lifo_enabled.get() {
             self.push_back(runnable);
             return;
@@ -164,12 +209,10 @@ impl Local {
         (0..level).any(|l| !self.queues[l].is_empty() || !self.pool.injector[l].is_empty())
     }
 
+    /// Whether this worker's queues hold work (the LIFO slot is always
+    /// empty between ticks).
     fn has_local_work(&self) -> bool {
-        // SAFETY-free peek: take and put back.
-        let lifo = self.lifo.take();
-        let has = lifo.is_some();
-        self.lifo.set(lifo);
-        has || self.queues.iter().any(|q| !q.is_empty())
+        self.queues.iter().any(|q| !q.is_empty())
     }
 
     /// Cancels every task in this worker's queues; the pool is closed.
@@ -198,6 +241,9 @@ impl Core {
     fn run(&mut self, local: &Local) {
         while !local.pool.is_closed() {
             self.tick = self.tick.wrapping_add(1);
+            if local.pool.timers.is_due(local.index) {
+                local.pool.timers.fire_due(local.index, &mut self.fired);
+            }
             if let Some(task) = self.next_task(local) {
                 self.run_task(local, task);
             } else if let Some(task) = self.steal_work(local) {
@@ -221,18 +267,17 @@ impl Core {
     /// Finds the next task without becoming a searcher (see the module docs).
     fn next_task(&mut self, local: &Local) -> Option<Runnable> {
         let pool = &*local.pool;
-        let injector_first = self.tick % GLOBAL_QUEUE_INTERVAL == 0;
+        let injector_first = self.injector_due();
+        if injector_first && !self.draining {
+            self.tune_injector_interval();
+        }
+        self.draining = false;
         for level in 0..Priority::COUNT {
             if injector_first {
                 if let Some(task) = pool.pop_injector(level, &local.queues[level]) {
+                    self.draining = true;
                     return Some(task);
                 }
-            }
-            if let Some(task) = local.lifo.take() {
-                if task.metadata().priority().index() == level {
-                    return Some(task);
-                }
-                local.lifo.set(Some(task));
             }
             if let Some(task) = local.queues[level].pop() {
                 return Some(task);
@@ -249,6 +294,26 @@ impl Core {
             }
         }
         None
+    }
+
+    /// Whether the injector interval has passed since the last
+    /// injector-first check.
+    fn injector_due(&self) -> bool {
+        self.draining || self.tick.wrapping_sub(self.interval_start.0) >= self.injector_interval
+    }
+
+    /// Re-derives the injector interval from the mean poll time since the
+    /// last check.
+    fn tune_injector_interval(&mut self) {
+        let now = Instant::now();
+        let (start_tick, start) = self.interval_start;
+        let ticks = self.tick.wrapping_sub(start_tick).max(1);
+        let mean_poll = now.saturating_duration_since(start) / ticks;
+        let interval = INJECTOR_TARGET.as_nanos() / mean_poll.as_nanos().max(1);
+        self.injector_interval = (interval as u32).clamp(1, MAX_INJECTOR_INTERVAL);
+        let lifo_polls = LIFO_BUDGET.as_nanos() / mean_poll.as_nanos().max(1);
+        self.lifo_cap = (lifo_polls as u32).min(MAX_LIFO_POLLS);
+        self.interval_start = (self.tick, now);
     }
 
     /// Steals a batch of `level` tasks from a sibling, starting at a random
@@ -308,27 +373,31 @@ impl Core {
                 local.pool.notify_parked();
             }
         }
-        local.lifo_enabled.set(true);
         self.lifo_polls = 0;
+        local.lifo_enabled.set(true);
         task.run();
         while let Some(task) = local.lifo.take() {
             let level = task.metadata().priority().index();
-            if self.lifo_polls >= MAX_LIFO_POLLS {
-                local.lifo_enabled.set(false);
+            if self.lifo_polls >= self.lifo_cap
+                || local.more_urgent_queued(level)
+                || self.injector_due()
+                || local.pool.is_closed()
+            {
+                // The task loses its turn: to the back of its queue, where
+                // `next_task` serves levels (and the injector) in order.
                 local.push_back(task);
-                return;
-            }
-            if local.more_urgent_queued(level) || local.pool.is_closed() {
-                // Leave it for `next_task`, which serves levels in order.
-                local.lifo.set(Some(task));
-                return;
+                break;
             }
             self.lifo_polls += 1;
+            // A LIFO poll is a tick too, for the injector interval.
+            self.tick = self.tick.wrapping_add(1);
             task.run();
         }
+        local.lifo_enabled.set(false);
     }
 
-    /// Sleeps until a producer wakes this worker or the pool closes.
+    /// Sleeps until a producer wakes this worker, its next timer is due, or
+    /// the pool closes.
     fn park(&mut self, local: &Local) {
         if local.has_local_work() {
             return;
@@ -342,17 +411,36 @@ impl Core {
             pool.notify_if_work_pending();
         }
         self.searching = false;
+        if pool.try_auto_advance() {
+            // Paused time moved; the timers it fired woke tasks onto this
+            // worker's queues.
+            self.searching = !pool.idle.unpark_worker_by_id(local.index);
+            return;
+        }
         loop {
             if pool.is_closed() {
                 pool.idle.unpark_worker_by_id(local.index);
-                return;
+                break;
             }
-            self.parker.park();
+            match pool.timers.prepare_park(local.index) {
+                Some(deadline) => {
+                    self.parker.park_deadline(deadline);
+                }
+                None => self.parker.park(),
+            }
             if !pool.idle.is_parked(local.index) {
                 // A notifier claimed us and counted us as searching.
                 self.searching = true;
-                return;
+                break;
+            }
+            if pool.timers.is_due(local.index) {
+                // Woken for a timer: unpark ourselves (unless a notifier
+                // claimed us meanwhile) and let the loop fire it.
+                self.searching = !pool.idle.unpark_worker_by_id(local.index);
+                break;
             }
         }
+        pool.timers.unparked(local.index);
+        self.interval_start = (self.tick, Instant::now());
     }
 }

@@ -4,8 +4,10 @@ use std::cell::RefCell;
 use std::future::{Future, IntoFuture};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
+use std::thread;
+use std::time::Duration;
 
-use crate::pool::worker;
+use crate::pool::{worker, Pool};
 
 /// Runs a future to completion on the calling thread, parking the thread
 /// while the future waits. Anything that turns into a future works, a
@@ -29,6 +31,12 @@ use crate::pool::worker;
 /// assert_eq!(value, 42);
 /// ```
 pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
+    block_on_in(future, None)
+}
+
+/// `block_on`, counted as a poller of `pool` (so paused time does not move
+/// while the future runs) when one is given.
+pub(crate) fn block_on_in<F: IntoFuture>(future: F, pool: Option<&Pool>) -> F::Output {
     assert!(
         worker::current_index().is_none(),
         "`block_on` called on a multipool worker thread; this would block the worker \
@@ -56,11 +64,39 @@ pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
     let mut future = pin!(future.into_future());
     let mut cx = Context::from_waker(&waker);
     let output = loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+        let poll = match pool {
+            Some(pool) => pool.blocker_poll(|| future.as_mut().poll(&mut cx)),
+            None => future.as_mut().poll(&mut cx),
+        };
+        if let Poll::Ready(output) = poll {
             break output;
         }
-        parker.park();
+        if let Some(pool) = pool {
+            // With paused time, the last one to go idle moves the clock.
+            pool.try_auto_advance();
+        }
+        park(&parker);
     };
     let _ = CACHE.try_with(|cache| *cache.borrow_mut() = Some((parker, waker)));
     output
+}
+
+/// How many times `block_on` yields its time slice, checking for a wake-up,
+/// before it sleeps.
+const YIELDS_BEFORE_SLEEP: usize = 8;
+
+/// Waits for the future's waker. A future awaited from outside the runtime
+/// is often woken within microseconds (a task just spawned completes); a
+/// short yield-spin then spares this thread a sleep and the waking worker a
+/// futex wake-up. On the 2-core bench machine this took
+/// `spawn_many_remote_busy2` from 1.07 ms to 0.3 ms: awaiting 1 000 handles
+/// went from ~360 sleeps to about one.
+fn park(parker: &parking::Parker) {
+    for _ in 0..YIELDS_BEFORE_SLEEP {
+        if parker.park_timeout(Duration::ZERO) {
+            return;
+        }
+        thread::yield_now();
+    }
+    parker.park();
 }

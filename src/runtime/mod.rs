@@ -11,6 +11,7 @@ pub(crate) mod context;
 mod global;
 
 pub use block_on::block_on;
+
 pub use context::EnterGuard;
 
 use std::fmt;
@@ -36,6 +37,7 @@ pub struct Builder {
     workers: Option<usize>,
     thread_name: String,
     stack_size: Option<usize>,
+    start_paused: bool,
 }
 
 impl Default for Builder {
@@ -44,6 +46,7 @@ impl Default for Builder {
             workers: None,
             thread_name: "multipool-worker".to_owned(),
             stack_size: None,
+            start_paused: false,
         }
     }
 }
@@ -71,6 +74,14 @@ impl Builder {
     /// Stack size of the worker threads, in bytes.
     pub fn thread_stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Starts the runtime with its clock paused (see
+    /// [`time::pause`](crate::time::pause)). Needs the `test-util` feature.
+    #[cfg(feature = "test-util")]
+    pub fn start_paused(mut self, paused: bool) -> Self {
+        self.start_paused = paused;
         self
     }
 
@@ -108,6 +119,7 @@ impl Builder {
             workers,
             thread_name: self.thread_name,
             stack_size: self.stack_size,
+            start_paused: self.start_paused,
         })?;
         Ok(Runtime {
             handle: Handle { pool },
@@ -164,8 +176,7 @@ impl Runtime {
     /// Panics when called on a multipool worker thread (see
     /// [`multipool::block_on`](crate::block_on)).
     pub fn block_on<F: IntoFuture>(&self, future: F) -> F::Output {
-        let _enter = self.handle.enter();
-        block_on(future)
+        self.handle.block_on(future)
     }
 
     /// Describes a task to run on this runtime; see [`Spawn`].
@@ -286,7 +297,7 @@ impl Handle {
     /// [`Runtime::block_on`].
     pub fn block_on<F: IntoFuture>(&self, future: F) -> F::Output {
         let _enter = self.enter();
-        block_on(future)
+        block_on::block_on_in(future, Some(&self.pool))
     }
 
     /// Number of worker threads.
@@ -309,6 +320,12 @@ impl Handle {
     /// Number of workers currently parked (idle).
     pub fn num_parked_workers(&self) -> usize {
         self.pool.num_parked()
+    }
+
+    /// Number of timers registered: sleeps, time-outs, intervals and task
+    /// deadlines being waited on.
+    pub fn num_timers(&self) -> usize {
+        self.pool.timers.len()
     }
 
     /// Whether the runtime has shut down; spawns then fail with a shutdown

@@ -32,6 +32,7 @@ use std::task::{Context, Poll};
 use crate::error::JoinError;
 use crate::pool::Pool;
 use crate::sync::{Arc, AtomicU8, AtomicUsize, Ordering};
+use crate::time::Sleep;
 use crate::Priority;
 
 /// The runnable half of a multipool task, as queued by the scheduler.
@@ -45,6 +46,8 @@ pub(crate) mod cancel {
     pub(crate) const ABORTED: u8 = 1;
     /// The runtime shut down.
     pub(crate) const SHUTDOWN: u8 = 2;
+    /// Refused at spawn: a zero `Spawn::timeout`.
+    pub(crate) const ZERO_TIMEOUT: u8 = 3;
 }
 
 /// Per-task data the scheduler routes by, stored in the task header.
@@ -87,12 +90,34 @@ impl TaskMeta {
 pin_project_lite::pin_project! {
     /// The user's future plus the task's end-of-life contract (see the module
     /// docs). Fields drop in order: the user's future first, then the
-    /// registry entry.
-    struct TaskFuture<'a, F> {
+    /// deadline's timer, then the registry entry.
+    struct TaskFuture<'a, F, D> {
         #[pin]
         future: Option<F>,
+        deadline: D,
         meta: &'a TaskMeta,
         _registration: Registration<'a>,
+    }
+}
+
+/// What ends a task early besides cancellation: nothing, or a deadline.
+pub(crate) trait Deadline: Send + Unpin + 'static {
+    /// Whether the deadline has passed; if not, `cx` is woken when it does.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool;
+}
+
+/// A task without a deadline.
+pub(crate) struct NoDeadline;
+
+impl Deadline for NoDeadline {
+    fn poll_expired(&mut self, _cx: &mut Context<'_>) -> bool {
+        false
+    }
+}
+
+impl Deadline for Sleep {
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        Pin::new(self).poll(cx).is_ready()
     }
 }
 
@@ -110,7 +135,7 @@ impl Drop for Registration<'_> {
     }
 }
 
-impl<F: Future> Future for TaskFuture<'_, F> {
+impl<F: Future, D: Deadline> Future for TaskFuture<'_, F, D> {
     type Output = Result<F::Output, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -119,6 +144,9 @@ impl<F: Future> Future for TaskFuture<'_, F> {
         if reason != cancel::NONE {
             let error = match reason {
                 cancel::ABORTED => JoinError::aborted(),
+                cancel::ZERO_TIMEOUT => JoinError::rejected(
+                    "a zero `Spawn::timeout` would cancel the task before it could run",
+                ),
                 _ => JoinError::shutdown(),
             };
             return Poll::Ready(match drop_future(this.future) {
@@ -131,7 +159,15 @@ impl<F: Future> Future for TaskFuture<'_, F> {
             unreachable!("multipool task polled after it completed");
         };
         match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Pending) => {
+                // The future first, then the deadline: a future that is
+                // ready at its deadline wins.
+                if this.deadline.poll_expired(cx) {
+                    Poll::Ready(drop_future(this.future).and(Err(JoinError::timed_out())))
+                } else {
+                    Poll::Pending
+                }
+            }
             Ok(Poll::Ready(value)) => {
                 // Drop the future here, inside `catch_unwind`: async-task would
                 // otherwise drop it outside, where a panicking destructor
@@ -169,10 +205,38 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    match options.timeout {
+        None => spawn_with_deadline(pool, future, options, NoDeadline),
+        Some(timeout) => {
+            let now = pool.timers.clock.now();
+            let deadline = now
+                .checked_add(timeout)
+                .unwrap_or_else(|| crate::time::far_future(now));
+            spawn_with_deadline(pool, future, options, Sleep::new(deadline))
+        }
+    }
+}
+
+fn spawn_with_deadline<F, D>(
+    pool: &Arc<Pool>,
+    future: F,
+    options: SpawnOptions,
+    deadline: D,
+) -> async_task::Task<Result<F::Output, JoinError>, TaskMeta>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    D: Deadline,
+{
+    let rejected = options.timeout == Some(std::time::Duration::ZERO);
     let meta = TaskMeta {
         pool: pool.clone(),
         priority: AtomicU8::new(options.priority.index() as u8),
-        cancel: AtomicU8::new(cancel::NONE),
+        cancel: AtomicU8::new(if rejected {
+            cancel::ZERO_TIMEOUT
+        } else {
+            cancel::NONE
+        }),
         registry_key: AtomicUsize::new(usize::MAX),
         name: options.name.map(String::into_boxed_str),
     };
@@ -181,12 +245,14 @@ where
         .propagate_panic(false);
     let make_future = |meta| TaskFuture {
         future: Some(future),
+        deadline,
         meta,
         _registration: Registration { meta },
     };
     // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
-    // - `Send`: `TaskFuture` is `Send` because `F: Send` and it otherwise
-    //   holds only `&TaskMeta`, which is `Send` since `TaskMeta: Sync`.
+    // - `Send`: `TaskFuture` is `Send` because `F: Send`, `D: Send`, and it
+    //   otherwise holds only `&TaskMeta`, which is `Send` since
+    //   `TaskMeta: Sync`.
     // - `'static`: the only borrow is of the task's own metadata, which lives
     //   in the task allocation and is dropped only after the future has been
     //   dropped (async-task frees the header last), so it outlives the
@@ -195,6 +261,11 @@ where
     let (runnable, task) =
         unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule)) };
     let meta = runnable.metadata();
+    if rejected {
+        // Ends at once; the handle says why.
+        run_cancelled(runnable);
+        return task;
+    }
     match pool.registry.insert(runnable.waker()) {
         Ok(key) => {
             meta.registry_key.store(key, Ordering::Relaxed);

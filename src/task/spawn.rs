@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
+use std::time::Duration;
 
 use super::{spawn_on, JoinHandle};
 use crate::runtime::{context, Handle};
@@ -12,6 +13,7 @@ use crate::Priority;
 pub(crate) struct SpawnOptions {
     pub(crate) priority: Priority,
     pub(crate) name: Option<String>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// Which runtime a [`Spawn`] puts its task on.
@@ -93,6 +95,32 @@ where
         self
     }
 
+    /// Gives the task a deadline, `timeout` after it is started: if it has
+    /// not completed by then, it is cancelled (its future dropped) and its
+    /// handle yields an error with
+    /// [`is_timeout`](crate::JoinError::is_timeout). The future is polled
+    /// before the deadline is checked, so a task that completes in the poll
+    /// during which the deadline passes still succeeds.
+    ///
+    /// A zero timeout is rejected: the task never runs and its handle yields
+    /// an error with [`is_rejected`](crate::JoinError::is_rejected).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
+    /// rt.block_on(async {
+    ///     let slow = multipool::spawn(multipool::time::sleep(Duration::from_secs(60)))
+    ///         .timeout(Duration::from_millis(5))
+    ///         .await;
+    ///     assert!(slow.unwrap_err().is_timeout());
+    /// });
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = Some(timeout);
+        self
+    }
+
     /// Starts the task now and returns its handle.
     ///
     /// A task spawned onto a runtime that has shut down ends at once: its
@@ -135,6 +163,7 @@ impl<F> fmt::Debug for Spawn<F> {
         f.debug_struct("Spawn")
             .field("priority", &self.options.priority)
             .field("name", &self.options.name)
+            .field("timeout", &self.options.timeout)
             .finish_non_exhaustive()
     }
 }

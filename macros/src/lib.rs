@@ -1,0 +1,583 @@
+//! Procedural macros for [`multipool`](https://docs.rs/multipool):
+//! `#[multipool::main]` and `#[multipool::test]`.
+//!
+//! Do not depend on this crate directly; use the re-exports in `multipool`
+//! (enabled by its default `macros` feature).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use proc_macro::TokenStream;
+use proc_macro2::{Delimiter, Group, Literal, Span, TokenStream as TokenStream2, TokenTree};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::meta::ParseNestedMeta;
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::{braced, AttrStyle, Attribute, Expr, Lit, Path, Signature, Visibility};
+
+/// Runs an `async fn` on a multi-threaded multipool runtime.
+///
+/// The function is rewritten into a synchronous function with the same name,
+/// attributes, visibility and return type. Its body builds a
+/// `multipool::Runtime` and drives the original `async` body to completion
+/// with `Runtime::block_on`, returning whatever the body returns. The runtime
+/// is shut down when the function returns.
+///
+/// This is meant for `async fn main`, but other functions may use it too;
+/// their arguments are moved into the `async` body.
+///
+/// # Options
+///
+/// * `workers = N`: the number of worker threads, an integer literal greater
+///   than zero. Defaults to the `Builder` default (the available parallelism).
+/// * `crate = "path"`: the path to the `multipool` crate, for crates that
+///   re-export it under another name. Defaults to `::multipool`.
+///
+/// # Examples
+///
+/// ```
+/// #[multipool::main]
+/// async fn main() {
+///     let answer = multipool::spawn(async { 6 * 7 }).await.unwrap();
+///     assert_eq!(answer, 42);
+/// }
+/// ```
+///
+/// Any return type works, including `Result` with `?` in the body:
+///
+/// ```
+/// use std::error::Error;
+///
+/// #[multipool::main(workers = 2)]
+/// async fn main() -> Result<(), Box<dyn Error>> {
+///     let n: u32 = "42".parse()?;
+///     assert_eq!(n, 42);
+///     Ok(())
+/// }
+/// ```
+///
+/// Through a re-export:
+///
+/// ```
+/// mod support {
+///     pub use multipool as rt;
+/// }
+///
+/// #[support::rt::main(crate = "support::rt")]
+/// async fn main() {}
+/// ```
+///
+/// The expansion of `#[multipool::main(workers = 2)]` is roughly:
+///
+/// ```
+/// fn main() {
+///     let body = async move { /* the original body */ };
+///     return ::multipool::Runtime::builder()
+///         .workers(2)
+///         .build()
+///         .expect("failed to build the multipool runtime")
+///         .block_on(body);
+/// }
+/// ```
+// The last example shows an expansion, so its `fn main` is the point.
+#[allow(clippy::needless_doctest_main)]
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry(Kind::Main, args.into(), item.into()).into()
+}
+
+/// Runs an `async fn` test on a multi-threaded multipool runtime.
+///
+/// Like [`macro@main`], but the generated function is also marked
+/// `#[test]`, so it must not carry a `#[test]` attribute of its own. Each
+/// test gets its own runtime, shut down when the test returns. Other
+/// attributes such as `#[should_panic]` or `#[ignore]` are kept.
+///
+/// # Options
+///
+/// * `workers = N`: the number of worker threads, an integer literal greater
+///   than zero. Defaults to the `Builder` default (the available parallelism).
+/// * `crate = "path"`: the path to the `multipool` crate, for crates that
+///   re-export it under another name. Defaults to `::multipool`.
+///
+/// # Examples
+///
+/// ```
+/// #[multipool::test]
+/// async fn spawned_tasks_finish() {
+///     let task = multipool::spawn(async { 1 + 1 });
+///     assert_eq!(task.await.unwrap(), 2);
+/// }
+///
+/// #[multipool::test(workers = 1)]
+/// async fn returns_result() -> Result<(), String> {
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry(Kind::Test, args.into(), item.into()).into()
+}
+
+/// Which attribute is being expanded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Main,
+    Test,
+}
+
+impl Kind {
+    /// The options this attribute accepts, in the order error messages list
+    /// them. Adding an option means adding its name here, a field to
+    /// [`Config`] and one arm to the `match` in [`Config::parse`].
+    fn options(self) -> &'static [&'static str] {
+        match self {
+            Kind::Main => &["workers", "crate"],
+            Kind::Test => &["workers", "crate"],
+        }
+    }
+
+    fn attr_name(self) -> &'static str {
+        match self {
+            Kind::Main => "`#[multipool::main]`",
+            Kind::Test => "`#[multipool::test]`",
+        }
+    }
+}
+
+/// The parsed attribute arguments. Every option is `None` when not given.
+#[derive(Default)]
+struct Config {
+    /// `workers = N`: the literal's value and span.
+    workers: Option<(usize, Span)>,
+    /// `crate = "path"`.
+    crate_path: Option<Path>,
+}
+
+impl Config {
+    /// Parses the attribute arguments. Errors are collected in `errors` so
+    /// that all of them are reported at once; the options that parsed are
+    /// still returned, so the caller can expand as closely as possible to
+    /// what the user wrote.
+    fn parse(kind: Kind, args: TokenStream2, errors: &mut Errors) -> Config {
+        let mut config = Config::default();
+        let mut seen = Vec::new();
+        let parser = syn::meta::parser(|meta| {
+            let name = path_to_string(&meta.path);
+            if !kind.options().contains(&name.as_str()) {
+                let expected: Vec<String> =
+                    kind.options().iter().map(|o| format!("`{o}`")).collect();
+                errors.push(syn::Error::new_spanned(
+                    &meta.path,
+                    format!(
+                        "unknown option `{name}`, expected one of: {}",
+                        expected.join(", ")
+                    ),
+                ));
+                return skip_value(&meta);
+            }
+            if seen.contains(&name) {
+                skip_value(&meta)?;
+                errors.push(meta.error(format!("`{name}` set multiple times")));
+                return Ok(());
+            }
+            seen.push(name.clone());
+            // One arm per option.
+            match name.as_str() {
+                "workers" => set_value(&mut config.workers, &meta, errors, workers_value),
+                "crate" => set_value(&mut config.crate_path, &meta, errors, crate_value),
+                _ => unreachable!("`Kind::options` lists `{name}`, which has no arm here"),
+            }
+        });
+        if let Err(e) = parser.parse2(args) {
+            errors.push(e);
+        }
+        config
+    }
+}
+
+/// Parses `= <expr>` after an option name, validates the expression and
+/// stores the result in `slot`. Validation errors are recorded in `errors` so
+/// that parsing can go on; only malformed syntax stops it.
+fn set_value<T>(
+    slot: &mut Option<T>,
+    meta: &ParseNestedMeta<'_>,
+    errors: &mut Errors,
+    validate: fn(&Expr) -> syn::Result<T>,
+) -> syn::Result<()> {
+    let expr: Expr = meta.value()?.parse()?;
+    match validate(&expr) {
+        Ok(value) => *slot = Some(value),
+        Err(e) => errors.push(e),
+    }
+    Ok(())
+}
+
+/// Consumes whatever follows an option name (`= expr` or `(...)`) without
+/// looking at it, so that parsing can continue with the next option.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(syn::Token![=]) {
+        meta.value()?.parse::<Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        meta.input.parse::<Group>()?;
+    }
+    Ok(())
+}
+
+fn workers_value(expr: &Expr) -> syn::Result<(usize, Span)> {
+    if let Expr::Lit(syn::ExprLit {
+        lit: Lit::Int(lit), ..
+    }) = expr
+    {
+        if let Ok(n @ 1..) = lit.base10_parse::<usize>() {
+            return Ok((n, lit.span()));
+        }
+    }
+    Err(syn::Error::new_spanned(
+        expr,
+        "`workers` must be an integer literal greater than zero",
+    ))
+}
+
+fn crate_value(expr: &Expr) -> syn::Result<Path> {
+    if let Expr::Lit(syn::ExprLit {
+        lit: Lit::Str(lit), ..
+    }) = expr
+    {
+        if let Ok(path) = lit.parse::<Path>() {
+            return Ok(path);
+        }
+    }
+    Err(syn::Error::new_spanned(
+        expr,
+        "`crate` must be a string literal containing a path, e.g. `crate = \"my_crate::multipool\"`",
+    ))
+}
+
+fn path_to_string(path: &Path) -> String {
+    let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    segments.join("::")
+}
+
+/// Collects errors so that several can be reported from one expansion.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(e) => e.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+}
+
+/// An `fn` item whose body is kept as raw tokens: it is not parsed (faster,
+/// and immune to syntax `syn` does not know yet) and keeps its spans.
+struct ItemFn {
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+    sig: Signature,
+    brace_span: Span,
+    body: TokenStream2,
+    /// The spans of the first and last tokens of the body's last statement
+    /// (or tail expression): rustc reports a mismatched return type there,
+    /// so the generated code that returns the body's value is spanned there.
+    last_stmt: Option<(Span, Span)>,
+}
+
+impl Parse for ItemFn {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut attrs = input.call(Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        let sig = input.parse()?;
+        let content;
+        let brace = braced!(content in input);
+        // Inner attributes (`#![...]`) are not allowed in an `async` block;
+        // on a function body they mean the same as outer attributes.
+        attrs.extend(
+            content
+                .call(Attribute::parse_inner)?
+                .into_iter()
+                .map(|attr| Attribute {
+                    style: AttrStyle::Outer,
+                    ..attr
+                }),
+        );
+        // Split the body at top-level `;` only, without parsing it, to find
+        // the last statement.
+        let mut body = TokenStream2::new();
+        let mut last_stmt = None;
+        let mut stmt_start = None;
+        while !content.is_empty() {
+            let token: TokenTree = content.parse()?;
+            let span = token.span();
+            let start = *stmt_start.get_or_insert(span);
+            last_stmt = Some((start, span));
+            if matches!(&token, TokenTree::Punct(p) if p.as_char() == ';') {
+                stmt_start = None;
+            }
+            body.extend([token]);
+        }
+        Ok(ItemFn {
+            attrs,
+            vis,
+            sig,
+            brace_span: brace.span.join(),
+            body,
+            last_stmt,
+        })
+    }
+}
+
+fn entry(kind: Kind, args: TokenStream2, item: TokenStream2) -> TokenStream2 {
+    let mut input: ItemFn = match syn::parse2(item.clone()) {
+        Ok(input) => input,
+        Err(e) => {
+            let e = match syn::parse2::<syn::Item>(item.clone()) {
+                Ok(syn::Item::Fn(_)) | Err(_) => e,
+                Ok(other) => syn::Error::new_spanned(
+                    other,
+                    format!("{} can only be applied to an `async fn`", kind.attr_name()),
+                ),
+            };
+            // Nothing to rewrite: keep the item as it is, after the error.
+            let error = e.into_compile_error();
+            return quote!(#error #item);
+        }
+    };
+
+    let mut errors = Errors::default();
+    let config = Config::parse(kind, args, &mut errors);
+    if input.sig.asyncness.is_none() {
+        errors.push(syn::Error::new_spanned(
+            input.sig.fn_token,
+            "the `async` keyword is missing from the function declaration",
+        ));
+    }
+    match kind {
+        Kind::Main if input.sig.ident == "main" && !input.sig.inputs.is_empty() => {
+            errors.push(syn::Error::new_spanned(
+                &input.sig.inputs,
+                "the main function cannot accept arguments",
+            ));
+        }
+        Kind::Main => {}
+        Kind::Test => {
+            if !input.sig.inputs.is_empty() {
+                errors.push(syn::Error::new_spanned(
+                    &input.sig.inputs,
+                    "the test function cannot accept arguments",
+                ));
+            }
+            if let Some(attr) = input.attrs.iter().find(|a| is_test_attribute(a)) {
+                errors.push(syn::Error::new_spanned(
+                    attr,
+                    "a second test attribute is supplied; `#[multipool::test]` already marks \
+                     the function as a test, remove this attribute",
+                ));
+            }
+        }
+    }
+
+    match errors.0 {
+        None => expand(kind, input, &config, true),
+        Some(e) => {
+            // Still expand to something as close as possible to the intended
+            // output (so IDEs keep working), but with the error first and
+            // without `#[test]`, which would only add errors of its own.
+            let error = e.into_compile_error();
+            input.attrs.retain(|a| !is_test_attribute(a));
+            let expanded = expand(kind, input, &config, false);
+            quote!(#error #expanded)
+        }
+    }
+}
+
+/// Whether `attr` is `#[test]` (or one of the prelude paths it resolves to).
+fn is_test_attribute(attr: &Attribute) -> bool {
+    let path = attr.path();
+    let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    match segments.as_slice() {
+        [test] => test == "test" && path.leading_colon.is_none(),
+        [krate, prelude, _edition, test] => {
+            (krate == "core" || krate == "std") && prelude == "prelude" && test == "test"
+        }
+        _ => false,
+    }
+}
+
+fn expand(kind: Kind, input: ItemFn, config: &Config, mark_test: bool) -> TokenStream2 {
+    let ItemFn {
+        attrs,
+        vis,
+        mut sig,
+        brace_span,
+        body,
+        last_stmt,
+    } = input;
+    sig.asyncness = None;
+
+    // The code that builds the runtime and returns the body's output is
+    // spanned at the body's last statement, so that a mismatched return type
+    // is reported there (as for a plain `fn`) and not at the attribute.
+    let (start, end) = last_stmt.unwrap_or((brace_span, brace_span));
+    let crate_path = match &config.crate_path {
+        Some(path) => path.to_token_stream(),
+        None => quote_spanned!(Span::call_site().located_at(start)=> ::multipool),
+    };
+    let workers = config.workers.map(|(n, span)| {
+        let mut lit = Literal::usize_unsuffixed(n);
+        lit.set_span(span);
+        quote_spanned!(start=> .workers(#lit))
+    });
+    let builder = quote_spanned!(start=> #crate_path::Runtime::builder() #workers);
+    let run = quote_spanned! {end=>
+        #[allow(
+            clippy::expect_used,
+            clippy::needless_return,
+            clippy::diverging_sub_expression,
+            clippy::unwrap_in_result
+        )]
+        {
+            return #builder
+                .build()
+                .expect("failed to build the multipool runtime")
+                .block_on(body);
+        }
+    };
+    let test_attr = (kind == Kind::Test && mark_test).then(|| quote!(#[::core::prelude::v1::test]));
+
+    // Like `let body = async move { ... };` but keeping the braces' span.
+    let mut block = Group::new(Delimiter::Brace, body);
+    block.set_span(brace_span);
+    quote! {
+        #test_attr
+        #(#attrs)*
+        #vis #sig {
+            let body = async move #block;
+            #run
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{entry, is_test_attribute, path_to_string, Config, Errors, Kind};
+    use proc_macro2::TokenStream as TokenStream2;
+    use quote::quote;
+    use syn::Attribute;
+
+    fn config(kind: Kind, args: TokenStream2) -> (Config, Vec<String>) {
+        let mut errors = Errors::default();
+        let config = Config::parse(kind, args, &mut errors);
+        let messages = errors.0.into_iter().flatten().map(|e| e.to_string());
+        (config, messages.collect())
+    }
+
+    #[test]
+    fn parses_every_option() {
+        let (config, errors) = config(Kind::Main, quote!(workers = 3, crate = "a::b"));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(config.workers.map(|(n, _)| n), Some(3));
+        let path = config.crate_path.expect("crate path");
+        assert_eq!(path_to_string(&path), "a::b");
+    }
+
+    #[test]
+    fn no_arguments_means_defaults() {
+        let (config, errors) = config(Kind::Test, TokenStream2::new());
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(config.workers.is_none() && config.crate_path.is_none());
+    }
+
+    #[test]
+    fn reports_every_bad_option() {
+        let (config, errors) = config(
+            Kind::Test,
+            quote!(
+                workers = 0,
+                threads = 4,
+                workers = 2,
+                crate = 1,
+                workers = "x"
+            ),
+        );
+        assert_eq!(
+            errors,
+            [
+                "`workers` must be an integer literal greater than zero",
+                "unknown option `threads`, expected one of: `workers`, `crate`",
+                "`workers` set multiple times",
+                "`crate` must be a string literal containing a path, \
+                 e.g. `crate = \"my_crate::multipool\"`",
+                "`workers` set multiple times",
+            ]
+        );
+        // A repeated option does not override the first occurrence.
+        assert!(config.workers.is_none());
+    }
+
+    #[test]
+    fn rejects_workers_that_are_not_positive_integer_literals() {
+        for args in [
+            quote!(workers = 0),
+            quote!(workers = -1),
+            quote!(workers = "2"),
+            quote!(workers = N),
+            quote!(workers = 99999999999999999999999999),
+        ] {
+            let (_, errors) = config(Kind::Main, args);
+            assert_eq!(
+                errors,
+                ["`workers` must be an integer literal greater than zero"]
+            );
+        }
+    }
+
+    #[test]
+    fn recognises_test_attributes() {
+        let test_attrs: Vec<Attribute> = syn::parse_quote! {
+            #[test]
+            #[::core::prelude::v1::test]
+            #[std::prelude::rust_2021::test]
+        };
+        assert!(test_attrs.iter().all(is_test_attribute));
+        let other: Vec<Attribute> = syn::parse_quote! {
+            #[tests]
+            #[multipool::test]
+            #[should_panic]
+        };
+        assert!(!other.iter().any(is_test_attribute));
+    }
+
+    #[test]
+    fn test_expansion_is_marked_test_once() {
+        let out = entry(
+            Kind::Test,
+            quote!(),
+            quote!(
+                async fn t() {}
+            ),
+        )
+        .to_string();
+        assert_eq!(out.matches("test").count(), 1, "{out}");
+        assert!(out.contains(":: core :: prelude :: v1 :: test"), "{out}");
+        assert!(!out.contains("async fn"), "{out}");
+    }
+
+    #[test]
+    fn an_error_comes_first_and_the_function_is_still_emitted() {
+        let out = entry(
+            Kind::Test,
+            quote!(),
+            quote!(
+                fn t(x: u8) {}
+            ),
+        )
+        .to_string();
+        assert!(out.starts_with(":: core :: compile_error !"), "{out}");
+        assert!(out.contains("fn t (x : u8)"), "{out}");
+        assert!(!out.contains("prelude"), "no #[test] on error: {out}");
+    }
+}

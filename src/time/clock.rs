@@ -1,0 +1,116 @@
+//! The runtime's clock: real time, or (with the `test-util` feature) paused
+//! time that only moves when told to or when the runtime is idle.
+//!
+//! Timer deadlines are kept in microseconds since the clock's `base`. A
+//! deadline converts to ticks rounding *up* and the present converts rounding
+//! *down*, so a timer never fires before its deadline.
+
+use std::time::{Duration, Instant};
+
+#[cfg(feature = "test-util")]
+use crate::sync::{AtomicBool, Mutex, Ordering};
+
+use super::wheel::MAX_DEADLINE;
+
+pub(crate) struct Clock {
+    base: Instant,
+    #[cfg(feature = "test-util")]
+    paused: AtomicBool,
+    /// The frozen present while paused.
+    #[cfg(feature = "test-util")]
+    frozen: Mutex<Instant>,
+}
+
+impl Clock {
+    pub(crate) fn new(#[allow(unused_variables)] start_paused: bool) -> Self {
+        let base = Instant::now();
+        Clock {
+            base,
+            #[cfg(feature = "test-util")]
+            paused: AtomicBool::new(start_paused),
+            #[cfg(feature = "test-util")]
+            frozen: Mutex::new(base),
+        }
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        #[cfg(feature = "test-util")]
+        if self.paused.load(Ordering::Acquire) {
+            return *self.frozen.lock();
+        }
+        Instant::now()
+    }
+
+    /// The present, in ticks (rounded down).
+    pub(crate) fn now_ticks(&self) -> u64 {
+        let elapsed = self.now().saturating_duration_since(self.base);
+        u64::try_from(elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .min(MAX_DEADLINE)
+    }
+
+    /// A deadline, in ticks (rounded up).
+    pub(crate) fn deadline_ticks(&self, deadline: Instant) -> u64 {
+        let nanos = deadline.saturating_duration_since(self.base).as_nanos();
+        u64::try_from(nanos.div_ceil(1_000))
+            .unwrap_or(u64::MAX)
+            .min(MAX_DEADLINE)
+    }
+
+    /// The instant of a tick, if it is representable.
+    pub(crate) fn instant_of(&self, ticks: u64) -> Option<Instant> {
+        self.base.checked_add(Duration::from_micros(ticks))
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        #[cfg(feature = "test-util")]
+        return self.paused.load(Ordering::Acquire);
+        #[cfg(not(feature = "test-util"))]
+        false
+    }
+}
+
+#[cfg(feature = "test-util")]
+impl Clock {
+    pub(crate) fn pause(&self) {
+        let mut frozen = self.frozen.lock();
+        if !self.paused.load(Ordering::Acquire) {
+            // Snap to a whole tick, so that deadlines a whole number of
+            // microseconds away are reached exactly when time auto-advances.
+            let ticks = u64::try_from(
+                Instant::now()
+                    .saturating_duration_since(self.base)
+                    .as_micros(),
+            )
+            .unwrap_or(MAX_DEADLINE);
+            *frozen = self.instant_of(ticks).unwrap_or(self.base);
+            self.paused.store(true, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn resume(&self) {
+        let _frozen = self.frozen.lock();
+        self.paused.store(false, Ordering::Release);
+    }
+
+    /// Moves paused time forward by `duration`. Returns `false` if the clock
+    /// is not paused.
+    pub(crate) fn advance(&self, duration: Duration) -> bool {
+        let mut frozen = self.frozen.lock();
+        if !self.paused.load(Ordering::Acquire) {
+            return false;
+        }
+        *frozen = frozen.checked_add(duration).unwrap_or(*frozen);
+        true
+    }
+
+    /// Moves paused time forward to `ticks`, if that is later than now.
+    pub(crate) fn advance_to(&self, ticks: u64) {
+        let mut frozen = self.frozen.lock();
+        if let Some(target) = self.instant_of(ticks) {
+            if target > *frozen {
+                *frozen = target;
+            }
+        }
+    }
+}

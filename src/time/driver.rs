@@ -1,0 +1,229 @@
+//! Where timers live and who fires them: one wheel per worker.
+//!
+//! # Why per-worker wheels
+//!
+//! A timer is registered in the wheel of the worker whose task first polls
+//! it, so registering and cancelling (the common pair: a `timeout` around
+//! work that finishes in time) take an uncontended lock. The alternative,
+//! one wheel behind one lock shared by all workers (tokio's default), made
+//! every registration and cancellation a cross-core lock; the timer-churn
+//! bench (`benches/time.rs`) is where the two were compared. Timers
+//! registered off the workers (in `block_on`, on foreign threads) are spread
+//! over the wheels round-robin.
+//!
+//! # Who fires them
+//!
+//! * A running worker checks its own wheel once per scheduling tick (one
+//!   relaxed load while the wheel is empty, plus a clock read otherwise) and
+//!   fires what is due. Woken tasks land in that worker's queues at their own
+//!   priority, so a High task woken by a timer runs before queued Normal and
+//!   Low work, after at most the poll in progress.
+//! * A parking worker parks until its wheel's next expiration
+//!   ([`Timers::prepare_park`] publishes it in `parked_until`). A timer
+//!   inserted into a parked worker's wheel with an earlier deadline unparks
+//!   that worker so it re-parks with the new deadline.
+//!
+//! The cost of this choice: a worker stuck in one long poll delays the
+//! timers in its own wheel until the poll returns.
+//!
+//! # Paused time (`test-util`)
+//!
+//! With the clock paused, parked workers sleep without a deadline, and
+//! whoever finds the runtime idle (all workers parked, no `block_on` polling)
+//! advances the clock straight to the next expiration.
+
+use std::task::Waker;
+use std::time::Instant;
+
+use crossbeam_utils::CachePadded;
+
+use super::clock::Clock;
+use super::wheel::{Inserted, Wheel};
+use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering};
+
+/// `parked_until` of a worker that is not parked.
+const AWAKE: u64 = 0;
+/// `next` of an empty wheel, `parked_until` of a worker parked without deadline.
+const NEVER: u64 = u64::MAX;
+
+struct TimerSlot {
+    wheel: Mutex<Wheel>,
+    /// A time (ticks) at or before the wheel's next expiration, or `NEVER`.
+    /// May be early (after a cancellation), never late.
+    next: AtomicU64,
+    /// The deadline the worker parked with, `NEVER`, or `AWAKE`.
+    parked_until: AtomicU64,
+    unparker: parking::Unparker,
+}
+
+/// The timers of one pool.
+pub(crate) struct Timers {
+    pub(crate) clock: Clock,
+    slots: Box<[CachePadded<TimerSlot>]>,
+    /// Round-robin cursor for timers registered off the workers.
+    next_remote: AtomicUsize,
+}
+
+/// Identifies a registered timer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimerKey {
+    wheel: usize,
+    key: usize,
+}
+
+impl Timers {
+    pub(crate) fn new(unparkers: Vec<parking::Unparker>, start_paused: bool) -> Self {
+        let slots = unparkers
+            .into_iter()
+            .map(|unparker| {
+                CachePadded::new(TimerSlot {
+                    wheel: Mutex::new(Wheel::new()),
+                    next: AtomicU64::new(NEVER),
+                    parked_until: AtomicU64::new(AWAKE),
+                    unparker,
+                })
+            })
+            .collect();
+        Timers {
+            clock: Clock::new(start_paused),
+            slots,
+            next_remote: AtomicUsize::new(0),
+        }
+    }
+
+    /// The wheel a timer polled by `worker` (this pool's worker on this
+    /// thread, if any) goes to.
+    pub(crate) fn wheel_for(&self, worker: Option<usize>) -> usize {
+        worker
+            .unwrap_or_else(|| self.next_remote.fetch_add(1, Ordering::Relaxed) % self.slots.len())
+    }
+
+    /// Registers a timer. Returns `None` if its deadline has already passed.
+    pub(crate) fn insert(&self, wheel: usize, deadline: u64, waker: Waker) -> Option<TimerKey> {
+        let slot = &self.slots[wheel];
+        let mut guard = slot.wheel.lock();
+        let (key, inserted) = guard.insert(deadline, waker);
+        if inserted == Inserted::Expired {
+            guard.remove(key);
+            return None;
+        }
+        slot.next.fetch_min(deadline, Ordering::Relaxed);
+        let parked_until = slot.parked_until.load(Ordering::Relaxed);
+        drop(guard);
+        if deadline < parked_until {
+            // `AWAKE` is 0, so this only triggers for a parked worker.
+            slot.unparker.unpark();
+        }
+        Some(TimerKey { wheel, key })
+    }
+
+    /// Moves a registered timer to a new deadline, keeping its waker.
+    /// Returns `false` if the new deadline has already passed (the timer is
+    /// then fired).
+    pub(crate) fn reset(&self, timer: TimerKey, deadline: u64) -> bool {
+        let slot = &self.slots[timer.wheel];
+        let mut guard = slot.wheel.lock();
+        if guard.reset(timer.key, deadline) == Inserted::Expired {
+            return false;
+        }
+        slot.next.fetch_min(deadline, Ordering::Relaxed);
+        let parked_until = slot.parked_until.load(Ordering::Relaxed);
+        drop(guard);
+        if deadline < parked_until {
+            slot.unparker.unpark();
+        }
+        true
+    }
+
+    /// Whether the timer fired; if not, makes sure `waker` is the one woken.
+    pub(crate) fn poll(&self, timer: TimerKey, waker: &Waker) -> bool {
+        let mut wheel = self.slots[timer.wheel].wheel.lock();
+        if wheel.is_fired(timer.key) {
+            return true;
+        }
+        wheel.set_waker(timer.key, waker);
+        false
+    }
+
+    pub(crate) fn is_fired(&self, timer: TimerKey) -> bool {
+        self.slots[timer.wheel].wheel.lock().is_fired(timer.key)
+    }
+
+    /// Cancels (or forgets a fired) timer.
+    pub(crate) fn remove(&self, timer: TimerKey) {
+        self.slots[timer.wheel].wheel.lock().remove(timer.key);
+    }
+
+    /// Whether `wheel` may have work due; cheap when it is empty.
+    pub(crate) fn is_due(&self, wheel: usize) -> bool {
+        let next = self.slots[wheel].next.load(Ordering::Relaxed);
+        next != NEVER && next <= self.clock.now_ticks()
+    }
+
+    /// Fires everything due in `wheel`. Wakers run after the lock is released.
+    pub(crate) fn fire_due(&self, wheel: usize, wake: &mut Vec<Waker>) {
+        let now = self.clock.now_ticks();
+        self.fire_until(wheel, now, wake);
+    }
+
+    fn fire_until(&self, wheel: usize, now: u64, wake: &mut Vec<Waker>) {
+        let slot = &self.slots[wheel];
+        {
+            let mut guard = slot.wheel.lock();
+            guard.advance(now, wake);
+            slot.next
+                .store(guard.next_expiration().unwrap_or(NEVER), Ordering::Relaxed);
+        }
+        for waker in wake.drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Fires everything due in every wheel (used when paused time moves).
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    pub(crate) fn fire_all_due(&self) {
+        let now = self.clock.now_ticks();
+        let mut wake = Vec::new();
+        for wheel in 0..self.slots.len() {
+            self.fire_until(wheel, now, &mut wake);
+        }
+    }
+
+    /// Publishes that `wheel`'s worker is about to park; returns the instant
+    /// to wake up at (`None`: sleep until unparked).
+    pub(crate) fn prepare_park(&self, wheel: usize) -> Option<Instant> {
+        let slot = &self.slots[wheel];
+        let guard = slot.wheel.lock();
+        let next = guard.next_expiration().unwrap_or(NEVER);
+        let parked_until = if self.clock.is_paused() { NEVER } else { next };
+        slot.parked_until.store(parked_until, Ordering::Relaxed);
+        drop(guard);
+        if parked_until == NEVER {
+            None
+        } else {
+            // An unrepresentable instant is "never" too.
+            self.clock.instant_of(parked_until)
+        }
+    }
+
+    /// The worker of `wheel` is running again.
+    pub(crate) fn unparked(&self, wheel: usize) {
+        self.slots[wheel]
+            .parked_until
+            .store(AWAKE, Ordering::Relaxed);
+    }
+
+    /// The earliest expiration over all wheels.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    pub(crate) fn next_expiration(&self) -> Option<u64> {
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.wheel.lock().next_expiration())
+            .min()
+    }
+
+    /// Number of registered timers.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.iter().map(|slot| slot.wheel.lock().len()).sum()
+    }
+}

@@ -1,0 +1,2 @@
+#[multipool::main(crate = 42)]
+async fn main() {}

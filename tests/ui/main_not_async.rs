@@ -1,0 +1,2 @@
+#[multipool::main]
+fn main() {}

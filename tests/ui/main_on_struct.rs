@@ -1,0 +1,4 @@
+#[multipool::main]
+struct Main;
+
+fn main() {}

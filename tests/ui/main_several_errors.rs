@@ -1,0 +1,2 @@
+#[multipool::main(workers = 0, threads = 4)]
+fn main() {}

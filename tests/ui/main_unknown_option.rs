@@ -1,0 +1,2 @@
+#[multipool::main(flavor = "current_thread")]
+async fn main() {}

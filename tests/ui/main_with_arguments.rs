@@ -1,0 +1,4 @@
+#[multipool::main]
+async fn main(argc: i32) {
+    let _ = argc;
+}

@@ -1,0 +1,2 @@
+#[multipool::main(workers = "two")]
+async fn main() {}

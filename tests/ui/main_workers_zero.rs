@@ -1,0 +1,2 @@
+#[multipool::main(workers = 0)]
+async fn main() {}

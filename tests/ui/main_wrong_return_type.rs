@@ -1,0 +1,4 @@
+#[multipool::main]
+async fn main() -> Result<(), String> {
+    let _ = 1;
+}

@@ -1,0 +1,4 @@
+#[multipool::test]
+fn not_async() {}
+
+fn main() {}

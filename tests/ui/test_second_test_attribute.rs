@@ -1,0 +1,5 @@
+#[multipool::test]
+#[test]
+async fn twice() {}
+
+fn main() {}

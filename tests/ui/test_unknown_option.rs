@@ -1,0 +1,4 @@
+#[multipool::test(start_paused = true)]
+async fn paused() {}
+
+fn main() {}
