@@ -100,6 +100,36 @@ async fn other_attributes_are_kept() {
     panic!("an #[ignore]d test ran");
 }
 
+// `start_paused` needs multipool's `test-util` feature (on in CI, which
+// runs this file with `--all-features`).
+#[cfg(feature = "test-util")]
+#[multipool::test(start_paused = true)]
+async fn start_paused_starts_with_the_clock_paused() {
+    let start = multipool::time::now();
+    multipool::time::sleep(std::time::Duration::from_secs(3600)).await;
+    assert_eq!(
+        multipool::time::now() - start,
+        std::time::Duration::from_secs(3600)
+    );
+}
+
+#[cfg(feature = "test-util")]
+#[multipool::main(workers = 1, start_paused = true)]
+async fn slept_on_a_paused_main(secs: u64) -> std::time::Duration {
+    let start = multipool::time::now();
+    multipool::time::sleep(std::time::Duration::from_secs(secs)).await;
+    multipool::time::now() - start
+}
+
+#[cfg(feature = "test-util")]
+#[test]
+fn main_accepts_start_paused() {
+    assert_eq!(
+        slept_on_a_paused_main(86_400),
+        std::time::Duration::from_secs(86_400)
+    );
+}
+
 /// `main` also works on an ordinary function with arguments: they are moved
 /// into the `async` body, which runs on its own runtime.
 #[multipool::main(workers = 2)]

@@ -8,10 +8,11 @@
 #![warn(missing_docs)]
 
 use proc_macro::TokenStream;
-use proc_macro2::{Delimiter, Group, Literal, Span, TokenStream as TokenStream2, TokenTree};
+use proc_macro2::{Delimiter, Group, Ident, Literal, Span, TokenStream as TokenStream2, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::meta::ParseNestedMeta;
 use syn::parse::{Parse, ParseStream, Parser};
+use syn::spanned::Spanned;
 use syn::{braced, AttrStyle, Attribute, Expr, Lit, Path, Signature, Visibility};
 
 /// Runs an `async fn` on a multi-threaded multipool runtime.
@@ -29,6 +30,12 @@ use syn::{braced, AttrStyle, Attribute, Expr, Lit, Path, Signature, Visibility};
 ///
 /// * `workers = N`: the number of worker threads, an integer literal greater
 ///   than zero. Defaults to the `Builder` default (the available parallelism).
+/// * `start_paused = true|false`: whether the runtime starts with its clock
+///   paused (`Builder::start_paused`, see `multipool::time::pause`). Needs
+///   multipool's `test-util` feature, e.g.
+///   `multipool = { version = "0.3", features = ["test-util"] }` under
+///   `[dev-dependencies]`. Without it, compilation fails with errors
+///   pointing at `start_paused` that note the missing `test-util` feature.
 /// * `crate = "path"`: the path to the `multipool` crate, for crates that
 ///   re-export it under another name. Defaults to `::multipool`.
 ///
@@ -96,6 +103,12 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// * `workers = N`: the number of worker threads, an integer literal greater
 ///   than zero. Defaults to the `Builder` default (the available parallelism).
+/// * `start_paused = true|false`: whether the runtime starts with its clock
+///   paused (`Builder::start_paused`, see `multipool::time::pause`). Needs
+///   multipool's `test-util` feature, e.g.
+///   `multipool = { version = "0.3", features = ["test-util"] }` under
+///   `[dev-dependencies]`. Without it, compilation fails with errors
+///   pointing at `start_paused` that note the missing `test-util` feature.
 /// * `crate = "path"`: the path to the `multipool` crate, for crates that
 ///   re-export it under another name. Defaults to `::multipool`.
 ///
@@ -113,6 +126,20 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     Ok(())
 /// }
 /// # fn main() {}
+/// ```
+///
+/// With paused time, sleeping advances the clock instantly once every task
+/// is idle (needs the `test-util` feature):
+///
+/// ```ignore
+/// use std::time::Duration;
+///
+/// #[multipool::test(start_paused = true)]
+/// async fn an_hour_passes_at_once() {
+///     let start = multipool::time::now();
+///     multipool::time::sleep(Duration::from_secs(3600)).await;
+///     assert_eq!(multipool::time::now() - start, Duration::from_secs(3600));
+/// }
 /// ```
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -132,8 +159,8 @@ impl Kind {
     /// [`Config`] and one arm to the `match` in [`Config::parse`].
     fn options(self) -> &'static [&'static str] {
         match self {
-            Kind::Main => &["workers", "crate"],
-            Kind::Test => &["workers", "crate"],
+            Kind::Main => &["workers", "start_paused", "crate"],
+            Kind::Test => &["workers", "start_paused", "crate"],
         }
     }
 
@@ -150,6 +177,10 @@ impl Kind {
 struct Config {
     /// `workers = N`: the literal's value and span.
     workers: Option<(usize, Span)>,
+    /// `start_paused = true|false`: the value, and the span of the option's
+    /// name, at which a missing `Builder::start_paused` (no `test-util`
+    /// feature) is reported.
+    start_paused: Option<(bool, Span)>,
     /// `crate = "path"`.
     crate_path: Option<Path>,
 }
@@ -185,6 +216,9 @@ impl Config {
             // One arm per option.
             match name.as_str() {
                 "workers" => set_value(&mut config.workers, &meta, errors, workers_value),
+                "start_paused" => set_value(&mut config.start_paused, &meta, errors, |expr| {
+                    start_paused_value(expr, meta.path.span())
+                }),
                 "crate" => set_value(&mut config.crate_path, &meta, errors, crate_value),
                 _ => unreachable!("`Kind::options` lists `{name}`, which has no arm here"),
             }
@@ -203,7 +237,7 @@ fn set_value<T>(
     slot: &mut Option<T>,
     meta: &ParseNestedMeta<'_>,
     errors: &mut Errors,
-    validate: fn(&Expr) -> syn::Result<T>,
+    validate: impl FnOnce(&Expr) -> syn::Result<T>,
 ) -> syn::Result<()> {
     let expr: Expr = meta.value()?.parse()?;
     match validate(&expr) {
@@ -236,6 +270,20 @@ fn workers_value(expr: &Expr) -> syn::Result<(usize, Span)> {
     Err(syn::Error::new_spanned(
         expr,
         "`workers` must be an integer literal greater than zero",
+    ))
+}
+
+fn start_paused_value(expr: &Expr, name_span: Span) -> syn::Result<(bool, Span)> {
+    if let Expr::Lit(syn::ExprLit {
+        lit: Lit::Bool(lit),
+        ..
+    }) = expr
+    {
+        return Ok((lit.value, name_span));
+    }
+    Err(syn::Error::new_spanned(
+        expr,
+        "`start_paused` must be `true` or `false`",
     ))
 }
 
@@ -431,7 +479,25 @@ fn expand(kind: Kind, input: ItemFn, config: &Config, mark_test: bool) -> TokenS
         lit.set_span(span);
         quote_spanned!(start=> .workers(#lit))
     });
-    let builder = quote_spanned!(start=> #crate_path::Runtime::builder() #workers);
+    // `Builder::start_paused` only exists with multipool's `test-util`
+    // feature. Without it, rustc's "no method named `start_paused`" error
+    // (pointing at the option's name) says "private field, not a method",
+    // which is misleading. So the expansion also names `time::pause`, an
+    // item behind the same feature: rustc then reports, first, that it was
+    // configured out and is "gated behind the `test-util` feature". With the
+    // feature, that is an unused function item and costs nothing.
+    let (start_paused, needs_test_util) = config
+        .start_paused
+        .map(|(paused, span)| {
+            let method = Ident::new("start_paused", span);
+            let pause = Ident::new("pause", span);
+            (
+                quote_spanned!(start=> .#method(#paused)),
+                quote_spanned!(start=> let _ = #crate_path::time::#pause;),
+            )
+        })
+        .unzip();
+    let builder = quote_spanned!(start=> #crate_path::Runtime::builder() #workers #start_paused);
     let run = quote_spanned! {end=>
         #[allow(
             clippy::expect_used,
@@ -440,6 +506,7 @@ fn expand(kind: Kind, input: ItemFn, config: &Config, mark_test: bool) -> TokenS
             clippy::unwrap_in_result
         )]
         {
+            #needs_test_util
             return #builder
                 .build()
                 .expect("failed to build the multipool runtime")
@@ -477,9 +544,13 @@ mod tests {
 
     #[test]
     fn parses_every_option() {
-        let (config, errors) = config(Kind::Main, quote!(workers = 3, crate = "a::b"));
+        let (config, errors) = config(
+            Kind::Main,
+            quote!(workers = 3, start_paused = true, crate = "a::b"),
+        );
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(config.workers.map(|(n, _)| n), Some(3));
+        assert_eq!(config.start_paused.map(|(p, _)| p), Some(true));
         let path = config.crate_path.expect("crate path");
         assert_eq!(path_to_string(&path), "a::b");
     }
@@ -489,6 +560,7 @@ mod tests {
         let (config, errors) = config(Kind::Test, TokenStream2::new());
         assert!(errors.is_empty(), "{errors:?}");
         assert!(config.workers.is_none() && config.crate_path.is_none());
+        assert!(config.start_paused.is_none());
     }
 
     #[test]
@@ -507,7 +579,7 @@ mod tests {
             errors,
             [
                 "`workers` must be an integer literal greater than zero",
-                "unknown option `threads`, expected one of: `workers`, `crate`",
+                "unknown option `threads`, expected one of: `workers`, `start_paused`, `crate`",
                 "`workers` set multiple times",
                 "`crate` must be a string literal containing a path, \
                  e.g. `crate = \"my_crate::multipool\"`",
@@ -533,6 +605,56 @@ mod tests {
                 ["`workers` must be an integer literal greater than zero"]
             );
         }
+    }
+
+    #[test]
+    fn start_paused_takes_a_bool_literal_once() {
+        let (parsed, errors) = config(Kind::Test, quote!(start_paused = false));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(parsed.start_paused.map(|(p, _)| p), Some(false));
+        for args in [
+            quote!(start_paused = 1),
+            quote!(start_paused = "true"),
+            quote!(start_paused = yes),
+            quote!(start_paused = !false),
+        ] {
+            let (parsed, errors) = config(Kind::Test, args);
+            assert_eq!(errors, ["`start_paused` must be `true` or `false`"]);
+            assert!(parsed.start_paused.is_none());
+        }
+        let (parsed, errors) = config(
+            Kind::Main,
+            quote!(start_paused = true, start_paused = false),
+        );
+        assert_eq!(errors, ["`start_paused` set multiple times"]);
+        assert_eq!(parsed.start_paused.map(|(p, _)| p), Some(true));
+    }
+
+    #[test]
+    fn start_paused_calls_the_builder_method() {
+        for (args, call) in [
+            (quote!(start_paused = true), ". start_paused (true)"),
+            (quote!(start_paused = false), ". start_paused (false)"),
+        ] {
+            let out = entry(
+                Kind::Test,
+                args,
+                quote!(
+                    async fn t() {}
+                ),
+            )
+            .to_string();
+            assert!(out.contains(call), "{out}");
+        }
+        let out = entry(
+            Kind::Test,
+            quote!(),
+            quote!(
+                async fn t() {}
+            ),
+        )
+        .to_string();
+        assert!(!out.contains("start_paused"), "{out}");
     }
 
     #[test]

@@ -37,7 +37,10 @@
 //! 4. close the registry and wake every task still registered: those are the
 //!    tasks that sat in no queue. Each wake-up reaches the scheduler, which
 //!    sees `closed` and cancels the task;
-//! 5. drain the injectors once more.
+//! 5. drain the injectors once more;
+//! 6. fire every timer left (only futures polled outside the pool's tasks,
+//!    such as a `block_on` on another thread, can still hold one); their
+//!    next poll reports that the runtime is gone.
 
 mod idle;
 pub(crate) mod registry;
@@ -81,9 +84,12 @@ pub(crate) struct Pool {
     pub(crate) registry: Registry,
     /// One timer wheel per worker; see `time::driver`.
     pub(crate) timers: Timers,
-    /// Number of `Runtime::block_on` calls polling their future right now;
-    /// paused time only advances by itself while this is zero.
-    active_blockers: AtomicUsize,
+    /// Number of `Runtime::block_on` calls polling their future right now
+    /// or woken and about to; paused time only advances by itself while this
+    /// is zero.
+    pub(crate) active_blockers: AtomicUsize,
+    /// Serialises paused-time auto-advances (see `try_auto_advance`).
+    advancing: Mutex<()>,
     closed: AtomicBool,
     /// Bit `L` set: some worker's local queue may hold a task of level `L`
     /// (tracked for the levels above `Low`). A busy worker about to run
@@ -119,6 +125,7 @@ impl Pool {
             registry: Registry::new(config.workers),
             timers: Timers::new(unparkers, config.start_paused),
             active_blockers: AtomicUsize::new(0),
+            advancing: Mutex::new(()),
             closed: AtomicBool::new(false),
             level_hint: AtomicU8::new(0),
             threads: Mutex::new(Vec::with_capacity(config.workers)),
@@ -298,6 +305,9 @@ impl Pool {
         if !self.timers.clock.is_paused() {
             return false;
         }
+        // Held until the wake-ups are delivered: the next idleness check
+        // must see the tasks they queued and the `block_on`s they woke.
+        let _advancing = self.advancing.lock();
         let idle = self.idle.num_parked() == self.num_workers()
             && self.active_blockers.load(Ordering::SeqCst) == 0
             && self.injector.iter().all(Injector::is_empty)
@@ -309,10 +319,13 @@ impl Pool {
             return false;
         }
         #[cfg(feature = "test-util")]
-        if let Some(next) = self.timers.next_expiration() {
+        while let Some(next) = self.timers.next_expiration() {
+            // `next` may be a cascade point that fires nothing: go on to the
+            // next one until something fires.
             self.timers.clock.advance_to(next);
-            self.timers.fire_all_due();
-            return true;
+            if self.timers.fire_all_due() > 0 {
+                return true;
+            }
         }
         false
     }
@@ -344,5 +357,6 @@ impl Pool {
             waker.wake();
         }
         self.drain_injector();
+        self.timers.shutdown();
     }
 }

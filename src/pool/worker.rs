@@ -3,8 +3,14 @@
 //! # Order in which a worker looks for work
 //!
 //! For each level, High first:
-//! 1. every [`GLOBAL_QUEUE_INTERVAL`]th tick, the injector first, so work from
-//!    outside the pool cannot be starved by tasks that keep spawning locally;
+//! 1. once per *injector interval*, the injector first, so work from outside
+//!    the pool cannot be starved by tasks that keep spawning locally. The
+//!    interval adapts to the mean poll time so that the injector is served
+//!    about every [`INJECTOR_TARGET`] (every 1 to [`MAX_INJECTOR_INTERVAL`]
+//!    polls), like tokio's self-tuning global queue interval; once such a
+//!    check finds work, the injector stays first until it is empty
+//!    ("draining"), so a burst of remote spawns is not taken in one batch
+//!    per long local poll;
 //! 2. its own queue;
 //! 3. the injector (taking a batch into its own queue);
 //! 4. for High and Normal, when the pool's level hint says a sibling may hold
@@ -21,10 +27,10 @@
 //! (message passing between two tasks then costs no queue round-trip). At
 //! most [`MAX_LIFO_POLLS`] slot tasks run in a row, fewer when polls are long
 //! (see [`LIFO_BUDGET`]), so two tasks waking each other cannot starve the
-//! rest. A slot task that does not get to run at
-//! once (the cap is reached, more urgent work is queued, or the injector is
-//! due) goes to the back of its queue: the slot never holds a task between
-//! two ticks, so it neither hides work from thieves nor bends priority order.
+//! rest. A slot task that does not get to run at once (the cap is reached,
+//! more urgent work is queued, or the injector is due) goes to the back of
+//! its queue: the slot never holds a task between two ticks, so it neither
+//! hides work from thieves nor bends priority order.
 
 use std::cell::Cell;
 use std::ptr;
@@ -72,8 +78,8 @@ struct Local {
     /// Only ever holds a task while `run_task` runs on this worker: it is
     /// consumed by `run_task` itself, or pushed to its queue.
     lifo: Cell<Option<Runnable>>,
-    /// Whether a task woken now may go to the LIFO slot: a task is running
-    /// and the slot has not been used too often in a row.
+    /// Whether a task woken now may go to the LIFO slot: only while
+    /// `run_task` runs a task.
     lifo_enabled: Cell<bool>,
 }
 

@@ -3,11 +3,13 @@
 use std::cell::RefCell;
 use std::future::{Future, IntoFuture};
 use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
 use crate::pool::{worker, Pool};
+use crate::sync::{AtomicU8, Ordering};
 
 /// Runs a future to completion on the calling thread, parking the thread
 /// while the future waits. Anything that turns into a future works, a
@@ -31,18 +33,7 @@ use crate::pool::{worker, Pool};
 /// assert_eq!(value, 42);
 /// ```
 pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
-    block_on_in(future, None)
-}
-
-/// `block_on`, counted as a poller of `pool` (so paused time does not move
-/// while the future runs) when one is given.
-pub(crate) fn block_on_in<F: IntoFuture>(future: F, pool: Option<&Pool>) -> F::Output {
-    assert!(
-        worker::current_index().is_none(),
-        "`block_on` called on a multipool worker thread; this would block the worker \
-         and every task queued behind it. Use `.await` instead, or run the blocking \
-         part on a thread of its own"
-    );
+    assert_not_on_worker();
     thread_local! {
         /// One parker per thread, reused across calls; `None` while a
         /// `block_on` on this thread is using it.
@@ -56,29 +47,99 @@ pub(crate) fn block_on_in<F: IntoFuture>(future: F, pool: Option<&Pool>) -> F::O
 
     // A nested `block_on` (inside a future that another `block_on` is
     // polling) finds the cache empty and makes its own parker.
-    let cached = CACHE
-        .try_with(|cache| cache.borrow_mut().take())
-        .ok()
-        .flatten();
+    let cached = CACHE.try_with(|cache| cache.borrow_mut().take()).ok().flatten();
     let (parker, waker) = cached.unwrap_or_else(new_parker);
     let mut future = pin!(future.into_future());
     let mut cx = Context::from_waker(&waker);
     let output = loop {
-        let poll = match pool {
-            Some(pool) => pool.blocker_poll(|| future.as_mut().poll(&mut cx)),
-            None => future.as_mut().poll(&mut cx),
-        };
-        if let Poll::Ready(output) = poll {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             break output;
-        }
-        if let Some(pool) = pool {
-            // With paused time, the last one to go idle moves the clock.
-            pool.try_auto_advance();
         }
         park(&parker);
     };
     let _ = CACHE.try_with(|cache| *cache.borrow_mut() = Some((parker, waker)));
     output
+}
+
+/// `block_on` for `Runtime::block_on`: the thread counts as busy in `pool`
+/// while it polls and from the moment it is woken, so paused time never
+/// jumps ahead while it has something to do (see `Pool::try_auto_advance`).
+pub(crate) fn block_on_in<F: IntoFuture>(future: F, pool: &Arc<Pool>) -> F::Output {
+    assert_not_on_worker();
+    let parker = parking::Parker::new();
+    let state = Arc::new(BlockOnWaker {
+        unparker: parker.unparker(),
+        pool: pool.clone(),
+        state: AtomicU8::new(0),
+    });
+    let waker = Waker::from(state.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(future.into_future());
+    let output = loop {
+        let poll = pool.blocker_poll(|| {
+            // The poll is counted now; the wake-up that led here need not be.
+            state.consume_wake();
+            future.as_mut().poll(&mut cx)
+        });
+        if let Poll::Ready(output) = poll {
+            break output;
+        }
+        // With paused time, the last one to go idle moves the clock.
+        pool.try_auto_advance();
+        park(&parker);
+    };
+    state.finish();
+    output
+}
+
+#[track_caller]
+fn assert_not_on_worker() {
+    assert!(
+        worker::current_index().is_none(),
+        "`block_on` called on a multipool worker thread; this would block the worker \
+         and every task queued behind it. Use `.await` instead, or run the blocking \
+         part on a thread of its own"
+    );
+}
+
+/// The waker of a `Runtime::block_on`; counts a pending wake-up in the
+/// pool's `active_blockers`.
+struct BlockOnWaker {
+    unparker: parking::Unparker,
+    pool: Arc<Pool>,
+    /// `WOKEN`: a wake-up is counted and not consumed yet; `DONE`: the
+    /// `block_on` returned, later wake-ups are not counted.
+    state: AtomicU8,
+}
+
+const WOKEN: u8 = 1;
+const DONE: u8 = 2;
+
+impl BlockOnWaker {
+    fn consume_wake(&self) {
+        if self.state.fetch_and(!WOKEN, Ordering::SeqCst) & WOKEN != 0 {
+            self.pool.active_blockers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn finish(&self) {
+        if self.state.fetch_or(DONE, Ordering::SeqCst) & (WOKEN | DONE) == WOKEN {
+            self.pool.active_blockers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Wake for BlockOnWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.state.fetch_or(WOKEN, Ordering::SeqCst) & (WOKEN | DONE) == 0 {
+            self.pool.active_blockers.fetch_add(1, Ordering::SeqCst);
+        }
+        self.unparker.unpark();
+    }
 }
 
 /// How many times `block_on` yields its time slice, checking for a wake-up,

@@ -297,7 +297,7 @@ impl Handle {
     /// [`Runtime::block_on`].
     pub fn block_on<F: IntoFuture>(&self, future: F) -> F::Output {
         let _enter = self.enter();
-        block_on::block_on_in(future, Some(&self.pool))
+        block_on::block_on_in(future, &self.pool)
     }
 
     /// Number of worker threads.

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 #[cfg(feature = "test-util")]
-use crate::sync::{AtomicBool, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
 
 use super::wheel::MAX_DEADLINE;
 
@@ -19,6 +19,10 @@ pub(crate) struct Clock {
     /// The frozen present while paused.
     #[cfg(feature = "test-util")]
     frozen: Mutex<Instant>,
+    /// Nanoseconds that paused time moved ahead of real time; added to
+    /// `Instant::now()` after `resume`, so time never goes backwards.
+    #[cfg(feature = "test-util")]
+    offset_nanos: AtomicU64,
 }
 
 impl Clock {
@@ -30,13 +34,21 @@ impl Clock {
             paused: AtomicBool::new(start_paused),
             #[cfg(feature = "test-util")]
             frozen: Mutex::new(base),
+            #[cfg(feature = "test-util")]
+            offset_nanos: AtomicU64::new(0),
         }
     }
 
     pub(crate) fn now(&self) -> Instant {
         #[cfg(feature = "test-util")]
-        if self.paused.load(Ordering::Acquire) {
-            return *self.frozen.lock();
+        {
+            if self.paused.load(Ordering::Acquire) {
+                return *self.frozen.lock();
+            }
+            let offset = self.offset();
+            if !offset.is_zero() {
+                return Instant::now() + offset;
+            }
         }
         Instant::now()
     }
@@ -60,6 +72,21 @@ impl Clock {
     /// The instant of a tick, if it is representable.
     pub(crate) fn instant_of(&self, ticks: u64) -> Option<Instant> {
         self.base.checked_add(Duration::from_micros(ticks))
+    }
+
+    /// The real (`Instant::now()`) instant at which the clock reads `ticks`:
+    /// what a thread that sleeps until `ticks` parks until.
+    pub(crate) fn wall_instant_of(&self, ticks: u64) -> Option<Instant> {
+        let instant = self.instant_of(ticks)?;
+        Some(instant.checked_sub(self.offset()).unwrap_or(instant))
+    }
+
+    /// How far paused time moved ahead of real time before it resumed.
+    fn offset(&self) -> Duration {
+        #[cfg(feature = "test-util")]
+        return Duration::from_nanos(self.offset_nanos.load(Ordering::Acquire));
+        #[cfg(not(feature = "test-util"))]
+        Duration::ZERO
     }
 
     pub(crate) fn is_paused(&self) -> bool {
@@ -89,8 +116,13 @@ impl Clock {
     }
 
     pub(crate) fn resume(&self) {
-        let _frozen = self.frozen.lock();
-        self.paused.store(false, Ordering::Release);
+        let frozen = self.frozen.lock();
+        if self.paused.load(Ordering::Acquire) {
+            let ahead = frozen.saturating_duration_since(Instant::now());
+            let nanos = u64::try_from(ahead.as_nanos()).unwrap_or(u64::MAX);
+            self.offset_nanos.store(nanos, Ordering::Release);
+            self.paused.store(false, Ordering::Release);
+        }
     }
 
     /// Moves paused time forward by `duration`. Returns `false` if the clock

@@ -4,12 +4,13 @@
 //!
 //! A timer is registered in the wheel of the worker whose task first polls
 //! it, so registering and cancelling (the common pair: a `timeout` around
-//! work that finishes in time) take an uncontended lock. The alternative,
-//! one wheel behind one lock shared by all workers (tokio's default), made
-//! every registration and cancellation a cross-core lock; the timer-churn
-//! bench (`benches/time.rs`) is where the two were compared. Timers
-//! registered off the workers (in `block_on`, on foreign threads) are spread
-//! over the wheels round-robin.
+//! work that finishes in time) take a lock that only that worker normally
+//! touches. With one wheel behind one lock for all workers (tokio's default)
+//! every registration and cancellation is a lock shared across cores, and
+//! every worker parks on that one driver. The timer-churn bench
+//! (`benches/time.rs`) measures the result against tokio. Timers registered
+//! off the workers (in `block_on`, on foreign threads) are spread over the
+//! wheels round-robin.
 //!
 //! # Who fires them
 //!
@@ -39,7 +40,7 @@ use crossbeam_utils::CachePadded;
 
 use super::clock::Clock;
 use super::wheel::{Inserted, Wheel};
-use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 /// `parked_until` of a worker that is not parked.
 const AWAKE: u64 = 0;
@@ -62,6 +63,17 @@ pub(crate) struct Timers {
     slots: Box<[CachePadded<TimerSlot>]>,
     /// Round-robin cursor for timers registered off the workers.
     next_remote: AtomicUsize,
+    /// Set (under every wheel's lock) when the pool shuts down.
+    shut_down: AtomicBool,
+}
+
+/// What polling a registered timer found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimerState {
+    Pending,
+    Fired,
+    /// The runtime shut down before the timer fired.
+    ShutDown,
 }
 
 /// Identifies a registered timer.
@@ -88,6 +100,7 @@ impl Timers {
             clock: Clock::new(start_paused),
             slots,
             next_remote: AtomicUsize::new(0),
+            shut_down: AtomicBool::new(false),
         }
     }
 
@@ -136,13 +149,16 @@ impl Timers {
     }
 
     /// Whether the timer fired; if not, makes sure `waker` is the one woken.
-    pub(crate) fn poll(&self, timer: TimerKey, waker: &Waker) -> bool {
+    pub(crate) fn poll(&self, timer: TimerKey, waker: &Waker) -> TimerState {
         let mut wheel = self.slots[timer.wheel].wheel.lock();
         if wheel.is_fired(timer.key) {
-            return true;
+            return TimerState::Fired;
+        }
+        if self.shut_down.load(Ordering::Acquire) {
+            return TimerState::ShutDown;
         }
         wheel.set_waker(timer.key, waker);
-        false
+        TimerState::Pending
     }
 
     pub(crate) fn is_fired(&self, timer: TimerKey) -> bool {
@@ -166,7 +182,8 @@ impl Timers {
         self.fire_until(wheel, now, wake);
     }
 
-    fn fire_until(&self, wheel: usize, now: u64, wake: &mut Vec<Waker>) {
+    /// Returns how many timers fired.
+    fn fire_until(&self, wheel: usize, now: u64, wake: &mut Vec<Waker>) -> usize {
         let slot = &self.slots[wheel];
         {
             let mut guard = slot.wheel.lock();
@@ -174,19 +191,22 @@ impl Timers {
             slot.next
                 .store(guard.next_expiration().unwrap_or(NEVER), Ordering::Relaxed);
         }
+        let fired = wake.len();
         for waker in wake.drain(..) {
             waker.wake();
         }
+        fired
     }
 
-    /// Fires everything due in every wheel (used when paused time moves).
+    /// Fires everything due in every wheel (used when paused time moves);
+    /// returns how many timers fired.
     #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
-    pub(crate) fn fire_all_due(&self) {
+    pub(crate) fn fire_all_due(&self) -> usize {
         let now = self.clock.now_ticks();
         let mut wake = Vec::new();
-        for wheel in 0..self.slots.len() {
-            self.fire_until(wheel, now, &mut wake);
-        }
+        (0..self.slots.len())
+            .map(|wheel| self.fire_until(wheel, now, &mut wake))
+            .sum()
     }
 
     /// Publishes that `wheel`'s worker is about to park; returns the instant
@@ -195,6 +215,10 @@ impl Timers {
         let slot = &self.slots[wheel];
         let guard = slot.wheel.lock();
         let next = guard.next_expiration().unwrap_or(NEVER);
+        // `next` may be a cascade point before any deadline; publishing it
+        // makes `is_due` agree, so waking there processes the cascade
+        // instead of re-parking for an instant already past.
+        slot.next.store(next, Ordering::Relaxed);
         let parked_until = if self.clock.is_paused() { NEVER } else { next };
         slot.parked_until.store(parked_until, Ordering::Relaxed);
         drop(guard);
@@ -202,7 +226,7 @@ impl Timers {
             None
         } else {
             // An unrepresentable instant is "never" too.
-            self.clock.instant_of(parked_until)
+            self.clock.wall_instant_of(parked_until)
         }
     }
 
@@ -220,6 +244,20 @@ impl Timers {
             .iter()
             .filter_map(|slot| slot.wheel.lock().next_expiration())
             .min()
+    }
+
+    /// Wakes everyone waiting on a timer: the pool has shut down and its
+    /// workers are gone, so they must find out (see `Sleep`).
+    pub(crate) fn shutdown(&self) {
+        let mut wake = Vec::new();
+        for slot in self.slots.iter() {
+            let wheel = slot.wheel.lock();
+            self.shut_down.store(true, Ordering::Release);
+            wheel.wakers(&mut wake);
+        }
+        for waker in wake {
+            waker.wake();
+        }
     }
 
     /// Number of registered timers.

@@ -65,17 +65,24 @@ impl MissedTickBehavior {
     /// The deadline after a tick that was due at `due` and observed at `now`.
     fn next(self, due: Instant, now: Instant, period: Duration) -> Instant {
         match self {
-            MissedTickBehavior::Burst => due + period,
-            MissedTickBehavior::Delay => now + period,
+            MissedTickBehavior::Burst => add(due, period),
+            MissedTickBehavior::Delay => add(now, period),
             MissedTickBehavior::Skip => {
                 let behind = now.saturating_duration_since(due).as_nanos();
                 let period_nanos = period.as_nanos();
                 let periods = behind / period_nanos + 1;
                 let offset = period_nanos * periods;
-                due + Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX))
+                add(due, Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX)))
             }
         }
     }
+}
+
+/// `instant + duration`, or a deadline that never comes if that overflows.
+fn add(instant: Instant, duration: Duration) -> Instant {
+    instant
+        .checked_add(duration)
+        .unwrap_or_else(|| super::far_future(instant))
 }
 
 /// A stream of ticks; see [`interval`].
@@ -99,10 +106,10 @@ impl Interval {
         }
         let due = self.delay.deadline();
         let now = super::now();
-        let next = if now >= due + self.period {
+        let next = if now >= add(due, self.period) {
             self.missed_tick_behavior.next(due, now, self.period)
         } else {
-            due + self.period
+            add(due, self.period)
         };
         Pin::new(&mut self.delay).reset(next);
         Poll::Ready(due)
@@ -110,7 +117,7 @@ impl Interval {
 
     /// Restarts the schedule: the next tick is one period from now.
     pub fn reset(&mut self) {
-        let next = super::now() + self.period;
+        let next = add(super::now(), self.period);
         Pin::new(&mut self.delay).reset(next);
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::driver::TimerKey;
+use super::driver::{TimerKey, TimerState};
 use crate::pool::{worker, Pool};
 use crate::runtime::context;
 
@@ -55,6 +55,13 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 /// that is never polled costs nothing) and removed when the `Sleep` is
 /// dropped. It is registered with the runtime entered where it is first
 /// polled, or the global runtime outside any. `Sleep` is `Unpin`.
+///
+/// # Panics
+///
+/// Polling a `Sleep` whose runtime has shut down panics: nothing will ever
+/// fire it. (Tasks of that runtime are cancelled at shutdown and never see
+/// this; only futures polled elsewhere, such as in a `block_on` on another
+/// thread, can.)
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct Sleep {
     deadline: Instant,
@@ -123,6 +130,9 @@ impl Sleep {
     /// Registers the timer with the current runtime, or completes.
     fn register(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let state = context::with_current_pool(|pool| {
+            if pool.is_closed() {
+                return dead_runtime(pool);
+            }
             let timers = &pool.timers;
             let ticks = timers.clock.deadline_ticks(self.deadline);
             if ticks <= timers.clock.now_ticks() {
@@ -145,6 +155,21 @@ impl Sleep {
     }
 }
 
+/// What a timer of a runtime that has shut down does. Polled by one of that
+/// runtime's workers (a task polled in the moment between shutdown starting
+/// and its worker stopping), it stays pending: the task is about to be
+/// cancelled. Anywhere else nothing will ever fire it, so waiting would hang
+/// and completing would lie about the time: it panics.
+#[track_caller]
+fn dead_runtime(pool: &Pool) -> State {
+    assert!(
+        worker::index_in(pool).is_some(),
+        "a multipool timer was polled after its runtime shut down; \
+         timers only work while their runtime is alive"
+    );
+    State::Unregistered
+}
+
 impl Future for Sleep {
     type Output = ();
 
@@ -152,13 +177,14 @@ impl Future for Sleep {
         let this = self.get_mut();
         match &this.state {
             State::Elapsed => Poll::Ready(()),
-            State::Registered { pool, timer } => {
-                if pool.timers.poll(*timer, cx.waker()) {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            }
+            State::Registered { pool, timer } => match pool.timers.poll(*timer, cx.waker()) {
+                TimerState::Fired => Poll::Ready(()),
+                TimerState::Pending => Poll::Pending,
+                TimerState::ShutDown => match dead_runtime(pool) {
+                    State::Elapsed => Poll::Ready(()),
+                    _ => Poll::Pending,
+                },
+            },
             State::Unregistered => this.register(cx),
         }
     }

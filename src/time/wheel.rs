@@ -174,17 +174,30 @@ impl Wheel {
                 entry.prev = NIL;
                 entry.next = NIL;
                 if entry.deadline <= now {
-                    wake.extend(entry.waker.take());
+                    // Cloned, not taken: a fired entry keeps its waker so
+                    // that `Sleep::reset` can re-arm it in place.
+                    wake.extend(entry.waker.clone());
                 } else {
                     // Cascade: `elapsed` moved, so the entry now belongs to a
                     // lower level (or fires, if its deadline is now due).
                     if self.link(key) == Inserted::Expired {
-                        wake.extend(self.entries[key].waker.take());
+                        wake.extend(self.entries[key].waker.clone());
                     }
                 }
             }
         }
         self.elapsed = self.elapsed.max(now);
+    }
+
+    /// Collects the wakers of every pending entry (used at shutdown, to tell
+    /// their owners that nobody will advance the wheel any more).
+    pub(crate) fn wakers(&self, wake: &mut Vec<Waker>) {
+        wake.extend(
+            self.entries
+                .iter()
+                .filter(|(_, entry)| entry.linked)
+                .filter_map(|(_, entry)| entry.waker.clone()),
+        );
     }
 
     /// The level an entry with `deadline` belongs to, relative to `elapsed`.

@@ -1,4 +1,4 @@
-#[multipool::test(start_paused = true)]
+#[multipool::test(worker_threads = 4)]
 async fn paused() {}
 
 fn main() {}

@@ -1,0 +1,3 @@
+// Compiled without multipool's `test-util` feature.
+#[multipool::main(start_paused = true)]
+async fn main() {}

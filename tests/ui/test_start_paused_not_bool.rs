@@ -1,0 +1,4 @@
+#[multipool::test(start_paused = "yes")]
+async fn paused() {}
+
+fn main() {}

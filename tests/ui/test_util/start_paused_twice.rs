@@ -1,0 +1,2 @@
+#[multipool::main(start_paused = true, start_paused = false)]
+async fn main() {}
