@@ -49,6 +49,7 @@ pub(crate) mod worker;
 use std::thread;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker as Deque};
+use crossbeam_utils::CachePadded;
 
 use crate::error::BuildError;
 use crate::sync::{fence, Arc, AtomicBool, AtomicU8, AtomicUsize, Mutex, Ordering};
@@ -97,6 +98,10 @@ pub(crate) struct Pool {
     /// when a scan finds nothing, and idle workers scan regardless of it.
     level_hint: AtomicU8,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
+    /// Tasks spawned and completed, counted per worker (the last entry for
+    /// other threads) so the hot path writes no shared line; summed on read.
+    spawned: Box<[CachePadded<AtomicUsize>]>,
+    completed: Box<[CachePadded<AtomicUsize>]>,
 }
 
 impl Pool {
@@ -129,6 +134,8 @@ impl Pool {
             closed: AtomicBool::new(false),
             level_hint: AtomicU8::new(0),
             threads: Mutex::new(Vec::with_capacity(config.workers)),
+            spawned: (0..=config.workers).map(|_| CachePadded::new(AtomicUsize::new(0))).collect(),
+            completed: (0..=config.workers).map(|_| CachePadded::new(AtomicUsize::new(0))).collect(),
         });
         for part in parts {
             let mut builder =
@@ -277,6 +284,29 @@ impl Pool {
     /// Number of tasks waiting in the injectors.
     pub(crate) fn injector_len(&self) -> usize {
         self.injector.iter().map(Injector::len).sum()
+    }
+
+    /// The counter slot of the current thread: its worker's, or the shared
+    /// one for threads that are not this pool's workers.
+    fn counter_slot(&self) -> usize {
+        worker::index_in(self).unwrap_or(self.slots.len())
+    }
+
+    pub(crate) fn count_spawned(&self) {
+        self.spawned[self.counter_slot()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_completed(&self) {
+        self.completed[self.counter_slot()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Tasks spawned and not yet completed or cancelled.
+    pub(crate) fn num_alive(&self) -> usize {
+        // Completions are read first: a task counted completed was counted
+        // spawned before, so the difference never underflows.
+        let completed: usize = self.completed.iter().map(|c| c.load(Ordering::Acquire)).sum();
+        let spawned: usize = self.spawned.iter().map(|c| c.load(Ordering::Acquire)).sum();
+        spawned.saturating_sub(completed)
     }
 
     /// Number of parked workers.

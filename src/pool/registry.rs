@@ -1,10 +1,11 @@
 //! The registry of a pool's live tasks.
 //!
-//! Every task is registered (by a clone of its waker) from spawn until its
-//! future is dropped. Shutdown uses it to reach tasks that sit in no queue
-//! because they wait for a wake-up that may never come: it closes the
-//! registry and wakes them all, and the scheduler then cancels each one. An
-//! abort uses it to schedule the task it cancels.
+//! A task is registered (by a clone of its waker) from the first time it
+//! returns `Pending` until its future is dropped; before that it is always
+//! in a queue or being polled. Shutdown uses the registry to reach tasks
+//! that sit in no queue because they wait for a wake-up that may never come:
+//! it closes the registry and wakes them all, and the scheduler then cancels
+//! each one. An abort uses it to schedule the task it cancels.
 //!
 //! Invariants:
 //! * once a shard is closed it accepts no new task; `insert` fails and the
@@ -123,13 +124,5 @@ impl Registry {
             wakers.extend(shard.tasks.drain());
         }
         wakers
-    }
-
-    /// Number of registered (live) tasks.
-    pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| shard.lock().tasks.len())
-            .sum()
     }
 }

@@ -308,7 +308,7 @@ impl Handle {
     /// Number of tasks alive on this runtime: spawned and not yet completed
     /// or cancelled.
     pub fn num_alive_tasks(&self) -> usize {
-        self.pool.registry.len()
+        self.pool.num_alive()
     }
 
     /// Number of tasks waiting in the runtime's injection queues (spawned or

@@ -59,7 +59,9 @@ impl<T> JoinHandle<T> {
     pub fn abort(&self) {
         let meta = self.task().metadata();
         meta.set_cancel(cancel::ABORTED);
-        // Schedule the task so the worker that runs it sees the flag.
+        // A registered (idle) task must be scheduled to see the flag; an
+        // unregistered one is queued or running and will see it anyway (see
+        // `Registration::register` for the race between the two).
         meta.pool.registry.wake(meta.registry_key());
     }
 

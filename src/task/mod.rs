@@ -11,8 +11,11 @@
 //!   `JoinHandle` therefore always finds an output.
 //! * a panic in the future's `poll` or `Drop` is caught inside the wrapper, so
 //!   it never unwinds into a worker.
-//! * while alive, the task is in its pool's registry, which is how shutdown
-//!   finds tasks that nobody will ever wake again.
+//! * from the first time it returns `Pending` until its future is dropped,
+//!   the task is in its pool's registry, which is how shutdown finds tasks
+//!   that nobody may ever wake again. (Until then it is always in a queue or
+//!   being polled, where shutdown finds it anyway; tasks that complete in
+//!   their first poll never touch the registry.)
 
 mod join;
 mod spawn;
@@ -59,9 +62,9 @@ pub(crate) struct TaskMeta {
     priority: AtomicU8,
     /// One of the [`cancel`] constants; the first reason set wins.
     cancel: AtomicU8,
-    /// The task's key in its pool's registry, or `usize::MAX` before it was
-    /// registered (or if it never was). Written once, before the task is first
-    /// scheduled, so every thread that runs or drops the task sees it.
+    /// The task's key in its pool's registry, or `usize::MAX` while it is not
+    /// registered. Written once, by the poll that registers the task; read
+    /// by `JoinHandle::abort` (see `Registration::register` for the order).
     registry_key: AtomicUsize,
     /// The name given with [`Spawn::name`].
     pub(crate) name: Option<Box<str>>,
@@ -77,13 +80,13 @@ impl TaskMeta {
         let _ = self.cancel.compare_exchange(
             cancel::NONE,
             reason,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
         );
     }
 
     pub(crate) fn registry_key(&self) -> usize {
-        self.registry_key.load(Ordering::Relaxed)
+        self.registry_key.load(Ordering::SeqCst)
     }
 }
 
@@ -96,7 +99,7 @@ pin_project_lite::pin_project! {
         future: Option<F>,
         deadline: D,
         meta: &'a TaskMeta,
-        _registration: Registration<'a>,
+        registration: Registration<'a>,
     }
 }
 
@@ -121,17 +124,45 @@ impl Deadline for Sleep {
     }
 }
 
-/// Removes the task from its pool's registry when the task's future is dropped.
+/// The task's entry in its pool's registry; counts the task as alive and
+/// unregisters it when the task's future is dropped.
 struct Registration<'a> {
     meta: &'a TaskMeta,
+    registered: bool,
+}
+
+impl Registration<'_> {
+    /// Registers the task, which just returned `Pending` (its waker is `cx`'s).
+    fn register(&mut self, waker: &std::task::Waker) {
+        let meta = self.meta;
+        match meta.pool.registry.insert(waker.clone()) {
+            Ok(key) => {
+                self.registered = true;
+                // `abort` sets the cancel reason, then reads the key; this
+                // stores the key, then reads the reason (both SeqCst). So
+                // either `abort` wakes the task through the registry, or we
+                // see the reason here and reschedule the task ourselves.
+                meta.registry_key.store(key, Ordering::SeqCst);
+                if meta.cancel.load(Ordering::SeqCst) != cancel::NONE {
+                    waker.wake_by_ref();
+                }
+            }
+            Err(_closed) => {
+                // Shutdown has already collected the registered tasks: this
+                // one cancels itself (the worker drains it on its way out).
+                meta.set_cancel(cancel::SHUTDOWN);
+                waker.wake_by_ref();
+            }
+        }
+    }
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        let key = self.meta.registry_key();
-        if key != usize::MAX {
-            self.meta.pool.registry.remove(key);
+        if self.registered {
+            self.meta.pool.registry.remove(self.meta.registry_key());
         }
+        self.meta.pool.count_completed();
     }
 }
 
@@ -163,10 +194,12 @@ impl<F: Future, D: Deadline> Future for TaskFuture<'_, F, D> {
                 // The future first, then the deadline: a future that is
                 // ready at its deadline wins.
                 if this.deadline.poll_expired(cx) {
-                    Poll::Ready(drop_future(this.future).and(Err(JoinError::timed_out())))
-                } else {
-                    Poll::Pending
+                    return Poll::Ready(drop_future(this.future).and(Err(JoinError::timed_out())));
                 }
+                if !this.registration.registered {
+                    this.registration.register(cx.waker());
+                }
+                Poll::Pending
             }
             Ok(Poll::Ready(value)) => {
                 // Drop the future here, inside `catch_unwind`: async-task would
@@ -247,7 +280,10 @@ where
         future: Some(future),
         deadline,
         meta,
-        _registration: Registration { meta },
+        registration: Registration {
+            meta,
+            registered: false,
+        },
     };
     // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
     // - `Send`: `TaskFuture` is `Send` because `F: Send`, `D: Send`, and it
@@ -260,23 +296,17 @@ where
     // - the schedule function is a plain `fn`, which is `Send + Sync + 'static`.
     let (runnable, task) =
         unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule)) };
-    let meta = runnable.metadata();
+    pool.count_spawned();
     if rejected {
         // Ends at once; the handle says why.
         run_cancelled(runnable);
-        return task;
-    }
-    match pool.registry.insert(runnable.waker()) {
-        Ok(key) => {
-            meta.registry_key.store(key, Ordering::Relaxed);
-            pool.schedule_new(runnable);
-        }
-        Err(_closed) => {
-            // The runtime has shut down: the task ends at once, its handle
-            // reports why.
-            meta.set_cancel(cancel::SHUTDOWN);
-            run_cancelled(runnable);
-        }
+    } else if pool.is_closed() {
+        // The runtime has shut down: the task ends at once, its handle
+        // reports why. (A shutdown that starts after this check is caught
+        // where the task is queued.)
+        run_cancelled(runnable);
+    } else {
+        pool.schedule_new(runnable);
     }
     task
 }
