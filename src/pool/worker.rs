@@ -275,7 +275,7 @@ impl Core {
         let pool = &*local.pool;
         let injector_first = self.injector_due();
         if injector_first && !self.draining {
-            self.tune_injector_interval();
+            self.tune_injector_interval(local);
         }
         self.draining = false;
         for level in 0..Priority::COUNT {
@@ -310,7 +310,9 @@ impl Core {
 
     /// Re-derives the injector interval from the mean poll time since the
     /// last check.
-    fn tune_injector_interval(&mut self) {
+    fn tune_injector_interval(&mut self, local: &Local) {
+        // Also the moment to look after siblings' overdue timers.
+        local.pool.timers.fire_overdue_elsewhere(local.index, &mut self.fired);
         let now = Instant::now();
         let (start_tick, start) = self.interval_start;
         let ticks = self.tick.wrapping_sub(start_tick).max(1);
@@ -358,6 +360,7 @@ impl Core {
                 return None;
             }
         }
+        local.pool.timers.fire_overdue_elsewhere(local.index, &mut self.fired);
         for level in 0..Priority::COUNT {
             if let Some(task) = self.steal_level(local, level) {
                 return Some(task);

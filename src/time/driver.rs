@@ -24,8 +24,11 @@
 //!   inserted into a parked worker's wheel with an earlier deadline unparks
 //!   that worker so it re-parks with the new deadline.
 //!
-//! The cost of this choice: a worker stuck in one long poll delays the
-//! timers in its own wheel until the poll returns.
+//! The cost of this choice: a worker stuck in one long poll (or descheduled
+//! by the OS) would delay the timers in its own wheel. So the other workers
+//! look at their siblings' wheels when they search for work and once per
+//! injector interval, and fire what is overdue by more than `STEAL_GRACE`
+//! ([`Timers::fire_overdue_elsewhere`]).
 //!
 //! # Paused time (`test-util`)
 //!
@@ -41,6 +44,10 @@ use crossbeam_utils::CachePadded;
 use super::clock::Clock;
 use super::wheel::{Inserted, Wheel};
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+
+/// How overdue (µs) a timer in another worker's wheel must be before a
+/// worker fires it on that worker's behalf.
+const STEAL_GRACE: u64 = 50;
 
 /// `parked_until` of a worker that is not parked.
 const AWAKE: u64 = 0;
@@ -196,6 +203,27 @@ impl Timers {
             waker.wake();
         }
         fired
+    }
+
+    /// Fires the timers of other workers' wheels that are overdue by more
+    /// than [`STEAL_GRACE`] ticks: their worker is stuck in a long poll or
+    /// descheduled by the OS. Skips wheels whose lock is taken.
+    pub(crate) fn fire_overdue_elsewhere(&self, own: usize, wake: &mut Vec<Waker>) {
+        let now = self.clock.now_ticks();
+        for (index, slot) in self.slots.iter().enumerate() {
+            let next = slot.next.load(Ordering::Relaxed);
+            if index == own || next == NEVER || next.saturating_add(STEAL_GRACE) > now {
+                continue;
+            }
+            if let Some(mut guard) = slot.wheel.try_lock() {
+                guard.advance(now, wake);
+                slot.next
+                    .store(guard.next_expiration().unwrap_or(NEVER), Ordering::Relaxed);
+            }
+            for waker in wake.drain(..) {
+                waker.wake();
+            }
+        }
     }
 
     /// Fires everything due in every wheel (used when paused time moves);
