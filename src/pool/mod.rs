@@ -8,18 +8,21 @@
 //! level (the level is read from the task header, never guessed).
 //!
 //! Where a scheduled task goes:
-//! * spawned or woken on one of this pool's workers: into that worker's LIFO
-//!   slot, pushing the slot's previous task to the back of its queue. A task
-//!   that yields (woken while running) goes to the back of its queue instead.
+//! * spawned or woken by the task running on one of this pool's workers:
+//!   into that worker's LIFO slot, pushing the slot's previous task to the
+//!   back of its queue. A task that yields (woken while running) goes to the
+//!   back of its queue instead.
+//! * woken on a worker outside a task (a timer it fired): to the back of that
+//!   worker's queue.
 //! * anywhere else: into the injector of its level.
 //!
 //! # Invariants
 //!
 //! * Every queued task is reachable by every worker: local queues can be
 //!   stolen from, the injector is shared. The LIFO slot is the one exception;
-//!   it holds a single task, is run right after the current poll, and is used
-//!   at most [`worker::MAX_LIFO_POLLS`] times in a row, so a worker cannot
-//!   hoard work there.
+//!   it holds a single task only while a task runs, and is emptied (run, or
+//!   pushed to its queue) before the worker looks for its next task, so a
+//!   worker cannot hoard work there.
 //! * No wake-up is lost between "a task was queued" and "a worker parks"; see
 //!   [`idle`] for the protocol.
 //! * Once `closed` is set, no task is ever polled normally again: each one is
@@ -238,15 +241,18 @@ impl Pool {
         }
     }
 
+    /// Whether any queue of the pool holds work.
+    fn has_queued_work(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|slot| slot.stealers.iter().any(|s| !s.is_empty()))
+            || self.injector.iter().any(|injector| !injector.is_empty())
+    }
+
     /// Wakes a worker if any queue holds work. Run by the last searcher to
     /// park, so work queued while it searched is not left behind.
     fn notify_if_work_pending(&self) {
-        let pending = self
-            .slots
-            .iter()
-            .any(|slot| slot.stealers.iter().any(|s| !s.is_empty()))
-            || self.injector.iter().any(|injector| !injector.is_empty());
-        if pending {
+        if self.has_queued_work() {
             self.notify_parked();
         }
     }
@@ -340,11 +346,7 @@ impl Pool {
         let _advancing = self.advancing.lock();
         let idle = self.idle.num_parked() == self.num_workers()
             && self.active_blockers.load(Ordering::SeqCst) == 0
-            && self.injector.iter().all(Injector::is_empty)
-            && self
-                .slots
-                .iter()
-                .all(|slot| slot.stealers.iter().all(Stealer::is_empty));
+            && !self.has_queued_work();
         if !idle {
             return false;
         }
