@@ -137,8 +137,12 @@ impl Pool {
             closed: AtomicBool::new(false),
             level_hint: AtomicU8::new(0),
             threads: Mutex::new(Vec::with_capacity(config.workers)),
-            spawned: (0..=config.workers).map(|_| CachePadded::new(AtomicUsize::new(0))).collect(),
-            completed: (0..=config.workers).map(|_| CachePadded::new(AtomicUsize::new(0))).collect(),
+            spawned: (0..=config.workers)
+                .map(|_| CachePadded::new(AtomicUsize::new(0)))
+                .collect(),
+            completed: (0..=config.workers)
+                .map(|_| CachePadded::new(AtomicUsize::new(0)))
+                .collect(),
         });
         for part in parts {
             let mut builder =
@@ -310,7 +314,11 @@ impl Pool {
     pub(crate) fn num_alive(&self) -> usize {
         // Completions are read first: a task counted completed was counted
         // spawned before, so the difference never underflows.
-        let completed: usize = self.completed.iter().map(|c| c.load(Ordering::Acquire)).sum();
+        let completed: usize = self
+            .completed
+            .iter()
+            .map(|c| c.load(Ordering::Acquire))
+            .sum();
         let spawned: usize = self.spawned.iter().map(|c| c.load(Ordering::Acquire)).sum();
         spawned.saturating_sub(completed)
     }

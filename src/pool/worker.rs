@@ -312,7 +312,10 @@ impl Core {
     /// last check.
     fn tune_injector_interval(&mut self, local: &Local) {
         // Also the moment to look after siblings' overdue timers.
-        local.pool.timers.fire_overdue_elsewhere(local.index, &mut self.fired);
+        local
+            .pool
+            .timers
+            .fire_overdue_elsewhere(local.index, &mut self.fired);
         let now = Instant::now();
         let (start_tick, start) = self.interval_start;
         let ticks = self.tick.wrapping_sub(start_tick).max(1);
@@ -360,7 +363,10 @@ impl Core {
                 return None;
             }
         }
-        local.pool.timers.fire_overdue_elsewhere(local.index, &mut self.fired);
+        local
+            .pool
+            .timers
+            .fire_overdue_elsewhere(local.index, &mut self.fired);
         for level in 0..Priority::COUNT {
             if let Some(task) = self.steal_level(local, level) {
                 return Some(task);

@@ -47,7 +47,10 @@ pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
 
     // A nested `block_on` (inside a future that another `block_on` is
     // polling) finds the cache empty and makes its own parker.
-    let cached = CACHE.try_with(|cache| cache.borrow_mut().take()).ok().flatten();
+    let cached = CACHE
+        .try_with(|cache| cache.borrow_mut().take())
+        .ok()
+        .flatten();
     let (parker, waker) = cached.unwrap_or_else(new_parker);
     let mut future = pin!(future.into_future());
     let mut cx = Context::from_waker(&waker);

@@ -77,12 +77,9 @@ impl TaskMeta {
 
     /// Records `reason` unless another reason was recorded first.
     pub(crate) fn set_cancel(&self, reason: u8) {
-        let _ = self.cancel.compare_exchange(
-            cancel::NONE,
-            reason,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
+        let _ =
+            self.cancel
+                .compare_exchange(cancel::NONE, reason, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     pub(crate) fn registry_key(&self) -> usize {

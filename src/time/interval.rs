@@ -72,7 +72,10 @@ impl MissedTickBehavior {
                 let period_nanos = period.as_nanos();
                 let periods = behind / period_nanos + 1;
                 let offset = period_nanos * periods;
-                add(due, Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX)))
+                add(
+                    due,
+                    Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX)),
+                )
             }
         }
     }
