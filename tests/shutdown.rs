@@ -1,20 +1,16 @@
 //! Dropping a runtime: every unfinished task is dropped, every handle
 //! resolves, nothing hangs.
 
+mod common;
+
+use common::DropCounter;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 
 use futures::channel::oneshot;
 use multipool::{Priority, Runtime};
-
-struct DropCounter(Arc<AtomicUsize>);
-
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
 
 #[test]
 fn drop_with_parked_queued_and_running_tasks() {

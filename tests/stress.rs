@@ -2,28 +2,16 @@
 //! watchdog so that a lost wake-up fails the test instead of hanging CI; the
 //! outcome never depends on how fast the machine is.
 
+mod common;
+
+use common::watchdog;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
 
 use futures::channel::oneshot;
 use multipool::{Priority, Runtime};
-
-/// Runs `f` on its own thread; panics if it has not finished after `secs`.
-fn watchdog<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let worker = thread::spawn(move || {
-        let value = f();
-        let _ = tx.send(());
-        value
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => worker.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => worker.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("stuck for {secs} s: a wake-up was lost"),
-    }
-}
 
 #[test]
 fn hundred_thousand_tasks_across_all_priorities() {

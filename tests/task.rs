@@ -1,5 +1,9 @@
 //! JoinHandle, abort, detach, panics and the Spawn builder.
 
+mod common;
+
+use common::DropCounter;
+
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -10,15 +14,6 @@ use multipool::{JoinError, Priority, Runtime};
 
 fn runtime(workers: usize) -> Runtime {
     Runtime::builder().workers(workers).build().unwrap()
-}
-
-/// Counts drops, to prove a future was dropped (exactly once).
-struct DropCounter(Arc<AtomicUsize>);
-
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
 }
 
 #[test]

@@ -10,8 +10,11 @@
 //! the end cover `Runtime::block_on` taking part in auto-advancing the
 //! clock.
 
+mod common;
+
+use common::watchdog;
+
 use std::future::Future;
-use std::panic;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -24,23 +27,6 @@ use multipool::time::{
     MissedTickBehavior,
 };
 use multipool::{Handle, Priority, Runtime};
-
-/// Runs `f` on its own thread; panics if it has not finished after `secs`.
-fn watchdog<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let worker = thread::spawn(move || {
-        let value = f();
-        let _ = tx.send(());
-        value
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
-            Ok(value) => value,
-            Err(payload) => panic::resume_unwind(payload),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("stuck for {secs} s: a wake-up was lost"),
-    }
-}
 
 fn paused_runtime(workers: usize) -> Runtime {
     Runtime::builder()

@@ -36,6 +36,7 @@
 //! whoever finds the runtime idle (all workers parked, no `block_on` polling)
 //! advances the clock straight to the next expiration.
 
+use std::sync::MutexGuard;
 use std::task::Waker;
 use std::time::Instant;
 
@@ -62,6 +63,22 @@ struct TimerSlot {
     /// The deadline the worker parked with, `NEVER`, or `AWAKE`.
     parked_until: AtomicU64,
     unparker: parking::Unparker,
+}
+
+impl TimerSlot {
+    /// A timer for `deadline` was just linked into this wheel (still locked
+    /// by `guard`): publish the deadline and, if the worker is parked until
+    /// later, wake it to re-park earlier.
+    fn armed(&self, guard: MutexGuard<'_, Wheel>, deadline: u64) {
+        self.next.fetch_min(deadline, Ordering::Relaxed);
+        // Read under the lock: see `Timers::prepare_park`.
+        let parked_until = self.parked_until.load(Ordering::Relaxed);
+        drop(guard);
+        // `AWAKE` is 0, so this only triggers for a parked worker.
+        if deadline < parked_until {
+            self.unparker.unpark();
+        }
+    }
 }
 
 /// The timers of one pool.
@@ -127,13 +144,7 @@ impl Timers {
             guard.remove(key);
             return None;
         }
-        slot.next.fetch_min(deadline, Ordering::Relaxed);
-        let parked_until = slot.parked_until.load(Ordering::Relaxed);
-        drop(guard);
-        if deadline < parked_until {
-            // `AWAKE` is 0, so this only triggers for a parked worker.
-            slot.unparker.unpark();
-        }
+        slot.armed(guard, deadline);
         Some(TimerKey { wheel, key })
     }
 
@@ -146,12 +157,7 @@ impl Timers {
         if guard.reset(timer.key, deadline) == Inserted::Expired {
             return false;
         }
-        slot.next.fetch_min(deadline, Ordering::Relaxed);
-        let parked_until = slot.parked_until.load(Ordering::Relaxed);
-        drop(guard);
-        if deadline < parked_until {
-            slot.unparker.unpark();
-        }
+        slot.armed(guard, deadline);
         true
     }
 
