@@ -19,6 +19,9 @@
 //!   sleeps 1 ms 200 times and records how late each wake-up was (instant
 //!   its task ran again − deadline). Prints p50/p99/max lateness per
 //!   executor. Executors without priorities spawn every task alike.
+//!   The report then repeats the measurement with no spinners at all
+//!   (`idle_sleep_lateness`): how precisely a parked worker wakes for a
+//!   timer.
 //!   The `elsewhere` column is the machine's CPU used by other processes
 //!   while that row ran (Linux): the two workers need both cores, so any
 //!   other load preempts them and shows up as milliseconds of lateness.
@@ -558,13 +561,14 @@ fn spin() {
     }
 }
 
-/// Lateness of each of the High sleeper's wake-ups among busy Low spinners.
-fn priority_latency<E: Exec>(samples: usize) -> Vec<Duration> {
+/// Lateness of each of the High sleeper's wake-ups among `spinners` busy Low
+/// spinners (none: the lateness of a sleep on an idle runtime).
+fn priority_latency<E: Exec>(samples: usize, spinners: usize) -> Vec<Duration> {
     let rt = E::build();
     let spawner = rt.spawner();
     let stop = Arc::new(AtomicBool::new(false));
 
-    let spinners: Vec<_> = (0..LAT_SPINNERS)
+    let spinners: Vec<_> = (0..spinners)
         .map(|_| {
             let stop = stop.clone();
             spawner.spawn_task(Prio::Low, async move {
@@ -575,8 +579,10 @@ fn priority_latency<E: Exec>(samples: usize) -> Vec<Duration> {
             })
         })
         .collect();
-    // Let the spinners fill the queues first.
-    std::thread::sleep(Duration::from_millis(20));
+    if !spinners.is_empty() {
+        // Let the spinners fill the queues first.
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let sleeper = spawner.spawn_task(Prio::High, async move {
         let budget = Instant::now() + LAT_BUDGET;
@@ -610,9 +616,9 @@ fn fmt_dur(d: Duration) -> String {
     }
 }
 
-fn report_row<E: Exec>(samples: usize) {
+fn report_row<E: Exec>(samples: usize, spinners: usize) {
     let before = cpu_ticks();
-    let mut late = priority_latency::<E>(samples);
+    let mut late = priority_latency::<E>(samples, spinners);
     let elsewhere = match (before, cpu_ticks()) {
         (Some(a), Some(b)) if b.total > a.total => {
             let others = (b.busy - a.busy).saturating_sub(b.ours - a.ours);
@@ -672,15 +678,24 @@ fn latency_report(samples: usize) {
         fmt_dur(LAT_SPIN),
         LAT_BUDGET.as_secs(),
     );
+    report_table(samples, LAT_SPINNERS);
+    println!(
+        "\nidle_sleep_lateness: the same sleeper alone on an idle runtime \
+         (how precisely a parked worker wakes for a timer)"
+    );
+    report_table(samples, 0);
+}
+
+fn report_table(samples: usize, spinners: usize) {
     println!(
         "{:<14} {:>5} {:>12} {:>12} {:>12} {:>10}",
         "executor", "n", "p50", "p99", "max", "elsewhere"
     );
-    report_row::<MultiPool>(samples);
-    report_row::<Tokio>(samples);
-    report_row::<AsyncStd>(samples);
-    report_row::<Smol>(samples);
-    report_row::<AsyncRuntime>(samples);
+    report_row::<MultiPool>(samples, spinners);
+    report_row::<Tokio>(samples, spinners);
+    report_row::<AsyncStd>(samples, spinners);
+    report_row::<Smol>(samples, spinners);
+    report_row::<AsyncRuntime>(samples, spinners);
 }
 
 /// Whether the command line selects the latency report: no filter, or a
