@@ -320,3 +320,24 @@ fn yield_now_lets_other_tasks_run() {
         setter.await.unwrap();
     });
 }
+
+#[test]
+fn a_refused_task_may_enter_the_runtime_while_it_is_dropped() {
+    struct EnterOnDrop(multipool::Handle);
+    impl Drop for EnterOnDrop {
+        fn drop(&mut self) {
+            let _guard = self.0.enter();
+        }
+    }
+    let rt = runtime(1);
+    rt.block_on(async {
+        let guard = EnterOnDrop(multipool::Handle::current());
+        let err = multipool::spawn(async move {
+            let _guard = guard;
+        })
+        .timeout(std::time::Duration::ZERO)
+        .await
+        .unwrap_err();
+        assert!(err.is_rejected(), "{err:?}");
+    });
+}

@@ -1090,3 +1090,54 @@ fn interval_of_duration_max_ticks_once() {
         ticks.reset();
     });
 }
+
+/// Pausing again after `resume` used to restart from real time, moving the
+/// clock back by everything paused time had added; the next sleep then
+/// completed at once.
+#[test]
+fn pausing_again_never_moves_the_clock_backwards() {
+    watchdog(30, || {
+        let rt = paused_runtime(1);
+        rt.block_on(async {
+            sleep(Duration::from_secs(3600)).await; // auto-advanced
+            resume();
+            let resumed = now();
+            pause();
+            let repaused = now();
+            assert!(repaused >= resumed);
+            sleep(Duration::from_secs(60)).await;
+            assert_eq!(now() - repaused, Duration::from_secs(60));
+        });
+    });
+}
+
+/// A worker parked without a deadline (paused time) used to stay parked
+/// after `resume`, stranding its timers.
+#[test]
+fn resume_wakes_workers_parked_without_deadline() {
+    watchdog(30, || {
+        let rt = paused_runtime(1);
+        rt.block_on(async {
+            let timer = multipool::spawn(sleep(ms(50))).start();
+            resume();
+            timer.await.unwrap();
+        });
+    });
+}
+
+/// A `block_on` nested in a paused runtime's `block_on` used to keep the
+/// outer poll counted as busy while it slept, so time never advanced.
+#[test]
+fn nested_block_on_under_paused_time_completes() {
+    watchdog(30, || {
+        let rt = paused_runtime(1);
+        let handle = rt.handle();
+        let slept = rt.block_on(async move {
+            let start = now();
+            handle.block_on(sleep(Duration::from_secs(1)));
+            multipool::block_on(sleep(Duration::from_secs(1)));
+            now() - start
+        });
+        assert_eq!(slept, Duration::from_secs(2));
+    });
+}

@@ -25,9 +25,10 @@
 //!   worker cannot hoard work there.
 //! * No wake-up is lost between "a task was queued" and "a worker parks"; see
 //!   [`idle`] for the protocol.
-//! * Once `closed` is set, no task is ever polled normally again: each one is
-//!   run once more with its cancel reason set, which drops its future and
-//!   completes its handle with a shutdown error.
+//! * Once `closed` is set, workers finish the poll in progress (and may
+//!   start at most the one they had already picked) and then stop; every
+//!   task left is run once more with its cancel reason set, which drops its
+//!   future and completes its handle with a shutdown error.
 //!
 //! # Shutdown
 //!
@@ -343,8 +344,8 @@ impl Pool {
 
     /// With paused time and nothing left to do anywhere in the runtime,
     /// jumps the clock to the next timer and fires it. Returns whether time
-    /// moved. Called by whoever is about to sleep: the last worker to park,
-    /// or a `block_on` thread.
+    /// moved. Called by whoever is about to sleep (a parking worker, a
+    /// `block_on` thread); only the last of them finds the runtime idle.
     pub(crate) fn try_auto_advance(&self) -> bool {
         if !self.timers.clock.is_paused() {
             return false;

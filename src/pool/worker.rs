@@ -29,8 +29,10 @@
 //! (see [`LIFO_BUDGET`]), so two tasks waking each other cannot starve the
 //! rest. A slot task that does not get to run at once (the cap is reached,
 //! more urgent work is queued, or the injector is due) goes to the back of
-//! its queue: the slot never holds a task between two ticks, so it neither
-//! hides work from thieves nor bends priority order.
+//! its queue: the slot never holds a task between two ticks, so it never
+//! bends priority order. While the current task runs, though, the slot's
+//! task cannot be stolen (as in tokio): a task that spawns and then blocks
+//! its worker delays what it spawned until it returns.
 
 use std::cell::Cell;
 use std::ptr;
@@ -240,10 +242,6 @@ impl Local {
     fn cancel_all(&self) {
         loop {
             let mut cancelled = false;
-            if let Some(task) = self.lifo.take() {
-                run_cancelled(task);
-                cancelled = true;
-            }
             for queue in &self.queues {
                 while let Some(task) = queue.pop() {
                     run_cancelled(task);
@@ -372,16 +370,20 @@ impl Core {
     /// Becomes a searcher (if not too many are) and steals, most urgent level
     /// first, from siblings and then the injector.
     fn steal_work(&mut self, local: &Local) -> Option<Runnable> {
+        local
+            .pool
+            .timers
+            .fire_overdue_elsewhere(local.index, &mut self.fired);
+        if local.has_local_work() {
+            // A sibling's timer woke tasks onto our queues.
+            return None;
+        }
         if !self.searching {
             self.searching = local.pool.idle.transition_worker_to_searching();
             if !self.searching {
                 return None;
             }
         }
-        local
-            .pool
-            .timers
-            .fire_overdue_elsewhere(local.index, &mut self.fired);
         for level in 0..Priority::COUNT {
             if let Some(task) = self.steal_level(local, level) {
                 return Some(task);
@@ -463,9 +465,15 @@ impl Core {
                 self.searching = true;
                 break;
             }
-            if pool.timers.is_due(local.index) {
-                // Woken for a timer: unpark ourselves (unless a notifier
-                // claimed us meanwhile) and let the loop fire it.
+            if pool.timers.is_due(local.index) || pool.timers.overdue_elsewhere(local.index) {
+                // Woken for a timer (ours, or a busy sibling's): unpark
+                // ourselves (unless a notifier claimed us meanwhile) and let
+                // the loop fire it.
+                self.searching = !pool.idle.unpark_worker_by_id(local.index);
+                break;
+            }
+            if pool.try_auto_advance() {
+                // Woken because time was paused: paused time moved.
                 self.searching = !pool.idle.unpark_worker_by_id(local.index);
                 break;
             }

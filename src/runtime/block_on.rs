@@ -78,21 +78,32 @@ pub(crate) fn block_on_in<F: IntoFuture>(future: F, pool: &Arc<Pool>) -> F::Outp
     let waker = Waker::from(state.clone());
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future.into_future());
-    let output = loop {
+    // Also when the future panics: a counted wake-up left behind would stop
+    // paused time from ever advancing by itself again.
+    let _finish = Finish(&state);
+    loop {
         let poll = pool.blocker_poll(|| {
             // The poll is counted now; the wake-up that led here need not be.
             state.consume_wake();
+            let _outer = CountedPoll::enter(pool);
             future.as_mut().poll(&mut cx)
         });
         if let Poll::Ready(output) = poll {
-            break output;
+            return output;
         }
         // With paused time, the last one to go idle moves the clock.
         pool.try_auto_advance();
         park(&parker);
-    };
-    state.finish();
-    output
+    }
+}
+
+/// Calls [`BlockOnWaker::finish`] when dropped.
+struct Finish<'a>(&'a BlockOnWaker);
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
 }
 
 #[track_caller]
@@ -162,5 +173,49 @@ fn park(parker: &parking::Parker) {
         }
         thread::yield_now();
     }
-    parker.park();
+    // A `block_on` nested in the poll of a `Runtime::block_on` sleeps while
+    // that outer poll is counted as busy; it must not keep paused time from
+    // advancing (nothing else could wake it).
+    match COUNTED_POLL
+        .try_with(|outer| outer.borrow().clone())
+        .ok()
+        .flatten()
+    {
+        Some(outer) => {
+            outer.active_blockers.fetch_sub(1, Ordering::SeqCst);
+            outer.try_auto_advance();
+            parker.park();
+            outer.active_blockers.fetch_add(1, Ordering::SeqCst);
+        }
+        None => parker.park(),
+    }
+}
+
+thread_local! {
+    /// The runtime whose `Runtime::block_on` is polling its future on this
+    /// thread right now (and counts as busy), if any.
+    static COUNTED_POLL: RefCell<Option<Arc<Pool>>> = const { RefCell::new(None) };
+}
+
+/// Marks a counted poll of `Runtime::block_on` on this thread; restores the
+/// previous mark when dropped.
+struct CountedPoll {
+    previous: Option<Arc<Pool>>,
+}
+
+impl CountedPoll {
+    fn enter(pool: &Arc<Pool>) -> Self {
+        let previous = COUNTED_POLL
+            .try_with(|outer| outer.borrow_mut().replace(pool.clone()))
+            .ok()
+            .flatten();
+        CountedPoll { previous }
+    }
+}
+
+impl Drop for CountedPoll {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        let _ = COUNTED_POLL.try_with(|outer| *outer.borrow_mut() = previous);
+    }
 }

@@ -323,7 +323,8 @@ impl Handle {
     }
 
     /// Number of timers registered: sleeps, time-outs, intervals and task
-    /// deadlines being waited on.
+    /// deadlines that have been polled and not yet dropped (a fired timer
+    /// counts until its `Sleep` is dropped).
     pub fn num_timers(&self) -> usize {
         self.pool.timers.len()
     }

@@ -225,12 +225,27 @@ fn schedule(runnable: Runnable, info: async_task::ScheduleInfo) {
     Pool::schedule_woken(runnable, info.woken_while_running);
 }
 
+/// A task just created by [`spawn_on`].
+pub(crate) struct Spawned<T> {
+    task: async_task::Task<Result<T, JoinError>, TaskMeta>,
+    /// Set if the task was refused (zero timeout, runtime shut down): it
+    /// must be cancelled, which drops the user's future and so runs user
+    /// code. [`finish`](Self::finish) does that once the caller holds no
+    /// thread-local state (`spawn_on` may run inside a borrow of it).
+    refused: Option<Runnable>,
+}
+
+impl<T> Spawned<T> {
+    pub(crate) fn finish(self) -> async_task::Task<Result<T, JoinError>, TaskMeta> {
+        if let Some(runnable) = self.refused {
+            run_cancelled(runnable);
+        }
+        self.task
+    }
+}
+
 /// Creates a task on `pool` and schedules it. Every way of spawning ends here.
-pub(crate) fn spawn_on<F>(
-    pool: &Arc<Pool>,
-    future: F,
-    options: SpawnOptions,
-) -> async_task::Task<Result<F::Output, JoinError>, TaskMeta>
+pub(crate) fn spawn_on<F>(pool: &Arc<Pool>, future: F, options: SpawnOptions) -> Spawned<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -252,7 +267,7 @@ fn spawn_with_deadline<F, D>(
     future: F,
     options: SpawnOptions,
     deadline: D,
-) -> async_task::Task<Result<F::Output, JoinError>, TaskMeta>
+) -> Spawned<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -294,18 +309,16 @@ where
     let (runnable, task) =
         unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule)) };
     pool.count_spawned();
-    if rejected {
-        // Ends at once; the handle says why.
-        run_cancelled(runnable);
-    } else if pool.is_closed() {
-        // The runtime has shut down: the task ends at once, its handle
-        // reports why. (A shutdown that starts after this check is caught
-        // where the task is queued.)
-        run_cancelled(runnable);
+    // A rejected task, or one spawned after shutdown, ends at once and its
+    // handle says why. (A shutdown that starts after this check is caught
+    // where the task is queued.)
+    let refused = if rejected || pool.is_closed() {
+        Some(runnable)
     } else {
         pool.schedule_new(runnable);
-    }
-    task
+        None
+    };
+    Spawned { task, refused }
 }
 
 /// Runs a task whose cancel reason is set, so its future is dropped on this

@@ -131,11 +131,11 @@ where
             target,
             options,
         } = self;
-        let task = match target {
+        let spawned = match target {
             Target::Handle(handle) => spawn_on(handle.pool(), future, options),
             Target::Current => context::with_current_pool(|pool| spawn_on(pool, future, options)),
         };
-        JoinHandle::new(task)
+        JoinHandle::new(spawned.finish())
     }
 
     /// Starts the task now and lets it run on its own; its output is dropped.

@@ -104,12 +104,11 @@ impl Clock {
         if !self.paused.load(Ordering::Acquire) {
             // Snap to a whole tick, so that deadlines a whole number of
             // microseconds away are reached exactly when time auto-advances.
-            let ticks = u64::try_from(
-                Instant::now()
-                    .saturating_duration_since(self.base)
-                    .as_micros(),
-            )
-            .unwrap_or(MAX_DEADLINE);
+            // The clock's present (real time plus what earlier pauses
+            // added), so pausing never moves time backwards.
+            let present = Instant::now() + self.offset();
+            let ticks = u64::try_from(present.saturating_duration_since(self.base).as_micros())
+                .unwrap_or(MAX_DEADLINE);
             *frozen = self.instant_of(ticks).unwrap_or(self.base);
             self.paused.store(true, Ordering::Release);
         }
@@ -137,8 +136,12 @@ impl Clock {
     }
 
     /// Moves paused time forward to `ticks`, if that is later than now.
+    /// Does nothing if the clock is not paused.
     pub(crate) fn advance_to(&self, ticks: u64) {
         let mut frozen = self.frozen.lock();
+        if !self.paused.load(Ordering::Acquire) {
+            return;
+        }
         if let Some(target) = self.instant_of(ticks) {
             if target > *frozen {
                 *frozen = target;

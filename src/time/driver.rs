@@ -36,6 +36,7 @@
 //! whoever finds the runtime idle (all workers parked, no `block_on` polling)
 //! advances the clock straight to the next expiration.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::MutexGuard;
 use std::task::Waker;
 use std::time::Instant;
@@ -81,6 +82,14 @@ impl TimerSlot {
     }
 }
 
+/// Wakes the owners of fired timers. A waker may belong to any executor; one
+/// that panics must not unwind into the worker that fires timers.
+fn wake_all(wake: &mut Vec<Waker>) {
+    for waker in wake.drain(..) {
+        let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
+    }
+}
+
 /// The timers of one pool.
 pub(crate) struct Timers {
     pub(crate) clock: Clock,
@@ -97,6 +106,16 @@ pub(crate) enum TimerState {
     Pending,
     Fired,
     /// The runtime shut down before the timer fired.
+    ShutDown,
+}
+
+/// Outcome of [`Timers::insert`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Registered {
+    Armed(TimerKey),
+    /// The deadline has already passed.
+    Expired,
+    /// The runtime shut down.
     ShutDown,
 }
 
@@ -130,22 +149,36 @@ impl Timers {
 
     /// The wheel a timer polled by `worker` (this pool's worker on this
     /// thread, if any) goes to.
+    /// Off the workers, that is preferably the wheel of a parked worker
+    /// (it will sleep until the deadline, rather than a busy worker firing
+    /// it between polls), round-robin among them.
     pub(crate) fn wheel_for(&self, worker: Option<usize>) -> usize {
-        worker
-            .unwrap_or_else(|| self.next_remote.fetch_add(1, Ordering::Relaxed) % self.slots.len())
+        worker.unwrap_or_else(|| {
+            let len = self.slots.len();
+            let start = self.next_remote.fetch_add(1, Ordering::Relaxed) % len;
+            (0..len)
+                .map(|offset| (start + offset) % len)
+                .find(|&index| self.slots[index].parked_until.load(Ordering::Relaxed) != AWAKE)
+                .unwrap_or(start)
+        })
     }
 
-    /// Registers a timer. Returns `None` if its deadline has already passed.
-    pub(crate) fn insert(&self, wheel: usize, deadline: u64, waker: Waker) -> Option<TimerKey> {
+    /// Registers a timer.
+    pub(crate) fn insert(&self, wheel: usize, deadline: u64, waker: Waker) -> Registered {
         let slot = &self.slots[wheel];
         let mut guard = slot.wheel.lock();
+        // Checked under the lock `shutdown` takes: no timer can slip in
+        // after shutdown woke everyone.
+        if self.shut_down.load(Ordering::Acquire) {
+            return Registered::ShutDown;
+        }
         let (key, inserted) = guard.insert(deadline, waker);
         if inserted == Inserted::Expired {
             guard.remove(key);
-            return None;
+            return Registered::Expired;
         }
         slot.armed(guard, deadline);
-        Some(TimerKey { wheel, key })
+        Registered::Armed(TimerKey { wheel, key })
     }
 
     /// Moves a registered timer to a new deadline, keeping its waker.
@@ -205,10 +238,18 @@ impl Timers {
                 .store(guard.next_expiration().unwrap_or(NEVER), Ordering::Relaxed);
         }
         let fired = wake.len();
-        for waker in wake.drain(..) {
-            waker.wake();
-        }
+        wake_all(wake);
         fired
+    }
+
+    /// Whether another worker's wheel has timers overdue by more than
+    /// `STEAL_GRACE`.
+    pub(crate) fn overdue_elsewhere(&self, own: usize) -> bool {
+        let now = self.clock.now_ticks();
+        self.slots.iter().enumerate().any(|(index, slot)| {
+            let next = slot.next.load(Ordering::Relaxed);
+            index != own && next != NEVER && next.saturating_add(STEAL_GRACE) <= now
+        })
     }
 
     /// Fires the timers of other workers' wheels that are overdue by more
@@ -226,9 +267,7 @@ impl Timers {
                 slot.next
                     .store(guard.next_expiration().unwrap_or(NEVER), Ordering::Relaxed);
             }
-            for waker in wake.drain(..) {
-                waker.wake();
-            }
+            wake_all(wake);
         }
     }
 
@@ -244,7 +283,9 @@ impl Timers {
     }
 
     /// Publishes that `wheel`'s worker is about to park; returns the instant
-    /// to wake up at (`None`: sleep until unparked).
+    /// to wake up at (`None`: sleep until unparked). That is its own next
+    /// expiration, or a sibling's plus `STEAL_GRACE` if earlier: a sibling
+    /// stuck in a long poll then gets its timers fired by this worker.
     pub(crate) fn prepare_park(&self, wheel: usize) -> Option<Instant> {
         let slot = &self.slots[wheel];
         let guard = slot.wheel.lock();
@@ -253,7 +294,25 @@ impl Timers {
         // makes `is_due` agree, so waking there processes the cascade
         // instead of re-parking for an instant already past.
         slot.next.store(next, Ordering::Relaxed);
-        let parked_until = if self.clock.is_paused() { NEVER } else { next };
+        let siblings = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|&(index, _)| index != wheel)
+            .map(|(_, other)| {
+                other
+                    .next
+                    .load(Ordering::Relaxed)
+                    .saturating_add(STEAL_GRACE)
+            })
+            .min()
+            .unwrap_or(NEVER);
+        let wake_at = next.min(siblings);
+        let parked_until = if self.clock.is_paused() {
+            NEVER
+        } else {
+            wake_at
+        };
         slot.parked_until.store(parked_until, Ordering::Relaxed);
         drop(guard);
         if parked_until == NEVER {
@@ -261,6 +320,15 @@ impl Timers {
         } else {
             // An unrepresentable instant is "never" too.
             self.clock.wall_instant_of(parked_until)
+        }
+    }
+
+    /// Wakes every worker, so each re-parks with a deadline that fits the
+    /// clock's new mode (after `pause`/`resume`).
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    pub(crate) fn unpark_all(&self) {
+        for slot in self.slots.iter() {
+            slot.unparker.unpark();
         }
     }
 
@@ -289,9 +357,7 @@ impl Timers {
             self.shut_down.store(true, Ordering::Release);
             wheel.wakers(&mut wake);
         }
-        for waker in wake {
-            waker.wake();
-        }
+        wake_all(&mut wake);
     }
 
     /// Number of registered timers.

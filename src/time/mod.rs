@@ -82,7 +82,11 @@ mod test_util {
     /// ```
     #[track_caller]
     pub fn pause() {
-        Handle::current().pool().timers.clock.pause();
+        let handle = Handle::current();
+        handle.pool().timers.clock.pause();
+        // Parked workers re-park without a deadline; the last to do so
+        // advances the clock if the runtime is idle.
+        handle.pool().timers.unpark_all();
     }
 
     /// Resumes real time on the current runtime's clock. Paused time already
@@ -93,7 +97,10 @@ mod test_util {
     /// Panics outside a runtime.
     #[track_caller]
     pub fn resume() {
-        Handle::current().pool().timers.clock.resume();
+        let handle = Handle::current();
+        handle.pool().timers.clock.resume();
+        // Workers parked without a deadline re-park until their next timer.
+        handle.pool().timers.unpark_all();
     }
 
     /// Moves paused time forward by `duration`, firing every timer that

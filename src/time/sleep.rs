@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::driver::{TimerKey, TimerState};
+use super::driver::{Registered, TimerKey, TimerState};
 use crate::pool::{worker, Pool};
 use crate::runtime::context;
 
@@ -15,7 +15,8 @@ use crate::runtime::context;
 ///
 /// Equivalent to `sleep_until(multipool::time::now() + duration)`. The
 /// deadline is exact to the microsecond (not rounded up to a millisecond).
-/// `Duration::MAX` sleeps for ever, without overflow.
+/// A duration that overflows `Instant` (such as `Duration::MAX`) sleeps for
+/// thirty years, as in tokio: for ever in practice, without overflow.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -140,11 +141,12 @@ impl Sleep {
             }
             let wheel = timers.wheel_for(worker::index_in(pool));
             match timers.insert(wheel, ticks, cx.waker().clone()) {
-                Some(timer) => State::Registered {
+                Registered::Armed(timer) => State::Registered {
                     pool: pool.clone(),
                     timer,
                 },
-                None => State::Elapsed,
+                Registered::Expired => State::Elapsed,
+                Registered::ShutDown => dead_runtime(pool),
             }
         });
         self.state = state;
