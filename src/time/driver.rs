@@ -245,17 +245,29 @@ impl Timers {
     /// Whether another worker's wheel has timers overdue by more than
     /// `STEAL_GRACE`.
     pub(crate) fn overdue_elsewhere(&self, own: usize) -> bool {
-        let now = self.clock.now_ticks();
-        self.slots.iter().enumerate().any(|(index, slot)| {
-            let next = slot.next.load(Ordering::Relaxed);
-            index != own && next != NEVER && next.saturating_add(STEAL_GRACE) <= now
-        })
+        self.earliest_elsewhere(own)
+            .is_some_and(|next| next.saturating_add(STEAL_GRACE) <= self.clock.now_ticks())
+    }
+
+    /// The earliest `next` among the other wheels, if any has a timer; lets
+    /// the callers skip reading the clock when no sibling has timers.
+    fn earliest_elsewhere(&self, own: usize) -> Option<u64> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|&(index, _)| index != own)
+            .map(|(_, slot)| slot.next.load(Ordering::Relaxed))
+            .filter(|&next| next != NEVER)
+            .min()
     }
 
     /// Fires the timers of other workers' wheels that are overdue by more
     /// than [`STEAL_GRACE`] ticks: their worker is stuck in a long poll or
     /// descheduled by the OS. Skips wheels whose lock is taken.
     pub(crate) fn fire_overdue_elsewhere(&self, own: usize, wake: &mut Vec<Waker>) {
+        if self.earliest_elsewhere(own).is_none() {
+            return;
+        }
         let now = self.clock.now_ticks();
         for (index, slot) in self.slots.iter().enumerate() {
             let next = slot.next.load(Ordering::Relaxed);
@@ -295,18 +307,8 @@ impl Timers {
         // instead of re-parking for an instant already past.
         slot.next.store(next, Ordering::Relaxed);
         let siblings = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|&(index, _)| index != wheel)
-            .map(|(_, other)| {
-                other
-                    .next
-                    .load(Ordering::Relaxed)
-                    .saturating_add(STEAL_GRACE)
-            })
-            .min()
-            .unwrap_or(NEVER);
+            .earliest_elsewhere(wheel)
+            .map_or(NEVER, |next| next.saturating_add(STEAL_GRACE));
         let wake_at = next.min(siblings);
         let parked_until = if self.clock.is_paused() {
             NEVER
