@@ -102,13 +102,13 @@ impl Clock {
     pub(crate) fn pause(&self) {
         let mut frozen = self.frozen.lock();
         if !self.paused.load(Ordering::Acquire) {
-            // Snap to a whole tick, so that deadlines a whole number of
-            // microseconds away are reached exactly when time auto-advances.
             // The clock's present (real time plus what earlier pauses
-            // added), so pausing never moves time backwards.
+            // added), rounded up to a whole tick: pausing never moves time
+            // backwards, and deadlines a whole number of microseconds away
+            // are then reached exactly when time auto-advances.
             let present = Instant::now() + self.offset();
-            let ticks = u64::try_from(present.saturating_duration_since(self.base).as_micros())
-                .unwrap_or(MAX_DEADLINE);
+            let nanos = present.saturating_duration_since(self.base).as_nanos();
+            let ticks = u64::try_from(nanos.div_ceil(1_000)).unwrap_or(MAX_DEADLINE);
             *frozen = self.instant_of(ticks).unwrap_or(self.base);
             self.paused.store(true, Ordering::Release);
         }
