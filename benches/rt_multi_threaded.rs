@@ -320,14 +320,18 @@ fn spawn_many_local<E: Exec>(g: &mut Group<'_>) {
 fn spawn_many_remote_idle<E: Exec>(g: &mut Group<'_>) {
     let rt = E::build();
 
-    let mut handles = Vec::with_capacity(NUM_SPAWN);
+    bench_remote_spawns(g, &rt, NUM_SPAWN);
+}
 
+/// The timed part of the `spawn_many_remote_*` workloads: `count` empty
+/// tasks spawned from the bench thread, then all awaited.
+fn bench_remote_spawns<E: Exec>(g: &mut Group<'_>, rt: &E, count: usize) {
+    let mut handles = Vec::with_capacity(count);
     g.bench_function(E::NAME, |b| {
         b.iter(|| {
-            for _ in 0..NUM_SPAWN {
+            for _ in 0..count {
                 handles.push(rt.spawn_remote(async {}));
             }
-
             rt.block_on(async {
                 for handle in handles.drain(..) {
                     handle.await;
@@ -343,7 +347,6 @@ fn spawn_many_remote_idle<E: Exec>(g: &mut Group<'_>) {
 fn spawn_many_remote_busy1<E: Exec>(g: &mut Group<'_>) {
     let rt = E::build();
 
-    let mut handles = Vec::with_capacity(NUM_SPAWN);
     let flag = Arc::new(AtomicBool::new(true));
 
     // Keep the runtime busy.
@@ -357,19 +360,7 @@ fn spawn_many_remote_busy1<E: Exec>(g: &mut Group<'_>) {
         });
     }
 
-    g.bench_function(E::NAME, |b| {
-        b.iter(|| {
-            for _ in 0..NUM_SPAWN {
-                handles.push(rt.spawn_remote(async {}));
-            }
-
-            rt.block_on(async {
-                for handle in handles.drain(..) {
-                    handle.await;
-                }
-            });
-        })
-    });
+    bench_remote_spawns(g, &rt, NUM_SPAWN);
 
     flag.store(false, Relaxed);
 }
@@ -391,7 +382,6 @@ fn spawn_many_remote_busy2<E: Exec>(g: &mut Group<'_>) {
 
     let rt = E::build();
 
-    let mut handles = Vec::with_capacity(NUM_SPAWN);
     let flag = Arc::new(AtomicBool::new(true));
 
     // Keep the runtime busy with self-respawning chains.
@@ -402,19 +392,7 @@ fn spawn_many_remote_busy2<E: Exec>(g: &mut Group<'_>) {
         });
     }
 
-    g.bench_function(E::NAME, |b| {
-        b.iter(|| {
-            for _ in 0..NUM_SPAWN {
-                handles.push(rt.spawn_remote(async {}));
-            }
-
-            rt.block_on(async {
-                for handle in handles.drain(..) {
-                    handle.await;
-                }
-            });
-        })
-    });
+    bench_remote_spawns(g, &rt, NUM_SPAWN);
 
     flag.store(false, Relaxed);
 }
