@@ -56,6 +56,7 @@ use crossbeam_deque::{Injector, Steal, Stealer, Worker as Deque};
 use crossbeam_utils::CachePadded;
 
 use crate::error::BuildError;
+use crate::runtime::hooks::Hooks;
 use crate::sync::{fence, Arc, AtomicBool, AtomicU8, AtomicUsize, Mutex, Ordering};
 use crate::task::{run_cancelled, Runnable};
 use crate::time::driver::Timers;
@@ -72,6 +73,7 @@ pub(crate) struct PoolConfig {
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
     pub(crate) start_paused: bool,
+    pub(crate) hooks: Arc<Hooks>,
 }
 
 /// The shared side of one worker: what other threads use to reach it.
@@ -102,6 +104,7 @@ pub(crate) struct Pool {
     /// when a scan finds nothing, and idle workers scan regardless of it.
     level_hint: AtomicU8,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
+    pub(crate) hooks: Arc<Hooks>,
     /// Tasks spawned and completed, counted per worker (the last entry for
     /// other threads) so the hot path writes no shared line; summed on read.
     spawned: Box<[CachePadded<AtomicUsize>]>,
@@ -138,6 +141,7 @@ impl Pool {
             closed: AtomicBool::new(false),
             level_hint: AtomicU8::new(0),
             threads: Mutex::new(Vec::with_capacity(config.workers)),
+            hooks: config.hooks,
             spawned: (0..=config.workers)
                 .map(|_| CachePadded::new(AtomicUsize::new(0)))
                 .collect(),
@@ -152,7 +156,11 @@ impl Pool {
                 builder = builder.stack_size(size);
             }
             let worker_pool = pool.clone();
-            match builder.spawn(move || worker::run(worker_pool, part)) {
+            let spawned = builder.spawn(move || {
+                let hooks = worker_pool.hooks.clone();
+                hooks.wrapped(|| worker::run(worker_pool, part));
+            });
+            match spawned {
                 Ok(thread) => pool.threads.lock().push(thread),
                 Err(err) => {
                     pool.shutdown();
@@ -399,5 +407,6 @@ impl Pool {
         }
         self.drain_injector();
         self.timers.shutdown();
+        self.hooks.shut_down();
     }
 }

@@ -187,8 +187,10 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts) {
     };
     CURRENT.with(|current| current.set(&local));
     let _guard = CurrentGuard;
+    local.pool.hooks.thread_started();
     core.run(&local);
     local.cancel_all();
+    local.pool.hooks.thread_stopping();
 }
 
 /// Asks Linux to wake this thread on time from timed sleeps. The default

@@ -9,6 +9,7 @@
 mod block_on;
 pub(crate) mod context;
 mod global;
+pub(crate) mod hooks;
 
 pub use block_on::block_on;
 
@@ -21,6 +22,7 @@ use crate::error::{BuildError, TryCurrentError};
 use crate::pool::{Pool, PoolConfig};
 use crate::sync::Arc;
 use crate::task::Spawn;
+use hooks::Hooks;
 
 /// Configures and builds a [`Runtime`].
 ///
@@ -38,6 +40,7 @@ pub struct Builder {
     thread_name: String,
     stack_size: Option<usize>,
     start_paused: bool,
+    hooks: Hooks,
 }
 
 impl Default for Builder {
@@ -47,6 +50,7 @@ impl Default for Builder {
             thread_name: "multipool-worker".to_owned(),
             stack_size: None,
             start_paused: false,
+            hooks: Hooks::default(),
         }
     }
 }
@@ -85,6 +89,89 @@ impl Builder {
         self
     }
 
+    /// Runs `hook` on every worker thread as it starts, before it takes its
+    /// first task; [`multipool::worker_index`](crate::worker_index) tells
+    /// which worker it is. A panic in the hook is caught and printed.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let started = Arc::new(AtomicUsize::new(0));
+    /// let counter = started.clone();
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(2)
+    ///     .on_thread_start(move || {
+    ///         assert!(multipool::worker_index().is_some());
+    ///         counter.fetch_add(1, Ordering::SeqCst);
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// drop(rt); // joins the workers, so both have started
+    /// assert_eq!(started.load(Ordering::SeqCst), 2);
+    /// ```
+    pub fn on_thread_start(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.hooks.on_thread_start.push(Arc::new(hook));
+        self
+    }
+
+    /// Runs `hook` on every worker thread after its last task, as it stops
+    /// (runtime shut down, or the worker retired). A panic in the hook is
+    /// caught and printed.
+    pub fn on_thread_stop(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.hooks.on_thread_stop.push(Arc::new(hook));
+        self
+    }
+
+    /// Runs `hook` once the runtime has shut down: its workers stopped and
+    /// every unfinished task cancelled. Runs on the thread that shuts the
+    /// runtime down (the one dropping it, usually).
+    pub fn on_shutdown(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.hooks.on_shutdown.push(Arc::new(hook));
+        self
+    }
+
+    /// Runs every worker thread's whole life, and every
+    /// [`Runtime::block_on`]/[`Handle::block_on`] call, inside `wrapper`: the
+    /// wrapper gets the body as a closure and must call it exactly once. It
+    /// is how a thread-wide context (another runtime's `enter` guard, a
+    /// tracing dispatcher, a thread-local arena) is set for everything the
+    /// runtime runs; `multipool-compat` gives every thread a tokio context
+    /// this way. Wrappers added first run outermost.
+    ///
+    /// # Panics
+    ///
+    /// A wrapper that returns without calling its body makes the thread (or
+    /// the `block_on`) panic with a message naming this hook.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    ///
+    /// thread_local!(static IN_APP: Cell<bool> = const { Cell::new(false) });
+    ///
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(1)
+    ///     .wrap_thread(|body| {
+    ///         IN_APP.with(|flag| flag.set(true));
+    ///         body();
+    ///         IN_APP.with(|flag| flag.set(false));
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let seen = rt.block_on(async {
+    ///     let on_worker = multipool::spawn(async { IN_APP.with(Cell::get) }).await.unwrap();
+    ///     (IN_APP.with(Cell::get), on_worker)
+    /// });
+    /// assert_eq!(seen, (true, true));
+    /// ```
+    pub fn wrap_thread(
+        mut self,
+        wrapper: impl Fn(&mut dyn FnMut()) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.wrap_thread.push(Arc::new(wrapper));
+        self
+    }
+
     /// Starts the runtime's workers.
     ///
     /// # Errors
@@ -120,6 +207,7 @@ impl Builder {
             thread_name: self.thread_name,
             stack_size: self.stack_size,
             start_paused: self.start_paused,
+            hooks: Arc::new(self.hooks),
         })?;
         Ok(Runtime {
             handle: Handle { pool },
@@ -297,7 +385,9 @@ impl Handle {
     /// [`Runtime::block_on`].
     pub fn block_on<F: IntoFuture>(&self, future: F) -> F::Output {
         let _enter = self.enter();
-        block_on::block_on_in(future, &self.pool)
+        self.pool
+            .hooks
+            .wrapped(|| block_on::block_on_in(future, &self.pool))
     }
 
     /// Number of worker threads.
