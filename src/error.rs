@@ -2,6 +2,7 @@
 //! and why there is no current runtime.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
@@ -101,7 +102,7 @@ enum Repr {
     /// The deadline set with `Spawn::timeout` passed first.
     TimedOut,
     /// The task was refused before it ran; the message says why.
-    Rejected(&'static str),
+    Rejected(Cow<'static, str>),
     /// The task's future panicked. The payload sits in a mutex only so that
     /// `JoinError` is `Sync` (panic payloads are `Send` but not `Sync`).
     Panic(std::sync::Mutex<Box<dyn Any + Send + 'static>>),
@@ -126,9 +127,9 @@ impl JoinError {
         }
     }
 
-    pub(crate) fn rejected(reason: &'static str) -> Self {
+    pub(crate) fn rejected(reason: impl Into<Cow<'static, str>>) -> Self {
         JoinError {
-            repr: Repr::Rejected(reason),
+            repr: Repr::Rejected(reason.into()),
         }
     }
 
@@ -156,8 +157,11 @@ impl JoinError {
         matches!(self.repr, Repr::TimedOut)
     }
 
-    /// Whether the task was refused before it ran (for example a zero
-    /// [`Spawn::timeout`](crate::Spawn::timeout)); see `Display` for why.
+    /// Whether the task was refused before it ran: a zero
+    /// [`Spawn::timeout`](crate::Spawn::timeout), a full queue (see
+    /// [`Builder::max_queued`](crate::Builder::max_queued)), an unknown
+    /// [`Spawn::pool`](crate::Spawn::pool) name, or a priority its pool does
+    /// not serve; `Display` says which.
     pub fn is_rejected(&self) -> bool {
         matches!(self.repr, Repr::Rejected(_))
     }
@@ -235,6 +239,97 @@ impl From<JoinError> for io::Error {
         io::Error::other(err)
     }
 }
+
+/// Why [`Spawn::try_start`](crate::Spawn::try_start) could not start a task.
+/// The task's future was dropped without being polled.
+///
+/// ```
+/// let rt = multipool::Runtime::builder().workers(1).max_queued(1).build().unwrap();
+/// let (tx, rx) = std::sync::mpsc::channel::<()>();
+/// // Occupy the only worker, then fill the one queue place.
+/// let busy = rt.spawn(async move { rx.recv().unwrap() }).start();
+/// while rt.handle().num_alive_tasks() == 0 || rt.handle().num_queued() > 0 {
+///     std::thread::yield_now();
+/// }
+/// let queued = rt.spawn(async {}).try_start().unwrap();
+/// let err = rt.spawn(async {}).try_start().unwrap_err();
+/// assert!(err.is_full());
+/// tx.send(()).unwrap();
+/// # multipool::block_on(async { busy.await.unwrap(); queued.await.unwrap(); });
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnError {
+    kind: SpawnErrorKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SpawnErrorKind {
+    Full { max_queued: usize },
+    Shutdown,
+    Rejected(Cow<'static, str>),
+}
+
+impl SpawnError {
+    pub(crate) fn full(max_queued: usize) -> Self {
+        SpawnError {
+            kind: SpawnErrorKind::Full { max_queued },
+        }
+    }
+
+    pub(crate) fn shutdown() -> Self {
+        SpawnError {
+            kind: SpawnErrorKind::Shutdown,
+        }
+    }
+
+    pub(crate) fn rejected(reason: impl Into<Cow<'static, str>>) -> Self {
+        SpawnError {
+            kind: SpawnErrorKind::Rejected(reason.into()),
+        }
+    }
+
+    /// Whether the pool's queue was full (see
+    /// [`Builder::max_queued`](crate::Builder::max_queued)); trying again
+    /// later may succeed.
+    pub fn is_full(&self) -> bool {
+        matches!(self.kind, SpawnErrorKind::Full { .. })
+    }
+
+    /// Whether the runtime has shut down or is shutting down.
+    pub fn is_shutdown(&self) -> bool {
+        matches!(self.kind, SpawnErrorKind::Shutdown)
+    }
+
+    /// Whether the task was refused for what it asked for (an unknown pool,
+    /// a priority its pool does not serve, a zero timeout); trying again
+    /// will fail the same way.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self.kind, SpawnErrorKind::Rejected(_))
+    }
+
+    /// The `JoinError` a handle reports for the same refusal.
+    pub(crate) fn into_join_error(self) -> JoinError {
+        match self.kind {
+            SpawnErrorKind::Shutdown => JoinError::shutdown(),
+            kind => JoinError::rejected(SpawnError { kind }.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            SpawnErrorKind::Full { max_queued } => write!(
+                f,
+                "the pool's queue is full ({max_queued} tasks waiting to start, see `Builder::max_queued`)"
+            ),
+            SpawnErrorKind::Shutdown => f.write_str("the runtime has shut down"),
+            SpawnErrorKind::Rejected(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {}
 
 /// There is no multipool runtime entered on this thread.
 ///

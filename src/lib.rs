@@ -37,6 +37,7 @@
     clippy::undocumented_unsafe_blocks
 )]
 
+mod blocking;
 mod error;
 mod pool;
 mod priority;
@@ -45,9 +46,9 @@ mod sync;
 pub mod task;
 pub mod time;
 
-pub use error::{BuildError, JoinError, TryCurrentError};
+pub use error::{BuildError, JoinError, SpawnError, TryCurrentError};
 pub use priority::Priority;
-pub use runtime::{block_on, Builder, EnterGuard, Handle, Runtime};
+pub use runtime::{block_on, Builder, EnterGuard, Handle, PoolBuilder, Runtime};
 pub use task::{JoinHandle, Spawn};
 
 #[cfg(feature = "macros")]

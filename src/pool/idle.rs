@@ -19,40 +19,109 @@
 //! * A notified worker is removed from `sleepers` by the notifier, who also
 //!   counts it as unparked and searching; the worker learns it was notified by
 //!   no longer finding itself in `sleepers`.
+//!
+//! # Elastic pools
+//!
+//! The number of *active* workers (threads running the worker loop) changes
+//! while the pool runs; it lives in `state` next to the other two counts, so
+//! one atomic read sees all three consistently. A worker is added unparked
+//! ([`Idle::activate_worker`]) and only retires while parked and unclaimed
+//! ([`Idle::retire_parked`]), both under the `sleepers` lock: `sleepers`
+//! never names a worker whose thread has stopped, so a notifier never wakes
+//! a worker that is gone.
 
-use crate::sync::{AtomicUsize, Mutex, Ordering::SeqCst};
+use crate::sync::{AtomicU64, Mutex, Ordering::SeqCst};
 
-/// Bits of `state` holding the number of searching workers.
-const SEARCH_BITS: usize = 16;
-const SEARCH_MASK: usize = (1 << SEARCH_BITS) - 1;
-const UNPARK_ONE: usize = 1 << SEARCH_BITS;
+/// Each count in `state` takes 16 bits.
+const FIELD_BITS: u32 = 16;
+const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
+const SEARCH_ONE: u64 = 1;
+const UNPARK_ONE: u64 = 1 << FIELD_BITS;
+const ACTIVE_ONE: u64 = 1 << (2 * FIELD_BITS);
 
 pub(crate) struct Idle {
-    /// Packed: number of searching workers (low bits), number of unparked
-    /// workers (high bits).
-    state: AtomicUsize,
+    /// Packed: number of searching workers (bits 0..16), of unparked workers
+    /// (bits 16..32) and of active workers (bits 32..48).
+    state: AtomicU64,
     /// Indices of parked workers.
     sleepers: Mutex<Vec<usize>>,
-    num_workers: usize,
 }
 
-fn searching(state: usize) -> usize {
-    state & SEARCH_MASK
+fn searching(state: u64) -> usize {
+    (state & FIELD_MASK) as usize
 }
 
-fn unparked(state: usize) -> usize {
-    state >> SEARCH_BITS
+fn unparked(state: u64) -> usize {
+    ((state >> FIELD_BITS) & FIELD_MASK) as usize
+}
+
+fn active(state: u64) -> usize {
+    ((state >> (2 * FIELD_BITS)) & FIELD_MASK) as usize
 }
 
 impl Idle {
-    /// All `num_workers` workers start unparked and not searching.
-    pub(crate) fn new(num_workers: usize) -> Self {
-        assert!(num_workers < SEARCH_MASK, "too many workers");
+    /// No worker is active yet; each one is added by
+    /// [`activate_worker`](Self::activate_worker). `max_workers` sizes the
+    /// sleepers list.
+    pub(crate) fn new(max_workers: usize) -> Self {
+        assert!((max_workers as u64) < FIELD_MASK, "too many workers");
         Idle {
-            state: AtomicUsize::new(num_workers * UNPARK_ONE),
-            sleepers: Mutex::new(Vec::with_capacity(num_workers)),
-            num_workers,
+            state: AtomicU64::new(0),
+            sleepers: Mutex::new(Vec::with_capacity(max_workers)),
         }
+    }
+
+    /// Counts one more active worker, unparked and not searching, unless
+    /// `max` are active already. Returns whether it was counted.
+    pub(crate) fn activate_worker(&self, max: usize) -> bool {
+        let _sleepers = self.sleepers.lock();
+        if active(self.state.load(SeqCst)) >= max {
+            return false;
+        }
+        self.state.fetch_add(ACTIVE_ONE | UNPARK_ONE, SeqCst);
+        true
+    }
+
+    /// Undoes [`activate_worker`](Self::activate_worker) for a worker whose
+    /// thread could not be started (it never parked or searched).
+    pub(crate) fn deactivate_unstarted(&self) {
+        let _sleepers = self.sleepers.lock();
+        self.state.fetch_sub(ACTIVE_ONE | UNPARK_ONE, SeqCst);
+    }
+
+    /// Retires `worker` if it is still parked and unclaimed and more than
+    /// `min` workers are active; `may_retire` runs under the lock as a last
+    /// check and must return `true`. Returns whether the worker retired.
+    pub(crate) fn retire_parked(
+        &self,
+        worker: usize,
+        min: usize,
+        may_retire: impl FnOnce() -> bool,
+    ) -> bool {
+        let mut sleepers = self.sleepers.lock();
+        if active(self.state.load(SeqCst)) <= min {
+            return false;
+        }
+        let Some(position) = sleepers.iter().position(|&w| w == worker) else {
+            return false;
+        };
+        if !may_retire() {
+            return false;
+        }
+        sleepers.swap_remove(position);
+        // A parked worker is not counted as unparked: only `active` drops.
+        self.state.fetch_sub(ACTIVE_ONE, SeqCst);
+        true
+    }
+
+    /// Number of active workers.
+    pub(crate) fn num_active(&self) -> usize {
+        active(self.state.load(SeqCst))
+    }
+
+    /// Number of searching workers.
+    pub(crate) fn num_searching(&self) -> usize {
+        searching(self.state.load(SeqCst))
     }
 
     /// Returns the index of a parked worker to wake, having already counted
@@ -65,7 +134,7 @@ impl Idle {
         if !self.notify_should_wakeup() {
             return None;
         }
-        self.state.fetch_add(UNPARK_ONE | 1, SeqCst);
+        self.state.fetch_add(UNPARK_ONE | SEARCH_ONE, SeqCst);
         let worker = sleepers.pop();
         debug_assert!(worker.is_some(), "unparked count and sleepers disagree");
         worker
@@ -75,23 +144,23 @@ impl Idle {
         // An RMW rather than a load: it orders the caller's preceding push
         // before this read (see the module docs).
         let state = self.state.fetch_add(0, SeqCst);
-        searching(state) == 0 && unparked(state) < self.num_workers
+        searching(state) == 0 && unparked(state) < active(state)
     }
 
     /// Tries to become a searcher; fails when half the workers already are.
     pub(crate) fn transition_worker_to_searching(&self) -> bool {
         let state = self.state.load(SeqCst);
-        if 2 * searching(state) >= self.num_workers {
+        if 2 * searching(state) >= active(state) {
             return false;
         }
-        self.state.fetch_add(1, SeqCst);
+        self.state.fetch_add(SEARCH_ONE, SeqCst);
         true
     }
 
     /// A searcher found work. Returns whether it was the last searcher, in
     /// which case it must wake another worker to keep searching.
     pub(crate) fn transition_worker_from_searching(&self) -> bool {
-        let prev = self.state.fetch_sub(1, SeqCst);
+        let prev = self.state.fetch_sub(SEARCH_ONE, SeqCst);
         debug_assert!(searching(prev) > 0);
         searching(prev) == 1
     }
@@ -100,7 +169,7 @@ impl Idle {
     /// in which case it must re-check every queue before sleeping.
     pub(crate) fn transition_worker_to_parked(&self, worker: usize, is_searching: bool) -> bool {
         let mut sleepers = self.sleepers.lock();
-        let dec = UNPARK_ONE + usize::from(is_searching);
+        let dec = UNPARK_ONE + u64::from(is_searching);
         let prev = self.state.fetch_sub(dec, SeqCst);
         sleepers.push(worker);
         is_searching && searching(prev) == 1
@@ -128,6 +197,7 @@ impl Idle {
 
     /// Number of workers currently parked.
     pub(crate) fn num_parked(&self) -> usize {
-        self.num_workers - unparked(self.state.load(SeqCst))
+        let state = self.state.load(SeqCst);
+        active(state).saturating_sub(unparked(state))
     }
 }

@@ -45,19 +45,40 @@
 //! 6. fire every timer left (only futures polled outside the pool's tasks,
 //!    such as a `block_on` on another thread, can still hold one); their
 //!    next poll reports that the runtime is gone.
+//!
+//! # Elastic worker set
+//!
+//! A pool has `max_workers` slots and runs a worker thread on between
+//! `min_workers` and `max_workers` of them. A slot without a thread is
+//! *dormant*: its queues are empty, its timer wheel is empty and closed to
+//! new timers, and it is not among the sleepers, so nothing can be queued
+//! where no thread will look. Workers are added by the [`monitor`] (when
+//! work waits and every worker is busy, or some are blocked in a long poll)
+//! and retire themselves after `idle_timeout` parked; see `worker` and
+//! `idle` for the two hand-overs.
+//!
+//! # Bounded queue
+//!
+//! With `max_queued` set, at most that many tasks may wait between spawn and
+//! their first poll; a reservation is taken at spawn and given back when the
+//! task first runs (or is cancelled first). Wake-ups of started tasks are
+//! never refused: only new work is held back.
 
 mod idle;
+pub(crate) mod monitor;
 pub(crate) mod registry;
 pub(crate) mod worker;
 
 use std::thread;
+use std::time::Duration;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker as Deque};
 use crossbeam_utils::CachePadded;
+use event_listener::{Event, Listener};
 
-use crate::error::BuildError;
-use crate::runtime::hooks::Hooks;
-use crate::sync::{fence, Arc, AtomicBool, AtomicU8, AtomicUsize, Mutex, Ordering};
+use crate::error::{BuildError, SpawnError};
+use crate::runtime::RuntimeShared;
+use crate::sync::{fence, Arc, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering};
 use crate::task::{run_cancelled, Runnable};
 use crate::time::driver::Timers;
 use crate::Priority;
@@ -69,11 +90,16 @@ const MAX_INJECT_BATCH: usize = 256;
 
 /// What a pool is built from; validated by the runtime builder.
 pub(crate) struct PoolConfig {
-    pub(crate) workers: usize,
+    pub(crate) name: Box<str>,
+    pub(crate) min_workers: usize,
+    pub(crate) max_workers: usize,
+    pub(crate) idle_timeout: Duration,
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
-    pub(crate) start_paused: bool,
-    pub(crate) hooks: Arc<Hooks>,
+    pub(crate) max_queued: Option<usize>,
+    /// Bit `L` set: the pool takes tasks of priority level `L`.
+    pub(crate) priorities: u8,
+    pub(crate) prewarm: bool,
 }
 
 /// The shared side of one worker: what other threads use to reach it.
@@ -81,87 +107,145 @@ struct Slot {
     /// Steal ends of the worker's per-level queues.
     stealers: [Stealer<Runnable>; Priority::COUNT],
     unparker: parking::Unparker,
+    /// Bumped before and after every `run_task`: odd while the worker polls.
+    /// The monitor reads it to find workers stuck in one poll.
+    activity: CachePadded<AtomicU64>,
+    /// The worker's own ends while no thread holds them.
+    parts: Mutex<Option<worker::WorkerParts>>,
+    /// Set while a thread runs (or is about to run) the slot's worker.
+    running: AtomicBool,
+    /// The slot's current (or last) thread.
+    thread: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+/// The bound of a pool's queue; see the module docs.
+struct QueueBound {
+    max: usize,
+    /// Tasks spawned and not yet started.
+    queued: AtomicUsize,
+    /// Notified when a place frees up.
+    room: Event,
 }
 
 pub(crate) struct Pool {
+    pub(crate) name: Box<str>,
+    pub(crate) runtime: Arc<RuntimeShared>,
     /// Work from outside the pool, one queue per level.
     injector: [Injector<Runnable>; Priority::COUNT],
     slots: Box<[Slot]>,
     idle: Idle,
     pub(crate) registry: Registry,
-    /// One timer wheel per worker; see `time::driver`.
+    /// One timer wheel per worker slot; see `time::driver`.
     pub(crate) timers: Timers,
-    /// Number of `Runtime::block_on` calls polling their future right now
-    /// or woken and about to; paused time only advances by itself while this
-    /// is zero.
-    pub(crate) active_blockers: AtomicUsize,
-    /// Serialises paused-time auto-advances (see `try_auto_advance`).
-    advancing: Mutex<()>,
     closed: AtomicBool,
+    /// Set by the one `shutdown` call that joins and cancels.
+    shutting_down: AtomicBool,
+    /// Cleared when a graceful shutdown begins: new spawns are refused while
+    /// the tasks already spawned run on.
+    accepting: AtomicBool,
     /// Bit `L` set: some worker's local queue may hold a task of level `L`
     /// (tracked for the levels above `Low`). A busy worker about to run
     /// lower-level work steals such tasks first; the bit is a hint, cleared
     /// when a scan finds nothing, and idle workers scan regardless of it.
     level_hint: AtomicU8,
-    threads: Mutex<Vec<thread::JoinHandle<()>>>,
-    pub(crate) hooks: Arc<Hooks>,
-    /// Tasks spawned and completed, counted per worker (the last entry for
-    /// other threads) so the hot path writes no shared line; summed on read.
+    min_workers: usize,
+    idle_timeout: Duration,
+    thread_name: String,
+    stack_size: Option<usize>,
+    priorities: u8,
+    bound: Option<QueueBound>,
+    monitor: Mutex<Option<monitor::MonitorHandle>>,
+    /// Workers started and retired since the pool was built.
+    workers_started: AtomicUsize,
+    workers_retired: AtomicUsize,
+    /// Workers found stuck in one poll at the monitor's last sample.
+    pub(crate) blocked_workers: AtomicUsize,
+    /// Tasks spawned and completed, counted per worker slot (the last entry
+    /// for other threads) so the hot path writes no shared line; summed on
+    /// read.
     spawned: Box<[CachePadded<AtomicUsize>]>,
     completed: Box<[CachePadded<AtomicUsize>]>,
+    /// Notified when a task completes while a graceful shutdown waits.
+    drained: Event,
 }
 
 impl Pool {
-    /// Creates the pool and starts its workers.
-    pub(crate) fn start(config: PoolConfig) -> Result<Arc<Pool>, BuildError> {
-        let mut slots = Vec::with_capacity(config.workers);
-        let mut parts = Vec::with_capacity(config.workers);
-        let mut unparkers = Vec::with_capacity(config.workers);
-        for index in 0..config.workers {
+    /// Creates the pool and starts its first `min_workers` workers.
+    pub(crate) fn start(
+        config: PoolConfig,
+        runtime: Arc<RuntimeShared>,
+    ) -> Result<Arc<Pool>, BuildError> {
+        let max = config.max_workers;
+        let mut slots = Vec::with_capacity(max);
+        let mut unparkers = Vec::with_capacity(max);
+        for index in 0..max {
             let queues: [Deque<Runnable>; Priority::COUNT] =
                 std::array::from_fn(|_| Deque::new_fifo());
             let stealers = std::array::from_fn(|level| queues[level].stealer());
             let (parker, unparker) = parking::pair();
             unparkers.push(unparker.clone());
-            slots.push(Slot { stealers, unparker });
-            parts.push(worker::WorkerParts {
-                index,
-                queues,
-                parker,
+            slots.push(Slot {
+                stealers,
+                unparker,
+                activity: CachePadded::new(AtomicU64::new(0)),
+                parts: Mutex::new(Some(worker::WorkerParts {
+                    index,
+                    queues,
+                    parker,
+                })),
+                running: AtomicBool::new(false),
+                thread: Mutex::new(None),
             });
         }
         let pool = Arc::new(Pool {
+            name: config.name,
+            timers: Timers::new(unparkers, runtime.clock.clone()),
+            runtime,
             injector: std::array::from_fn(|_| Injector::new()),
             slots: slots.into_boxed_slice(),
-            idle: Idle::new(config.workers),
-            registry: Registry::new(config.workers),
-            timers: Timers::new(unparkers, config.start_paused),
-            active_blockers: AtomicUsize::new(0),
-            advancing: Mutex::new(()),
+            idle: Idle::new(max),
+            registry: Registry::new(max),
             closed: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            accepting: AtomicBool::new(true),
             level_hint: AtomicU8::new(0),
-            threads: Mutex::new(Vec::with_capacity(config.workers)),
-            hooks: config.hooks,
-            spawned: (0..=config.workers)
+            min_workers: config.min_workers,
+            idle_timeout: config.idle_timeout,
+            thread_name: config.thread_name,
+            stack_size: config.stack_size,
+            priorities: config.priorities,
+            bound: config.max_queued.map(|max| QueueBound {
+                max,
+                queued: AtomicUsize::new(0),
+                room: Event::new(),
+            }),
+            monitor: Mutex::new(None),
+            workers_started: AtomicUsize::new(0),
+            workers_retired: AtomicUsize::new(0),
+            blocked_workers: AtomicUsize::new(0),
+            spawned: (0..=max)
                 .map(|_| CachePadded::new(AtomicUsize::new(0)))
                 .collect(),
-            completed: (0..=config.workers)
+            completed: (0..=max)
                 .map(|_| CachePadded::new(AtomicUsize::new(0)))
                 .collect(),
+            drained: Event::new(),
         });
-        for part in parts {
-            let mut builder =
-                thread::Builder::new().name(format!("{}-{}", config.thread_name, part.index));
-            if let Some(size) = config.stack_size {
-                builder = builder.stack_size(size);
+        let latch = config
+            .prewarm
+            .then(|| worker::Latch::new(config.min_workers));
+        for _ in 0..config.min_workers {
+            if let Err(err) = pool.add_worker(latch.clone()) {
+                pool.shutdown();
+                return Err(BuildError::thread_spawn(err));
             }
-            let worker_pool = pool.clone();
-            let spawned = builder.spawn(move || {
-                let hooks = worker_pool.hooks.clone();
-                hooks.wrapped(|| worker::run(worker_pool, part));
-            });
-            match spawned {
-                Ok(thread) => pool.threads.lock().push(thread),
+        }
+        if let Some(latch) = latch {
+            latch.wait();
+        }
+        if config.max_workers > config.min_workers {
+            match monitor::start(&pool) {
+                Ok(handle) => *pool.monitor.lock() = Some(handle),
                 Err(err) => {
                     pool.shutdown();
                     return Err(BuildError::thread_spawn(err));
@@ -171,18 +255,202 @@ impl Pool {
         Ok(pool)
     }
 
+    /// Starts a worker on a dormant slot. `Ok(false)`: no slot is free (all
+    /// `max_workers` run, or a retiring worker has not handed its slot back
+    /// yet).
+    fn add_worker(self: &Arc<Self>, latch: Option<worker::Latch>) -> std::io::Result<bool> {
+        if self.is_closed() {
+            return Ok(false);
+        }
+        let Some(index) = self.slots.iter().position(|slot| {
+            slot.running
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        }) else {
+            return Ok(false);
+        };
+        let slot = &self.slots[index];
+        if !self.idle.activate_worker(self.slots.len()) {
+            slot.running.store(false, Ordering::Release);
+            return Ok(false);
+        }
+        // A retired thread on this slot has handed its parts back and is
+        // only returning; reap it before the slot gets a new one.
+        if let Some(previous) = slot.thread.lock().take() {
+            let _ = previous.join();
+        }
+        self.timers.open_wheel(index);
+        let mut builder = thread::Builder::new().name(format!("{}-{}", self.thread_name, index));
+        if let Some(size) = self.stack_size {
+            builder = builder.stack_size(size);
+        }
+        let pool = self.clone();
+        let spawned = builder.spawn(move || {
+            let parts = pool.slots[index]
+                .parts
+                .lock()
+                .take()
+                .expect("a running slot's parts are free");
+            let runtime = pool.runtime.clone();
+            runtime.hooks.wrapped(|| worker::run(pool, parts, latch));
+        });
+        match spawned {
+            Ok(thread) => {
+                *slot.thread.lock() = Some(thread);
+                self.workers_started.fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(err) => {
+                // Only if no timer slipped in meanwhile; one that did is
+                // fired by the other workers (see `Timers::fire_overdue_elsewhere`).
+                self.timers.close_wheel_if(index, || true);
+                self.idle.deactivate_unstarted();
+                slot.running.store(false, Ordering::Release);
+                Err(err)
+            }
+        }
+    }
+
+    /// Called by a worker that just retired (see `Idle::retire_parked`): its
+    /// slot becomes dormant again.
+    fn worker_retired(&self, parts: worker::WorkerParts) {
+        let slot = &self.slots[parts.index];
+        *slot.parts.lock() = Some(parts);
+        slot.running.store(false, Ordering::Release);
+        self.workers_retired.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Retires the worker `index` if it may (see `Idle::retire_parked`):
+    /// its wheel must be empty, and is closed to new timers if it retires.
+    fn try_retire(&self, index: usize) -> bool {
+        self.timers.close_wheel_if(index, || {
+            self.idle.retire_parked(index, self.min_workers, || true)
+        })
+    }
+
+    /// Number of workers running now.
     pub(crate) fn num_workers(&self) -> usize {
+        self.idle.num_active()
+    }
+
+    pub(crate) fn min_workers(&self) -> usize {
+        self.min_workers
+    }
+
+    pub(crate) fn max_workers(&self) -> usize {
         self.slots.len()
+    }
+
+    pub(crate) fn workers_started(&self) -> usize {
+        self.workers_started.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn workers_retired(&self) -> usize {
+        self.workers_retired.load(Ordering::Relaxed)
     }
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Whether new tasks may be spawned (false once shutdown began).
+    pub(crate) fn accepts_spawns(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
+    }
+
+    /// Whether a new task of `priority` may be spawned here.
+    pub(crate) fn check_spawn(&self, priority: Priority) -> Result<(), SpawnError> {
+        if !self.accepting.load(Ordering::Acquire) {
+            return Err(SpawnError::shutdown());
+        }
+        if self.priorities & (1 << priority.index()) == 0 {
+            return Err(SpawnError::rejected(format!(
+                "pool `{}` does not take {priority:?} tasks",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Takes a place in the bounded queue. `Ok(true)`: a place was taken
+    /// (give it back with [`release_place`](Self::release_place));
+    /// `Ok(false)`: the queue is unbounded. With `force`, a place is taken
+    /// even beyond the bound.
+    pub(crate) fn reserve_place(&self, force: bool) -> Result<bool, SpawnError> {
+        let Some(bound) = &self.bound else {
+            return Ok(false);
+        };
+        if force {
+            bound.queued.fetch_add(1, Ordering::AcqRel);
+            return Ok(true);
+        }
+        let mut queued = bound.queued.load(Ordering::Acquire);
+        loop {
+            if queued >= bound.max {
+                return Err(SpawnError::full(bound.max));
+            }
+            match bound.queued.compare_exchange_weak(
+                queued,
+                queued + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(true),
+                Err(actual) => queued = actual,
+            }
+        }
+    }
+
+    /// Gives back a place taken by [`reserve_place`](Self::reserve_place).
+    pub(crate) fn release_place(&self) {
+        if let Some(bound) = &self.bound {
+            bound.queued.fetch_sub(1, Ordering::AcqRel);
+            bound.room.notify(1);
+        }
+    }
+
+    /// Waits (asynchronously) for a place: a listener to poll, created
+    /// before the caller re-checks with `reserve_place`.
+    pub(crate) fn listen_for_room(&self) -> Option<event_listener::EventListener> {
+        self.bound.as_ref().map(|bound| bound.room.listen())
+    }
+
+    /// Tasks spawned and not started yet (zero for an unbounded pool, which
+    /// does not count them).
+    pub(crate) fn num_queued(&self) -> usize {
+        self.bound
+            .as_ref()
+            .map_or(0, |bound| bound.queued.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn max_queued(&self) -> Option<usize> {
+        self.bound.as_ref().map(|bound| bound.max)
+    }
+
     /// Schedules a task that was just spawned on this pool.
     pub(crate) fn schedule_new(self: &Arc<Self>, runnable: Runnable) {
         if let Err(runnable) = worker::try_schedule_local(Arc::as_ptr(self), runnable, false) {
             self.push_remote(runnable);
+        }
+    }
+
+    /// Queues a task of a batch: always to the injector, without waking a
+    /// worker; the batch ends with [`finish_batch`](Self::finish_batch).
+    pub(crate) fn schedule_quiet(&self, runnable: Runnable) {
+        if self.is_closed() {
+            run_cancelled(runnable);
+            return;
+        }
+        let level = runnable.metadata().priority().index();
+        self.injector[level].push(runnable);
+    }
+
+    /// Ends a batch of [`schedule_quiet`](Self::schedule_quiet) pushes: one
+    /// wake-up for all of them, and the shutdown check of `push_remote`.
+    pub(crate) fn finish_batch(&self) {
+        self.notify_parked();
+        if self.closed.load(Ordering::SeqCst) {
+            self.drain_injector();
         }
     }
 
@@ -225,7 +493,8 @@ impl Pool {
         if injector.is_empty() {
             return None;
         }
-        let want = (injector.len() / self.slots.len() + 1).min(MAX_INJECT_BATCH);
+        let workers = self.idle.num_active().max(1);
+        let want = (injector.len() / workers + 1).min(MAX_INJECT_BATCH);
         // The popped task counts towards `want`.
         let target = dest.len() + want - 1;
         let task = loop {
@@ -248,7 +517,7 @@ impl Pool {
     }
 
     /// Wakes a parked worker if work is waiting and nobody searches for it.
-    fn notify_parked(&self) {
+    pub(crate) fn notify_parked(&self) {
         if let Some(index) = self.idle.worker_to_notify() {
             self.slots[index].unparker.unpark();
         }
@@ -260,6 +529,11 @@ impl Pool {
             .iter()
             .any(|slot| slot.stealers.iter().any(|s| !s.is_empty()))
             || self.injector.iter().any(|injector| !injector.is_empty())
+    }
+
+    /// Whether every worker is parked and no queue holds work.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.idle.num_parked() == self.idle.num_active() && !self.has_queued_work()
     }
 
     /// Wakes a worker if any queue holds work. Run by the last searcher to
@@ -317,6 +591,10 @@ impl Pool {
 
     pub(crate) fn count_completed(&self) {
         self.completed[self.counter_slot()].fetch_add(1, Ordering::Relaxed);
+        if !self.accepting.load(Ordering::Relaxed) {
+            // A graceful shutdown may be waiting for the last task.
+            self.drained.notify(usize::MAX);
+        }
     }
 
     /// Tasks spawned and not yet completed or cancelled.
@@ -337,7 +615,8 @@ impl Pool {
         self.idle.num_parked()
     }
 
-    /// Runs `poll` as a `block_on` poll of this runtime (see `active_blockers`).
+    /// Runs `poll` as a `block_on` poll of this runtime (see
+    /// `RuntimeShared::active_blockers`).
     pub(crate) fn blocker_poll<R>(&self, poll: impl FnOnce() -> R) -> R {
         struct Done<'a>(&'a AtomicUsize);
         impl Drop for Done<'_> {
@@ -345,44 +624,43 @@ impl Pool {
                 self.0.fetch_sub(1, Ordering::SeqCst);
             }
         }
-        self.active_blockers.fetch_add(1, Ordering::SeqCst);
-        let _done = Done(&self.active_blockers);
+        let blockers = &self.runtime.active_blockers;
+        blockers.fetch_add(1, Ordering::SeqCst);
+        let _done = Done(blockers);
         poll()
     }
 
-    /// With paused time and nothing left to do anywhere in the runtime,
-    /// jumps the clock to the next timer and fires it. Returns whether time
-    /// moved. Called by whoever is about to sleep (a parking worker, a
-    /// `block_on` thread); only the last of them finds the runtime idle.
+    /// See [`RuntimeShared::try_auto_advance`].
     pub(crate) fn try_auto_advance(&self) -> bool {
-        if !self.timers.clock.is_paused() {
-            return false;
-        }
-        // Held until the wake-ups are delivered: the next idleness check
-        // must see the tasks they queued and the `block_on`s they woke.
-        let _advancing = self.advancing.lock();
-        let idle = self.idle.num_parked() == self.num_workers()
-            && self.active_blockers.load(Ordering::SeqCst) == 0
-            && !self.has_queued_work();
-        if !idle {
-            return false;
-        }
-        #[cfg(feature = "test-util")]
-        while let Some(next) = self.timers.next_expiration() {
-            // `next` may be a cascade point that fires nothing: go on to the
-            // next one until something fires.
-            self.timers.clock.advance_to(next);
-            if self.timers.fire_all_due() > 0 {
-                return true;
-            }
-        }
-        false
+        self.runtime.try_auto_advance()
     }
 
-    /// Stops the pool and cancels every task it holds; see the module docs.
-    /// Idempotent. Called from a worker of this pool, it does not wait for
-    /// that worker, which stops once its current poll returns.
-    pub(crate) fn shutdown(&self) {
+    /// Starts a graceful shutdown: from now on new spawns are refused with a
+    /// shutdown error, while tasks already spawned keep running.
+    pub(crate) fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+        // Wake a waiter that checked `num_alive` before the flag was set.
+        self.drained.notify(usize::MAX);
+    }
+
+    /// Waits until no task is alive or `deadline` passes; returns whether
+    /// the pool drained. Only meaningful after `stop_accepting`.
+    pub(crate) fn wait_drained(&self, deadline: std::time::Instant) -> bool {
+        loop {
+            let listener = self.drained.listen();
+            if self.num_alive() == 0 {
+                return true;
+            }
+            if listener.wait_deadline(deadline).is_none() {
+                return self.num_alive() == 0;
+            }
+        }
+    }
+
+    /// Marks the pool closed and wakes its workers, without waiting for
+    /// them; [`shutdown`](Self::shutdown) does the rest. Idempotent.
+    pub(crate) fn close(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -392,13 +670,31 @@ impl Pool {
         for slot in self.slots.iter() {
             slot.unparker.unpark();
         }
-        let threads = std::mem::take(&mut *self.threads.lock());
+        if let Some(monitor) = &*self.monitor.lock() {
+            monitor.wake();
+        }
+    }
+
+    /// Stops the pool and cancels every task it holds; see the module docs.
+    /// Idempotent. Called from a worker of this pool, it does not wait for
+    /// that worker, which stops once its current poll returns.
+    pub(crate) fn shutdown(&self) {
+        self.close();
+        if self.shutting_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(monitor) = self.monitor.lock().take() {
+            monitor.join();
+        }
         let current = thread::current().id();
-        for thread in threads {
-            if thread.thread().id() != current {
-                // A worker only ends by returning; its tasks' panics are
-                // caught inside the tasks.
-                let _ = thread.join();
+        for slot in self.slots.iter() {
+            let thread = slot.thread.lock().take();
+            if let Some(thread) = thread {
+                if thread.thread().id() != current {
+                    // A worker only ends by returning; its tasks' panics are
+                    // caught inside the tasks.
+                    let _ = thread.join();
+                }
             }
         }
         self.drain_injector();
@@ -407,6 +703,5 @@ impl Pool {
         }
         self.drain_injector();
         self.timers.shutdown();
-        self.hooks.shut_down();
     }
 }

@@ -21,6 +21,15 @@
 //! its siblings, most urgent level first; failing that it parks until a
 //! producer wakes it.
 //!
+//! # Retiring
+//!
+//! In an elastic pool a worker that stays parked for the pool's idle
+//! timeout retires, if more than `min_workers` run: it leaves the sleepers
+//! (only if no notifier claimed it) and closes its timer wheel (only if it
+//! is empty), both under the wheel's lock, then hands its queues (empty: only
+//! their owner pushes to them, and it was parked) back to its slot and ends
+//! its thread.
+//!
 //! # The LIFO slot
 //!
 //! A task woken by the task running on this worker is run right after it
@@ -36,13 +45,14 @@
 
 use std::cell::Cell;
 use std::ptr;
+use std::sync::{Condvar, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Steal, Worker as Deque};
 
 use super::Pool;
 use crate::runtime::{context, Handle};
-use crate::sync::Arc;
+use crate::sync::{Arc, Ordering};
 use crate::task::{run_cancelled, Runnable};
 use crate::Priority;
 
@@ -64,12 +74,45 @@ pub(crate) const MAX_LIFO_POLLS: u32 = 3;
 /// time, so long polls cannot use the slot to jump ahead of queued work.
 const LIFO_BUDGET: Duration = Duration::from_micros(10);
 
-/// What a worker thread is started with.
+/// A worker's own ends of its queues and parker; kept in its slot while no
+/// thread runs the worker.
 pub(crate) struct WorkerParts {
     pub(crate) index: usize,
     pub(crate) queues: [Deque<Runnable>; Priority::COUNT],
     pub(crate) parker: parking::Parker,
 }
+
+/// Counts down the workers a pre-warmed build waits for.
+#[derive(Clone)]
+pub(crate) struct Latch(Arc<(StdMutex<usize>, Condvar)>);
+
+impl Latch {
+    pub(crate) fn new(count: usize) -> Self {
+        Latch(Arc::new((StdMutex::new(count), Condvar::new())))
+    }
+
+    fn count_down(&self) {
+        let (count, ready) = &*self.0;
+        let mut count = count.lock().unwrap_or_else(|e| e.into_inner());
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            ready.notify_all();
+        }
+    }
+
+    /// Waits until every worker counted down.
+    pub(crate) fn wait(&self) {
+        let (count, ready) = &*self.0;
+        let mut count = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *count > 0 {
+            count = ready.wait(count).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// How much stack a pre-warmed worker touches, so the first tasks do not
+/// pay its page faults.
+const PREWARM_STACK: usize = 64 * 1024;
 
 /// The worker state that the schedule function reaches through the
 /// thread-local [`CURRENT`] while a task runs on this worker.
@@ -101,6 +144,10 @@ struct Core {
     /// poll time; reset after parking so idle time does not count.
     interval_start: (u32, Instant),
     searching: bool,
+    /// Set when the worker retired (see the module docs): the loop ends.
+    retired: bool,
+    /// Mirror of this worker's `Slot::activity`.
+    activity: u64,
     lifo_polls: u32,
     rng: u32,
     parker: parking::Parker,
@@ -162,7 +209,7 @@ impl Drop for CurrentGuard {
 }
 
 /// The body of a worker thread.
-pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts) {
+pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: Option<Latch>) {
     exact_timer_slack();
     let _enter = context::enter(Handle::from_pool(pool.clone()));
     let local = Local {
@@ -179,6 +226,10 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts) {
         draining: false,
         interval_start: (0, Instant::now()),
         searching: false,
+        retired: false,
+        activity: local.pool.slots[parts.index]
+            .activity
+            .load(Ordering::Relaxed),
         lifo_polls: 0,
         // Any non-zero seed works for xorshift.
         rng: (parts.index as u32).wrapping_mul(0x9E37_79B9) | 1,
@@ -186,11 +237,33 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts) {
         fired: Vec::new(),
     };
     CURRENT.with(|current| current.set(&local));
-    let _guard = CurrentGuard;
-    local.pool.hooks.thread_started();
+    let guard = CurrentGuard;
+    local.pool.runtime.hooks.thread_started();
+    if let Some(latch) = prewarm {
+        core.fired.reserve(64);
+        let mut stack = [0u8; PREWARM_STACK];
+        std::hint::black_box(&mut stack);
+        latch.count_down();
+    }
     core.run(&local);
-    local.cancel_all();
-    local.pool.hooks.thread_stopping();
+    if !core.retired {
+        local.cancel_all();
+    }
+    local.pool.runtime.hooks.thread_stopping();
+    drop(guard);
+    if core.retired {
+        let Local {
+            pool,
+            index,
+            queues,
+            ..
+        } = local;
+        pool.worker_retired(WorkerParts {
+            index,
+            queues,
+            parker: core.parker,
+        });
+    }
 }
 
 /// Asks Linux to wake this thread on time from timed sleeps. The default
@@ -260,7 +333,7 @@ impl Local {
 
 impl Core {
     fn run(&mut self, local: &Local) {
-        while !local.pool.is_closed() {
+        while !local.pool.is_closed() && !self.retired {
             self.tick = self.tick.wrapping_add(1);
             if local.pool.timers.is_due(local.index) {
                 local.pool.timers.fire_due(local.index, &mut self.fired);
@@ -409,6 +482,10 @@ impl Core {
         }
         self.lifo_polls = 0;
         local.lifo_enabled.set(true);
+        // Odd while polling; see `monitor`.
+        let activity = &local.pool.slots[local.index].activity;
+        self.activity = self.activity.wrapping_add(1);
+        activity.store(self.activity, Ordering::Relaxed);
         task.run();
         while let Some(task) = local.lifo.take() {
             let level = task.metadata().priority().index();
@@ -428,10 +505,12 @@ impl Core {
             task.run();
         }
         local.lifo_enabled.set(false);
+        self.activity = self.activity.wrapping_add(1);
+        activity.store(self.activity, Ordering::Relaxed);
     }
 
     /// Sleeps until a producer wakes this worker, its next timer is due, or
-    /// the pool closes.
+    /// the pool closes; or retires the worker after the idle timeout.
     fn park(&mut self, local: &Local) {
         if local.has_local_work() {
             return;
@@ -451,12 +530,18 @@ impl Core {
             self.searching = !pool.idle.unpark_worker_by_id(local.index);
             return;
         }
+        let mut retire_at =
+            (pool.max_workers() > pool.min_workers()).then(|| Instant::now() + pool.idle_timeout);
         loop {
             if pool.is_closed() {
                 pool.idle.unpark_worker_by_id(local.index);
                 break;
             }
-            match pool.timers.prepare_park(local.index) {
+            let deadline = match (pool.timers.prepare_park(local.index), retire_at) {
+                (Some(timer), Some(retire)) => Some(timer.min(retire)),
+                (timer, retire) => timer.or(retire),
+            };
+            match deadline {
                 Some(deadline) => {
                     self.parker.park_deadline(deadline);
                 }
@@ -478,6 +563,15 @@ impl Core {
                 // Woken because time was paused: paused time moved.
                 self.searching = !pool.idle.unpark_worker_by_id(local.index);
                 break;
+            }
+            if retire_at.is_some_and(|at| Instant::now() >= at) {
+                if pool.try_retire(local.index) {
+                    self.retired = true;
+                    return;
+                }
+                // At `min_workers`, or our wheel holds timers: stay, and
+                // look again after another idle timeout.
+                retire_at = Some(Instant::now() + pool.idle_timeout);
             }
         }
         pool.timers.unparked(local.index);

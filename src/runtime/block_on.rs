@@ -132,13 +132,19 @@ const DONE: u8 = 2;
 impl BlockOnWaker {
     fn consume_wake(&self) {
         if self.state.fetch_and(!WOKEN, Ordering::SeqCst) & WOKEN != 0 {
-            self.pool.active_blockers.fetch_sub(1, Ordering::SeqCst);
+            self.pool
+                .runtime
+                .active_blockers
+                .fetch_sub(1, Ordering::SeqCst);
         }
     }
 
     fn finish(&self) {
         if self.state.fetch_or(DONE, Ordering::SeqCst) & (WOKEN | DONE) == WOKEN {
-            self.pool.active_blockers.fetch_sub(1, Ordering::SeqCst);
+            self.pool
+                .runtime
+                .active_blockers
+                .fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -150,7 +156,10 @@ impl Wake for BlockOnWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         if self.state.fetch_or(WOKEN, Ordering::SeqCst) & (WOKEN | DONE) == 0 {
-            self.pool.active_blockers.fetch_add(1, Ordering::SeqCst);
+            self.pool
+                .runtime
+                .active_blockers
+                .fetch_add(1, Ordering::SeqCst);
         }
         self.unparker.unpark();
     }
@@ -182,10 +191,10 @@ fn park(parker: &parking::Parker) {
         .flatten()
     {
         Some(outer) => {
-            outer.active_blockers.fetch_sub(1, Ordering::SeqCst);
+            outer.runtime.active_blockers.fetch_sub(1, Ordering::SeqCst);
             outer.try_auto_advance();
             parker.park();
-            outer.active_blockers.fetch_add(1, Ordering::SeqCst);
+            outer.runtime.active_blockers.fetch_add(1, Ordering::SeqCst);
         }
         None => parker.park(),
     }

@@ -7,216 +7,27 @@
 //! whose handle reports the shutdown at once.
 
 mod block_on;
+mod builder;
 pub(crate) mod context;
 mod global;
 pub(crate) mod hooks;
+mod shared;
 
 pub use block_on::block_on;
+pub use builder::{Builder, PoolBuilder};
+pub(crate) use shared::RuntimeShared;
 
 pub use context::EnterGuard;
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
+use std::time::{Duration, Instant};
 
 use crate::error::{BuildError, TryCurrentError};
-use crate::pool::{Pool, PoolConfig};
+use crate::pool::Pool;
 use crate::sync::Arc;
-use crate::task::Spawn;
-use hooks::Hooks;
-
-/// Configures and builds a [`Runtime`].
-///
-/// ```
-/// let rt = multipool::Runtime::builder()
-///     .workers(4)
-///     .thread_name("app-worker")
-///     .build()
-///     .expect("valid configuration");
-/// assert_eq!(rt.handle().num_workers(), 4);
-/// ```
-#[derive(Debug, Clone)]
-pub struct Builder {
-    workers: Option<usize>,
-    thread_name: String,
-    stack_size: Option<usize>,
-    start_paused: bool,
-    hooks: Hooks,
-}
-
-impl Default for Builder {
-    fn default() -> Self {
-        Builder {
-            workers: None,
-            thread_name: "multipool-worker".to_owned(),
-            stack_size: None,
-            start_paused: false,
-            hooks: Hooks::default(),
-        }
-    }
-}
-
-impl Builder {
-    /// A builder with the defaults: one worker per available core, threads
-    /// named `multipool-worker-N`, the standard library's stack size.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Number of worker threads (default: `std::thread::available_parallelism`).
-    /// Zero is rejected by [`build`](Self::build).
-    pub fn workers(mut self, workers: usize) -> Self {
-        self.workers = Some(workers);
-        self
-    }
-
-    /// Prefix of the worker threads' names; worker `N` is called `{name}-{N}`.
-    pub fn thread_name(mut self, name: impl Into<String>) -> Self {
-        self.thread_name = name.into();
-        self
-    }
-
-    /// Stack size of the worker threads, in bytes.
-    pub fn thread_stack_size(mut self, bytes: usize) -> Self {
-        self.stack_size = Some(bytes);
-        self
-    }
-
-    /// Starts the runtime with its clock paused (see
-    /// [`time::pause`](crate::time::pause)). Needs the `test-util` feature.
-    #[cfg(feature = "test-util")]
-    pub fn start_paused(mut self, paused: bool) -> Self {
-        self.start_paused = paused;
-        self
-    }
-
-    /// Runs `hook` on every worker thread as it starts, before it takes its
-    /// first task; [`multipool::worker_index`](crate::worker_index) tells
-    /// which worker it is. A panic in the hook is caught and printed.
-    ///
-    /// ```
-    /// use std::sync::atomic::{AtomicUsize, Ordering};
-    /// use std::sync::Arc;
-    ///
-    /// let started = Arc::new(AtomicUsize::new(0));
-    /// let counter = started.clone();
-    /// let rt = multipool::Runtime::builder()
-    ///     .workers(2)
-    ///     .on_thread_start(move || {
-    ///         assert!(multipool::worker_index().is_some());
-    ///         counter.fetch_add(1, Ordering::SeqCst);
-    ///     })
-    ///     .build()
-    ///     .unwrap();
-    /// drop(rt); // joins the workers, so both have started
-    /// assert_eq!(started.load(Ordering::SeqCst), 2);
-    /// ```
-    pub fn on_thread_start(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
-        self.hooks.on_thread_start.push(Arc::new(hook));
-        self
-    }
-
-    /// Runs `hook` on every worker thread after its last task, as it stops
-    /// (runtime shut down, or the worker retired). A panic in the hook is
-    /// caught and printed.
-    pub fn on_thread_stop(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
-        self.hooks.on_thread_stop.push(Arc::new(hook));
-        self
-    }
-
-    /// Runs `hook` once the runtime has shut down: its workers stopped and
-    /// every unfinished task cancelled. Runs on the thread that shuts the
-    /// runtime down (the one dropping it, usually).
-    pub fn on_shutdown(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
-        self.hooks.on_shutdown.push(Arc::new(hook));
-        self
-    }
-
-    /// Runs every worker thread's whole life, and every
-    /// [`Runtime::block_on`]/[`Handle::block_on`] call, inside `wrapper`: the
-    /// wrapper gets the body as a closure and must call it exactly once. It
-    /// is how a thread-wide context (another runtime's `enter` guard, a
-    /// tracing dispatcher, a thread-local arena) is set for everything the
-    /// runtime runs; `multipool-compat` gives every thread a tokio context
-    /// this way. Wrappers added first run outermost.
-    ///
-    /// # Panics
-    ///
-    /// A wrapper that returns without calling its body makes the thread (or
-    /// the `block_on`) panic with a message naming this hook.
-    ///
-    /// ```
-    /// use std::cell::Cell;
-    ///
-    /// thread_local!(static IN_APP: Cell<bool> = const { Cell::new(false) });
-    ///
-    /// let rt = multipool::Runtime::builder()
-    ///     .workers(1)
-    ///     .wrap_thread(|body| {
-    ///         IN_APP.with(|flag| flag.set(true));
-    ///         body();
-    ///         IN_APP.with(|flag| flag.set(false));
-    ///     })
-    ///     .build()
-    ///     .unwrap();
-    /// let seen = rt.block_on(async {
-    ///     let on_worker = multipool::spawn(async { IN_APP.with(Cell::get) }).await.unwrap();
-    ///     (IN_APP.with(Cell::get), on_worker)
-    /// });
-    /// assert_eq!(seen, (true, true));
-    /// ```
-    pub fn wrap_thread(
-        mut self,
-        wrapper: impl Fn(&mut dyn FnMut()) + Send + Sync + 'static,
-    ) -> Self {
-        self.hooks.wrap_thread.push(Arc::new(wrapper));
-        self
-    }
-
-    /// Starts the runtime's workers.
-    ///
-    /// # Errors
-    ///
-    /// `workers(0)`, an empty thread name, or the operating system refusing
-    /// to start a thread.
-    ///
-    /// ```
-    /// let err = multipool::Runtime::builder().workers(0).build().unwrap_err();
-    /// assert_eq!(err.setting(), Some("workers"));
-    /// assert_eq!(
-    ///     err.to_string(),
-    ///     "invalid runtime setting `workers`: must be at least 1, got 0"
-    /// );
-    /// ```
-    pub fn build(self) -> Result<Runtime, BuildError> {
-        let workers = match self.workers {
-            Some(0) => return Err(BuildError::invalid("workers", "must be at least 1, got 0")),
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, usize::from),
-        };
-        if workers > MAX_WORKERS {
-            return Err(BuildError::invalid(
-                "workers",
-                format!("must be at most {MAX_WORKERS}, got {workers}"),
-            ));
-        }
-        if self.thread_name.is_empty() {
-            return Err(BuildError::invalid("thread_name", "must not be empty"));
-        }
-        let pool = Pool::start(PoolConfig {
-            workers,
-            thread_name: self.thread_name,
-            stack_size: self.stack_size,
-            start_paused: self.start_paused,
-            hooks: Arc::new(self.hooks),
-        })?;
-        Ok(Runtime {
-            handle: Handle { pool },
-        })
-    }
-}
-
-/// Upper bound on workers per pool (the idle state packs counts in 16 bits).
-const MAX_WORKERS: usize = 4096;
+use crate::task::{spawn_on, Enqueue, JoinHandle, Spawn, SpawnOptions};
+use crate::Priority;
 
 /// A multipool runtime: a pool of worker threads running spawned tasks.
 ///
@@ -237,7 +48,12 @@ const MAX_WORKERS: usize = 4096;
 /// assert_eq!(sum, 285);
 /// ```
 pub struct Runtime {
+    /// The default pool's handle.
     handle: Handle,
+    /// Every pool, the default one first.
+    pools: Vec<Arc<Pool>>,
+    /// Set once a `shutdown_*` method has run, so `Drop` does nothing more.
+    shut_down: bool,
 }
 
 impl Runtime {
@@ -284,13 +100,106 @@ impl Runtime {
     pub(crate) fn handle_ref(&self) -> &Handle {
         &self.handle
     }
+
+    /// Shuts the runtime down gracefully: new spawns are refused at once
+    /// (their handles report a shutdown error), while the tasks already
+    /// spawned, `spawn_blocking` calls included, get up to `timeout` to
+    /// finish. Whatever is left then is cancelled, as when the runtime is
+    /// dropped, except that blocking calls still running are not waited
+    /// for beyond the timeout (they cannot be interrupted; their threads
+    /// end when they return). Returns whether everything finished in time.
+    ///
+    /// A zero timeout cancels everything at once, like dropping the runtime
+    /// without waiting for blocking calls.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
+    /// let quick = rt.spawn(async { 1 }).start();
+    /// let stuck = rt.spawn(std::future::pending::<()>()).start();
+    /// assert!(!rt.shutdown_timeout(Duration::from_millis(20)));
+    /// assert_eq!(multipool::block_on(quick).unwrap(), 1);
+    /// assert!(multipool::block_on(stuck).unwrap_err().is_shutdown());
+    /// ```
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        for pool in &self.pools {
+            pool.stop_accepting();
+        }
+        let drained = match deadline {
+            Some(deadline) => self.pools.iter().all(|pool| pool.wait_drained(deadline)),
+            None => self
+                .pools
+                .iter()
+                .all(|pool| pool.wait_drained(far_deadline())),
+        };
+        self.shut_down = true;
+        let blocking_done =
+            shutdown_pools(&self.pools, Some(deadline.unwrap_or_else(far_deadline)));
+        drained && blocking_done
+    }
+
+    /// Starts shutting the runtime down and returns at once: new spawns are
+    /// refused from now on, the workers stop after their current poll, and
+    /// every unfinished task is cancelled, on a thread of its own that also
+    /// waits for running blocking calls. Use it where waiting is not an
+    /// option (inside a task, in a `Drop`).
+    pub fn shutdown_background(mut self) {
+        self.shut_down = true;
+        for pool in &self.pools {
+            pool.close();
+        }
+        let pools = std::mem::take(&mut self.pools);
+        let finish = move || {
+            shutdown_pools(&pools, None);
+        };
+        if let Err(err) = std::thread::Builder::new()
+            .name("multipool-shutdown".to_owned())
+            .spawn(finish)
+        {
+            eprintln!("multipool: no thread for a background shutdown ({err}); shutting down here");
+            // The closure went with the failed spawn; the pools were closed
+            // above, so the workers stop by themselves.
+        }
+    }
+}
+
+/// An instant far enough to mean "no deadline".
+fn far_deadline() -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(365 * 24 * 3600))
+        .unwrap_or(now)
+}
+
+/// Stops every pool, cancels what is left, waits for blocking calls until
+/// `deadline` (`None`: as long as they run) and runs the `on_shutdown`
+/// hooks. Returns whether the blocking calls finished.
+fn shutdown_pools(pools: &[Arc<Pool>], deadline: Option<Instant>) -> bool {
+    for pool in pools {
+        pool.close();
+    }
+    for pool in pools {
+        pool.shutdown();
+    }
+    let Some(first) = pools.first() else {
+        return true;
+    };
+    let runtime = first.runtime.clone();
+    let done = runtime.blocking.shutdown(deadline);
+    runtime.hooks.shut_down();
+    done
 }
 
 impl Drop for Runtime {
     /// Stops the workers and cancels every unfinished task; see the module
-    /// docs. Waits for tasks that are being polled to return from `poll`.
+    /// docs. Waits for tasks that are being polled to return from `poll`,
+    /// and for running `spawn_blocking` calls to return.
     fn drop(&mut self) {
-        self.handle.pool.shutdown();
+        if !self.shut_down {
+            self.shut_down = true;
+            shutdown_pools(&self.pools, None);
+        }
     }
 }
 
@@ -386,13 +295,144 @@ impl Handle {
     pub fn block_on<F: IntoFuture>(&self, future: F) -> F::Output {
         let _enter = self.enter();
         self.pool
+            .runtime
             .hooks
             .wrapped(|| block_on::block_on_in(future, &self.pool))
     }
 
-    /// Number of worker threads.
+    /// Spawns every future of `futures` onto this handle's pool at
+    /// [`Priority::Normal`], waking the workers once for the whole batch
+    /// rather than once per task (the woken worker wakes the next as it
+    /// finds more work). Returns their handles in order.
+    ///
+    /// A bounded pool (see [`Builder::max_queued`]) takes what fits; the
+    /// handles of the rest report the refusal
+    /// ([`JoinError::is_rejected`](crate::JoinError::is_rejected)).
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder().workers(2).build().unwrap();
+    /// let handles = rt.handle().spawn_batch((0..100u64).map(|i| async move { i * 2 }));
+    /// let total: u64 = rt.block_on(async {
+    ///     let mut total = 0;
+    ///     for handle in handles {
+    ///         total += handle.await.unwrap();
+    ///     }
+    ///     total
+    /// });
+    /// assert_eq!(total, 9900);
+    /// ```
+    pub fn spawn_batch<I>(&self, futures: I) -> Vec<JoinHandle<<I::Item as Future>::Output>>
+    where
+        I: IntoIterator,
+        I::Item: Future + Send + 'static,
+        <I::Item as Future>::Output: Send + 'static,
+    {
+        let pool = &self.pool;
+        let handles = futures
+            .into_iter()
+            .map(|future| {
+                let reserved = pool
+                    .check_spawn(Priority::Normal)
+                    .and_then(|()| pool.reserve_place(false));
+                match reserved {
+                    Ok(reserved) => JoinHandle::new(
+                        spawn_on(
+                            pool,
+                            future,
+                            SpawnOptions::default(),
+                            reserved,
+                            Enqueue::Quiet,
+                        )
+                        .finish(),
+                    ),
+                    Err(error) => JoinHandle::refused(error.into_join_error()),
+                }
+            })
+            .collect();
+        pool.finish_batch();
+        handles
+    }
+
+    /// Runs `f` on this runtime's blocking pool; see
+    /// [`task::spawn_blocking`](crate::task::spawn_blocking).
+    pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let _enter = self.enter();
+        crate::task::spawn_blocking(f)
+    }
+
+    /// A handle to this runtime's pool called `name` (see
+    /// [`Builder::pool`]; the runtime's own pool is `"default"`), or `None`
+    /// if there is no such pool.
+    pub fn named_pool(&self, name: &str) -> Option<Handle> {
+        self.pool.runtime.pool(name).map(Handle::from_pool)
+    }
+
+    /// The name of the pool this handle spawns onto.
+    pub fn pool_name(&self) -> &str {
+        &self.pool.name
+    }
+
+    /// Number of worker threads running now (between
+    /// [`min_workers`](Self::min_workers) and
+    /// [`max_workers`](Self::max_workers)).
     pub fn num_workers(&self) -> usize {
         self.pool.num_workers()
+    }
+
+    /// The fewest workers the pool runs.
+    pub fn min_workers(&self) -> usize {
+        self.pool.min_workers()
+    }
+
+    /// The most workers the pool runs.
+    pub fn max_workers(&self) -> usize {
+        self.pool.max_workers()
+    }
+
+    /// Workers the pool has started since it was built (the first
+    /// `min_workers` included).
+    pub fn workers_started(&self) -> usize {
+        self.pool.workers_started()
+    }
+
+    /// Workers that have retired after the idle timeout.
+    pub fn workers_retired(&self) -> usize {
+        self.pool.workers_retired()
+    }
+
+    /// Workers found stuck in one poll for 2 ms or more at the pool
+    /// monitor's last look (only elastic pools, `max_workers >
+    /// min_workers`, have a monitor; others report 0).
+    pub fn num_blocked_workers(&self) -> usize {
+        self.pool
+            .blocked_workers
+            .load(crate::sync::Ordering::Relaxed)
+    }
+
+    /// Tasks waiting to start (spawned, not yet polled) in a pool with
+    /// [`Builder::max_queued`]; 0 for an unbounded pool, which does not
+    /// count them.
+    pub fn num_queued(&self) -> usize {
+        self.pool.num_queued()
+    }
+
+    /// The pool's queue bound, if it has one.
+    pub fn max_queued(&self) -> Option<usize> {
+        self.pool.max_queued()
+    }
+
+    /// Threads of the runtime's blocking pool, busy or idle.
+    pub fn num_blocking_threads(&self) -> usize {
+        self.pool.runtime.blocking.num_threads()
+    }
+
+    /// `spawn_blocking` calls waiting for a blocking thread.
+    pub fn blocking_queue_depth(&self) -> usize {
+        self.pool.runtime.blocking.queue_depth()
     }
 
     /// Number of tasks alive on this runtime: spawned and not yet completed
@@ -419,10 +459,11 @@ impl Handle {
         self.pool.timers.len()
     }
 
-    /// Whether the runtime has shut down; spawns then fail with a shutdown
+    /// Whether the runtime has shut down or begun to (see
+    /// [`Runtime::shutdown_timeout`]); spawns then fail with a shutdown
     /// error on their handle.
     pub fn is_shutdown(&self) -> bool {
-        self.pool.is_closed()
+        !self.pool.accepts_spawns()
     }
 }
 

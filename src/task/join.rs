@@ -29,15 +29,28 @@ use crate::error::JoinError;
 pub struct JoinHandle<T> {
     /// `None` once detached (only in `Drop` and `detach`).
     task: Option<async_task::Task<Result<T, JoinError>, TaskMeta>>,
+    /// Why the task was never created (its pool refused it); yielded once.
+    refused: Option<JoinError>,
 }
 
 impl<T> JoinHandle<T> {
     pub(crate) fn new(task: async_task::Task<Result<T, JoinError>, TaskMeta>) -> Self {
-        JoinHandle { task: Some(task) }
+        JoinHandle {
+            task: Some(task),
+            refused: None,
+        }
     }
 
-    fn task(&self) -> &async_task::Task<Result<T, JoinError>, TaskMeta> {
-        self.task.as_ref().expect("JoinHandle used after detach")
+    /// The handle of a task its pool refused before creating it.
+    pub(crate) fn refused(error: JoinError) -> Self {
+        JoinHandle {
+            task: None,
+            refused: Some(error),
+        }
+    }
+
+    fn task(&self) -> Option<&async_task::Task<Result<T, JoinError>, TaskMeta>> {
+        self.task.as_ref()
     }
 
     /// Cancels the task.
@@ -57,7 +70,10 @@ impl<T> JoinHandle<T> {
     /// });
     /// ```
     pub fn abort(&self) {
-        let meta = self.task().metadata();
+        let Some(task) = self.task() else {
+            return; // refused: it never ran, and its handle says why
+        };
+        let meta = task.metadata();
         meta.set_cancel(cancel::ABORTED);
         // A registered (idle) task must be scheduled to see the flag; an
         // unregistered one is queued or running and will see it anyway (see
@@ -67,12 +83,12 @@ impl<T> JoinHandle<T> {
 
     /// Whether the task has finished: completed, panicked or been cancelled.
     pub fn is_finished(&self) -> bool {
-        self.task().is_finished()
+        self.task().is_none_or(|task| task.is_finished())
     }
 
     /// The name given with [`Spawn::name`](crate::Spawn::name), if any.
     pub fn name(&self) -> Option<&str> {
-        self.task().metadata().name.as_deref()
+        self.task()?.metadata().name.as_deref()
     }
 
     /// Lets the task run to completion in the background; same as dropping
@@ -88,7 +104,13 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let task = self.task.as_mut().expect("JoinHandle used after detach");
+        let Some(task) = self.task.as_mut() else {
+            let error = self
+                .refused
+                .take()
+                .expect("JoinHandle polled after it completed");
+            return Poll::Ready(Err(error));
+        };
         // Every task completes with an output (see the `task` module docs), so
         // the `async_task::Task` never reports a dropped runnable.
         Pin::new(task).poll(cx)

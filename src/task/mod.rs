@@ -17,12 +17,14 @@
 //!   being polled, where shutdown finds it anyway; tasks that complete in
 //!   their first poll never touch the registry.)
 
+mod blocking;
 mod join;
 mod spawn;
 mod yield_now;
 
+pub use blocking::spawn_blocking;
 pub use join::JoinHandle;
-pub use spawn::Spawn;
+pub use spawn::{Spawn, SpawnFuture};
 pub use yield_now::{yield_now, YieldNow};
 
 pub(crate) use spawn::SpawnOptions;
@@ -51,6 +53,8 @@ pub(crate) mod cancel {
     pub(crate) const SHUTDOWN: u8 = 2;
     /// Refused at spawn: a zero `Spawn::timeout`.
     pub(crate) const ZERO_TIMEOUT: u8 = 3;
+    /// Refused by the blocking pool: its queue is full.
+    pub(crate) const BLOCKING_FULL: u8 = 4;
 }
 
 /// Per-task data the scheduler routes by, stored in the task header.
@@ -96,6 +100,8 @@ pin_project_lite::pin_project! {
         future: Option<F>,
         deadline: D,
         meta: &'a TaskMeta,
+        // Holds a place in the pool's bounded queue until the first poll.
+        reserved: bool,
         registration: Registration<'a>,
     }
 }
@@ -168,12 +174,20 @@ impl<F: Future, D: Deadline> Future for TaskFuture<'_, F, D> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        if *this.reserved {
+            // Started (or about to be cancelled): the place is free again.
+            *this.reserved = false;
+            this.meta.pool.release_place();
+        }
         let reason = this.meta.cancel.load(Ordering::Relaxed);
         if reason != cancel::NONE {
             let error = match reason {
                 cancel::ABORTED => JoinError::aborted(),
                 cancel::ZERO_TIMEOUT => JoinError::rejected(
                     "a zero `Spawn::timeout` would cancel the task before it could run",
+                ),
+                cancel::BLOCKING_FULL => JoinError::rejected(
+                    "the blocking pool's queue is full (see `Builder::max_blocking_queued`)",
                 ),
                 _ => JoinError::shutdown(),
             };
@@ -225,6 +239,19 @@ fn schedule(runnable: Runnable, info: async_task::ScheduleInfo) {
     Pool::schedule_woken(runnable, info.woken_while_running);
 }
 
+/// Where a new task is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Enqueue {
+    /// The usual way: the spawning worker's queues, or the injector with a
+    /// worker woken.
+    Schedule,
+    /// Part of a batch: the injector, without waking anyone (the batch
+    /// wakes a worker once at its end).
+    Quiet,
+    /// The runtime's blocking pool (`spawn_blocking`).
+    Blocking,
+}
+
 /// A task just created by [`spawn_on`].
 pub(crate) struct Spawned<T> {
     task: async_task::Task<Result<T, JoinError>, TaskMeta>,
@@ -244,20 +271,28 @@ impl<T> Spawned<T> {
     }
 }
 
-/// Creates a task on `pool` and schedules it. Every way of spawning ends here.
-pub(crate) fn spawn_on<F>(pool: &Arc<Pool>, future: F, options: SpawnOptions) -> Spawned<F::Output>
+/// Creates a task on `pool` and queues it. Every way of spawning ends here.
+/// `reserved`: the caller took a place in the pool's bounded queue for it.
+pub(crate) fn spawn_on<F>(
+    pool: &Arc<Pool>,
+    future: F,
+    options: SpawnOptions,
+    reserved: bool,
+    enqueue: Enqueue,
+) -> Spawned<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     match options.timeout {
-        None => spawn_with_deadline(pool, future, options, NoDeadline),
+        None => spawn_with_deadline(pool, future, options, NoDeadline, reserved, enqueue),
         Some(timeout) => {
             let now = pool.timers.clock.now();
             let deadline = now
                 .checked_add(timeout)
                 .unwrap_or_else(|| crate::time::far_future(now));
-            spawn_with_deadline(pool, future, options, Sleep::new(deadline))
+            let deadline = Sleep::new(deadline);
+            spawn_with_deadline(pool, future, options, deadline, reserved, enqueue)
         }
     }
 }
@@ -267,6 +302,8 @@ fn spawn_with_deadline<F, D>(
     future: F,
     options: SpawnOptions,
     deadline: D,
+    reserved: bool,
+    enqueue: Enqueue,
 ) -> Spawned<F::Output>
 where
     F: Future + Send + 'static,
@@ -292,10 +329,15 @@ where
         future: Some(future),
         deadline,
         meta,
+        reserved,
         registration: Registration {
             meta,
             registered: false,
         },
+    };
+    let schedule_fn: fn(Runnable, async_task::ScheduleInfo) = match enqueue {
+        Enqueue::Blocking => blocking::schedule,
+        Enqueue::Schedule | Enqueue::Quiet => schedule,
     };
     // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
     // - `Send`: `TaskFuture` is `Send` because `F: Send`, `D: Send`, and it
@@ -307,15 +349,19 @@ where
     //   future and every `Runnable`.
     // - the schedule function is a plain `fn`, which is `Send + Sync + 'static`.
     let (runnable, task) =
-        unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule)) };
+        unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule_fn)) };
     pool.count_spawned();
     // A rejected task, or one spawned after shutdown, ends at once and its
     // handle says why. (A shutdown that starts after this check is caught
     // where the task is queued.)
-    let refused = if rejected || pool.is_closed() {
+    let refused = if rejected || !pool.accepts_spawns() {
         Some(runnable)
     } else {
-        pool.schedule_new(runnable);
+        match enqueue {
+            Enqueue::Schedule => pool.schedule_new(runnable),
+            Enqueue::Quiet => pool.schedule_quiet(runnable),
+            Enqueue::Blocking => pool.runtime.blocking.push(runnable),
+        }
         None
     };
     Spawned { task, refused }

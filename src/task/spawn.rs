@@ -2,11 +2,18 @@
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use super::{spawn_on, JoinHandle};
+use event_listener::EventListener;
+
+use super::{spawn_on, Enqueue, JoinHandle};
+use crate::error::SpawnError;
+use crate::pool::Pool;
 use crate::runtime::{context, Handle};
-use crate::Priority;
+use crate::sync::Arc;
+use crate::{JoinError, Priority};
 
 /// Options of one task, collected by [`Spawn`].
 #[derive(Debug, Default)]
@@ -30,12 +37,18 @@ enum Target {
 /// Returned by [`multipool::spawn`](crate::spawn),
 /// [`Runtime::spawn`](crate::Runtime::spawn) and
 /// [`Handle::spawn`](crate::Handle::spawn). Set options with
-/// [`priority`](Self::priority) and [`name`](Self::name), then use it in one of
-/// three ways:
+/// [`priority`](Self::priority), [`name`](Self::name),
+/// [`timeout`](Self::timeout) and [`pool`](Self::pool), then use it in one
+/// of these ways:
 ///
-/// * `.await` it: the task starts and you get its `Result<T, JoinError>`;
+/// * `.await` it: the task starts and you get its `Result<T, JoinError>`.
+///   If the pool's queue is full (see
+///   [`Builder::max_queued`](crate::Builder::max_queued)) this first waits
+///   for room: *backpressure*;
 /// * [`start`](Self::start) it: the task starts now and you get a
-///   [`JoinHandle`];
+///   [`JoinHandle`]; with the queue full, the handle reports the refusal;
+/// * [`try_start`](Self::try_start) it: like `start`, but a refusal is an
+///   `Err` at once;
 /// * [`detach`](Self::detach) it: the task starts now and runs on its own.
 ///
 /// Nothing runs until one of those happens; a `Spawn` that is dropped unused
@@ -58,6 +71,7 @@ enum Target {
 pub struct Spawn<F> {
     future: F,
     target: Target,
+    pool: Option<String>,
     options: SpawnOptions,
 }
 
@@ -70,6 +84,7 @@ where
         Spawn {
             future,
             target: Target::Current,
+            pool: None,
             options: SpawnOptions::default(),
         }
     }
@@ -78,6 +93,7 @@ where
         Spawn {
             future,
             target: Target::Handle(handle),
+            pool: None,
             options: SpawnOptions::default(),
         }
     }
@@ -121,27 +137,132 @@ where
         self
     }
 
+    /// Runs the task in the runtime's pool called `name` (see
+    /// [`Builder::pool`](crate::Builder::pool)) instead of the pool the
+    /// spawn would otherwise use. The task stays in that pool for its whole
+    /// life, across every wake-up. The pool of the runtime's own settings is
+    /// called `"default"`.
+    ///
+    /// An unknown name is not a panic: the handle reports an error with
+    /// [`is_rejected`](crate::JoinError::is_rejected) naming the pools there
+    /// are.
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(1)
+    ///     .pool("cpu", |pool| pool.workers(2).thread_name("cpu"))
+    ///     .build()
+    ///     .unwrap();
+    /// rt.block_on(async {
+    ///     let thread = multipool::spawn(async { std::thread::current().name().map(str::to_owned) })
+    ///         .pool("cpu")
+    ///         .await
+    ///         .unwrap();
+    ///     assert!(thread.unwrap().starts_with("cpu-"));
+    ///
+    ///     let err = multipool::spawn(async {}).pool("gpu").await.unwrap_err();
+    ///     assert!(err.is_rejected());
+    /// });
+    /// ```
+    pub fn pool(mut self, name: impl Into<String>) -> Self {
+        self.pool = Some(name.into());
+        self
+    }
+
     /// Starts the task now and returns its handle.
     ///
-    /// A task spawned onto a runtime that has shut down ends at once: its
-    /// handle yields an error with [`is_shutdown`](crate::JoinError::is_shutdown).
+    /// A task that cannot be started ends at once, and its handle says why:
+    /// the runtime has shut down
+    /// ([`is_shutdown`](crate::JoinError::is_shutdown)), or the task was
+    /// refused ([`is_rejected`](crate::JoinError::is_rejected)): its pool's
+    /// queue is full, its pool is unknown or does not take its priority.
+    /// `start` never waits; `.await` the `Spawn` to wait for room instead.
     pub fn start(self) -> JoinHandle<F::Output> {
-        let Spawn {
-            future,
-            target,
-            options,
-        } = self;
-        let spawned = match target {
-            Target::Handle(handle) => spawn_on(handle.pool(), future, options),
-            Target::Current => context::with_current_pool(|pool| spawn_on(pool, future, options)),
-        };
-        JoinHandle::new(spawned.finish())
+        match self.try_start() {
+            Ok(handle) => handle,
+            Err(error) => JoinHandle::refused(error.into_join_error()),
+        }
+    }
+
+    /// Starts the task now, or reports at once why it cannot start: the
+    /// pool's queue is full ([`SpawnError::is_full`]), the runtime is shut
+    /// down, or the task asks for something its runtime does not have. On
+    /// error the future is dropped without being polled.
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
+    /// let handle = rt.spawn(async { 7 }).try_start().expect("unbounded queue");
+    /// assert_eq!(multipool::block_on(handle).unwrap(), 7);
+    /// ```
+    pub fn try_start(self) -> Result<JoinHandle<F::Output>, SpawnError> {
+        self.start_with(false)
     }
 
     /// Starts the task now and lets it run on its own; its output is dropped.
+    ///
+    /// A detached task has no handle to report a refusal to, so a full
+    /// queue does not refuse it: it is queued beyond
+    /// [`Builder::max_queued`](crate::Builder::max_queued) (library code
+    /// such as hyper's executor spawns this way, and dropping its
+    /// connection tasks silently would be worse). Use `.await` or
+    /// [`try_start`](Self::try_start) where the bound must hold. Other
+    /// refusals (shut down, unknown pool, priority not served) still drop
+    /// the task.
     pub fn detach(self) {
-        self.start().detach();
+        if let Ok(handle) = self.start_with(true) {
+            handle.detach();
+        }
     }
+
+    fn start_with(self, force: bool) -> Result<JoinHandle<F::Output>, SpawnError> {
+        let Spawn {
+            future,
+            target,
+            pool,
+            options,
+        } = self;
+        with_pool(target, pool.as_deref(), |resolved| {
+            let pool = resolved?;
+            pool.check_spawn(options.priority)?;
+            let reserved = pool.reserve_place(force)?;
+            Ok(spawn_on(pool, future, options, reserved, Enqueue::Schedule))
+        })
+        .map(|spawned| JoinHandle::new(spawned.finish()))
+    }
+}
+
+/// Calls `f` with the pool a spawn goes to: the named pool of the target
+/// runtime, or the target's own pool.
+fn with_pool<R>(
+    target: Target,
+    name: Option<&str>,
+    f: impl FnOnce(Result<&Arc<Pool>, SpawnError>) -> R,
+) -> R {
+    let pick = |pool: &Arc<Pool>| -> R {
+        match name {
+            None => f(Ok(pool)),
+            Some(name) => match pool.runtime.pool(name) {
+                Some(named) => f(Ok(&named)),
+                None => f(Err(unknown_pool(pool, name))),
+            },
+        }
+    };
+    match target {
+        Target::Handle(handle) => pick(handle.pool()),
+        Target::Current => context::with_current_pool(pick),
+    }
+}
+
+fn unknown_pool(pool: &Pool, name: &str) -> SpawnError {
+    SpawnError::rejected(format!(
+        "the runtime has no pool named `{name}` (its pools: {})",
+        pool.runtime
+            .pool_names()
+            .iter()
+            .map(|name| format!("`{name}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 impl<F> IntoFuture for Spawn<F>
@@ -149,12 +270,94 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    type Output = Result<F::Output, crate::JoinError>;
-    type IntoFuture = JoinHandle<F::Output>;
+    type Output = Result<F::Output, JoinError>;
+    type IntoFuture = SpawnFuture<F>;
 
-    /// Starts the task; awaiting yields its output.
-    fn into_future(self) -> JoinHandle<F::Output> {
-        self.start()
+    /// Starts the task, first waiting for room if its pool's queue is full;
+    /// awaiting yields its output.
+    fn into_future(self) -> SpawnFuture<F> {
+        let Spawn {
+            future,
+            target,
+            pool,
+            options,
+        } = self;
+        let resolved = with_pool(target, pool.as_deref(), |resolved| {
+            let pool = resolved?;
+            pool.check_spawn(options.priority)?;
+            Ok(pool.clone())
+        });
+        let state = match resolved {
+            Ok(pool) => State::Waiting {
+                pool,
+                spawn: Some((future, options)),
+                listener: None,
+            },
+            Err(error) => State::Running(JoinHandle::refused(SpawnError::into_join_error(error))),
+        };
+        SpawnFuture { state }
+    }
+}
+
+/// The future of an awaited [`Spawn`]: waits for room in the pool's queue,
+/// starts the task, then yields its output. Dropping it after the task has
+/// started detaches the task (as dropping a [`JoinHandle`] does); dropping
+/// it while it waits for room drops the future unstarted.
+#[must_use = "futures do nothing unless polled"]
+pub struct SpawnFuture<F: Future> {
+    state: State<F>,
+}
+
+enum State<F: Future> {
+    Waiting {
+        pool: Arc<Pool>,
+        spawn: Option<(F, SpawnOptions)>,
+        listener: Option<EventListener>,
+    },
+    Running(JoinHandle<F::Output>),
+}
+
+// The user's future is only moved, never pinned, before it is spawned.
+impl<F: Future> Unpin for SpawnFuture<F> {}
+
+impl<F> Future for SpawnFuture<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    type Output = Result<F::Output, JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match &mut self.state {
+                State::Running(handle) => return Pin::new(handle).poll(cx),
+                State::Waiting {
+                    pool,
+                    spawn,
+                    listener,
+                } => match pool.reserve_place(false) {
+                    Ok(reserved) => {
+                        let (future, options) = spawn.take().expect("spawned once");
+                        let spawned = spawn_on(pool, future, options, reserved, Enqueue::Schedule);
+                        self.state = State::Running(JoinHandle::new(spawned.finish()));
+                    }
+                    Err(error) if error.is_full() => match listener {
+                        // Listen first, then re-check: a place freed in
+                        // between is not missed.
+                        None => *listener = pool.listen_for_room(),
+                        Some(waiting) => {
+                            if Pin::new(waiting).poll(cx).is_pending() {
+                                return Poll::Pending;
+                            }
+                            *listener = None;
+                        }
+                    },
+                    Err(error) => {
+                        self.state = State::Running(JoinHandle::refused(error.into_join_error()));
+                    }
+                },
+            }
+        }
     }
 }
 
@@ -164,6 +367,19 @@ impl<F> fmt::Debug for Spawn<F> {
             .field("priority", &self.options.priority)
             .field("name", &self.options.name)
             .field("timeout", &self.options.timeout)
+            .field("pool", &self.pool)
             .finish_non_exhaustive()
+    }
+}
+
+impl<F: Future> fmt::Debug for SpawnFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Waiting { .. } => "waiting for room",
+            State::Running(_) => "started",
+        };
+        f.debug_struct("SpawnFuture")
+            .field("state", &state)
+            .finish()
     }
 }

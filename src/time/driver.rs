@@ -45,7 +45,7 @@ use crossbeam_utils::CachePadded;
 
 use super::clock::Clock;
 use super::wheel::{Inserted, Wheel};
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 /// How overdue (µs) a timer in another worker's wheel must be before a
 /// worker fires it on that worker's behalf.
@@ -64,6 +64,9 @@ struct TimerSlot {
     /// The deadline the worker parked with, `NEVER`, or `AWAKE`.
     parked_until: AtomicU64,
     unparker: parking::Unparker,
+    /// Set (under the wheel's lock, with the wheel empty) while no worker
+    /// runs on this slot: no timer may be inserted then.
+    closed: AtomicBool,
 }
 
 impl TimerSlot {
@@ -92,7 +95,8 @@ fn wake_all(wake: &mut Vec<Waker>) {
 
 /// The timers of one pool.
 pub(crate) struct Timers {
-    pub(crate) clock: Clock,
+    /// The runtime's clock, shared by all its pools.
+    pub(crate) clock: Arc<Clock>,
     slots: Box<[CachePadded<TimerSlot>]>,
     /// Round-robin cursor for timers registered off the workers.
     next_remote: AtomicUsize,
@@ -127,7 +131,9 @@ pub(crate) struct TimerKey {
 }
 
 impl Timers {
-    pub(crate) fn new(unparkers: Vec<parking::Unparker>, start_paused: bool) -> Self {
+    /// One wheel per worker slot; every wheel starts closed (see
+    /// [`open_wheel`](Self::open_wheel)).
+    pub(crate) fn new(unparkers: Vec<parking::Unparker>, clock: Arc<Clock>) -> Self {
         let slots = unparkers
             .into_iter()
             .map(|unparker| {
@@ -136,49 +142,84 @@ impl Timers {
                     next: AtomicU64::new(NEVER),
                     parked_until: AtomicU64::new(AWAKE),
                     unparker,
+                    closed: AtomicBool::new(true),
                 })
             })
             .collect();
         Timers {
-            clock: Clock::new(start_paused),
+            clock,
             slots,
             next_remote: AtomicUsize::new(0),
             shut_down: AtomicBool::new(false),
         }
     }
 
+    /// Opens the wheel of a worker slot that is about to get a thread.
+    pub(crate) fn open_wheel(&self, wheel: usize) {
+        let slot = &self.slots[wheel];
+        let _guard = slot.wheel.lock();
+        slot.closed.store(false, Ordering::Relaxed);
+    }
+
+    /// Closes the wheel of a worker that retires, if the wheel is empty and
+    /// `retire` (run under the wheel's lock) agrees. Returns whether it did.
+    pub(crate) fn close_wheel_if(&self, wheel: usize, retire: impl FnOnce() -> bool) -> bool {
+        let slot = &self.slots[wheel];
+        let guard = slot.wheel.lock();
+        if guard.len() > 0 || !retire() {
+            return false;
+        }
+        slot.closed.store(true, Ordering::Relaxed);
+        slot.parked_until.store(AWAKE, Ordering::Relaxed);
+        true
+    }
+
     /// The wheel a timer polled by `worker` (this pool's worker on this
     /// thread, if any) goes to.
     /// Off the workers, that is preferably the wheel of a parked worker
     /// (it will sleep until the deadline, rather than a busy worker firing
-    /// it between polls), round-robin among them.
+    /// it between polls), round-robin among them; never a closed wheel if
+    /// an open one exists ([`insert`](Self::insert) re-checks).
     pub(crate) fn wheel_for(&self, worker: Option<usize>) -> usize {
         worker.unwrap_or_else(|| {
             let len = self.slots.len();
             let start = self.next_remote.fetch_add(1, Ordering::Relaxed) % len;
-            (0..len)
-                .map(|offset| (start + offset) % len)
+            let open = |index: &usize| !self.slots[*index].closed.load(Ordering::Relaxed);
+            let mut candidates = (0..len).map(|offset| (start + offset) % len).filter(open);
+            let first_open = candidates.clone().next();
+            candidates
                 .find(|&index| self.slots[index].parked_until.load(Ordering::Relaxed) != AWAKE)
+                .or(first_open)
                 .unwrap_or(start)
         })
     }
 
-    /// Registers a timer.
+    /// Registers a timer, in `wheel` or, if that wheel has been closed
+    /// meanwhile (its worker retired), in the next open one.
     pub(crate) fn insert(&self, wheel: usize, deadline: u64, waker: Waker) -> Registered {
-        let slot = &self.slots[wheel];
-        let mut guard = slot.wheel.lock();
-        // Checked under the lock `shutdown` takes: no timer can slip in
-        // after shutdown woke everyone.
-        if self.shut_down.load(Ordering::Acquire) {
-            return Registered::ShutDown;
+        let len = self.slots.len();
+        for offset in 0..len {
+            let wheel = (wheel + offset) % len;
+            let slot = &self.slots[wheel];
+            let mut guard = slot.wheel.lock();
+            // Checked under the lock `shutdown` takes: no timer can slip in
+            // after shutdown woke everyone.
+            if self.shut_down.load(Ordering::Acquire) {
+                return Registered::ShutDown;
+            }
+            if slot.closed.load(Ordering::Relaxed) {
+                continue;
+            }
+            let (key, inserted) = guard.insert(deadline, waker);
+            if inserted == Inserted::Expired {
+                guard.remove(key);
+                return Registered::Expired;
+            }
+            slot.armed(guard, deadline);
+            return Registered::Armed(TimerKey { wheel, key });
         }
-        let (key, inserted) = guard.insert(deadline, waker);
-        if inserted == Inserted::Expired {
-            guard.remove(key);
-            return Registered::Expired;
-        }
-        slot.armed(guard, deadline);
-        Registered::Armed(TimerKey { wheel, key })
+        // Every wheel closed: only possible while the pool is shutting down.
+        Registered::ShutDown
     }
 
     /// Moves a registered timer to a new deadline, keeping its waker.

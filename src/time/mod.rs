@@ -83,10 +83,11 @@ mod test_util {
     #[track_caller]
     pub fn pause() {
         let handle = Handle::current();
-        handle.pool().timers.clock.pause();
+        let runtime = &handle.pool().runtime;
+        runtime.clock.pause();
         // Parked workers re-park without a deadline; the last to do so
         // advances the clock if the runtime is idle.
-        handle.pool().timers.unpark_all();
+        runtime.unpark_all();
     }
 
     /// Resumes real time on the current runtime's clock. Paused time already
@@ -98,9 +99,10 @@ mod test_util {
     #[track_caller]
     pub fn resume() {
         let handle = Handle::current();
-        handle.pool().timers.clock.resume();
+        let runtime = &handle.pool().runtime;
+        runtime.clock.resume();
         // Workers parked without a deadline re-park until their next timer.
-        handle.pool().timers.unpark_all();
+        runtime.unpark_all();
     }
 
     /// Moves paused time forward by `duration`, firing every timer that
@@ -123,12 +125,12 @@ mod test_util {
     #[track_caller]
     pub fn advance(duration: Duration) -> impl std::future::Future<Output = ()> {
         let handle = Handle::current();
-        let timers = &handle.pool().timers;
+        let runtime = &handle.pool().runtime;
         assert!(
-            timers.clock.advance(duration),
+            runtime.clock.advance(duration),
             "`time::advance` needs paused time: call `time::pause()` first"
         );
-        timers.fire_all_due();
+        runtime.fire_all_due();
         crate::task::yield_now()
     }
 }

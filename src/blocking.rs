@@ -1,0 +1,236 @@
+//! The blocking pool: threads for `spawn_blocking`, started on demand.
+//!
+//! One per runtime, shared by its pools. Invariants:
+//! * `threads <= max_threads`; a thread is started only when a task is
+//!   queued and no thread is idle, so the pool is as small as the load.
+//! * An idle thread exits after `keep_alive` without work.
+//! * The queue holds at most `max_queued` tasks; a task beyond that is
+//!   cancelled at once with a rejection its handle reports.
+//! * After `shutdown` every queued task is cancelled (its handle reports
+//!   the shutdown) and every task pushed later is cancelled on the spot;
+//!   running closures cannot be interrupted and are waited for.
+
+use std::collections::VecDeque;
+use std::sync::Condvar;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::runtime::hooks::Hooks;
+use crate::sync::{Arc, Mutex};
+use crate::task::{cancel, run_cancelled, Runnable};
+
+/// How a blocking pool is configured; validated by the runtime builder.
+#[derive(Debug, Clone)]
+pub(crate) struct BlockingConfig {
+    pub(crate) max_threads: usize,
+    pub(crate) keep_alive: Duration,
+    pub(crate) max_queued: Option<usize>,
+    pub(crate) thread_name: String,
+    pub(crate) stack_size: Option<usize>,
+}
+
+pub(crate) struct BlockingPool {
+    state: Mutex<State>,
+    /// Signals idle threads (work queued, shutdown) and the shutdown waiter
+    /// (a thread exited).
+    condvar: Condvar,
+    config: BlockingConfig,
+    /// Set once the runtime exists (threads run inside its `wrap_thread`
+    /// hooks).
+    hooks: std::sync::OnceLock<Hooks>,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Runnable>,
+    threads: usize,
+    idle: usize,
+    /// Idle threads told to take a task (so two pushes wake two threads).
+    notified: usize,
+    shutdown: bool,
+    next_id: usize,
+    /// Threads still running, to join at shutdown.
+    handles: Vec<thread::JoinHandle<()>>,
+}
+
+impl BlockingPool {
+    pub(crate) fn new(config: BlockingConfig) -> Self {
+        BlockingPool {
+            state: Mutex::new(State::default()),
+            condvar: Condvar::new(),
+            config,
+            hooks: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn set_hooks(&self, hooks: Hooks) {
+        let _ = self.hooks.set(hooks);
+    }
+
+    /// Queues a blocking task, starting a thread for it if none is idle.
+    pub(crate) fn push(self: &Arc<Self>, runnable: Runnable) {
+        let mut state = self.state.lock();
+        if state.shutdown {
+            drop(state);
+            run_cancelled(runnable);
+            return;
+        }
+        if self
+            .config
+            .max_queued
+            .is_some_and(|max| state.queue.len() >= max)
+        {
+            drop(state);
+            runnable.metadata().set_cancel(cancel::BLOCKING_FULL);
+            run_cancelled(runnable);
+            return;
+        }
+        state.queue.push_back(runnable);
+        if state.idle > state.notified {
+            state.notified += 1;
+            drop(state);
+            self.condvar.notify_one();
+            return;
+        }
+        if state.threads >= self.config.max_threads {
+            // Every thread is busy: the task waits its turn.
+            return;
+        }
+        state.threads += 1;
+        let id = state.next_id;
+        state.next_id += 1;
+        let mut builder = thread::Builder::new().name(format!("{}-{id}", self.config.thread_name));
+        if let Some(size) = self.config.stack_size {
+            builder = builder.stack_size(size);
+        }
+        let pool = self.clone();
+        match builder.spawn(move || pool.run_thread()) {
+            Ok(handle) => {
+                state.handles.retain(|handle| !handle.is_finished());
+                state.handles.push(handle);
+            }
+            Err(err) => {
+                state.threads -= 1;
+                if state.threads == 0 {
+                    // Nobody will ever run what is queued: refuse it, so
+                    // the handles say why rather than wait forever.
+                    let queued: Vec<Runnable> = state.queue.drain(..).collect();
+                    drop(state);
+                    eprintln!("multipool: could not start a blocking thread: {err}");
+                    for runnable in queued {
+                        run_cancelled(runnable);
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_thread(&self) {
+        match self.hooks.get() {
+            Some(hooks) => hooks.wrapped(|| self.work()),
+            None => self.work(),
+        }
+        let mut state = self.state.lock();
+        state.threads -= 1;
+        drop(state);
+        // A shutdown may be waiting for the last thread.
+        self.condvar.notify_all();
+    }
+
+    /// Runs queued tasks until shutdown, or `keep_alive` without work.
+    fn work(&self) {
+        let mut state = self.state.lock();
+        loop {
+            if let Some(runnable) = state.queue.pop_front() {
+                drop(state);
+                // The task catches its own panics (see `task`).
+                runnable.run();
+                state = self.state.lock();
+                continue;
+            }
+            if state.shutdown {
+                return;
+            }
+            state.idle += 1;
+            let deadline = Instant::now() + self.config.keep_alive;
+            let mut timed_out = false;
+            while state.notified == 0 && !state.shutdown {
+                let now = Instant::now();
+                if now >= deadline {
+                    timed_out = true;
+                    break;
+                }
+                state = self
+                    .condvar
+                    .wait_timeout(state, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            state.idle -= 1;
+            if state.notified > 0 {
+                state.notified -= 1;
+            } else if timed_out && state.queue.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Number of blocking threads running (busy or idle).
+    pub(crate) fn num_threads(&self) -> usize {
+        self.state.lock().threads
+    }
+
+    /// Number of blocking tasks waiting for a thread.
+    pub(crate) fn queue_depth(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+
+    /// Cancels every queued task and refuses new ones; waits for the running
+    /// closures until `deadline` (`None`: for as long as they run). Returns
+    /// whether every thread finished.
+    pub(crate) fn shutdown(&self, deadline: Option<Instant>) -> bool {
+        let queued: Vec<Runnable> = {
+            let mut state = self.state.lock();
+            state.shutdown = true;
+            state.queue.drain(..).collect()
+        };
+        self.condvar.notify_all();
+        for runnable in queued {
+            run_cancelled(runnable);
+        }
+        let current = thread::current().id();
+        let mut state = self.state.lock();
+        // A blocking task that shuts the runtime down cannot wait for its
+        // own thread.
+        let own = usize::from(
+            state
+                .handles
+                .iter()
+                .any(|handle| handle.thread().id() == current),
+        );
+        while state.threads > own {
+            state = match deadline {
+                None => self.condvar.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    self.condvar
+                        .wait_timeout(state, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+        let handles = std::mem::take(&mut state.handles);
+        drop(state);
+        for handle in handles {
+            if handle.thread().id() != current {
+                // Each has left `work` and only returns.
+                let _ = handle.join();
+            }
+        }
+        true
+    }
+}

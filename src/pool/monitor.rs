@@ -1,0 +1,154 @@
+//! The monitor thread of an elastic pool: adds workers when work waits.
+//!
+//! Runs only in pools whose `max_workers` exceeds `min_workers`. It samples
+//! each worker's activity counter (see `Slot::activity`): a worker whose
+//! counter is odd and has not changed for [`BLOCKED_AFTER`] is stuck in one
+//! poll: it is *blocked* (a blocking call inside a task, what Go's sysmon
+//! and .NET's starvation detection look for). It samples every
+//! [`BUSY_SAMPLE`] while no worker is idle, every [`IDLE_SAMPLE`] otherwise,
+//! so an idle pool costs 100 wake-ups a second.
+//!
+//! # When a worker is added
+//!
+//! Work waits (some queue is non-empty) and no worker is idle (none parked,
+//! none searching) at two samples in a row, and either
+//! * some workers are blocked and fewer than `min_workers` are not
+//!   (compensation, one for one, as ForkJoinPool keeps its parallelism), or
+//! * fewer workers are running than the machine has cores, counting
+//!   blocked ones out (CPU-bound work gets the cores it can use, no more:
+//!   threads beyond the core count only add contention).
+//!
+//! # Why it does not thrash
+//!
+//! At most one worker is added per sample. Up to `min_workers + cores`
+//! workers come without delay; each one beyond that waits one
+//! [`BUSY_SAMPLE`] longer than the one before (at most [`MAX_DELAY`]), so a
+//! flood of blocking tasks grows the pool quickly at first and ever more
+//! slowly after (the shape of .NET's schedule, with a finer step: its 25 ms
+//! step could not help against 10 ms blocks). Workers retire only after the
+//! pool's idle timeout (see `worker`), seconds later: a pool does not shrink
+//! and regrow within one burst.
+
+use std::io;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::Pool;
+use crate::sync::{Arc, Ordering};
+
+/// How long one poll must last for its worker to count as blocked. Far
+/// above any healthy poll (tokio's guidance is 10 to 100 µs between
+/// awaits), and short enough that compensation still helps against
+/// blocking calls of 10 ms.
+pub(crate) const BLOCKED_AFTER: Duration = Duration::from_millis(2);
+
+/// Sample period while every worker is busy.
+const BUSY_SAMPLE: Duration = Duration::from_millis(1);
+/// Sample period while some worker is idle.
+const IDLE_SAMPLE: Duration = Duration::from_millis(10);
+
+/// Longest delay between two added workers.
+const MAX_DELAY: Duration = Duration::from_millis(250);
+
+/// The running monitor thread.
+pub(crate) struct MonitorHandle {
+    thread: thread::JoinHandle<()>,
+    unparker: parking::Unparker,
+}
+
+impl MonitorHandle {
+    /// Makes the monitor look at the pool now (it exits once closed).
+    pub(crate) fn wake(&self) {
+        self.unparker.unpark();
+    }
+
+    pub(crate) fn join(self) {
+        self.unparker.unpark();
+        let _ = self.thread.join();
+    }
+}
+
+/// Starts the monitor of `pool`.
+pub(crate) fn start(pool: &Arc<Pool>) -> io::Result<MonitorHandle> {
+    let (parker, unparker) = parking::pair();
+    let pool = pool.clone();
+    let thread = thread::Builder::new()
+        .name(format!("{}-monitor", pool.thread_name))
+        .spawn(move || run(&pool, &parker))?;
+    Ok(MonitorHandle { thread, unparker })
+}
+
+fn run(pool: &Arc<Pool>, parker: &parking::Parker) {
+    let cores = thread::available_parallelism().map_or(1, usize::from);
+    // Per slot: the activity last seen, and since when.
+    let mut seen = vec![(0u64, Instant::now()); pool.slots.len()];
+    let mut starving_samples = 0u32;
+    let mut next_add = Instant::now();
+    let mut period = IDLE_SAMPLE;
+    while !pool.is_closed() {
+        parker.park_timeout(period);
+        if pool.is_closed() {
+            break;
+        }
+        let now = Instant::now();
+        let mut blocked = 0;
+        for (slot, (last, since)) in pool.slots.iter().zip(seen.iter_mut()) {
+            let activity = slot.activity.load(Ordering::Relaxed);
+            if activity != *last {
+                *last = activity;
+                *since = now;
+            } else if activity % 2 == 1 && now.duration_since(*since) >= BLOCKED_AFTER {
+                blocked += 1;
+            }
+        }
+        pool.blocked_workers.store(blocked, Ordering::Relaxed);
+
+        let active = pool.idle.num_active();
+        let nobody_idle = pool.idle.num_parked() == 0 && pool.idle.num_searching() == 0;
+        period = if nobody_idle {
+            BUSY_SAMPLE
+        } else {
+            IDLE_SAMPLE
+        };
+        if nobody_idle && pool.has_queued_work() {
+            starving_samples += 1;
+        } else {
+            starving_samples = 0;
+            continue;
+        }
+        let running = active.saturating_sub(blocked);
+        let wanted = (blocked > 0 && running < pool.min_workers) || running < cores;
+        if starving_samples < 2 || !wanted || active >= pool.slots.len() || now < next_add {
+            continue;
+        }
+        if pool.add_worker(None).unwrap_or(false) {
+            starving_samples = 0;
+            next_add = now + delay_after(active + 1, pool.min_workers, cores);
+        }
+    }
+}
+
+/// How long to wait before adding another worker once `active` run.
+fn delay_after(active: usize, min: usize, cores: usize) -> Duration {
+    let free = min + cores;
+    if active < free {
+        return Duration::ZERO;
+    }
+    let steps = (active - free + 1) as u32;
+    (BUSY_SAMPLE * steps).min(MAX_DELAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growth_delay_schedule() {
+        assert_eq!(delay_after(1, 1, 2), Duration::ZERO);
+        assert_eq!(delay_after(2, 1, 2), Duration::ZERO);
+        assert_eq!(delay_after(3, 1, 2), BUSY_SAMPLE);
+        assert_eq!(delay_after(4, 1, 2), BUSY_SAMPLE * 2);
+        assert_eq!(delay_after(5, 1, 2), BUSY_SAMPLE * 3);
+        assert_eq!(delay_after(10_000, 1, 2), MAX_DELAY);
+    }
+}

@@ -1,0 +1,610 @@
+//! [`Builder`] and [`PoolBuilder`]: how a runtime and its pools are
+//! configured. Every setting is validated by [`Builder::build`]; a bad
+//! value is a [`BuildError`] naming the setting, never a silent default.
+
+use std::time::Duration;
+
+use super::hooks::Hooks;
+use super::shared::{RuntimeShared, DEFAULT_POOL};
+use super::{Handle, Runtime};
+use crate::blocking::{BlockingConfig, BlockingPool};
+use crate::error::BuildError;
+use crate::pool::{Pool, PoolConfig};
+use crate::sync::Arc;
+use crate::time::clock::Clock;
+use crate::Priority;
+
+/// Upper bound on workers per pool (the idle state packs counts in 16 bits).
+const MAX_WORKERS: usize = 4096;
+
+/// Default time a worker above `min_workers` stays parked before it retires.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default cap on blocking threads (as in tokio).
+const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
+
+/// Default time an idle blocking thread waits for work before it exits.
+const DEFAULT_BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// The settings of one pool of workers: the runtime's default pool (set
+/// through [`Builder`]'s methods of the same names) or a named pool (set in
+/// [`Builder::pool`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use multipool::Priority;
+///
+/// let rt = multipool::Runtime::builder()
+///     .workers(2)
+///     .pool("urgent", |pool| pool.workers(1).priorities([Priority::High]))
+///     .pool("batch", |pool| {
+///         pool.min_workers(1)
+///             .max_workers(4)
+///             .idle_timeout(Duration::from_secs(30))
+///             .max_queued(10_000)
+///     })
+///     .build()
+///     .unwrap();
+/// let urgent = rt.handle().named_pool("urgent").unwrap();
+/// assert_eq!(urgent.num_workers(), 1);
+/// ```
+#[derive(Debug, Clone)]
+pub struct PoolBuilder {
+    min_workers: Option<usize>,
+    max_workers: Option<usize>,
+    /// Set by `workers(n)`, so errors name the setting the user wrote.
+    fixed: bool,
+    idle_timeout: Duration,
+    thread_name: Option<String>,
+    max_queued: Option<usize>,
+    priorities: u8,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        PoolBuilder {
+            min_workers: None,
+            max_workers: None,
+            fixed: false,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            thread_name: None,
+            max_queued: None,
+            priorities: (1 << Priority::COUNT) - 1,
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// A fixed number of workers: `min_workers` and `max_workers` both
+    /// `workers`. Zero is rejected by [`Builder::build`].
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.min_workers = Some(workers);
+        self.max_workers = Some(workers);
+        self.fixed = true;
+        self
+    }
+
+    /// The fewest workers the pool runs; they start with the runtime and
+    /// never retire. Default: the available parallelism, or `max_workers`
+    /// if that is lower. Must be at least 1 and at most `max_workers`.
+    pub fn min_workers(mut self, workers: usize) -> Self {
+        self.min_workers = Some(workers);
+        self.fixed = false;
+        self
+    }
+
+    /// The most workers the pool runs. Default: the available parallelism,
+    /// or `min_workers` if that is higher (a fixed pool).
+    ///
+    /// Between `min_workers` and `max_workers` the pool grows when work
+    /// waits while every worker is busy: up to the number of cores for
+    /// CPU-bound work, and beyond it only to stand in for workers *blocked*
+    /// in one poll for 2 ms or more (a blocking call inside a task), one new
+    /// worker per blocked one. Beyond `min_workers` plus the number of cores,
+    /// each further worker comes a millisecond later than the one before
+    /// (at most 250 ms apart), so a flood of blocking tasks cannot explode
+    /// the thread count. Added workers retire after
+    /// [`idle_timeout`](Self::idle_timeout) without work. See
+    /// [`Handle::num_workers`](crate::Handle::num_workers) and
+    /// [`Handle::num_blocked_workers`](crate::Handle::num_blocked_workers)
+    /// for what the pool does, and `Builder::on_thread_start` /
+    /// `on_thread_stop` to log it.
+    pub fn max_workers(mut self, workers: usize) -> Self {
+        self.max_workers = Some(workers);
+        self.fixed = false;
+        self
+    }
+
+    /// How long a worker above `min_workers` stays parked before it retires
+    /// (default 10 s). Zero is rejected.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Prefix of the pool's worker thread names; worker `N` is called
+    /// `{name}-{N}`. Default: `multipool-worker` for the default pool,
+    /// `multipool-{pool}` for a named one.
+    pub fn thread_name(mut self, name: impl Into<String>) -> Self {
+        self.thread_name = Some(name.into());
+        self
+    }
+
+    /// Bounds the tasks waiting to start (spawned and not yet polled) in
+    /// this pool. When the bound is reached, awaiting a
+    /// [`Spawn`](crate::Spawn) waits for room, [`Spawn::try_start`]
+    /// returns an error with [`SpawnError::is_full`](crate::SpawnError::is_full),
+    /// [`Spawn::start`] returns a handle reporting the refusal, and
+    /// [`Spawn::detach`] queues beyond the bound (see there for why).
+    /// Wake-ups of tasks already started are never held back. Default:
+    /// unbounded. Zero is rejected.
+    ///
+    /// [`Spawn::try_start`]: crate::Spawn::try_start
+    /// [`Spawn::start`]: crate::Spawn::start
+    /// [`Spawn::detach`]: crate::Spawn::detach
+    pub fn max_queued(mut self, max: usize) -> Self {
+        self.max_queued = Some(max);
+        self
+    }
+
+    /// The priorities the pool takes (default: all). A task of another
+    /// priority spawned onto the pool is refused: its handle reports an
+    /// error with [`is_rejected`](crate::JoinError::is_rejected). A pool
+    /// that takes only [`Priority::High`] keeps its workers for urgent work.
+    /// An empty set is rejected.
+    pub fn priorities(mut self, priorities: impl IntoIterator<Item = Priority>) -> Self {
+        self.priorities = priorities
+            .into_iter()
+            .fold(0, |mask, priority| mask | (1 << priority.index()));
+        self
+    }
+
+    /// Checks the settings of the pool `name`.
+    fn config(
+        &self,
+        name: &str,
+        stack_size: Option<usize>,
+        prewarm: bool,
+    ) -> Result<PoolConfig, BuildError> {
+        let invalid = |setting: &'static str, message: String| {
+            let message = if name == DEFAULT_POOL {
+                message
+            } else {
+                format!("{message} (pool `{name}`)")
+            };
+            BuildError::invalid(setting, message)
+        };
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let (min, max) = match (self.min_workers, self.max_workers) {
+            (Some(min), Some(max)) => (min, max),
+            (Some(min), None) => (min, min.max(cores)),
+            (None, Some(max)) => (cores.min(max), max),
+            (None, None) => (cores, cores),
+        };
+        if self.fixed {
+            if max == 0 {
+                return Err(invalid("workers", "must be at least 1, got 0".into()));
+            }
+            if max > MAX_WORKERS {
+                return Err(invalid(
+                    "workers",
+                    format!("must be at most {MAX_WORKERS}, got {max}"),
+                ));
+            }
+        }
+        if max == 0 {
+            return Err(invalid("max_workers", "must be at least 1, got 0".into()));
+        }
+        if max > MAX_WORKERS {
+            return Err(invalid(
+                "max_workers",
+                format!("must be at most {MAX_WORKERS}, got {max}"),
+            ));
+        }
+        if min == 0 {
+            return Err(invalid(
+                "min_workers",
+                "must be at least 1 (a pool needs a worker to take its work and fire its \
+                 timers), got 0"
+                    .into(),
+            ));
+        }
+        if min > max {
+            return Err(invalid(
+                "min_workers",
+                format!("must not exceed max_workers ({max}), got {min}"),
+            ));
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(invalid("idle_timeout", "must be longer than zero".into()));
+        }
+        if self.max_queued == Some(0) {
+            return Err(invalid(
+                "max_queued",
+                "must be at least 1 (a bound of 0 would refuse every task)".into(),
+            ));
+        }
+        if self.priorities == 0 {
+            return Err(invalid(
+                "priorities",
+                "must name at least one priority".into(),
+            ));
+        }
+        let thread_name = match &self.thread_name {
+            Some(thread_name) if thread_name.is_empty() => {
+                return Err(invalid("thread_name", "must not be empty".into()));
+            }
+            Some(thread_name) => thread_name.clone(),
+            None if name == DEFAULT_POOL => "multipool-worker".to_owned(),
+            None => format!("multipool-{name}"),
+        };
+        Ok(PoolConfig {
+            name: name.into(),
+            min_workers: min,
+            max_workers: max,
+            idle_timeout: self.idle_timeout,
+            thread_name,
+            stack_size,
+            max_queued: self.max_queued,
+            priorities: self.priorities,
+            prewarm,
+        })
+    }
+}
+
+/// Configures and builds a [`Runtime`].
+///
+/// The runtime's own settings ([`workers`](Self::workers),
+/// [`max_queued`](Self::max_queued), ...) configure its *default pool*,
+/// where tasks go unless [`Spawn::pool`](crate::Spawn::pool) names another;
+/// [`pool`](Self::pool) adds named pools with settings of their own.
+///
+/// ```
+/// let rt = multipool::Runtime::builder()
+///     .workers(4)
+///     .thread_name("app-worker")
+///     .build()
+///     .expect("valid configuration");
+/// assert_eq!(rt.handle().num_workers(), 4);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    default_pool: PoolBuilder,
+    pools: Vec<(String, PoolBuilder)>,
+    stack_size: Option<usize>,
+    start_paused: bool,
+    prewarm: bool,
+    pub(super) hooks: Hooks,
+    max_blocking_threads: usize,
+    blocking_keep_alive: Duration,
+    max_blocking_queued: Option<usize>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            default_pool: PoolBuilder::default(),
+            pools: Vec::new(),
+            stack_size: None,
+            start_paused: false,
+            prewarm: false,
+            hooks: Hooks::default(),
+            max_blocking_threads: DEFAULT_MAX_BLOCKING_THREADS,
+            blocking_keep_alive: DEFAULT_BLOCKING_KEEP_ALIVE,
+            max_blocking_queued: None,
+        }
+    }
+}
+
+impl Builder {
+    /// A builder with the defaults: one worker per available core, threads
+    /// named `multipool-worker-N`, the standard library's stack size.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of worker threads of the default pool, fixed (default:
+    /// `std::thread::available_parallelism`); see [`PoolBuilder::workers`].
+    /// Zero is rejected by [`build`](Self::build).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.default_pool = self.default_pool.workers(workers);
+        self
+    }
+
+    /// The fewest workers of the default pool; see
+    /// [`PoolBuilder::min_workers`].
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder()
+    ///     .min_workers(1)
+    ///     .max_workers(8)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(rt.handle().num_workers(), 1); // grows when work waits
+    /// assert_eq!(rt.handle().max_workers(), 8);
+    ///
+    /// let err = multipool::Runtime::builder().min_workers(4).max_workers(2).build().unwrap_err();
+    /// assert_eq!(err.setting(), Some("min_workers"));
+    /// ```
+    pub fn min_workers(mut self, workers: usize) -> Self {
+        self.default_pool = self.default_pool.min_workers(workers);
+        self
+    }
+
+    /// The most workers of the default pool; see
+    /// [`PoolBuilder::max_workers`] for when the pool grows.
+    pub fn max_workers(mut self, workers: usize) -> Self {
+        self.default_pool = self.default_pool.max_workers(workers);
+        self
+    }
+
+    /// How long a worker of the default pool above `min_workers` stays
+    /// parked before it retires; see [`PoolBuilder::idle_timeout`].
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.default_pool = self.default_pool.idle_timeout(timeout);
+        self
+    }
+
+    /// Prefix of the default pool's worker thread names; worker `N` is
+    /// called `{name}-{N}`.
+    pub fn thread_name(mut self, name: impl Into<String>) -> Self {
+        self.default_pool = self.default_pool.thread_name(name);
+        self
+    }
+
+    /// Bounds the tasks waiting to start in the default pool; see
+    /// [`PoolBuilder::max_queued`].
+    pub fn max_queued(mut self, max: usize) -> Self {
+        self.default_pool = self.default_pool.max_queued(max);
+        self
+    }
+
+    /// The priorities the default pool takes; see
+    /// [`PoolBuilder::priorities`].
+    pub fn priorities(mut self, priorities: impl IntoIterator<Item = Priority>) -> Self {
+        self.default_pool = self.default_pool.priorities(priorities);
+        self
+    }
+
+    /// Adds a named pool of workers with settings of its own, configured by
+    /// `configure`. Tasks go there with [`Spawn::pool`](crate::Spawn::pool)
+    /// and stay there for their whole life; a pool's workers only run its
+    /// own tasks, so a flood in one pool does not delay another. Names must
+    /// be unique, non-empty, and not `"default"` (the runtime's own pool).
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(2)
+    ///     .pool("cpu", |pool| pool.workers(2))
+    ///     .build()
+    ///     .unwrap();
+    /// let on_cpu = rt.block_on(multipool::spawn(async { 2 + 2 }).pool("cpu"));
+    /// assert_eq!(on_cpu.unwrap(), 4);
+    /// ```
+    pub fn pool(
+        mut self,
+        name: impl Into<String>,
+        configure: impl FnOnce(PoolBuilder) -> PoolBuilder,
+    ) -> Self {
+        self.pools
+            .push((name.into(), configure(PoolBuilder::default())));
+        self
+    }
+
+    /// Stack size of the worker and blocking threads, in bytes.
+    pub fn thread_stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// With `true`, [`build`](Self::build) returns only once every pool's
+    /// `min_workers` threads are running and have touched their stack, so
+    /// the first tasks pay no thread start-up (default `false`: `build`
+    /// returns as soon as the threads are spawned).
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder().workers(2).prewarm(true).build().unwrap();
+    /// // Both workers are up: they park as soon as they find nothing to do.
+    /// while rt.handle().num_parked_workers() < 2 {
+    ///     std::thread::yield_now();
+    /// }
+    /// ```
+    pub fn prewarm(mut self, prewarm: bool) -> Self {
+        self.prewarm = prewarm;
+        self
+    }
+
+    /// The most threads the blocking pool of
+    /// [`spawn_blocking`](crate::task::spawn_blocking) runs at once
+    /// (default 512). Zero is rejected.
+    pub fn max_blocking_threads(mut self, threads: usize) -> Self {
+        self.max_blocking_threads = threads;
+        self
+    }
+
+    /// How long an idle blocking thread waits for work before it exits
+    /// (default 10 s). Zero is rejected.
+    pub fn blocking_keep_alive(mut self, keep_alive: Duration) -> Self {
+        self.blocking_keep_alive = keep_alive;
+        self
+    }
+
+    /// Bounds the `spawn_blocking` calls waiting for a blocking thread;
+    /// one beyond the bound is refused and its handle says so (default:
+    /// unbounded). Zero is rejected.
+    pub fn max_blocking_queued(mut self, max: usize) -> Self {
+        self.max_blocking_queued = Some(max);
+        self
+    }
+
+    /// Runs `hook` on every worker thread as it starts, before it takes its
+    /// first task; [`multipool::worker_index`](crate::worker_index) tells
+    /// which worker it is. A panic in the hook is caught and printed.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let started = Arc::new(AtomicUsize::new(0));
+    /// let counter = started.clone();
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(2)
+    ///     .on_thread_start(move || {
+    ///         assert!(multipool::worker_index().is_some());
+    ///         counter.fetch_add(1, Ordering::SeqCst);
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// drop(rt); // joins the workers, so both have started
+    /// assert_eq!(started.load(Ordering::SeqCst), 2);
+    /// ```
+    pub fn on_thread_start(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.hooks.on_thread_start.push(Arc::new(hook));
+        self
+    }
+
+    /// Runs `hook` on every worker thread after its last task, as it stops
+    /// (runtime shut down, or the worker retired). A panic in the hook is
+    /// caught and printed.
+    pub fn on_thread_stop(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.hooks.on_thread_stop.push(Arc::new(hook));
+        self
+    }
+
+    /// Runs `hook` once the runtime has shut down: its workers stopped and
+    /// every unfinished task cancelled. Runs on the thread that shuts the
+    /// runtime down (the one dropping it, usually).
+    pub fn on_shutdown(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.hooks.on_shutdown.push(Arc::new(hook));
+        self
+    }
+
+    /// Runs every worker thread's whole life, and every
+    /// [`Runtime::block_on`]/[`Handle::block_on`] call, inside `wrapper`: the
+    /// wrapper gets the body as a closure and must call it exactly once. It
+    /// is how a thread-wide context (another runtime's `enter` guard, a
+    /// tracing dispatcher, a thread-local arena) is set for everything the
+    /// runtime runs; `multipool-compat` gives every thread a tokio context
+    /// this way. Wrappers added first run outermost.
+    ///
+    /// # Panics
+    ///
+    /// A wrapper that returns without calling its body makes the thread (or
+    /// the `block_on`) panic with a message naming this hook.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    ///
+    /// thread_local!(static IN_APP: Cell<bool> = const { Cell::new(false) });
+    ///
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(1)
+    ///     .wrap_thread(|body| {
+    ///         IN_APP.with(|flag| flag.set(true));
+    ///         body();
+    ///         IN_APP.with(|flag| flag.set(false));
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let seen = rt.block_on(async {
+    ///     let on_worker = multipool::spawn(async { IN_APP.with(Cell::get) }).await.unwrap();
+    ///     (IN_APP.with(Cell::get), on_worker)
+    /// });
+    /// assert_eq!(seen, (true, true));
+    /// ```
+    pub fn wrap_thread(
+        mut self,
+        wrapper: impl Fn(&mut dyn FnMut()) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.wrap_thread.push(Arc::new(wrapper));
+        self
+    }
+
+    /// Starts the runtime with its clock paused (see
+    /// [`time::pause`](crate::time::pause)). Needs the `test-util` feature.
+    #[cfg(feature = "test-util")]
+    pub fn start_paused(mut self, paused: bool) -> Self {
+        self.start_paused = paused;
+        self
+    }
+
+    /// Checks the settings and starts the runtime's workers.
+    ///
+    /// # Errors
+    ///
+    /// A setting the runtime cannot work with (zero workers, `min_workers`
+    /// above `max_workers`, a zero timeout or bound, an empty or duplicate
+    /// pool name, ...), or the operating system refusing to start a thread.
+    ///
+    /// ```
+    /// let err = multipool::Runtime::builder().workers(0).build().unwrap_err();
+    /// assert_eq!(err.setting(), Some("workers"));
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "invalid runtime setting `workers`: must be at least 1, got 0"
+    /// );
+    /// ```
+    pub fn build(self) -> Result<Runtime, BuildError> {
+        let mut configs =
+            vec![self
+                .default_pool
+                .config(DEFAULT_POOL, self.stack_size, self.prewarm)?];
+        for (index, (name, pool)) in self.pools.iter().enumerate() {
+            if name.is_empty() {
+                return Err(BuildError::invalid("pool", "a pool name must not be empty"));
+            }
+            if name == DEFAULT_POOL || self.pools[..index].iter().any(|(other, _)| other == name) {
+                return Err(BuildError::invalid(
+                    "pool",
+                    format!("there is already a pool named `{name}`"),
+                ));
+            }
+            configs.push(pool.config(name, self.stack_size, self.prewarm)?);
+        }
+        if self.max_blocking_threads == 0 {
+            return Err(BuildError::invalid(
+                "max_blocking_threads",
+                "must be at least 1, got 0",
+            ));
+        }
+        if self.blocking_keep_alive.is_zero() {
+            return Err(BuildError::invalid(
+                "blocking_keep_alive",
+                "must be longer than zero",
+            ));
+        }
+        if self.max_blocking_queued == Some(0) {
+            return Err(BuildError::invalid(
+                "max_blocking_queued",
+                "must be at least 1 (a bound of 0 would refuse every call)",
+            ));
+        }
+        let blocking = BlockingPool::new(BlockingConfig {
+            max_threads: self.max_blocking_threads,
+            keep_alive: self.blocking_keep_alive,
+            max_queued: self.max_blocking_queued,
+            thread_name: format!("{}-blocking", configs[0].thread_name),
+            stack_size: self.stack_size,
+        });
+        let clock = Arc::new(Clock::new(self.start_paused));
+        let shared = Arc::new(RuntimeShared::new(self.hooks, clock, blocking));
+        let mut pools: Vec<Arc<Pool>> = Vec::with_capacity(configs.len());
+        for config in configs {
+            match Pool::start(config, shared.clone()) {
+                Ok(pool) => pools.push(pool),
+                Err(err) => {
+                    for pool in &pools {
+                        pool.shutdown();
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        shared.set_pools(&pools);
+        Ok(Runtime {
+            handle: Handle::from_pool(pools[0].clone()),
+            pools,
+            shut_down: false,
+        })
+    }
+}

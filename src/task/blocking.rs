@@ -1,0 +1,75 @@
+//! [`spawn_blocking`]: run blocking code on the runtime's blocking threads.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use super::{spawn_on, Enqueue, JoinHandle, Runnable, SpawnOptions};
+use crate::runtime::context;
+
+/// Runs `f` on a thread of the current runtime's blocking pool (the global
+/// runtime's outside any runtime) and returns a handle to its result.
+///
+/// Use it for work that blocks its thread (file I/O, a synchronous client,
+/// heavy computation): on a worker such work would stall every task queued
+/// behind it. The blocking pool starts threads on demand, up to
+/// [`Builder::max_blocking_threads`](crate::Builder::max_blocking_threads),
+/// and lets idle ones exit after
+/// [`Builder::blocking_keep_alive`](crate::Builder::blocking_keep_alive).
+/// When all threads are busy, calls wait in a queue bounded by
+/// [`Builder::max_blocking_queued`](crate::Builder::max_blocking_queued); a
+/// call beyond the bound is refused, and its handle says so
+/// ([`JoinError::is_rejected`](crate::JoinError::is_rejected)).
+///
+/// [`JoinHandle::abort`] cancels the call if it has not started yet; a
+/// running closure cannot be interrupted and runs to the end. A panic in `f`
+/// is caught and reported by the handle. Dropping the runtime waits for
+/// running closures to return;
+/// [`Runtime::shutdown_timeout`](crate::Runtime::shutdown_timeout) waits at
+/// most its timeout.
+///
+/// ```
+/// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
+/// let sum = rt.block_on(async {
+///     multipool::task::spawn_blocking(|| (1..=100u64).sum::<u64>()).await
+/// });
+/// assert_eq!(sum.unwrap(), 5050);
+/// ```
+pub fn spawn_blocking<F, R>(f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let spawned = context::with_current_pool(|pool| {
+        let default = pool.runtime.default_pool().unwrap_or_else(|| pool.clone());
+        spawn_on(
+            &default,
+            BlockingCall(Some(f)),
+            SpawnOptions::default(),
+            false,
+            Enqueue::Blocking,
+        )
+    });
+    JoinHandle::new(spawned.finish())
+}
+
+/// The schedule function of blocking tasks. A blocking task is only ever
+/// scheduled once: its future completes in its first poll.
+pub(super) fn schedule(runnable: Runnable, _info: async_task::ScheduleInfo) {
+    let pool = runnable.metadata().pool.clone();
+    pool.runtime.blocking.push(runnable);
+}
+
+/// A closure as a future that runs it in its first poll.
+struct BlockingCall<F>(Option<F>);
+
+impl<F> Unpin for BlockingCall<F> {}
+
+impl<F: FnOnce() -> R, R> Future for BlockingCall<F> {
+    type Output = R;
+
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<R> {
+        let f = self.0.take().expect("a blocking call runs once");
+        Poll::Ready(f())
+    }
+}
