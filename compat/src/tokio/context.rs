@@ -117,7 +117,10 @@ impl TokioContext {
     ///
     /// Panics if `threads` is zero.
     pub fn worker_threads(mut self, threads: usize) -> Self {
-        assert!(threads > 0, "`TokioContext::worker_threads` must be at least 1");
+        assert!(
+            threads > 0,
+            "`TokioContext::worker_threads` must be at least 1"
+        );
         self.worker_threads = Some(threads);
         self
     }
@@ -314,7 +317,9 @@ impl Shared {
             .enable_all()
             .on_thread_start(move || OWN_THREADS.with(|own| own.set(id)))
             .build()
-            .unwrap_or_else(|err| panic!("multipool-compat: failed to start a tokio runtime: {err}"))
+            .unwrap_or_else(|err| {
+                panic!("multipool-compat: failed to start a tokio runtime: {err}")
+            })
     }
 
     /// A thread leaves the wrapper.
