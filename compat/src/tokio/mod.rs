@@ -22,8 +22,9 @@
 //! `Handle::block_on` call, holds a tokio `EnterGuard` for its whole life
 //! (through [`Builder::wrap_thread`](multipool::Builder::wrap_thread)). So
 //! `tokio::net`, `tokio::time`, `tokio::spawn`, `tokio::task::block_in_place`,
-//! `tokio::runtime::Handle::current()` and libraries built on them (reqwest,
-//! hyper-util's `TokioIo`/`TokioTimer`/`TokioExecutor`) work in every task,
+//! `tokio::runtime::Handle::current()` and libraries built on them
+//! (hyper-util's `TokioIo`/`TokioTimer`/`TokioExecutor` and legacy client,
+//! which the tests cover; reqwest needs nothing more) work in every task,
 //! and a poll costs exactly what it costs without the option.
 //!
 //! The tokio runtime that drives I/O and timers (and runs whatever is given
