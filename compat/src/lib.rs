@@ -6,9 +6,9 @@
 //!
 //! | feature | module | what it gives |
 //! |---|---|---|
-//! | `tokio` | [`tokio`](crate::tokio) | [`BuilderExt::enable_tokio`](crate::tokio::BuilderExt::enable_tokio): a tokio context on every worker thread and in every `block_on`, so `tokio::net`, `tokio::time`, `tokio::spawn` and libraries built on them (reqwest) work in any multipool task, at no cost per poll; [`Compat`](crate::tokio::Compat) for single futures and for bridging `AsyncRead`/`AsyncWrite` |
-//! | `hyper` | [`hyper`](crate::hyper) | [`HyperExecutor`](crate::hyper::HyperExecutor), [`HyperTimer`](crate::hyper::HyperTimer), [`FuturesIo`](crate::hyper::FuturesIo): hyper 1.x servers and clients with every connection task on multipool |
-//! | `async-std` | [`async_std`](crate::async_std) | async-std and smol (async-io) futures on multipool: what works as it is, and the caveats |
+//! | `tokio` | [`tokio`] | [`BuilderExt::enable_tokio`](crate::tokio::BuilderExt::enable_tokio): a tokio context on every worker thread and in every `block_on`, so `tokio::net`, `tokio::time`, `tokio::spawn` and libraries built on them (reqwest) work in any multipool task, at no cost per poll; [`Compat`](crate::tokio::Compat) for single futures and for bridging `AsyncRead`/`AsyncWrite` |
+//! | `hyper` | [`hyper`] | [`HyperExecutor`](crate::hyper::HyperExecutor), [`HyperTimer`](crate::hyper::HyperTimer), [`FuturesIo`](crate::hyper::FuturesIo): hyper 1.x servers and clients with every connection task on multipool |
+//! | `async-std` | [`async_std`] | async-std and smol (async-io) futures on multipool: what works as it is, and the caveats |
 //!
 //! ```toml
 //! [dependencies]
