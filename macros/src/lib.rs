@@ -36,8 +36,15 @@ use syn::{braced, AttrStyle, Attribute, Expr, Lit, Path, Signature, Visibility};
 ///   `multipool = { version = "0.3", features = ["test-util"] }` under
 ///   `[dev-dependencies]`. Without it, compilation fails with errors
 ///   pointing at `start_paused` that note the missing `test-util` feature.
+/// * `tokio` (or `tokio = true|false`): gives every worker thread and the
+///   `block_on` a tokio context for their whole life, so `tokio::net`,
+///   `tokio::time` and `tokio::spawn` work in every task; expands to
+///   `multipool_compat::tokio::BuilderExt::enable_tokio`. The crate must
+///   depend on `multipool-compat` with its `tokio` feature.
 /// * `crate = "path"`: the path to the `multipool` crate, for crates that
 ///   re-export it under another name. Defaults to `::multipool`.
+/// * `compat = "path"`: the path to the `multipool-compat` crate, for the
+///   `tokio` option. Defaults to `::multipool_compat`.
 ///
 /// # Examples
 ///
@@ -109,8 +116,15 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   `multipool = { version = "0.3", features = ["test-util"] }` under
 ///   `[dev-dependencies]`. Without it, compilation fails with errors
 ///   pointing at `start_paused` that note the missing `test-util` feature.
+/// * `tokio` (or `tokio = true|false`): gives every worker thread and the
+///   `block_on` a tokio context for their whole life, so `tokio::net`,
+///   `tokio::time` and `tokio::spawn` work in every task; expands to
+///   `multipool_compat::tokio::BuilderExt::enable_tokio`. The crate must
+///   depend on `multipool-compat` with its `tokio` feature.
 /// * `crate = "path"`: the path to the `multipool` crate, for crates that
 ///   re-export it under another name. Defaults to `::multipool`.
+/// * `compat = "path"`: the path to the `multipool-compat` crate, for the
+///   `tokio` option. Defaults to `::multipool_compat`.
 ///
 /// # Examples
 ///
@@ -159,8 +173,8 @@ impl Kind {
     /// [`Config`] and one arm to the `match` in [`Config::parse`].
     fn options(self) -> &'static [&'static str] {
         match self {
-            Kind::Main => &["workers", "start_paused", "crate"],
-            Kind::Test => &["workers", "start_paused", "crate"],
+            Kind::Main => &["workers", "start_paused", "tokio", "crate", "compat"],
+            Kind::Test => &["workers", "start_paused", "tokio", "crate", "compat"],
         }
     }
 
@@ -181,8 +195,13 @@ struct Config {
     /// name, at which a missing `Builder::start_paused` (no `test-util`
     /// feature) is reported.
     start_paused: Option<(bool, Span)>,
+    /// `tokio` or `tokio = true|false`: the value, and the span of the
+    /// option's name, at which a missing `multipool-compat` is reported.
+    tokio: Option<(bool, Span)>,
     /// `crate = "path"`.
     crate_path: Option<Path>,
+    /// `compat = "path"`: the value and the option's span.
+    compat_path: Option<(Path, Span)>,
 }
 
 impl Config {
@@ -217,14 +236,42 @@ impl Config {
             match name.as_str() {
                 "workers" => set_value(&mut config.workers, &meta, errors, workers_value),
                 "start_paused" => set_value(&mut config.start_paused, &meta, errors, |expr| {
-                    start_paused_value(expr, meta.path.span())
+                    bool_value("start_paused", expr, meta.path.span())
                 }),
-                "crate" => set_value(&mut config.crate_path, &meta, errors, crate_value),
+                "tokio" => {
+                    let span = meta.path.span();
+                    if meta.input.is_empty() || meta.input.peek(syn::Token![,]) {
+                        config.tokio = Some((true, span));
+                        Ok(())
+                    } else {
+                        set_value(&mut config.tokio, &meta, errors, |expr| {
+                            bool_value("tokio", expr, span)
+                        })
+                    }
+                }
+                "crate" => set_value(&mut config.crate_path, &meta, errors, |expr| {
+                    path_value("crate", "my_crate::multipool", expr)
+                }),
+                "compat" => {
+                    let span = meta.path.span();
+                    set_value(&mut config.compat_path, &meta, errors, |expr| {
+                        path_value("compat", "my_crate::multipool_compat", expr)
+                            .map(|path| (path, span))
+                    })
+                }
                 _ => unreachable!("`Kind::options` lists `{name}`, which has no arm here"),
             }
         });
         if let Err(e) = parser.parse2(args) {
             errors.push(e);
+        }
+        if let Some((_, span)) = &config.compat_path {
+            if !matches!(config.tokio, Some((true, _))) {
+                errors.push(syn::Error::new(
+                    *span,
+                    "`compat` only applies to the `tokio` option, which is not set",
+                ));
+            }
         }
         config
     }
@@ -273,7 +320,7 @@ fn workers_value(expr: &Expr) -> syn::Result<(usize, Span)> {
     ))
 }
 
-fn start_paused_value(expr: &Expr, name_span: Span) -> syn::Result<(bool, Span)> {
+fn bool_value(option: &str, expr: &Expr, name_span: Span) -> syn::Result<(bool, Span)> {
     if let Expr::Lit(syn::ExprLit {
         lit: Lit::Bool(lit),
         ..
@@ -283,11 +330,11 @@ fn start_paused_value(expr: &Expr, name_span: Span) -> syn::Result<(bool, Span)>
     }
     Err(syn::Error::new_spanned(
         expr,
-        "`start_paused` must be `true` or `false`",
+        format!("`{option}` must be `true` or `false`"),
     ))
 }
 
-fn crate_value(expr: &Expr) -> syn::Result<Path> {
+fn path_value(option: &str, example: &str, expr: &Expr) -> syn::Result<Path> {
     if let Expr::Lit(syn::ExprLit {
         lit: Lit::Str(lit), ..
     }) = expr
@@ -298,7 +345,9 @@ fn crate_value(expr: &Expr) -> syn::Result<Path> {
     }
     Err(syn::Error::new_spanned(
         expr,
-        "`crate` must be a string literal containing a path, e.g. `crate = \"my_crate::multipool\"`",
+        format!(
+            "`{option}` must be a string literal containing a path, e.g. `{option} = \"{example}\"`"
+        ),
     ))
 }
 
@@ -497,7 +546,18 @@ fn expand(kind: Kind, input: ItemFn, config: &Config, mark_test: bool) -> TokenS
             )
         })
         .unzip();
-    let builder = quote_spanned!(start=> #crate_path::Runtime::builder() #workers #start_paused);
+    let mut builder =
+        quote_spanned!(start=> #crate_path::Runtime::builder() #workers #start_paused);
+    if let Some((true, span)) = config.tokio {
+        // Spanned at the option, so that a missing `multipool-compat`
+        // dependency (or feature) is reported there.
+        let compat = match &config.compat_path {
+            Some((path, _)) => path.to_token_stream(),
+            None => quote_spanned!(span=> ::multipool_compat),
+        };
+        let enable = Ident::new("enable_tokio", span);
+        builder = quote_spanned!(span=> #compat::tokio::BuilderExt::#enable(#builder));
+    }
     let run = quote_spanned! {end=>
         #[allow(
             clippy::expect_used,
@@ -579,7 +639,8 @@ mod tests {
             errors,
             [
                 "`workers` must be an integer literal greater than zero",
-                "unknown option `threads`, expected one of: `workers`, `start_paused`, `crate`",
+                "unknown option `threads`, expected one of: `workers`, `start_paused`, `tokio`, \
+                 `crate`, `compat`",
                 "`workers` set multiple times",
                 "`crate` must be a string literal containing a path, \
                  e.g. `crate = \"my_crate::multipool\"`",
@@ -655,6 +716,67 @@ mod tests {
         )
         .to_string();
         assert!(!out.contains("start_paused"), "{out}");
+    }
+
+    #[test]
+    fn tokio_is_a_flag_or_a_bool() {
+        for (args, expected) in [
+            (quote!(tokio), Some(true)),
+            (quote!(tokio, workers = 2), Some(true)),
+            (quote!(tokio = true), Some(true)),
+            (quote!(tokio = false), Some(false)),
+            (quote!(workers = 2), None),
+        ] {
+            let (parsed, errors) = config(Kind::Main, args);
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(parsed.tokio.map(|(t, _)| t), expected);
+        }
+        let (_, errors) = config(Kind::Test, quote!(tokio = "yes"));
+        assert_eq!(errors, ["`tokio` must be `true` or `false`"]);
+    }
+
+    #[test]
+    fn tokio_calls_enable_tokio_through_the_compat_path() {
+        let expand = |args| {
+            entry(
+                Kind::Main,
+                args,
+                quote!(
+                    async fn main() {}
+                ),
+            )
+            .to_string()
+        };
+        let out = expand(quote!(tokio));
+        assert!(
+            out.contains(":: multipool_compat :: tokio :: BuilderExt :: enable_tokio"),
+            "{out}"
+        );
+        let out = expand(quote!(tokio, compat = "my::compat"));
+        assert!(
+            out.contains("my :: compat :: tokio :: BuilderExt :: enable_tokio"),
+            "{out}"
+        );
+        for args in [quote!(), quote!(tokio = false)] {
+            let out = expand(args);
+            assert!(!out.contains("enable_tokio"), "{out}");
+        }
+    }
+
+    #[test]
+    fn compat_needs_tokio_and_a_path() {
+        let (_, errors) = config(Kind::Main, quote!(compat = "a::b"));
+        assert_eq!(
+            errors,
+            ["`compat` only applies to the `tokio` option, which is not set"]
+        );
+        let (parsed, errors) = config(Kind::Main, quote!(tokio, compat = 3));
+        assert_eq!(
+            errors,
+            ["`compat` must be a string literal containing a path, \
+              e.g. `compat = \"my_crate::multipool_compat\"`"]
+        );
+        assert!(parsed.compat_path.is_none());
     }
 
     #[test]

@@ -1,0 +1,211 @@
+//! A hyper server on multipool with a priority per route.
+//!
+//! * `GET /health` runs at `Priority::High`: it answers at once, even while
+//!   the workers are busy;
+//! * `GET /report?ms=N` runs at `Priority::Low`: about N ms of CPU work
+//!   (default 50), in slices with a yield between them;
+//! * anything else runs at `Priority::Normal` and echoes the path.
+//!
+//! ```sh
+//! # Serve on 127.0.0.1:3000 until interrupted:
+//! cargo run --release -p multipool-compat --example hyper_priority --features hyper,tokio
+//! # Serve on a free port, load it from a client thread, print what the
+//! # health checks saw while reports kept the workers busy, and exit:
+//! cargo run --release -p multipool-compat --example hyper_priority --features hyper,tokio -- --self-test
+//! ```
+//!
+//! The server is a tokio program moved to multipool: a `tokio::net`
+//! listener and hyper-util's `TokioIo`, unchanged, on a runtime built with
+//! `enable_tokio()`; hyper's own tasks (HTTP/2 streams) go through
+//! `HyperExecutor`, its timeouts through `HyperTimer`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use multipool::Priority;
+use multipool_compat::hyper::{HyperExecutor, HyperTimer};
+use multipool_compat::tokio::BuilderExt;
+
+type Body = Full<Bytes>;
+
+/// Routes a request, running its handler at the route's priority.
+async fn route(request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let (priority, handler) = match path.as_str() {
+        "/health" => (Priority::High, Handler::Health),
+        "/report" => (Priority::Low, Handler::Report(report_ms(&query))),
+        _ => (Priority::Normal, Handler::Echo(path)),
+    };
+    let response = multipool::spawn(handler.run()).priority(priority).await;
+    Ok(response.unwrap_or_else(|err| {
+        let mut response = Response::new(Body::from(format!("handler failed: {err}")));
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        response
+    }))
+}
+
+enum Handler {
+    Health,
+    Report(u64),
+    Echo(String),
+}
+
+impl Handler {
+    async fn run(self) -> Response<Body> {
+        match self {
+            Handler::Health => Response::new(Body::from("ok")),
+            Handler::Report(ms) => Response::new(Body::from(report(ms).await)),
+            Handler::Echo(path) => Response::new(Body::from(path)),
+        }
+    }
+}
+
+fn report_ms(query: &str) -> u64 {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("ms="))
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(50)
+}
+
+/// About `ms` milliseconds of CPU work, in 1 ms slices with a yield between
+/// them, so that higher-priority work gets a worker within a slice.
+async fn report(ms: u64) -> String {
+    let mut acc = 0u64;
+    for _ in 0..ms {
+        let slice = Instant::now();
+        while slice.elapsed() < Duration::from_millis(1) {
+            for i in 0..1_000u64 {
+                acc = acc.wrapping_mul(6364136223846793005).wrapping_add(i);
+            }
+        }
+        multipool::task::yield_now().await;
+    }
+    format!("report {acc:x}")
+}
+
+/// Accepts connections for ever, one High-priority task per connection (the
+/// connection's I/O is never queued behind Low work; each request's handler
+/// then runs at its route's priority).
+async fn serve(listener: tokio::net::TcpListener) {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(HyperExecutor::new());
+    builder
+        .http1()
+        .timer(HyperTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    builder.http2().timer(HyperTimer::new());
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                eprintln!("accept failed: {err}");
+                continue;
+            }
+        };
+        let builder = builder.clone();
+        multipool::spawn(async move {
+            if let Err(err) = builder
+                .serve_connection(TokioIo::new(stream), service_fn(route))
+                .await
+            {
+                eprintln!("connection error: {err}");
+            }
+        })
+        .priority(Priority::High)
+        .detach();
+    }
+}
+
+/// Loads the server from a thread of its own (a small tokio runtime, so the
+/// client does not compete inside the server's scheduler): reports keep
+/// both workers busy while health checks measure how long they wait.
+fn self_test(addr: SocketAddr) {
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    client_rt.block_on(async move {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Body>();
+        let get = |path: &str| {
+            let client = client.clone();
+            let uri = format!("http://{addr}{path}").parse().expect("uri");
+            async move {
+                let response = client.get(uri).await.expect("request");
+                let status = response.status();
+                let body = response.into_body().collect().await.expect("body");
+                (status, body.to_bytes())
+            }
+        };
+
+        let (status, body) = get("/hello").await;
+        assert_eq!((status, &body[..]), (StatusCode::OK, &b"/hello"[..]));
+
+        // Eight 200 ms reports: more Low work than two workers can do.
+        let started = Instant::now();
+        let reports: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(get("/report?ms=200")))
+            .collect();
+        let mut health = Vec::new();
+        while health.len() < 50 {
+            let sent = Instant::now();
+            let (status, body) = get("/health").await;
+            assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok"[..]));
+            health.push(sent.elapsed());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for report in reports {
+            let (status, _) = report.await.expect("report task");
+            assert_eq!(status, StatusCode::OK);
+        }
+        let reports_took = started.elapsed();
+        health.sort();
+        let pct = |p: usize| health[(health.len() * p / 100).min(health.len() - 1)];
+        println!(
+            "50 health checks (High) while 8 x 200 ms reports (Low) ran on 2 workers:\n  \
+             p50 {:?}, p99 {:?}, max {:?}; the reports took {:?} in all",
+            pct(50),
+            pct(99),
+            health[health.len() - 1],
+            reports_took,
+        );
+    });
+}
+
+fn main() {
+    let self_test_mode = std::env::args().any(|arg| arg == "--self-test");
+    let addr: SocketAddr = if self_test_mode {
+        "127.0.0.1:0"
+    } else {
+        "127.0.0.1:3000"
+    }
+    .parse()
+    .expect("address");
+
+    let rt = multipool::Runtime::builder()
+        .workers(2)
+        .enable_tokio()
+        .build()
+        .expect("multipool runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    rt.spawn(serve(listener)).detach();
+
+    if self_test_mode {
+        self_test(addr);
+    } else {
+        println!("listening on http://{addr} (try /health, /report?ms=100, /anything)");
+        rt.block_on(std::future::pending::<()>());
+    }
+}
