@@ -66,6 +66,7 @@
 
 mod idle;
 pub(crate) mod monitor;
+pub(crate) mod park;
 pub(crate) mod registry;
 pub(crate) mod worker;
 
@@ -106,7 +107,10 @@ pub(crate) struct PoolConfig {
 struct Slot {
     /// Steal ends of the worker's per-level queues.
     stealers: [Stealer<Runnable>; Priority::COUNT],
-    unparker: parking::Unparker,
+    unparker: park::WorkerUnparker,
+    /// The waker of the park hook's `Unparked` future, if the runtime has a
+    /// park hook.
+    hook_waker: Option<Arc<park::HookWaker>>,
     /// Bumped before and after every `run_task`: odd while the worker polls.
     /// The monitor reads it to find workers stuck in one poll.
     activity: CachePadded<AtomicU64>,
@@ -183,10 +187,17 @@ impl Pool {
                 std::array::from_fn(|_| Deque::new_fifo());
             let stealers = std::array::from_fn(|level| queues[level].stealer());
             let (parker, unparker) = parking::pair();
+            let hook_waker = runtime
+                .hooks
+                .park
+                .is_some()
+                .then(|| Arc::new(park::HookWaker::default()));
+            let unparker = park::WorkerUnparker::new(unparker, hook_waker.clone());
             unparkers.push(unparker.clone());
             slots.push(Slot {
                 stealers,
                 unparker,
+                hook_waker,
                 activity: CachePadded::new(AtomicU64::new(0)),
                 parts: Mutex::new(Some(worker::WorkerParts {
                     index,

@@ -44,13 +44,16 @@
 //! its worker delays what it spawned until it returns.
 
 use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::{Condvar, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Steal, Worker as Deque};
 
+use super::park::Park;
 use super::Pool;
+use crate::runtime::hooks::ParkHook;
 use crate::runtime::{context, Handle};
 use crate::sync::{Arc, Ordering};
 use crate::task::{run_cancelled, Runnable};
@@ -126,6 +129,8 @@ struct Local {
     /// Whether a task woken now may go to the LIFO slot: only while
     /// `run_task` runs a task.
     lifo_enabled: Cell<bool>,
+    /// Set while the park hook runs on this worker (see `park`).
+    in_park_hook: Cell<bool>,
 }
 
 /// State only the worker loop touches.
@@ -153,6 +158,8 @@ struct Core {
     parker: parking::Parker,
     /// Reused buffer for the wakers of fired timers.
     fired: Vec<std::task::Waker>,
+    /// The runtime's park hook; dropped if it panics.
+    park_hook: Option<ParkHook>,
 }
 
 thread_local! {
@@ -218,6 +225,7 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: Option<Latch>) {
         queues: parts.queues,
         lifo: Cell::new(None),
         lifo_enabled: Cell::new(false),
+        in_park_hook: Cell::new(false),
     };
     let mut core = Core {
         tick: 0,
@@ -235,6 +243,7 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: Option<Latch>) {
         rng: (parts.index as u32).wrapping_mul(0x9E37_79B9) | 1,
         parker: parts.parker,
         fired: Vec::new(),
+        park_hook: local.pool.runtime.hooks.park.clone(),
     };
     CURRENT.with(|current| current.set(&local));
     let guard = CurrentGuard;
@@ -299,7 +308,13 @@ impl Local {
         let level = runnable.metadata().priority().index();
         self.queues[level].push(runnable);
         self.pool.mark_level(level);
-        self.pool.notify_parked();
+        if self.in_park_hook.get() {
+            // This worker runs it as soon as its park hook returns; see
+            // `park`.
+            self.pool.slots[self.index].unparker.unpark();
+        } else {
+            self.pool.notify_parked();
+        }
     }
 
     /// Whether a queue this worker serves holds work more urgent than `level`.
@@ -311,6 +326,11 @@ impl Local {
     /// empty between ticks).
     fn has_local_work(&self) -> bool {
         self.queues.iter().any(|q| !q.is_empty())
+    }
+
+    /// Number of tasks in this worker's queues.
+    fn local_len(&self) -> usize {
+        self.queues.iter().map(Deque::len).sum()
     }
 
     /// Cancels every task in this worker's queues; the pool is closed.
@@ -541,15 +561,22 @@ impl Core {
                 (Some(timer), Some(retire)) => Some(timer.min(retire)),
                 (timer, retire) => timer.or(retire),
             };
-            match deadline {
-                Some(deadline) => {
-                    self.parker.park_deadline(deadline);
-                }
-                None => self.parker.park(),
+            let hooked = self.park_hook.is_some() && !pool.runtime.clock.is_paused();
+            if hooked {
+                self.park_in_hook(local, deadline);
+            } else if let Some(deadline) = deadline {
+                self.parker.park_deadline(deadline);
+            } else {
+                self.parker.park();
             }
             if !pool.idle.is_parked(local.index) {
                 // A notifier claimed us and counted us as searching.
                 self.searching = true;
+                break;
+            }
+            if hooked && local.has_local_work() {
+                // The hook woke tasks onto our queues (see `park`).
+                self.searching = !pool.idle.unpark_worker_by_id(local.index);
                 break;
             }
             if pool.timers.is_due(local.index) || pool.timers.overdue_elsewhere(local.index) {
@@ -576,5 +603,40 @@ impl Core {
         }
         pool.timers.unparked(local.index);
         self.interval_start = (self.tick, Instant::now());
+        if self.park_hook.is_some() && local.local_len() > 1 {
+            // The hook woke several tasks onto our queues: let a sibling
+            // take some (as tokio's worker does after a driver turn).
+            pool.notify_parked();
+        }
+    }
+
+    /// Runs the park hook instead of sleeping (see `park`). A hook that
+    /// panics is dropped: the worker parks the default way from then on.
+    fn park_in_hook(&mut self, local: &Local, deadline: Option<Instant>) {
+        let Some(hook) = &self.park_hook else {
+            return;
+        };
+        let slot = &local.pool.slots[local.index];
+        let waker = slot
+            .hook_waker
+            .as_deref()
+            .expect("a runtime with a park hook gives every worker a hook waker");
+        let park = Park {
+            deadline,
+            parker: &self.parker,
+            waker,
+        };
+        local.in_park_hook.set(true);
+        let result = catch_unwind(AssertUnwindSafe(|| hook(&park)));
+        local.in_park_hook.set(false);
+        waker.clear();
+        if result.is_err() {
+            eprintln!(
+                "multipool: the `Builder::park_with` hook panicked on worker {}; \
+                 the panic was caught and the worker parks without the hook from now on",
+                local.index
+            );
+            self.park_hook = None;
+        }
     }
 }

@@ -520,6 +520,56 @@ impl Builder {
         self
     }
 
+    /// Lets an idle worker run `hook` instead of sleeping: the hook can
+    /// drive an outside reactor (an I/O driver, say) on the worker's thread
+    /// while the worker has nothing to do, so the tasks that reactor wakes
+    /// land on that worker's own queues and run there, without a wake-up
+    /// crossing threads. This is how `multipool-compat`'s `enable_tokio`
+    /// drives tokio's I/O, the way smol's executors run inside
+    /// `async_io::block_on`.
+    ///
+    /// The hook gets a [`Park`](crate::Park) and must return once
+    /// [`Park::unparked`](crate::Park::unparked) completes (new work, an
+    /// earlier timer, shutdown, or a task queued on this worker by the hook
+    /// itself) or the [`Park::deadline`](crate::Park::deadline) passes,
+    /// whichever comes first. Returning earlier is allowed: the worker
+    /// looks for work and calls it again. [`Park::park`](crate::Park::park)
+    /// sleeps the default way. Set more than once, the last hook wins.
+    ///
+    /// The hook runs while the worker counts as parked, so it must not run
+    /// long work of its own. A panic in it is caught and printed; that
+    /// worker then parks without the hook. While the clock is paused
+    /// (`test-util`), workers park the default way without calling it.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let parks = Arc::new(AtomicUsize::new(0));
+    /// let counter = parks.clone();
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(1)
+    ///     .park_with(move |park| {
+    ///         counter.fetch_add(1, Ordering::Relaxed);
+    ///         match park.deadline() {
+    ///             // Nothing to drive here that would wake us in time.
+    ///             Some(_) => park.park(),
+    ///             // A real hook would drive its reactor until unparked.
+    ///             None => futures::executor::block_on(park.unparked()),
+    ///         }
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let answer = rt.block_on(multipool::spawn(async { 6 * 7 })).unwrap();
+    /// assert_eq!(answer, 42);
+    /// drop(rt);
+    /// assert!(parks.load(Ordering::Relaxed) > 0);
+    /// ```
+    pub fn park_with(mut self, hook: impl Fn(&crate::Park<'_>) + Send + Sync + 'static) -> Self {
+        self.hooks.park = Some(Arc::new(hook));
+        self
+    }
+
     /// Starts the runtime with its clock paused (see
     /// [`time::pause`](crate::time::pause)). Needs the `test-util` feature.
     #[cfg(feature = "test-util")]

@@ -14,14 +14,18 @@
 //!   either is caught and printed: a hook cannot take a worker down.
 //! * `on_shutdown` runs once, after the runtime's workers have stopped and
 //!   every task was cancelled.
+//! * `park` (at most one) runs on an idle worker instead of its default
+//!   sleep; see `pool::park` for its contract.
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::pool::park::Park;
 use crate::sync::Arc;
 
 type Wrapper = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
 type Hook = Arc<dyn Fn() + Send + Sync>;
+pub(crate) type ParkHook = Arc<dyn Fn(&Park<'_>) + Send + Sync>;
 
 /// The hooks of one runtime.
 #[derive(Clone, Default)]
@@ -30,6 +34,7 @@ pub(crate) struct Hooks {
     pub(crate) on_thread_start: Vec<Hook>,
     pub(crate) on_thread_stop: Vec<Hook>,
     pub(crate) on_shutdown: Vec<Hook>,
+    pub(crate) park: Option<ParkHook>,
 }
 
 impl Hooks {
@@ -90,6 +95,7 @@ impl fmt::Debug for Hooks {
             .field("on_thread_start", &self.on_thread_start.len())
             .field("on_thread_stop", &self.on_thread_stop.len())
             .field("on_shutdown", &self.on_shutdown.len())
+            .field("park", &self.park.is_some())
             .finish()
     }
 }

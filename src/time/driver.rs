@@ -45,6 +45,7 @@ use crossbeam_utils::CachePadded;
 
 use super::clock::Clock;
 use super::wheel::{Inserted, Wheel};
+use crate::pool::park::WorkerUnparker;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 /// How overdue (µs) a timer in another worker's wheel must be before a
@@ -63,7 +64,7 @@ struct TimerSlot {
     next: AtomicU64,
     /// The deadline the worker parked with, `NEVER`, or `AWAKE`.
     parked_until: AtomicU64,
-    unparker: parking::Unparker,
+    unparker: WorkerUnparker,
     /// Set (under the wheel's lock, with the wheel empty) while no worker
     /// runs on this slot: no timer may be inserted then.
     closed: AtomicBool,
@@ -133,7 +134,7 @@ pub(crate) struct TimerKey {
 impl Timers {
     /// One wheel per worker slot; every wheel starts closed (see
     /// [`open_wheel`](Self::open_wheel)).
-    pub(crate) fn new(unparkers: Vec<parking::Unparker>, clock: Arc<Clock>) -> Self {
+    pub(crate) fn new(unparkers: Vec<WorkerUnparker>, clock: Arc<Clock>) -> Self {
         let slots = unparkers
             .into_iter()
             .map(|unparker| {

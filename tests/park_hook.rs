@@ -1,0 +1,277 @@
+//! `Builder::park_with`: idle workers driving an outside "reactor".
+//!
+//! The reactor here is a toy: a list of wakers that an outside thread marks
+//! ready, and that the park hook wakes on the worker's own thread, as an
+//! I/O driver would. Everything that could hang runs under a watchdog.
+
+mod common;
+
+use common::watchdog;
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use multipool::{Park, Runtime};
+
+/// A toy reactor: "sources" are wakers waiting for an event; `fire` marks
+/// them ready from any thread, and `drive` (run in a park hook) wakes them
+/// on the calling thread.
+#[derive(Default)]
+struct Reactor {
+    state: Mutex<ReactorState>,
+    changed: Condvar,
+    /// Worker index of every thread that dispatched a wake-up.
+    dispatched_on: Mutex<Vec<Option<usize>>>,
+}
+
+#[derive(Default)]
+struct ReactorState {
+    waiting: Vec<Waker>,
+    ready: bool,
+    /// Set by the waker of the hook's `unparked()` future.
+    unparked: bool,
+}
+
+struct HookWake(Arc<Reactor>);
+
+impl Wake for HookWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.state.lock().unwrap().unparked = true;
+        self.0.changed.notify_all();
+    }
+}
+
+impl Reactor {
+    /// Runs the reactor until the worker is unparked or the deadline passes.
+    fn drive(self: &Arc<Self>, park: &Park<'_>) {
+        let waker = Waker::from(Arc::new(HookWake(self.clone())));
+        let mut cx = Context::from_waker(&waker);
+        let mut unparked = pin!(park.unparked());
+        loop {
+            self.state.lock().unwrap().unparked = false;
+            if unparked.as_mut().poll(&mut cx).is_ready() {
+                return;
+            }
+            let mut state = self.state.lock().unwrap();
+            if state.ready {
+                state.ready = false;
+                let wakers = std::mem::take(&mut state.waiting);
+                drop(state);
+                self.dispatched_on
+                    .lock()
+                    .unwrap()
+                    .push(multipool::worker_index());
+                // On this thread: the woken tasks land on this worker.
+                wakers.into_iter().for_each(Waker::wake);
+                continue;
+            }
+            if state.unparked {
+                continue;
+            }
+            match park.deadline() {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return;
+                    }
+                    drop(self.changed.wait_timeout(state, deadline - now).unwrap());
+                }
+                None => drop(self.changed.wait(state).unwrap()),
+            }
+        }
+    }
+
+    fn fire(&self) {
+        self.state.lock().unwrap().ready = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until `fire`.
+    fn readable(self: &Arc<Self>) -> impl Future<Output = ()> {
+        let reactor = self.clone();
+        let mut registered = false;
+        std::future::poll_fn(move |cx| {
+            if registered {
+                // Woken only by the reactor in these tests.
+                return Poll::Ready(());
+            }
+            registered = true;
+            reactor
+                .state
+                .lock()
+                .unwrap()
+                .waiting
+                .push(cx.waker().clone());
+            Poll::Pending
+        })
+    }
+}
+
+fn runtime(workers: usize, reactor: &Arc<Reactor>, hooks: &Arc<AtomicUsize>) -> Runtime {
+    let reactor = reactor.clone();
+    let hooks = hooks.clone();
+    Runtime::builder()
+        .workers(workers)
+        .park_with(move |park| {
+            hooks.fetch_add(1, Ordering::Relaxed);
+            reactor.drive(park);
+        })
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn remote_spawns_reach_workers_in_their_hook() {
+    watchdog(60, || {
+        let (reactor, hooks) = (Arc::new(Reactor::default()), Arc::default());
+        let rt = runtime(2, &reactor, &hooks);
+        for round in 0..200u64 {
+            let tasks: Vec<_> = (0..8u64)
+                .map(|i| rt.spawn(async move { round * i }).start())
+                .collect();
+            let sum: u64 = tasks.into_iter().map(|t| rt.block_on(t).unwrap()).sum();
+            assert_eq!(sum, round * 28);
+        }
+        assert!(hooks.load(Ordering::Relaxed) > 0);
+    });
+}
+
+#[test]
+fn a_wake_up_dispatched_in_the_hook_runs_the_task() {
+    watchdog(60, || {
+        let (reactor, hooks) = (Arc::new(Reactor::default()), Arc::default());
+        // One worker: if the wake-up inside the hook did not end the hook,
+        // nothing else would, and the test would hang.
+        let rt = runtime(1, &reactor, &hooks);
+        for _ in 0..100 {
+            let readable = reactor.readable();
+            let task = rt
+                .spawn(async move {
+                    readable.await;
+                    multipool::worker_index()
+                })
+                .start();
+            // Fire once the task waits in the reactor.
+            while reactor.state.lock().unwrap().waiting.is_empty() {
+                thread::yield_now();
+            }
+            reactor.fire();
+            assert_eq!(rt.block_on(task).unwrap(), Some(0));
+        }
+        let dispatched = reactor.dispatched_on.lock().unwrap();
+        assert!(dispatched.iter().all(|&on| on == Some(0)));
+        assert!(!dispatched.is_empty());
+    });
+}
+
+#[test]
+fn many_wake_ups_in_one_hook_turn_are_shared_with_siblings() {
+    watchdog(60, || {
+        let (reactor, hooks) = (Arc::new(Reactor::default()), Arc::default());
+        let rt = runtime(2, &reactor, &hooks);
+        for _ in 0..20 {
+            let started = Arc::new(AtomicUsize::new(0));
+            let tasks: Vec<_> = (0..2)
+                .map(|_| {
+                    let readable = reactor.readable();
+                    let started = started.clone();
+                    rt.spawn(async move {
+                        readable.await;
+                        started.fetch_add(1, Ordering::SeqCst);
+                        // Blocks its worker until both tasks run: the worker
+                        // whose hook woke both must let its sibling take one.
+                        let give_up = Instant::now() + Duration::from_secs(30);
+                        while started.load(Ordering::SeqCst) < 2 && Instant::now() < give_up {
+                            std::hint::spin_loop();
+                        }
+                        started.load(Ordering::SeqCst) == 2
+                    })
+                    .start()
+                })
+                .collect();
+            while reactor.state.lock().unwrap().waiting.len() < 2 {
+                thread::yield_now();
+            }
+            reactor.fire();
+            for task in tasks {
+                assert!(rt.block_on(task).unwrap());
+            }
+        }
+    });
+}
+
+#[test]
+fn timers_fire_while_workers_wait_in_their_hook() {
+    watchdog(60, || {
+        let (reactor, hooks) = (Arc::new(Reactor::default()), Arc::default());
+        let rt = runtime(2, &reactor, &hooks);
+        let elapsed = rt.block_on(rt.spawn(async {
+            let start = Instant::now();
+            multipool::time::sleep(Duration::from_millis(20)).await;
+            start.elapsed()
+        }));
+        assert!(elapsed.unwrap() >= Duration::from_millis(20));
+        // A timer armed from outside, earlier than the hook's deadline.
+        let late = rt.spawn(multipool::time::sleep(Duration::from_secs(3600)));
+        let late = late.start();
+        let early = rt.block_on(async {
+            let start = Instant::now();
+            rt.spawn(multipool::time::sleep(Duration::from_millis(5)))
+                .await
+                .unwrap();
+            start.elapsed()
+        });
+        assert!(early >= Duration::from_millis(5));
+        late.abort();
+    });
+}
+
+#[test]
+fn a_panicking_hook_is_dropped_and_the_worker_parks_as_usual() {
+    watchdog(60, || {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let rt = Runtime::builder()
+            .workers(2)
+            .park_with(move |_park| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                panic!("hook failure");
+            })
+            .build()
+            .unwrap();
+        for i in 0..50u32 {
+            let task = rt.spawn(async move {
+                multipool::time::sleep(Duration::from_millis(1)).await;
+                i
+            });
+            assert_eq!(rt.block_on(task).unwrap(), i);
+        }
+        // At most once per worker.
+        assert!(calls.load(Ordering::SeqCst) <= 2);
+    });
+}
+
+#[test]
+fn shutdown_unparks_workers_in_their_hook() {
+    watchdog(60, || {
+        for _ in 0..20 {
+            let (reactor, hooks) = (Arc::new(Reactor::default()), Arc::default());
+            let rt = runtime(3, &reactor, &hooks);
+            let never = rt.spawn(reactor.readable()).start();
+            while hooks.load(Ordering::Relaxed) == 0 {
+                thread::yield_now();
+            }
+            drop(rt);
+            assert!(never.is_finished());
+        }
+    });
+}
