@@ -24,6 +24,12 @@ fn thread_name() -> String {
     thread::current().name().unwrap_or("").to_owned()
 }
 
+/// Whether `name` is a thread that drives the owned tokio runtime: an idle
+/// multipool worker (in its park hook) or the fallback thread.
+fn drives_tokio(name: &str) -> bool {
+    name == "multipool-tokio-io" || name.starts_with("multipool-worker-")
+}
+
 #[test]
 fn tokio_timers_and_spawn_inside_multipool_tasks() {
     let rt = runtime();
@@ -43,9 +49,10 @@ fn tokio_timers_and_spawn_inside_multipool_tasks() {
                 interval.tick().await;
             }
 
-            // tokio::spawn runs on the owned tokio runtime's threads.
+            // tokio::spawn runs on the threads driving the owned tokio
+            // runtime: idle workers, or the fallback thread.
             let name = tokio::spawn(async { thread_name() }).await.unwrap();
-            assert_eq!(name, "multipool-tokio-io");
+            assert!(drives_tokio(&name), "{name}");
             let blocking = tokio::task::spawn_blocking(|| 6 * 7).await.unwrap();
             // Runs in place on the multipool worker.
             let in_place = tokio::task::block_in_place(multipool::worker_index);
@@ -97,7 +104,7 @@ fn tokio_tcp_echo_server_on_multipool() {
 #[multipool::test(workers = 2, tokio)]
 async fn the_tokio_macro_option() {
     let name = tokio::spawn(async { thread_name() }).await.unwrap();
-    assert_eq!(name, "multipool-tokio-io");
+    assert!(drives_tokio(&name), "{name}");
     let on_worker = multipool::spawn(async {
         tokio::time::sleep(Duration::from_millis(1)).await;
         tokio::runtime::Handle::try_current().is_ok()
@@ -260,8 +267,8 @@ fn a_cloned_builder_shares_one_tokio_runtime_until_the_last_runtime_stops() {
         tokio::time::sleep(Duration::from_millis(1)).await;
         tokio::spawn(async { thread_name() }).await
     })));
-    assert_eq!(first_name.unwrap(), "multipool-tokio-io");
-    assert_eq!(second_name.unwrap().unwrap(), "multipool-tokio-io");
+    assert!(drives_tokio(&first_name.unwrap()));
+    assert!(drives_tokio(&second_name.unwrap().unwrap()));
 }
 
 #[test]

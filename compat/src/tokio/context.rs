@@ -2,6 +2,22 @@
 //!
 //! Invariants:
 //!
+//! * The owned tokio runtime is, by default, a `current_thread` one (a
+//!   [`Driver`]): idle multipool workers drive it from their park hook
+//!   ([`Builder::park_with`]), and a fallback thread drives it whenever no
+//!   worker is inside the hook. So at every moment either some worker is
+//!   in the hook (one of them holding tokio's core, the others waiting for
+//!   it or for their own unpark), or the fallback thread holds the core or
+//!   is about to take it: tokio's I/O and timers are never left undriven.
+//!   A worker entering the hook makes the fallback release the core (its
+//!   `block_on` future completes), and the last worker leaving the hook
+//!   makes the fallback take it again (a condition variable, checked and
+//!   signalled under one mutex, so the hand-over cannot be missed).
+//! * The fallback thread stops when the owned runtime is shut down; the
+//!   runtime is shut down only once no thread is inside its `block_on`
+//!   (tokio requires its core back): by the shutting-down thread after the
+//!   fallback thread exited, or else by the fallback thread itself as it
+//!   leaves (in the background).
 //! * The `wrap_thread` wrapper counts the threads inside it (`users`). The
 //!   tokio runtime this crate owns (or was given) is shut down once the
 //!   multipool runtime has shut down *and* no thread is inside a wrapper any
@@ -17,14 +33,16 @@
 //!   task, it is stopped in the background; elsewhere a plain thread waits
 //!   for it, at most [`TokioContext::shutdown_timeout`].
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use multipool::Builder;
+use multipool::{Builder, Park};
 use tokio::runtime::{Handle, Runtime};
 
 /// The tokio runtime a multipool runtime gives its threads: one it owns
@@ -38,6 +56,12 @@ use tokio::runtime::{Handle, Runtime};
 /// ```
 /// use multipool_compat::tokio::{BuilderExt, TokioContext};
 ///
+/// // The default: a current-thread runtime driven by idle workers.
+/// let rt = multipool::Runtime::builder().workers(2).enable_tokio().build().unwrap();
+/// let flavor = rt.block_on(async { tokio::runtime::Handle::current().runtime_flavor() });
+/// assert_eq!(flavor, tokio::runtime::RuntimeFlavor::CurrentThread);
+///
+/// // Threads of its own instead.
 /// let tokio = TokioContext::new().worker_threads(1);
 /// let rt = multipool::Runtime::builder().workers(2).tokio_context(tokio).build().unwrap();
 /// let flavor = rt.block_on(async { tokio::runtime::Handle::current().runtime_flavor() });
@@ -62,11 +86,14 @@ enum Source {
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl TokioContext {
-    /// A tokio runtime owned by the multipool runtime: multi-thread, two
-    /// worker threads (one on a single-core machine) named
-    /// `multipool-tokio-io`, I/O and time drivers enabled (as far as the
-    /// tokio features compiled in allow), created when the first thread
-    /// needs it and shut down with the multipool runtime.
+    /// A tokio runtime owned by the multipool runtime: a `current_thread`
+    /// one with the I/O and time drivers enabled (as far as the tokio
+    /// features compiled in allow), driven by the multipool workers while
+    /// they are idle and, while none is, by one fallback thread named
+    /// `multipool-tokio-io` (see the [module docs](crate::tokio)). Created
+    /// when the first thread needs it and shut down with the multipool
+    /// runtime. [`worker_threads`](Self::worker_threads) gives it threads
+    /// of its own instead.
     pub fn new() -> Self {
         TokioContext {
             source: Source::Owned,
@@ -108,10 +135,13 @@ impl TokioContext {
         }
     }
 
-    /// Worker threads of the owned tokio runtime (default: 2, or 1 on a
-    /// single-core machine). They run the I/O and timer drivers and the
-    /// tasks given to `tokio::spawn`. Ignored for a runtime or handle of
-    /// your own.
+    /// Makes the owned tokio runtime a multi-thread one with `threads`
+    /// worker threads named `multipool-tokio-io`, which then run the I/O and
+    /// timer drivers and the tasks given to `tokio::spawn` (the behaviour
+    /// before 0.3.1). By default the owned runtime has no threads of its
+    /// own but the fallback one: idle multipool workers drive it, which is
+    /// faster (every I/O wake-up of a task otherwise crosses threads).
+    /// Ignored for a runtime or handle of your own.
     ///
     /// # Panics
     ///
@@ -203,21 +233,207 @@ pub trait BuilderExt: sealed::Sealed + Sized {
     /// Enters `context` on every worker thread and in every `block_on` of
     /// the runtime, for their whole life. Set more than once, the last one
     /// set is the innermost, so the one tokio sees.
+    ///
+    /// For the default owned runtime this also sets the builder's park hook
+    /// ([`Builder::park_with`]), replacing one set before.
     fn tokio_context(self, context: TokioContext) -> Builder;
 }
 
 impl BuilderExt for Builder {
     fn tokio_context(self, context: TokioContext) -> Builder {
+        let driven = matches!(context.source, Source::Owned) && context.worker_threads.is_none();
         let shared = Arc::new(Shared::new(context));
         let on_shutdown = shared.clone();
-        self.wrap_thread(move |body| {
-            let handle = shared.acquire();
-            let _leave = Leave(&shared);
-            let _enter = handle.enter();
-            body();
-        })
-        .on_shutdown(move || on_shutdown.runtime_shut_down())
+        let builder = self
+            .wrap_thread(move |body| {
+                let (handle, driver) = shared.acquire();
+                let _leave = Leave(&shared);
+                let _enter = handle.enter();
+                let _driver = DriverGuard::set(driver);
+                body();
+            })
+            .on_shutdown(move || on_shutdown.runtime_shut_down());
+        if driven {
+            builder.park_with(park_hook)
+        } else {
+            builder
+        }
     }
+}
+
+thread_local! {
+    /// The driver of the tokio runtime entered on this thread, if it is a
+    /// [`Driver`].
+    static DRIVER: RefCell<Option<Arc<Driver>>> = const { RefCell::new(None) };
+}
+
+/// Sets [`DRIVER`] for the life of a `wrap_thread` body; restores the outer
+/// value (a nested runtime's `block_on`) when dropped.
+struct DriverGuard(Option<Arc<Driver>>);
+
+impl DriverGuard {
+    fn set(driver: Option<Arc<Driver>>) -> Self {
+        DriverGuard(DRIVER.with(|slot| slot.replace(driver)))
+    }
+}
+
+impl Drop for DriverGuard {
+    fn drop(&mut self) {
+        let outer = self.0.take();
+        let inner = DRIVER.try_with(|slot| slot.replace(outer)).ok().flatten();
+        // Outside the thread-local's borrow: this may be the last reference.
+        drop(inner);
+    }
+}
+
+/// The park hook of a runtime with a [`Driver`]: drive tokio until the
+/// worker is unparked.
+fn park_hook(park: &Park<'_>) {
+    DRIVER.with(|driver| match &*driver.borrow() {
+        Some(driver) => driver.drive(park),
+        None => park.park(),
+    });
+}
+
+/// tokio's timers fire on a 1 ms tick (and epoll waits in whole
+/// milliseconds), rounding deadlines up; multipool's own timers are exact.
+/// A worker whose next timer is closer than this sleeps the default way
+/// for that last stretch (the fallback thread drives tokio meanwhile).
+const TOKIO_TICK: Duration = Duration::from_millis(1);
+
+/// A `current_thread` tokio runtime driven by idle multipool workers and, when
+/// none is idle, by a fallback thread (see the module docs).
+struct Driver {
+    /// `Some` until it is shut down.
+    runtime: Option<Runtime>,
+    /// Workers inside [`drive`](Self::drive)'s `block_on`.
+    hooked: AtomicUsize,
+    stop: AtomicBool,
+    /// The waker of the fallback thread's `block_on` future.
+    fallback_waker: Mutex<Option<Waker>>,
+    /// Guards the fallback thread's wait for `hooked` to drop to zero.
+    idle: Mutex<()>,
+    idle_changed: Condvar,
+}
+
+impl Driver {
+    fn new(runtime: Runtime) -> Self {
+        Driver {
+            runtime: Some(runtime),
+            hooked: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            fallback_waker: Mutex::new(None),
+            idle: Mutex::new(()),
+            idle_changed: Condvar::new(),
+        }
+    }
+
+    fn runtime(&self) -> &Runtime {
+        self.runtime
+            .as_ref()
+            .expect("a driver's runtime is only taken once nothing else uses it")
+    }
+
+    /// The park hook's body, on a worker thread.
+    fn drive(&self, park: &Park<'_>) {
+        let until = match park.deadline() {
+            Some(deadline) => match deadline.checked_sub(TOKIO_TICK) {
+                Some(until) if until > Instant::now() => Some(until),
+                _ => return park.park(),
+            },
+            None => None,
+        };
+        self.hooked.fetch_add(1, Ordering::SeqCst);
+        // The fallback thread lets go of the core (after its `hooked` check
+        // or through this wake-up: see `fallback`).
+        if let Some(waker) = lock(&self.fallback_waker).take() {
+            waker.wake();
+        }
+        let _leave = LeaveHook(self);
+        // Holds tokio's core (driving I/O and timers, running tokio tasks)
+        // or waits for it, until unparked or `until`; returning early is
+        // fine, the worker calls the hook again.
+        self.runtime().block_on(async {
+            match until {
+                Some(until) => {
+                    let until = ::tokio::time::Instant::from_std(until);
+                    let _ = ::tokio::time::timeout_at(until, park.unparked()).await;
+                }
+                None => park.unparked().await,
+            }
+        });
+    }
+
+    /// The fallback thread: holds tokio's core while no worker is in the
+    /// park hook.
+    fn fallback(&self) {
+        loop {
+            {
+                let mut idle = lock(&self.idle);
+                while self.hooked.load(Ordering::SeqCst) > 0 && !self.stop.load(Ordering::SeqCst) {
+                    idle = self
+                        .idle_changed
+                        .wait(idle)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            self.runtime().block_on(poll_fn(|cx| {
+                // Register, then check (see `drive` and `stop`).
+                *lock(&self.fallback_waker) = Some(cx.waker().clone());
+                if self.hooked.load(Ordering::SeqCst) > 0 || self.stop.load(Ordering::SeqCst) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }));
+        }
+    }
+
+    /// Makes the fallback thread return.
+    fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(waker) = lock(&self.fallback_waker).take() {
+            waker.wake();
+        }
+        let _idle = lock(&self.idle);
+        self.idle_changed.notify_all();
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Only reached with nothing inside the runtime's `block_on`: every
+        // reference is gone. Normally `Shared::shut_down_if_unused` took the
+        // runtime already; otherwise this is the fallback thread, after its
+        // last `block_on`, outside any runtime context.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A worker leaves the park hook; the last one out hands tokio's core to
+/// the fallback thread.
+struct LeaveHook<'a>(&'a Driver);
+
+impl Drop for LeaveHook<'_> {
+    fn drop(&mut self) {
+        let driver = self.0;
+        if driver.hooked.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // Under the lock the fallback thread checks `hooked` with.
+            let _idle = lock(&driver.idle);
+            driver.idle_changed.notify_one();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update under these locks is a single assignment: a panic while
+    // one is held leaves nothing half-done.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 mod sealed {
@@ -228,7 +444,9 @@ mod sealed {
 /// What the hooks of one builder share.
 struct Shared {
     state: Mutex<State>,
-    worker_threads: usize,
+    /// `Some`: the owned runtime is a multi-thread one with this many
+    /// workers; `None`: it is a [`Driver`].
+    worker_threads: Option<usize>,
     shutdown_timeout: Duration,
     /// Marks the threads of the runtime this owns (see [`OWN_THREADS`]).
     id: usize,
@@ -238,7 +456,7 @@ struct State {
     /// Whether to create a runtime when there is none.
     owned: bool,
     /// The runtime to shut down, if this one owns it.
-    runtime: Option<Runtime>,
+    runtime: Option<Owned>,
     /// The handle entered on the threads.
     handle: Option<Handle>,
     /// Threads inside the `wrap_thread` wrapper right now.
@@ -254,6 +472,19 @@ thread_local! {
     static OWN_THREADS: Cell<usize> = const { Cell::new(0) };
 }
 
+/// A tokio runtime a [`Shared`] owns.
+enum Owned {
+    /// Runs on threads of its own (or is the user's to drive).
+    Plain(Runtime),
+    /// Driven by idle workers and a fallback thread, which sends on the
+    /// channel as it exits.
+    Driven {
+        driver: Arc<Driver>,
+        fallback: thread::Thread,
+        exited: mpsc::Receiver<()>,
+    },
+}
+
 /// Source of `Shared::id`s; 0 means "none".
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
@@ -264,10 +495,9 @@ impl Shared {
             Source::Handle(handle) => (false, None, Some(handle)),
             Source::Runtime(runtime) => {
                 let handle = runtime.handle().clone();
-                (false, Some(runtime), Some(handle))
+                (false, Some(Owned::Plain(runtime)), Some(handle))
             }
         };
-        let default_threads = thread::available_parallelism().map_or(1, |n| n.get().min(2));
         Shared {
             state: Mutex::new(State {
                 owned,
@@ -276,7 +506,7 @@ impl Shared {
                 users: 0,
                 closed: false,
             }),
-            worker_threads: context.worker_threads.unwrap_or(default_threads),
+            worker_threads: context.worker_threads,
             shutdown_timeout: context.shutdown_timeout,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
@@ -288,38 +518,74 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The handle to enter on a thread that is starting; counts the thread.
+    /// The handle to enter on a thread that is starting, and the driver of
+    /// its runtime if it is a [`Driver`]; counts the thread.
     ///
     /// # Panics
     ///
     /// Panics if an owned tokio runtime has to be created and cannot be.
-    fn acquire(&self) -> Handle {
+    fn acquire(&self) -> (Handle, Option<Arc<Driver>>) {
         let mut state = self.lock();
         let handle = match &state.handle {
             Some(handle) => handle.clone(),
             None => {
                 let runtime = self.build_runtime();
-                let handle = runtime.handle().clone();
+                let handle = match &runtime {
+                    Owned::Plain(runtime) => runtime.handle().clone(),
+                    Owned::Driven { driver, .. } => driver.runtime().handle().clone(),
+                };
                 state.runtime = Some(runtime);
                 state.handle = Some(handle.clone());
                 handle
             }
         };
+        let driver = match &state.runtime {
+            Some(Owned::Driven { driver, .. }) => Some(driver.clone()),
+            _ => None,
+        };
         state.users += 1;
-        handle
+        (handle, driver)
     }
 
-    fn build_runtime(&self) -> Runtime {
+    fn build_runtime(&self) -> Owned {
         let id = self.id;
-        ::tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(self.worker_threads)
+        let failed = |err: std::io::Error| -> ! {
+            panic!("multipool-compat: failed to start a tokio runtime: {err}")
+        };
+        let Some(threads) = self.worker_threads else {
+            let runtime = ::tokio::runtime::Builder::new_current_thread()
+                .thread_name("multipool-tokio-io")
+                .enable_all()
+                .on_thread_start(move || OWN_THREADS.with(|own| own.set(id)))
+                .build()
+                .unwrap_or_else(|err| failed(err));
+            let driver = Arc::new(Driver::new(runtime));
+            let (exit_tx, exited) = mpsc::channel();
+            let fallback = driver.clone();
+            let thread = thread::Builder::new()
+                .name("multipool-tokio-io".into())
+                .spawn(move || {
+                    OWN_THREADS.with(|own| own.set(id));
+                    fallback.fallback();
+                    // Possibly the last reference: see `Driver`'s drop.
+                    drop(fallback);
+                    let _ = exit_tx.send(());
+                })
+                .unwrap_or_else(|err| failed(err));
+            return Owned::Driven {
+                driver,
+                fallback: thread.thread().clone(),
+                exited,
+            };
+        };
+        let runtime = ::tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
             .thread_name("multipool-tokio-io")
             .enable_all()
             .on_thread_start(move || OWN_THREADS.with(|own| own.set(id)))
             .build()
-            .unwrap_or_else(|err| {
-                panic!("multipool-compat: failed to start a tokio runtime: {err}")
-            })
+            .unwrap_or_else(|err| failed(err));
+        Owned::Plain(runtime)
     }
 
     /// A thread leaves the wrapper.
@@ -346,8 +612,31 @@ impl Shared {
             state.handle = None;
         }
         drop(state);
-        if let Some(runtime) = runtime {
-            self.shut_down(runtime);
+        match runtime {
+            None => {}
+            Some(Owned::Plain(runtime)) => self.shut_down(runtime),
+            Some(Owned::Driven {
+                driver,
+                fallback,
+                exited,
+            }) => {
+                driver.stop();
+                // No worker is in the park hook any more (none is inside
+                // the wrapper); once the fallback thread has left its
+                // `block_on`, nothing else uses the runtime. Wait for that
+                // only where blocking is fine, and not for ever.
+                let may_wait =
+                    fallback.id() != thread::current().id() && ::tokio::task::try_id().is_none();
+                if may_wait && exited.recv_timeout(self.shutdown_timeout).is_ok() {
+                    if let Ok(mut driver) = Arc::try_unwrap(driver) {
+                        if let Some(runtime) = driver.runtime.take() {
+                            self.shut_down(runtime);
+                        }
+                    }
+                }
+                // Otherwise the fallback thread, holding the last reference,
+                // shuts the runtime down in the background as it leaves.
+            }
         }
     }
 
