@@ -53,7 +53,7 @@ use crossbeam_deque::{Steal, Worker as Deque};
 
 use super::park::Park;
 use super::Pool;
-use crate::runtime::hooks::ParkHook;
+use crate::runtime::hooks::{Hook, ParkHook};
 use crate::runtime::{context, Handle};
 use crate::sync::{Arc, Ordering};
 use crate::task::{run_cancelled, Runnable};
@@ -160,6 +160,8 @@ struct Core {
     fired: Vec<std::task::Waker>,
     /// The runtime's park hook; dropped if it panics.
     park_hook: Option<ParkHook>,
+    /// The runtime's busy-tick hook; dropped if it panics.
+    busy_tick: Option<Hook>,
 }
 
 thread_local! {
@@ -244,6 +246,7 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: Option<Latch>) {
         parker: parts.parker,
         fired: Vec::new(),
         park_hook: local.pool.runtime.hooks.park.clone(),
+        busy_tick: local.pool.runtime.hooks.busy_tick.clone(),
     };
     CURRENT.with(|current| current.set(&local));
     let guard = CurrentGuard;
@@ -419,11 +422,13 @@ impl Core {
     /// Re-derives the injector interval from the mean poll time since the
     /// last check.
     fn tune_injector_interval(&mut self, local: &Local) {
-        // Also the moment to look after siblings' overdue timers.
+        // Also the moment to look after siblings' overdue timers, and to
+        // run the busy-tick hook.
         local
             .pool
             .timers
             .fire_overdue_elsewhere(local.index, &mut self.fired);
+        self.run_busy_tick(local);
         let now = Instant::now();
         let (start_tick, start) = self.interval_start;
         let ticks = self.tick.wrapping_sub(start_tick).max(1);
@@ -607,6 +612,21 @@ impl Core {
             // The hook woke several tasks onto our queues: let a sibling
             // take some (as tokio's worker does after a driver turn).
             pool.notify_parked();
+        }
+    }
+
+    /// Runs the busy-tick hook, if any (see `Builder::on_busy_tick`).
+    fn run_busy_tick(&mut self, local: &Local) {
+        let Some(hook) = &self.busy_tick else {
+            return;
+        };
+        if catch_unwind(AssertUnwindSafe(|| hook())).is_err() {
+            eprintln!(
+                "multipool: the `Builder::on_busy_tick` hook panicked on worker {}; \
+                 the panic was caught and the worker no longer calls it",
+                local.index
+            );
+            self.busy_tick = None;
         }
     }
 

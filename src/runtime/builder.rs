@@ -570,6 +570,48 @@ impl Builder {
         self
     }
 
+    /// Runs `hook` on a busy worker between two polls: once per check of
+    /// the injector, that is about every 100 µs of polling (after every poll,
+    /// when polls take longer). With [`park_with`](Self::park_with) driving
+    /// an outside reactor on idle workers, this lets busy workers take a
+    /// non-blocking turn of it too, so its events are not left to another
+    /// thread while every worker is busy. Tasks the hook wakes on this
+    /// worker go to its own queues, and the worker looks at them right
+    /// after. Set more than once, the last hook wins.
+    ///
+    /// The hook must be short and must not block. A panic in it is caught
+    /// and printed; that worker then stops calling it.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let ticks = Arc::new(AtomicUsize::new(0));
+    /// let counter = ticks.clone();
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(1)
+    ///     .on_busy_tick(move || {
+    ///         counter.fetch_add(1, Ordering::Relaxed);
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// rt.block_on(multipool::spawn(async {
+    ///     // 1 ms of polls: the hook runs between them.
+    ///     for _ in 0..10 {
+    ///         let start = std::time::Instant::now();
+    ///         while start.elapsed() < std::time::Duration::from_micros(100) {}
+    ///         multipool::task::yield_now().await;
+    ///     }
+    /// }))
+    /// .unwrap();
+    /// drop(rt);
+    /// assert!(ticks.load(Ordering::Relaxed) > 0);
+    /// ```
+    pub fn on_busy_tick(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.hooks.busy_tick = Some(Arc::new(hook));
+        self
+    }
+
     /// Starts the runtime with its clock paused (see
     /// [`time::pause`](crate::time::pause)). Needs the `test-util` feature.
     #[cfg(feature = "test-util")]

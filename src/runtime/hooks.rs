@@ -15,7 +15,11 @@
 //! * `on_shutdown` runs once, after the runtime's workers have stopped and
 //!   every task was cancelled.
 //! * `park` (at most one) runs on an idle worker instead of its default
-//!   sleep; see `pool::park` for its contract.
+//!   sleep; see `pool::park` for its contract. `busy_tick` (at most one)
+//!   runs on a busy worker between two polls, once per injector check
+//!   (about every 100 µs of polling, or after every poll longer than that);
+//!   a panic in either is caught and printed, and that worker stops calling
+//!   the hook.
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -24,7 +28,7 @@ use crate::pool::park::Park;
 use crate::sync::Arc;
 
 type Wrapper = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
-type Hook = Arc<dyn Fn() + Send + Sync>;
+pub(crate) type Hook = Arc<dyn Fn() + Send + Sync>;
 pub(crate) type ParkHook = Arc<dyn Fn(&Park<'_>) + Send + Sync>;
 
 /// The hooks of one runtime.
@@ -35,6 +39,7 @@ pub(crate) struct Hooks {
     pub(crate) on_thread_stop: Vec<Hook>,
     pub(crate) on_shutdown: Vec<Hook>,
     pub(crate) park: Option<ParkHook>,
+    pub(crate) busy_tick: Option<Hook>,
 }
 
 impl Hooks {
@@ -96,6 +101,7 @@ impl fmt::Debug for Hooks {
             .field("on_thread_stop", &self.on_thread_stop.len())
             .field("on_shutdown", &self.on_shutdown.len())
             .field("park", &self.park.is_some())
+            .field("busy_tick", &self.busy_tick.is_some())
             .finish()
     }
 }

@@ -254,7 +254,7 @@ impl BuilderExt for Builder {
             })
             .on_shutdown(move || on_shutdown.runtime_shut_down());
         if driven {
-            builder.park_with(park_hook)
+            builder.park_with(park_hook).on_busy_tick(busy_tick)
         } else {
             builder
         }
@@ -295,11 +295,26 @@ fn park_hook(park: &Park<'_>) {
     });
 }
 
+/// The busy-tick hook of a runtime with a [`Driver`]: a non-blocking turn
+/// of tokio's drivers between two polls.
+fn busy_tick() {
+    DRIVER.with(|driver| {
+        if let Some(driver) = &*driver.borrow() {
+            driver.turn();
+        }
+    });
+}
+
 /// tokio's timers fire on a 1 ms tick (and epoll waits in whole
 /// milliseconds), rounding deadlines up; multipool's own timers are exact.
 /// A worker whose next timer is closer than this sleeps the default way
 /// for that last stretch (the fallback thread drives tokio meanwhile).
 const TOKIO_TICK: Duration = Duration::from_millis(1);
+
+/// How long tokio may go without a worker driving it (from its park hook
+/// or between polls) before the fallback thread takes over: the longest
+/// I/O and tokio timers wait when every worker is stuck in a long poll.
+const FALLBACK_LAG: Duration = Duration::from_millis(1);
 
 /// A `current_thread` tokio runtime driven by idle multipool workers and, when
 /// none is idle, by a fallback thread (see the module docs).
@@ -308,6 +323,12 @@ struct Driver {
     runtime: Option<Runtime>,
     /// Workers inside [`drive`](Self::drive)'s `block_on`.
     hooked: AtomicUsize,
+    /// Bumped whenever a worker enters the park hook or takes a turn: the
+    /// fallback thread only takes over once it stops moving.
+    activity: AtomicUsize,
+    /// Set while the fallback thread is in (or about to enter) its
+    /// `block_on`; workers then wake it to let go of the core.
+    holding: AtomicBool,
     stop: AtomicBool,
     /// The waker of the fallback thread's `block_on` future.
     fallback_waker: Mutex<Option<Waker>>,
@@ -321,6 +342,8 @@ impl Driver {
         Driver {
             runtime: Some(runtime),
             hooked: AtomicUsize::new(0),
+            activity: AtomicUsize::new(0),
+            holding: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             fallback_waker: Mutex::new(None),
             idle: Mutex::new(()),
@@ -334,6 +357,21 @@ impl Driver {
             .expect("a driver's runtime is only taken once nothing else uses it")
     }
 
+    /// A worker wants to drive tokio: counts it as activity, and makes the
+    /// fallback thread let go of the core if it holds it. The caller has
+    /// already made its reason visible (`hooked`), or bumps `activity`
+    /// here, before reading `holding`: the fallback thread sets `holding`
+    /// before it checks both (all `SeqCst`), so either it sees the change
+    /// or this sees `holding` and wakes it.
+    fn claim(&self) {
+        self.activity.fetch_add(1, Ordering::SeqCst);
+        if self.holding.load(Ordering::SeqCst) {
+            if let Some(waker) = lock(&self.fallback_waker).take() {
+                waker.wake();
+            }
+        }
+    }
+
     /// The park hook's body, on a worker thread.
     fn drive(&self, park: &Park<'_>) {
         let until = match park.deadline() {
@@ -344,11 +382,7 @@ impl Driver {
             None => None,
         };
         self.hooked.fetch_add(1, Ordering::SeqCst);
-        // The fallback thread lets go of the core (after its `hooked` check
-        // or through this wake-up: see `fallback`).
-        if let Some(waker) = lock(&self.fallback_waker).take() {
-            waker.wake();
-        }
+        self.claim();
         let _leave = LeaveHook(self);
         // Holds tokio's core (driving I/O and timers, running tokio tasks)
         // or waits for it, until unparked or `until`; returning early is
@@ -364,8 +398,32 @@ impl Driver {
         });
     }
 
-    /// The fallback thread: holds tokio's core while no worker is in the
-    /// park hook.
+    /// The busy-tick hook's body: one non-blocking turn, on a busy worker.
+    fn turn(&self) {
+        if self.hooked.load(Ordering::SeqCst) > 0 {
+            // An idle worker drives tokio.
+            return;
+        }
+        self.claim();
+        // With the core free: polls the future (which wakes itself), runs
+        // the tokio tasks that are ready (a bounded batch), turns the
+        // drivers without blocking, polls the future again and returns.
+        // With the core taken (another worker's turn, or the fallback
+        // thread until it notices `claim`): returns at the second poll
+        // without driving anything.
+        let mut yielded = false;
+        self.runtime().block_on(poll_fn(|cx| {
+            if yielded {
+                Poll::Ready(())
+            } else {
+                yielded = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }));
+    }
+
+    /// The fallback thread: holds tokio's core while no worker drives it.
     fn fallback(&self) {
         loop {
             {
@@ -377,22 +435,36 @@ impl Driver {
                         .unwrap_or_else(|e| e.into_inner());
                 }
             }
+            // No worker is idle in the hook. Busy workers take turns between
+            // polls, and a worker that just left the hook usually returns to
+            // it soon: only take over if none of that happens for a while.
+            let seen = self.activity.load(Ordering::SeqCst);
+            thread::sleep(FALLBACK_LAG);
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
+            if self.activity.load(Ordering::SeqCst) != seen {
+                continue;
+            }
+            self.holding.store(true, Ordering::SeqCst);
             self.runtime().block_on(poll_fn(|cx| {
-                // Register, then check (see `drive` and `stop`).
+                // Register, then check (see `claim` and `stop`).
                 *lock(&self.fallback_waker) = Some(cx.waker().clone());
-                if self.hooked.load(Ordering::SeqCst) > 0 || self.stop.load(Ordering::SeqCst) {
+                if self.hooked.load(Ordering::SeqCst) > 0
+                    || self.activity.load(Ordering::SeqCst) != seen
+                    || self.stop.load(Ordering::SeqCst)
+                {
                     Poll::Ready(())
                 } else {
                     Poll::Pending
                 }
             }));
+            self.holding.store(false, Ordering::SeqCst);
+            drop(lock(&self.fallback_waker).take());
         }
     }
 
-    /// Makes the fallback thread return.
+    /// Makes the fallback thread return (within [`FALLBACK_LAG`]).
     fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(waker) = lock(&self.fallback_waker).take() {
@@ -415,8 +487,8 @@ impl Drop for Driver {
     }
 }
 
-/// A worker leaves the park hook; the last one out hands tokio's core to
-/// the fallback thread.
+/// A worker leaves the park hook; the last one out wakes the fallback
+/// thread to watch over tokio.
 struct LeaveHook<'a>(&'a Driver);
 
 impl Drop for LeaveHook<'_> {
