@@ -275,3 +275,70 @@ fn shutdown_unparks_workers_in_their_hook() {
         }
     });
 }
+
+#[test]
+fn busy_workers_dispatch_wake_ups_in_the_busy_tick_hook() {
+    watchdog(60, || {
+        let reactor = Arc::new(Reactor::default());
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let (dispatch, counter) = (reactor.clone(), ticks.clone());
+        // No park hook: only the busy tick dispatches events.
+        let rt = Runtime::builder()
+            .workers(1)
+            .on_busy_tick(move || {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let mut state = dispatch.state.lock().unwrap();
+                if std::mem::take(&mut state.ready) {
+                    let wakers = std::mem::take(&mut state.waiting);
+                    drop(state);
+                    wakers.into_iter().for_each(Waker::wake);
+                }
+            })
+            .build()
+            .unwrap();
+        let readable = reactor.readable();
+        let woken = Arc::new(AtomicUsize::new(0));
+        let flag = woken.clone();
+        let waiter = rt
+            .spawn(async move {
+                readable.await;
+                flag.store(1, Ordering::SeqCst);
+            })
+            .start();
+        // Keeps the only worker busy (it never parks) until the waiter ran.
+        let spinner = rt
+            .spawn(async move {
+                while woken.load(Ordering::SeqCst) == 0 {
+                    multipool::task::yield_now().await;
+                }
+            })
+            .start();
+        while reactor.state.lock().unwrap().waiting.is_empty() {
+            thread::yield_now();
+        }
+        reactor.fire();
+        rt.block_on(waiter).unwrap();
+        rt.block_on(spinner).unwrap();
+        assert!(ticks.load(Ordering::Relaxed) > 0);
+    });
+}
+
+#[test]
+fn a_panicking_busy_tick_hook_is_dropped() {
+    watchdog(60, || {
+        let rt = Runtime::builder()
+            .workers(1)
+            .on_busy_tick(|| panic!("tick failure"))
+            .build()
+            .unwrap();
+        let sum = rt.block_on(rt.spawn(async {
+            let mut sum = 0u64;
+            for i in 0..1000 {
+                sum += i;
+                multipool::task::yield_now().await;
+            }
+            sum
+        }));
+        assert_eq!(sum.unwrap(), 499_500);
+    });
+}

@@ -359,3 +359,81 @@ fn compat_bridges_io_traits_both_ways() {
         server.await.unwrap();
     }));
 }
+
+#[test]
+fn tokio_is_driven_while_every_worker_is_blocked() {
+    // The only worker blocks until a tokio task finishes TCP and timer
+    // work: nobody idle drives tokio, so the fallback thread must.
+    let rt = Runtime::builder()
+        .workers(1)
+        .enable_tokio()
+        .build()
+        .unwrap();
+    rt.block_on(guard(multipool::spawn(async {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let accept = tokio::spawn(async move { listener.accept().await.unwrap().0 });
+            let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut server = accept.await.unwrap();
+            client.write_all(b"ping").await.unwrap();
+            let mut buf = [0; 4];
+            server.read_exact(&mut buf).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            flag.store(buf == *b"ping", std::sync::atomic::Ordering::SeqCst);
+        });
+        let give_up = std::time::Instant::now() + HANG;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(std::time::Instant::now() < give_up, "tokio was not driven");
+            std::hint::spin_loop();
+        }
+    })))
+    .unwrap();
+}
+
+#[test]
+fn tokio_io_wakes_tasks_on_busy_and_idle_workers_alike() {
+    // Busy workers (a Low task yielding in a loop) drive tokio between
+    // polls; the echo round trips complete either way.
+    let rt = runtime();
+    rt.block_on(guard(async {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spinners: Vec<_> = (0..2)
+            .map(|_| {
+                let stop = stop.clone();
+                multipool::spawn(async move {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let start = std::time::Instant::now();
+                        while start.elapsed() < Duration::from_micros(200) {}
+                        multipool::task::yield_now().await;
+                    }
+                })
+                .priority(multipool::Priority::Low)
+                .start()
+            })
+            .collect();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = multipool::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let (mut read, mut write) = stream.split();
+            tokio::io::copy(&mut read, &mut write).await.unwrap();
+        })
+        .start();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        for i in 0..200u32 {
+            stream.write_all(&i.to_le_bytes()).await.unwrap();
+            let mut buf = [0; 4];
+            stream.read_exact(&mut buf).await.unwrap();
+            assert_eq!(u32::from_le_bytes(buf), i);
+        }
+        drop(stream);
+        server.await.unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for spinner in spinners {
+            spinner.await.unwrap();
+        }
+    }));
+}
