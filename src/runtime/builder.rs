@@ -596,10 +596,10 @@ impl Builder {
     ///     .build()
     ///     .unwrap();
     /// rt.block_on(multipool::spawn(async {
-    ///     // 1 ms of polls: the hook runs between them.
-    ///     for _ in 0..10 {
+    ///     // 200 polls of 20 µs: the hook runs between some of them.
+    ///     for _ in 0..200 {
     ///         let start = std::time::Instant::now();
-    ///         while start.elapsed() < std::time::Duration::from_micros(100) {}
+    ///         while start.elapsed() < std::time::Duration::from_micros(20) {}
     ///         multipool::task::yield_now().await;
     ///     }
     /// }))
