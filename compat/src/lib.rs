@@ -20,7 +20,9 @@
 //!
 //! * The core `multipool` crate never depends on tokio; this crate plugs in
 //!   through the runtime builder's generic hooks
-//!   ([`Builder::wrap_thread`](multipool::Builder::wrap_thread) and
+//!   ([`Builder::wrap_thread`](multipool::Builder::wrap_thread),
+//!   [`Builder::park_with`](multipool::Builder::park_with),
+//!   [`Builder::on_busy_tick`](multipool::Builder::on_busy_tick) and
 //!   [`Builder::on_shutdown`](multipool::Builder::on_shutdown)).
 //! * Nothing here adds work to the poll of a task on a runtime built with
 //!   [`enable_tokio`](crate::tokio::BuilderExt::enable_tokio): the tokio

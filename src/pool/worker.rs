@@ -42,6 +42,14 @@
 //! bends priority order. While the current task runs, though, the slot's
 //! task cannot be stolen (as in tokio): a task that spawns and then blocks
 //! its worker delays what it spawned until it returns.
+//!
+//! # Hooks
+//!
+//! With `Builder::park_with`, a worker with nothing to do runs the hook
+//! instead of sleeping (see `park` for the protocol); with
+//! `Builder::on_busy_tick`, a busy worker runs that hook at each injector
+//! check, before it looks at its queues, so tasks the hook wakes onto them
+//! are found at once.
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};

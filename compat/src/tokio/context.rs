@@ -289,20 +289,27 @@ impl Drop for DriverGuard {
 /// The park hook of a runtime with a [`Driver`]: drive tokio until the
 /// worker is unparked.
 fn park_hook(park: &Park<'_>) {
-    DRIVER.with(|driver| match &*driver.borrow() {
+    match current_driver() {
         Some(driver) => driver.drive(park),
         None => park.park(),
-    });
+    }
 }
 
 /// The busy-tick hook of a runtime with a [`Driver`]: a non-blocking turn
 /// of tokio's drivers between two polls.
 fn busy_tick() {
-    DRIVER.with(|driver| {
-        if let Some(driver) = &*driver.borrow() {
-            driver.turn();
-        }
-    });
+    if let Some(driver) = current_driver() {
+        driver.turn();
+    }
+}
+
+/// This thread's [`DRIVER`], cloned: tokio tasks run while it is in use
+/// may enter (and leave) another runtime's wrapper on this thread.
+fn current_driver() -> Option<Arc<Driver>> {
+    DRIVER
+        .try_with(|driver| driver.borrow().clone())
+        .ok()
+        .flatten()
 }
 
 /// tokio's timers fire on a 1 ms tick (and epoll waits in whole

@@ -13,7 +13,7 @@
 //!         "slept"
 //!     });
 //!     assert_eq!(slept.await.unwrap(), "slept");
-//!     // tokio::spawn works too; its task runs on tokio's threads.
+//!     // tokio::spawn works too; its task runs where tokio is driven.
 //!     assert_eq!(tokio::spawn(async { 7 }).await.unwrap(), 7);
 //! });
 //! ```
@@ -29,13 +29,36 @@
 //!
 //! The tokio runtime that drives I/O and timers (and runs whatever is given
 //! to `tokio::spawn`) is, by default, one that multipool owns: a
-//! multi-thread tokio runtime with two worker threads (one on a single-core
-//! machine) named `multipool-tokio-io`, all drivers enabled. It is created
-//! when the first thread of the multipool runtime starts (so not at all for
-//! a builder that is never built) and shut down with the multipool runtime.
-//! [`TokioContext`] chooses otherwise: another worker count, or a tokio
-//! [`Handle`](::tokio::runtime::Handle) or [`Runtime`](::tokio::runtime::Runtime)
-//! of your own.
+//! `current_thread` tokio runtime, all drivers enabled, that multipool's own
+//! workers drive, as tokio's workers drive theirs:
+//!
+//! * an idle worker runs it instead of sleeping (the
+//!   [`Builder::park_with`](multipool::Builder::park_with) hook), until the
+//!   worker is unparked or its next multipool timer is due; a task woken by
+//!   an I/O event there lands on that worker's own queue and runs on it, no
+//!   wake-up crossing threads. tokio lets one thread at a time drive a
+//!   `current_thread` runtime; other idle workers wait for their own unpark
+//!   meanwhile. A worker whose next timer is less than 1 ms away (tokio's
+//!   timer tick) sleeps the default way, so multipool timers stay exact;
+//! * a busy worker takes a non-blocking turn of it between two polls, about
+//!   every 100 µs of polling
+//!   ([`Builder::on_busy_tick`](multipool::Builder::on_busy_tick)), so I/O
+//!   keeps flowing while every worker is busy (with `Low` work, say);
+//! * a fallback thread named `multipool-tokio-io` drives it when no worker
+//!   has entered the hook or taken a turn for 1 ms (every worker stuck in a
+//!   long poll, or the clock paused with `test-util`, where the park hook is
+//!   not used), and lets go as soon as one does. So tokio is never left
+//!   undriven for longer than that.
+//!
+//! It is created when the first thread of the multipool runtime starts (so
+//! not at all for a builder that is never built) and shut down with the
+//! multipool runtime. [`TokioContext`] chooses otherwise: a multi-thread
+//! tokio runtime with threads of its own
+//! ([`TokioContext::worker_threads`], the behaviour before this driver), or
+//! a tokio [`Handle`](::tokio::runtime::Handle) or
+//! [`Runtime`](::tokio::runtime::Runtime) of your own, which is used as it
+//! is (a `current_thread` runtime of your own is not driven by multipool:
+//! drive it yourself, with its `block_on`).
 //!
 //! # Per future: [`Compat`]
 //!
@@ -56,13 +79,17 @@
 //!   tokio's "there is no reactor running" message, even if it is later
 //!   wrapped in [`Compat`]. Create tokio resources inside the wrapped
 //!   `async` block.
-//! * `tokio::spawn` runs its task on the tokio runtime's threads, not on
-//!   multipool's workers: for CPU work, priorities and work stealing use
-//!   `multipool::spawn`. Inside a task started by `tokio::spawn`, no
-//!   multipool runtime is entered, so `multipool::spawn` there goes to the
-//!   global multipool runtime; capture a `multipool::Handle` first to target
-//!   a specific one.
-//! * `tokio::task::block_in_place` on a multipool worker runs its closure in
+//! * `tokio::spawn` runs its task wherever tokio is driven: on a multipool
+//!   worker (in its park hook or busy turn, outside any multipool task) or
+//!   on the fallback thread; for CPU work, priorities and work stealing use
+//!   `multipool::spawn`. A tokio task must not block: it holds up the worker
+//!   (and tokio's driver) it runs on. `tokio::task::block_in_place` inside a
+//!   tokio task panics on a `current_thread` runtime; use
+//!   [`TokioContext::worker_threads`] for code that needs it. Inside a tokio
+//!   task, `multipool::spawn` targets this runtime on a worker, the global
+//!   one on the fallback thread; capture a `multipool::Handle` first to
+//!   target a specific one.
+//! * `tokio::task::block_in_place` in a multipool task runs its closure in
 //!   place: the worker is blocked for that time (multipool does not hand its
 //!   queue to another thread). `tokio::task::spawn_local` and `LocalSet`
 //!   still need a tokio `LocalSet`.
