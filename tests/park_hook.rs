@@ -342,3 +342,31 @@ fn a_panicking_busy_tick_hook_is_dropped() {
         assert_eq!(sum.unwrap(), 499_500);
     });
 }
+
+#[cfg(feature = "test-util")]
+#[test]
+fn paused_time_parks_without_the_hook_and_still_advances() {
+    watchdog(60, || {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let rt = Runtime::builder()
+            .workers(2)
+            .start_paused(true)
+            .park_with(move |park| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                park.park();
+            })
+            .build()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            multipool::time::sleep(Duration::from_secs(3600)).await;
+            tx.send(()).unwrap();
+        })
+        .detach();
+        // Paused time only moves once every worker is parked, which the
+        // hook would hide from the runtime: it is not called.
+        rx.recv().unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    });
+}
