@@ -3,16 +3,17 @@
 //! Invariants:
 //!
 //! * The owned tokio runtime is, by default, a `current_thread` one (a
-//!   [`Driver`]): idle multipool workers drive it from their park hook
-//!   ([`Builder::park_with`]), and a fallback thread drives it whenever no
-//!   worker is inside the hook. So at every moment either some worker is
-//!   in the hook (one of them holding tokio's core, the others waiting for
-//!   it or for their own unpark), or the fallback thread holds the core or
-//!   is about to take it: tokio's I/O and timers are never left undriven.
-//!   A worker entering the hook makes the fallback release the core (its
-//!   `block_on` future completes), and the last worker leaving the hook
-//!   makes the fallback take it again (a condition variable, checked and
-//!   signalled under one mutex, so the hand-over cannot be missed).
+//!   [`Driver`]). At most one idle multipool worker at a time drives it
+//!   from its park hook ([`Builder::park_with`]; other idle workers sleep
+//!   the default way), busy workers take non-blocking turns between polls
+//!   ([`Builder::on_busy_tick`]), and a fallback thread drives it when no
+//!   worker is in the hook and none entered it or took a turn for
+//!   [`FALLBACK_LAG`]. A worker entering the hook or taking a turn makes
+//!   the fallback let go of the core (its `block_on` future completes);
+//!   the worker leaving the hook wakes the fallback to watch again (a
+//!   condition variable, checked and signalled under one mutex, so the
+//!   hand-over cannot be missed). So tokio's I/O and timers are never left
+//!   undriven for much longer than [`FALLBACK_LAG`].
 //! * The fallback thread stops when the owned runtime is shut down; the
 //!   runtime is shut down only once no thread is inside its `block_on`
 //!   (tokio requires its core back): by the shutting-down thread after the
@@ -328,7 +329,7 @@ const FALLBACK_LAG: Duration = Duration::from_millis(1);
 struct Driver {
     /// `Some` until it is shut down.
     runtime: Option<Runtime>,
-    /// Workers inside [`drive`](Self::drive)'s `block_on`.
+    /// Workers inside [`drive`](Self::drive)'s `block_on`: 0 or 1.
     hooked: AtomicUsize,
     /// Bumped whenever a worker enters the park hook or takes a turn: the
     /// fallback thread only takes over once it stops moving.
@@ -388,7 +389,18 @@ impl Driver {
             },
             None => None,
         };
-        self.hooked.fetch_add(1, Ordering::SeqCst);
+        if self
+            .hooked
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            // Another idle worker drives tokio: sleep the default way, like
+            // tokio's idle workers that do not hold its driver. Queuing on
+            // tokio's core instead would hand the core to this worker each
+            // time the other one leaves, a thread wake-up for nothing while
+            // that one runs what it woke (and takes turns between polls).
+            return park.park();
+        }
         self.claim();
         let _leave = LeaveHook(self);
         // Holds tokio's core (driving I/O and timers, running tokio tasks)

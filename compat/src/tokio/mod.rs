@@ -36,10 +36,12 @@
 //!   [`Builder::park_with`](multipool::Builder::park_with) hook), until the
 //!   worker is unparked or its next multipool timer is due; a task woken by
 //!   an I/O event there lands on that worker's own queue and runs on it, no
-//!   wake-up crossing threads. tokio lets one thread at a time drive a
-//!   `current_thread` runtime; other idle workers wait for their own unpark
-//!   meanwhile. A worker whose next timer is less than 1 ms away (tokio's
-//!   timer tick) sleeps the default way, so multipool timers stay exact;
+//!   wake-up crossing threads. One idle worker at a time drives it (tokio
+//!   lets one thread at a time drive a `current_thread` runtime); other
+//!   idle workers sleep the default way meanwhile, as tokio's idle workers
+//!   that do not hold its driver do. A worker whose next timer is less than
+//!   1 ms away (tokio's timer tick) sleeps the default way too, so
+//!   multipool timers stay exact;
 //! * a busy worker takes a non-blocking turn of it between two polls, about
 //!   every 100 µs of polling
 //!   ([`Builder::on_busy_tick`](multipool::Builder::on_busy_tick)), so I/O
