@@ -85,6 +85,9 @@ use crate::Priority;
 use idle::Idle;
 use registry::Registry;
 
+/// `min_shares` entry of a level without a minimum share.
+pub(crate) const NO_SHARE: u32 = u32::MAX;
+
 /// Most tasks a worker moves from an injector to its own queue at once.
 const MAX_INJECT_BATCH: usize = 256;
 
@@ -99,6 +102,9 @@ pub(crate) struct PoolConfig {
     pub(crate) max_queued: Option<usize>,
     /// Bit `L` set: the pool takes tasks of priority level `L`.
     pub(crate) priorities: u8,
+    /// Per level: a poll at least every this many ticks while it has work,
+    /// or `NO_SHARE` (see `worker`).
+    pub(crate) min_shares: [u32; Priority::COUNT],
     pub(crate) prewarm: bool,
 }
 
@@ -153,6 +159,8 @@ pub(crate) struct Pool {
     thread_name: String,
     stack_size: Option<usize>,
     priorities: u8,
+    /// See `PoolConfig::min_shares`.
+    min_shares: [u32; Priority::COUNT],
     bound: Option<QueueBound>,
     monitor: Mutex<Option<monitor::MonitorHandle>>,
     /// Workers started and retired since the pool was built.
@@ -214,6 +222,7 @@ impl Pool {
             thread_name: config.thread_name,
             stack_size: config.stack_size,
             priorities: config.priorities,
+            min_shares: config.min_shares,
             bound: config.max_queued.map(|max| QueueBound {
                 max,
                 queued: AtomicUsize::new(0),

@@ -17,6 +17,13 @@
 //!    such work: a batch stolen from a sibling, so a busy worker does not run
 //!    Low work while a High task waits in another worker's queue.
 //!
+//! Before that, *fairness*: each level below High may have a minimum share
+//! of one poll in `k` (`PoolBuilder::min_share`; default Normal 1 in 16, Low
+//! 1 in 64). Every `k`-th tick of a worker, that level is served first if
+//! its local queue or injector holds work, so no level starves under a
+//! flood of more urgent work, while a High task waits behind at most one
+//! such turn (and only when High work was already queued).
+//!
 //! With nothing found it becomes a *searcher* (see `idle`) and steals from
 //! its siblings, most urgent level first; failing that it parks until a
 //! producer wakes it.
@@ -50,7 +57,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Steal, Worker as Deque};
 
-use super::Pool;
+use super::{Pool, NO_SHARE};
 use crate::runtime::{context, Handle};
 use crate::sync::{Arc, Ordering};
 use crate::task::{run_cancelled, Runnable};
@@ -73,6 +80,15 @@ pub(crate) const MAX_LIFO_POLLS: u32 = 3;
 /// slot polls is cut once it would exceed this much time at the mean poll
 /// time, so long polls cannot use the slot to jump ahead of queued work.
 const LIFO_BUDGET: Duration = Duration::from_micros(10);
+
+/// How many more times a searcher looks at every queue, [`SPIN_PAUSES`]
+/// spin hints apart, before it parks. While a worker searches, producers
+/// skip the futex wake-up (see `idle`), so a steady stream of remote spawns
+/// arriving a few hundred nanoseconds apart is taken in without a park and
+/// unpark per task; the cost is a few microseconds of spinning, by at most
+/// half the workers, each time the pool runs dry.
+const SEARCH_SPINS: u32 = 16;
+const SPIN_PAUSES: u32 = 64;
 
 /// A worker's own ends of its queues and parker; kept in its slot while no
 /// thread runs the worker.
@@ -148,6 +164,9 @@ struct Core {
     retired: bool,
     /// Mirror of this worker's `Slot::activity`.
     activity: u64,
+    /// Per level: ticks since the level last had a fairness turn (see
+    /// `fair_turn`); unused for High.
+    credit: [u32; Priority::COUNT],
     lifo_polls: u32,
     rng: u32,
     parker: parking::Parker,
@@ -230,6 +249,7 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: Option<Latch>) {
         activity: local.pool.slots[parts.index]
             .activity
             .load(Ordering::Relaxed),
+        credit: [0; Priority::COUNT],
         lifo_polls: 0,
         // Any non-zero seed works for xorshift.
         rng: (parts.index as u32).wrapping_mul(0x9E37_79B9) | 1,
@@ -366,6 +386,13 @@ impl Core {
             self.tune_injector_interval(local);
         }
         self.draining = false;
+        // An injector-first tick is never given away: a share due now is
+        // served on the next tick (its credit keeps counting).
+        if !injector_first {
+            if let Some(task) = self.fair_turn(local) {
+                return Some(task);
+            }
+        }
         for level in 0..Priority::COUNT {
             if injector_first {
                 if let Some(task) = pool.pop_injector(level, &local.queues[level]) {
@@ -388,6 +415,32 @@ impl Core {
             }
         }
         None
+    }
+
+    /// The minimum shares (see the module docs): a level whose share is due
+    /// is served first this tick, from the local queue or the injector. A
+    /// due level is served, or finds nothing, and its count starts again
+    /// either way; so a level that keeps work waiting gets one poll every
+    /// `share` ticks, whatever floods the levels above it.
+    fn fair_turn(&mut self, local: &Local) -> Option<Runnable> {
+        let shares = &local.pool.min_shares;
+        let mut due = None;
+        // Low first: when both are due on one tick, the rarer turn goes
+        // first and Normal takes the next tick.
+        for level in (Priority::Normal.index()..Priority::COUNT).rev() {
+            if shares[level] == NO_SHARE {
+                continue;
+            }
+            self.credit[level] = self.credit[level].saturating_add(1);
+            if due.is_none() && self.credit[level] >= shares[level] {
+                due = Some(level);
+            }
+        }
+        let level = due?;
+        self.credit[level] = 0;
+        local.queues[level]
+            .pop()
+            .or_else(|| local.pool.pop_injector(level, &local.queues[level]))
     }
 
     /// Whether the injector interval has passed since the last
@@ -459,12 +512,27 @@ impl Core {
                 return None;
             }
         }
-        for level in 0..Priority::COUNT {
-            if let Some(task) = self.steal_level(local, level) {
-                return Some(task);
+        for round in 0..=SEARCH_SPINS {
+            if round > 0 {
+                // Nothing anywhere: wait a moment and look again before
+                // parking (see `SEARCH_SPINS`).
+                for _ in 0..SPIN_PAUSES {
+                    std::hint::spin_loop();
+                }
+                if !local.pool.has_queued_work() {
+                    if local.pool.is_closed() {
+                        return None;
+                    }
+                    continue;
+                }
             }
-            if let Some(task) = local.pool.pop_injector(level, &local.queues[level]) {
-                return Some(task);
+            for level in 0..Priority::COUNT {
+                if let Some(task) = self.steal_level(local, level) {
+                    return Some(task);
+                }
+                if let Some(task) = local.pool.pop_injector(level, &local.queues[level]) {
+                    return Some(task);
+                }
             }
         }
         None
