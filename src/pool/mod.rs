@@ -363,28 +363,36 @@ impl Pool {
     }
 
     /// Whether new tasks may be spawned (false once shutdown began).
+    #[inline]
     pub(crate) fn accepts_spawns(&self) -> bool {
         self.accepting.load(Ordering::Acquire)
     }
 
     /// Whether a new task of `priority` may be spawned here.
+    #[inline]
     pub(crate) fn check_spawn(&self, priority: Priority) -> Result<(), SpawnError> {
         if !self.accepting.load(Ordering::Acquire) {
             return Err(SpawnError::shutdown());
         }
         if self.priorities & (1 << priority.index()) == 0 {
-            return Err(SpawnError::rejected(format!(
-                "pool `{}` does not take {priority:?} tasks",
-                self.name
-            )));
+            return Err(self.priority_refused(priority));
         }
         Ok(())
+    }
+
+    #[cold]
+    fn priority_refused(&self, priority: Priority) -> SpawnError {
+        SpawnError::rejected(format!(
+            "pool `{}` does not take {priority:?} tasks",
+            self.name
+        ))
     }
 
     /// Takes a place in the bounded queue. `Ok(true)`: a place was taken
     /// (give it back with [`release_place`](Self::release_place));
     /// `Ok(false)`: the queue is unbounded. With `force`, a place is taken
     /// even beyond the bound.
+    #[inline]
     pub(crate) fn reserve_place(&self, force: bool) -> Result<bool, SpawnError> {
         let Some(bound) = &self.bound else {
             return Ok(false);
@@ -502,8 +510,9 @@ impl Pool {
         if injector.is_empty() {
             return None;
         }
-        let workers = self.idle.num_active().max(1);
-        let want = (injector.len() / workers + 1).min(MAX_INJECT_BATCH);
+        // Shared among the slots rather than the workers running now: no
+        // read of the contended idle state on this path.
+        let want = (injector.len() / self.slots.len() + 1).min(MAX_INJECT_BATCH);
         // The popped task counts towards `want`.
         let target = dest.len() + want - 1;
         let task = loop {

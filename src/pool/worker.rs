@@ -90,6 +90,45 @@ const LIFO_BUDGET: Duration = Duration::from_micros(10);
 const SEARCH_SPINS: u32 = 16;
 const SPIN_PAUSES: u32 = 64;
 
+/// Whether `tick` has reached `due` (tick counters wrap).
+fn tick_reached(tick: u32, due: u32) -> bool {
+    (tick.wrapping_sub(due) as i32) >= 0
+}
+
+/// The next fairness turn of each level below High (see `Core::fair_turn`).
+struct FairTurns {
+    /// Whether any level has a minimum share.
+    enabled: bool,
+    /// Per level: the tick its next turn is due.
+    due: [u32; Priority::COUNT],
+    /// The earliest of `due` over the levels with a share.
+    next: u32,
+}
+
+impl FairTurns {
+    fn new(shares: &[u32; Priority::COUNT]) -> Self {
+        let due = shares.map(|share| if share == NO_SHARE { 0 } else { share });
+        let mut turns = FairTurns {
+            enabled: shares.iter().any(|&share| share != NO_SHARE),
+            due,
+            next: 0,
+        };
+        turns.next = turns.earliest(shares, 0);
+        turns
+    }
+
+    /// The earliest due tick at or after `tick` over the levels with a share.
+    fn earliest(&self, shares: &[u32; Priority::COUNT], tick: u32) -> u32 {
+        (0..Priority::COUNT)
+            .filter(|&level| shares[level] != NO_SHARE)
+            .map(|level| self.due[level])
+            // Signed: a turn already due (both were due on one tick) is
+            // the earliest.
+            .min_by_key(|&due| due.wrapping_sub(tick) as i32)
+            .unwrap_or(tick)
+    }
+}
+
 /// A worker's own ends of its queues and parker; kept in its slot while no
 /// thread runs the worker.
 pub(crate) struct WorkerParts {
@@ -164,9 +203,11 @@ struct Core {
     retired: bool,
     /// Mirror of this worker's `Slot::activity`.
     activity: u64,
-    /// Per level: ticks since the level last had a fairness turn (see
-    /// `fair_turn`); unused for High.
-    credit: [u32; Priority::COUNT],
+    /// Whether `Slot::activity` is kept (only elastic pools have a monitor
+    /// to read it).
+    track_activity: bool,
+    /// When each level's next fairness turn is due (see `fair_turn`).
+    fair: FairTurns,
     lifo_polls: u32,
     rng: u32,
     parker: parking::Parker,
@@ -249,7 +290,8 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: Option<Latch>) {
         activity: local.pool.slots[parts.index]
             .activity
             .load(Ordering::Relaxed),
-        credit: [0; Priority::COUNT],
+        fair: FairTurns::new(&local.pool.min_shares),
+        track_activity: local.pool.max_workers() > local.pool.min_workers(),
         lifo_polls: 0,
         // Any non-zero seed works for xorshift.
         rng: (parts.index as u32).wrapping_mul(0x9E37_79B9) | 1,
@@ -419,28 +461,36 @@ impl Core {
 
     /// The minimum shares (see the module docs): a level whose share is due
     /// is served first this tick, from the local queue or the injector. A
-    /// due level is served, or finds nothing, and its count starts again
-    /// either way; so a level that keeps work waiting gets one poll every
-    /// `share` ticks, whatever floods the levels above it.
+    /// due level is served, or finds nothing, and its next turn is `share`
+    /// ticks later either way; so a level that keeps work waiting gets one
+    /// poll every `share` ticks, whatever floods the levels above it. The
+    /// common case, no turn due, costs one comparison.
+    #[inline]
     fn fair_turn(&mut self, local: &Local) -> Option<Runnable> {
+        if !self.fair.enabled || !tick_reached(self.tick, self.fair.next) {
+            return None;
+        }
+        self.fair_turn_due(local)
+    }
+
+    #[cold]
+    fn fair_turn_due(&mut self, local: &Local) -> Option<Runnable> {
         let shares = &local.pool.min_shares;
-        let mut due = None;
         // Low first: when both are due on one tick, the rarer turn goes
         // first and Normal takes the next tick.
-        for level in (Priority::Normal.index()..Priority::COUNT).rev() {
-            if shares[level] == NO_SHARE {
-                continue;
-            }
-            self.credit[level] = self.credit[level].saturating_add(1);
-            if due.is_none() && self.credit[level] >= shares[level] {
-                due = Some(level);
-            }
-        }
-        let level = due?;
-        self.credit[level] = 0;
-        local.queues[level]
-            .pop()
-            .or_else(|| local.pool.pop_injector(level, &local.queues[level]))
+        let due = (Priority::Normal.index()..Priority::COUNT)
+            .rev()
+            .find(|&level| {
+                shares[level] != NO_SHARE && tick_reached(self.tick, self.fair.due[level])
+            });
+        let task = due.and_then(|level| {
+            self.fair.due[level] = self.tick.wrapping_add(shares[level]);
+            local.queues[level]
+                .pop()
+                .or_else(|| local.pool.pop_injector(level, &local.queues[level]))
+        });
+        self.fair.next = self.fair.earliest(shares, self.tick);
+        task
     }
 
     /// Whether the injector interval has passed since the last
@@ -550,10 +600,7 @@ impl Core {
         }
         self.lifo_polls = 0;
         local.lifo_enabled.set(true);
-        // Odd while polling; see `monitor`.
-        let activity = &local.pool.slots[local.index].activity;
-        self.activity = self.activity.wrapping_add(1);
-        activity.store(self.activity, Ordering::Relaxed);
+        self.bump_activity(local);
         task.run();
         while let Some(task) = local.lifo.take() {
             let level = task.metadata().priority().index();
@@ -573,8 +620,18 @@ impl Core {
             task.run();
         }
         local.lifo_enabled.set(false);
-        self.activity = self.activity.wrapping_add(1);
-        activity.store(self.activity, Ordering::Relaxed);
+        self.bump_activity(local);
+    }
+
+    /// Counts a poll starting or ending: odd while polling; see `monitor`.
+    #[inline]
+    fn bump_activity(&mut self, local: &Local) {
+        if self.track_activity {
+            self.activity = self.activity.wrapping_add(1);
+            local.pool.slots[local.index]
+                .activity
+                .store(self.activity, Ordering::Relaxed);
+        }
     }
 
     /// Sleeps until a producer wakes this worker, its next timer is due, or

@@ -284,31 +284,47 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match options.timeout {
-        None => spawn_with_deadline(pool, future, options, NoDeadline, reserved, enqueue),
-        Some(timeout) => {
+    match (options.timeout, enqueue) {
+        (None, Enqueue::Blocking) => spawn_with_deadline(
+            pool,
+            future,
+            options,
+            NoDeadline,
+            reserved,
+            enqueue,
+            blocking::schedule,
+        ),
+        (None, _) => spawn_with_deadline(
+            pool, future, options, NoDeadline, reserved, enqueue, schedule,
+        ),
+        (Some(timeout), _) => {
+            // `spawn_blocking` sets no timeout: only pool tasks get here.
             let now = pool.timers.clock.now();
             let deadline = now
                 .checked_add(timeout)
                 .unwrap_or_else(|| crate::time::far_future(now));
             let deadline = Sleep::new(deadline);
-            spawn_with_deadline(pool, future, options, deadline, reserved, enqueue)
+            spawn_with_deadline(pool, future, options, deadline, reserved, enqueue, schedule)
         }
     }
 }
 
-fn spawn_with_deadline<F, D>(
+/// `schedule_fn` is a plain `fn` item (zero-sized, called directly):
+/// [`schedule`] for pool tasks, `blocking::schedule` for blocking ones.
+fn spawn_with_deadline<F, D, S>(
     pool: &Arc<Pool>,
     future: F,
     options: SpawnOptions,
     deadline: D,
     reserved: bool,
     enqueue: Enqueue,
+    schedule_fn: S,
 ) -> Spawned<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
     D: Deadline,
+    S: Fn(Runnable, async_task::ScheduleInfo) + Send + Sync + 'static,
 {
     let rejected = options.timeout == Some(std::time::Duration::ZERO);
     let meta = TaskMeta {
@@ -335,10 +351,6 @@ where
             registered: false,
         },
     };
-    let schedule_fn: fn(Runnable, async_task::ScheduleInfo) = match enqueue {
-        Enqueue::Blocking => blocking::schedule,
-        Enqueue::Schedule | Enqueue::Quiet => schedule,
-    };
     // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
     // - `Send`: `TaskFuture` is `Send` because `F: Send`, `D: Send`, and it
     //   otherwise holds only `&TaskMeta`, which is `Send` since
@@ -347,7 +359,7 @@ where
     //   in the task allocation and is dropped only after the future has been
     //   dropped (async-task frees the header last), so it outlives the
     //   future and every `Runnable`.
-    // - the schedule function is a plain `fn`, which is `Send + Sync + 'static`.
+    // - the schedule function is `Send + Sync + 'static` by its bounds.
     let (runnable, task) =
         unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule_fn)) };
     pool.count_spawned();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use event_listener::EventListener;
 
-use super::{spawn_on, Enqueue, JoinHandle};
+use super::{spawn_on, Enqueue, JoinHandle, Spawned};
 use crate::error::SpawnError;
 use crate::pool::Pool;
 use crate::runtime::{context, Handle};
@@ -178,8 +178,8 @@ where
     /// queue is full, its pool is unknown or does not take its priority.
     /// `start` never waits; `.await` the `Spawn` to wait for room instead.
     pub fn start(self) -> JoinHandle<F::Output> {
-        match self.try_start() {
-            Ok(handle) => handle,
+        match self.start_with(false) {
+            Ok(task) => JoinHandle::new(task),
             Err(error) => JoinHandle::refused(error.into_join_error()),
         }
     }
@@ -195,7 +195,7 @@ where
     /// assert_eq!(multipool::block_on(handle).unwrap(), 7);
     /// ```
     pub fn try_start(self) -> Result<JoinHandle<F::Output>, SpawnError> {
-        self.start_with(false)
+        self.start_with(false).map(JoinHandle::new)
     }
 
     /// Starts the task now and lets it run on its own; its output is dropped.
@@ -209,26 +209,51 @@ where
     /// refusals (shut down, unknown pool, priority not served) still drop
     /// the task.
     pub fn detach(self) {
-        if let Ok(handle) = self.start_with(true) {
-            handle.detach();
+        if let Ok(task) = self.start_with(true) {
+            task.detach();
         }
     }
 
-    fn start_with(self, force: bool) -> Result<JoinHandle<F::Output>, SpawnError> {
+    /// Every way of starting ends here; `force`: past the queue bound.
+    fn start_with(self, force: bool) -> Result<RawTask<F::Output>, SpawnError> {
         let Spawn {
             future,
             target,
             pool,
             options,
         } = self;
-        with_pool(target, pool.as_deref(), |resolved| {
-            let pool = resolved?;
-            pool.check_spawn(options.priority)?;
-            let reserved = pool.reserve_place(force)?;
-            Ok(spawn_on(pool, future, options, reserved, Enqueue::Schedule))
-        })
-        .map(|spawned| JoinHandle::new(spawned.finish()))
+        let spawned = match (pool, target) {
+            // The common case, kept short: the target's own pool.
+            (None, Target::Current) => {
+                context::with_current_pool(|pool| spawn_checked(pool, future, options, force))
+            }
+            (None, Target::Handle(handle)) => spawn_checked(handle.pool(), future, options, force),
+            (Some(name), target) => with_pool(target, Some(&name), |resolved| {
+                spawn_checked(resolved?, future, options, force)
+            }),
+        };
+        spawned.map(Spawned::finish)
     }
+}
+
+/// The `async_task` half of a task's handle.
+type RawTask<T> = async_task::Task<Result<T, JoinError>, super::TaskMeta>;
+
+/// Checks that `pool` takes the task, takes a queue place, and spawns.
+#[inline]
+fn spawn_checked<F>(
+    pool: &Arc<Pool>,
+    future: F,
+    options: SpawnOptions,
+    force: bool,
+) -> Result<Spawned<F::Output>, SpawnError>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    pool.check_spawn(options.priority)?;
+    let reserved = pool.reserve_place(force)?;
+    Ok(spawn_on(pool, future, options, reserved, Enqueue::Schedule))
 }
 
 /// Calls `f` with the pool a spawn goes to: the named pool of the target
