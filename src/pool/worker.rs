@@ -57,6 +57,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Steal, Worker as Deque};
 
+use super::placement::Inbox;
 use super::{Pool, NO_SHARE};
 use crate::runtime::{context, Handle};
 use crate::sync::{Arc, Ordering};
@@ -369,13 +370,45 @@ impl Local {
         (0..level).any(|l| !self.queues[l].is_empty() || !self.pool.injector[l].is_empty())
     }
 
-    /// Whether this worker's queues hold work (the LIFO slot is always
-    /// empty between ticks).
+    /// Whether this worker's queues or inboxes hold work (the LIFO slot is
+    /// always empty between ticks).
     fn has_local_work(&self) -> bool {
-        self.queues.iter().any(|q| !q.is_empty())
+        self.queues.iter().any(|q| !q.is_empty()) || self.has_inbox_work()
     }
 
-    /// Cancels every task in this worker's queues; the pool is closed.
+    fn inbox(&self) -> Option<&Inbox> {
+        self.pool.slots[self.index]
+            .inbox
+            .get()
+            .map(|inbox| &**inbox)
+    }
+
+    fn has_inbox_work(&self) -> bool {
+        self.inbox().is_some_and(|inbox| !inbox.is_empty())
+    }
+
+    /// A task of `level` from this worker's inboxes: pinned ones first
+    /// (nobody else can run them), then a batch of placed ones.
+    fn pop_inbox(&self, level: usize) -> Option<Runnable> {
+        let inbox = self.inbox()?;
+        loop {
+            match inbox.pinned[level].steal() {
+                Steal::Success(task) => return Some(task),
+                Steal::Empty => break,
+                Steal::Retry => {}
+            }
+        }
+        loop {
+            match inbox.placed[level].steal_batch_and_pop(&self.queues[level]) {
+                Steal::Success(task) => return Some(task),
+                Steal::Empty => return None,
+                Steal::Retry => {}
+            }
+        }
+    }
+
+    /// Cancels every task in this worker's queues and inboxes; the pool is
+    /// closed.
     fn cancel_all(&self) {
         loop {
             let mut cancelled = false;
@@ -384,6 +417,12 @@ impl Local {
                     run_cancelled(task);
                     cancelled = true;
                 }
+            }
+            if let Some(inbox) = self.inbox() {
+                inbox.drain(|task| {
+                    run_cancelled(task);
+                    cancelled = true;
+                });
             }
             // Cancelling a task can wake others onto this worker's queues.
             if !cancelled {
@@ -445,6 +484,9 @@ impl Core {
             if let Some(task) = local.queues[level].pop() {
                 return Some(task);
             }
+            if let Some(task) = local.pop_inbox(level) {
+                return Some(task);
+            }
             if !injector_first {
                 if let Some(task) = pool.pop_injector(level, &local.queues[level]) {
                     return Some(task);
@@ -487,6 +529,7 @@ impl Core {
             self.fair.due[level] = self.tick.wrapping_add(shares[level]);
             local.queues[level]
                 .pop()
+                .or_else(|| local.pop_inbox(level))
                 .or_else(|| local.pool.pop_injector(level, &local.queues[level]))
         });
         self.fair.next = self.fair.earliest(shares, self.tick);
@@ -534,6 +577,13 @@ impl Core {
                     Steal::Success(task) => return Some(task),
                     Steal::Retry => retry = true,
                     Steal::Empty => {}
+                }
+                if let Some(inbox) = slots[victim].inbox.get() {
+                    match inbox.placed[level].steal_batch_and_pop(&local.queues[level]) {
+                        Steal::Success(task) => return Some(task),
+                        Steal::Retry => retry = true,
+                        Steal::Empty => {}
+                    }
                 }
             }
             if !retry {
@@ -649,6 +699,12 @@ impl Core {
             pool.notify_if_work_pending();
         }
         self.searching = false;
+        if local.has_inbox_work() {
+            // Placed or pinned here before we announced that we park; a
+            // producer after that would have found us among the sleepers.
+            self.searching = !pool.idle.unpark_worker_by_id(local.index);
+            return;
+        }
         if pool.try_auto_advance() {
             // Paused time moved; the timers it fired woke tasks onto this
             // worker's queues.

@@ -12,7 +12,7 @@ use crate::error::BuildError;
 use crate::pool::{Pool, PoolConfig, NO_SHARE};
 use crate::sync::Arc;
 use crate::time::clock::Clock;
-use crate::Priority;
+use crate::{Placement, Priority};
 
 /// Upper bound on workers per pool (the idle state packs counts in 16 bits).
 const MAX_WORKERS: usize = 4096;
@@ -60,6 +60,10 @@ pub struct PoolBuilder {
     priorities: u8,
     /// One poll in this many for Normal and Low; `None`: strict priority.
     min_shares: [Option<u32>; Priority::COUNT],
+    placement: Placement,
+    pin_workers: bool,
+    /// Bit `L` set: level `L`'s local queues are LIFO.
+    lifo_levels: u8,
 }
 
 /// Default minimum shares: Normal gets one poll in 16, Low one in 64.
@@ -76,6 +80,9 @@ impl Default for PoolBuilder {
             max_queued: None,
             priorities: (1 << Priority::COUNT) - 1,
             min_shares: DEFAULT_MIN_SHARES,
+            placement: Placement::Local,
+            pin_workers: false,
+            lifo_levels: 0,
         }
     }
 }
@@ -196,6 +203,32 @@ impl PoolBuilder {
         self
     }
 
+    /// Where new tasks start; see [`Placement`] (default
+    /// [`Placement::Local`]).
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
+    }
+
+    /// Pins worker `N` to CPU core `N` (modulo the number of cores), so the
+    /// operating system never moves it: warm caches, no migrations. Linux
+    /// only; elsewhere [`Builder::build`] reports an error.
+    pub fn pin_workers(mut self, pin: bool) -> Self {
+        self.pin_workers = pin;
+        self
+    }
+
+    /// Serves `priority`'s local queues newest first (LIFO) instead of
+    /// oldest first (FIFO, the default): depth-first order for
+    /// fork-join style work, where the newest task's data is the warmest.
+    /// Thieves still take the oldest. Beware: in a LIFO level a task that
+    /// yields runs again at once if nothing newer was queued, so same-level
+    /// fairness is not guaranteed there.
+    pub fn lifo(mut self, priority: Priority) -> Self {
+        self.lifo_levels |= 1 << priority.index();
+        self
+    }
+
     /// Checks the settings of the pool `name`.
     fn config(
         &self,
@@ -279,6 +312,12 @@ impl PoolBuilder {
                 "must be at least 1 (one poll in N), got 0".into(),
             ));
         }
+        if self.pin_workers && !cfg!(target_os = "linux") {
+            return Err(invalid(
+                "pin_workers",
+                "pinning workers to cores is only supported on Linux".into(),
+            ));
+        }
         let thread_name = match &self.thread_name {
             Some(thread_name) if thread_name.is_empty() => {
                 return Err(invalid("thread_name", "must not be empty".into()));
@@ -297,6 +336,9 @@ impl PoolBuilder {
             max_queued: self.max_queued,
             priorities: self.priorities,
             min_shares: self.min_shares.map(|share| share.unwrap_or(NO_SHARE)),
+            placement: self.placement,
+            pin_workers: self.pin_workers,
+            lifo_levels: self.lifo_levels,
             prewarm,
         })
     }
@@ -420,6 +462,25 @@ impl Builder {
     /// see [`PoolBuilder::min_share`].
     pub fn min_share(mut self, priority: Priority, one_in: u32) -> Self {
         self.default_pool = self.default_pool.min_share(priority, one_in);
+        self
+    }
+
+    /// Where the default pool's new tasks start; see [`Placement`].
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.default_pool = self.default_pool.placement(placement);
+        self
+    }
+
+    /// Pins the default pool's workers to cores; see
+    /// [`PoolBuilder::pin_workers`].
+    pub fn pin_workers(mut self, pin: bool) -> Self {
+        self.default_pool = self.default_pool.pin_workers(pin);
+        self
+    }
+
+    /// LIFO order for a level of the default pool; see [`PoolBuilder::lifo`].
+    pub fn lifo(mut self, priority: Priority) -> Self {
+        self.default_pool = self.default_pool.lifo(priority);
         self
     }
 

@@ -72,6 +72,20 @@ pub(crate) struct TaskMeta {
     registry_key: AtomicUsize,
     /// The name given with [`Spawn::name`].
     pub(crate) name: Option<Box<str>>,
+    /// The worker the task is pinned to, or `pool::NO_HOME`.
+    pub(crate) home: u32,
+}
+
+/// Where a task asked to run (`Spawn::worker`, `Spawn::key`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Home {
+    /// Anywhere (the pool's placement decides where it starts).
+    #[default]
+    None,
+    /// Pinned to this worker.
+    Worker(usize),
+    /// Pinned to the worker this key hashes to.
+    Key(u64),
 }
 
 impl TaskMeta {
@@ -337,6 +351,7 @@ where
         }),
         registry_key: AtomicUsize::new(usize::MAX),
         name: options.name.map(String::into_boxed_str),
+        home: options.resolved_home,
     };
     let builder = async_task::Builder::new()
         .metadata(meta)
