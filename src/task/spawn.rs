@@ -275,6 +275,7 @@ where
     }
 
     /// Every way of starting ends here; `force`: past the queue bound.
+    #[inline(always)]
     fn start_with(self, force: bool) -> Result<RawTask<F::Output>, SpawnError> {
         let Spawn {
             future,
@@ -300,11 +301,11 @@ where
 type RawTask<T> = async_task::Task<Result<T, JoinError>, super::TaskMeta>;
 
 /// Checks that `pool` takes the task, takes a queue place, and spawns.
-#[inline]
+#[inline(always)]
 fn spawn_checked<F>(
     pool: &Arc<Pool>,
     future: F,
-    options: SpawnOptions,
+    mut options: SpawnOptions,
     force: bool,
 ) -> Result<Spawned<F::Output>, SpawnError>
 where
@@ -312,7 +313,6 @@ where
     F::Output: Send + 'static,
 {
     pool.check_spawn(options.priority)?;
-    let mut options = options;
     if options.home != Home::None {
         options.resolved_home = pool.home_for(options.home)?;
     }
