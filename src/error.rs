@@ -259,7 +259,9 @@ impl From<JoinError> for io::Error {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpawnError {
-    kind: SpawnErrorKind,
+    /// Boxed: spawning returns `Result<_, SpawnError>` on its hot path, and
+    /// a one-word error keeps that result small.
+    kind: Box<SpawnErrorKind>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,19 +274,19 @@ enum SpawnErrorKind {
 impl SpawnError {
     pub(crate) fn full(max_queued: usize) -> Self {
         SpawnError {
-            kind: SpawnErrorKind::Full { max_queued },
+            kind: Box::new(SpawnErrorKind::Full { max_queued }),
         }
     }
 
     pub(crate) fn shutdown() -> Self {
         SpawnError {
-            kind: SpawnErrorKind::Shutdown,
+            kind: Box::new(SpawnErrorKind::Shutdown),
         }
     }
 
     pub(crate) fn rejected(reason: impl Into<Cow<'static, str>>) -> Self {
         SpawnError {
-            kind: SpawnErrorKind::Rejected(reason.into()),
+            kind: Box::new(SpawnErrorKind::Rejected(reason.into())),
         }
     }
 
@@ -292,33 +294,33 @@ impl SpawnError {
     /// [`Builder::max_queued`](crate::Builder::max_queued)); trying again
     /// later may succeed.
     pub fn is_full(&self) -> bool {
-        matches!(self.kind, SpawnErrorKind::Full { .. })
+        matches!(*self.kind, SpawnErrorKind::Full { .. })
     }
 
     /// Whether the runtime has shut down or is shutting down.
     pub fn is_shutdown(&self) -> bool {
-        matches!(self.kind, SpawnErrorKind::Shutdown)
+        matches!(*self.kind, SpawnErrorKind::Shutdown)
     }
 
     /// Whether the task was refused for what it asked for (an unknown pool,
     /// a priority its pool does not serve, a zero timeout); trying again
     /// will fail the same way.
     pub fn is_rejected(&self) -> bool {
-        matches!(self.kind, SpawnErrorKind::Rejected(_))
+        matches!(*self.kind, SpawnErrorKind::Rejected(_))
     }
 
     /// The `JoinError` a handle reports for the same refusal.
     pub(crate) fn into_join_error(self) -> JoinError {
-        match self.kind {
+        match *self.kind {
             SpawnErrorKind::Shutdown => JoinError::shutdown(),
-            kind => JoinError::rejected(SpawnError { kind }.to_string()),
+            _ => JoinError::rejected(self.to_string()),
         }
     }
 }
 
 impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
+        match &*self.kind {
             SpawnErrorKind::Full { max_queued } => write!(
                 f,
                 "the pool's queue is full ({max_queued} tasks waiting to start, see `Builder::max_queued`)"

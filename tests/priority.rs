@@ -19,8 +19,14 @@ fn occupy_worker(rt: &Runtime) -> mpsc::Sender<()> {
     release_tx
 }
 
+/// One worker in strict priority order (no minimum shares), where order
+/// between levels is exact.
 fn one_worker() -> Runtime {
-    Runtime::builder().workers(1).build().unwrap()
+    Runtime::builder()
+        .workers(1)
+        .strict_priority()
+        .build()
+        .unwrap()
 }
 
 #[test]

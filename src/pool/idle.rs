@@ -114,6 +114,21 @@ impl Idle {
         true
     }
 
+    /// Claims `worker` if it is parked, as `worker_to_notify` claims a
+    /// sleeper: it is counted unparked and searching. Returns whether it was
+    /// parked (the caller then unparks its thread).
+    pub(crate) fn claim_parked(&self, worker: usize) -> bool {
+        let mut sleepers = self.sleepers.lock();
+        match sleepers.iter().position(|&w| w == worker) {
+            Some(position) => {
+                sleepers.swap_remove(position);
+                self.state.fetch_add(UNPARK_ONE | SEARCH_ONE, SeqCst);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Number of active workers.
     pub(crate) fn num_active(&self) -> usize {
         active(self.state.load(SeqCst))

@@ -67,9 +67,13 @@
 mod idle;
 pub(crate) mod monitor;
 pub(crate) mod park;
+pub(crate) mod placement;
 pub(crate) mod registry;
 pub(crate) mod worker;
 
+pub use placement::Placement;
+
+use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
@@ -84,7 +88,14 @@ use crate::task::{run_cancelled, Runnable};
 use crate::time::driver::Timers;
 use crate::Priority;
 use idle::Idle;
+use placement::Inbox;
 use registry::Registry;
+
+/// `TaskMeta::home` of a task that is not pinned to a worker.
+pub(crate) const NO_HOME: u32 = u32::MAX;
+
+/// `min_shares` entry of a level without a minimum share.
+pub(crate) const NO_SHARE: u32 = u32::MAX;
 
 /// Most tasks a worker moves from an injector to its own queue at once.
 const MAX_INJECT_BATCH: usize = 256;
@@ -100,6 +111,13 @@ pub(crate) struct PoolConfig {
     pub(crate) max_queued: Option<usize>,
     /// Bit `L` set: the pool takes tasks of priority level `L`.
     pub(crate) priorities: u8,
+    /// Per level: a poll at least every this many ticks while it has work,
+    /// or `NO_SHARE` (see `worker`).
+    pub(crate) min_shares: [u32; Priority::COUNT],
+    pub(crate) placement: Placement,
+    pub(crate) pin_workers: bool,
+    /// Bit `L` set: level `L`'s local queues are LIFO.
+    pub(crate) lifo_levels: u8,
     pub(crate) prewarm: bool,
 }
 
@@ -120,6 +138,8 @@ struct Slot {
     running: AtomicBool,
     /// The slot's current (or last) thread.
     thread: Mutex<Option<thread::JoinHandle<()>>>,
+    /// Tasks placed on or pinned to this worker; see `placement`.
+    inbox: OnceLock<Box<Inbox>>,
 }
 
 /// The bound of a pool's queue; see the module docs.
@@ -157,6 +177,12 @@ pub(crate) struct Pool {
     thread_name: String,
     stack_size: Option<usize>,
     priorities: u8,
+    /// See `PoolConfig::min_shares`.
+    min_shares: [u32; Priority::COUNT],
+    placement: Placement,
+    /// Cursor of round-robin placement, and seed of least-loaded's picks.
+    place_cursor: AtomicUsize,
+    pin_workers: bool,
     bound: Option<QueueBound>,
     monitor: Mutex<Option<monitor::MonitorHandle>>,
     /// Workers started and retired since the pool was built.
@@ -183,8 +209,13 @@ impl Pool {
         let mut slots = Vec::with_capacity(max);
         let mut unparkers = Vec::with_capacity(max);
         for index in 0..max {
-            let queues: [Deque<Runnable>; Priority::COUNT] =
-                std::array::from_fn(|_| Deque::new_fifo());
+            let queues: [Deque<Runnable>; Priority::COUNT] = std::array::from_fn(|level| {
+                if config.lifo_levels & (1 << level) != 0 {
+                    Deque::new_lifo()
+                } else {
+                    Deque::new_fifo()
+                }
+            });
             let stealers = std::array::from_fn(|level| queues[level].stealer());
             let (parker, unparker) = parking::pair();
             let hook_waker = runtime
@@ -206,6 +237,7 @@ impl Pool {
                 })),
                 running: AtomicBool::new(false),
                 thread: Mutex::new(None),
+                inbox: OnceLock::new(),
             });
         }
         let pool = Arc::new(Pool {
@@ -225,6 +257,10 @@ impl Pool {
             thread_name: config.thread_name,
             stack_size: config.stack_size,
             priorities: config.priorities,
+            min_shares: config.min_shares,
+            placement: config.placement,
+            place_cursor: AtomicUsize::new(0),
+            pin_workers: config.pin_workers,
             bound: config.max_queued.map(|max| QueueBound {
                 max,
                 queued: AtomicUsize::new(0),
@@ -297,6 +333,9 @@ impl Pool {
         }
         let pool = self.clone();
         let spawned = builder.spawn(move || {
+            if pool.pin_workers {
+                pin_to_core(index);
+            }
             let parts = pool.slots[index]
                 .parts
                 .lock()
@@ -334,6 +373,10 @@ impl Pool {
     /// Retires the worker `index` if it may (see `Idle::retire_parked`):
     /// its wheel must be empty, and is closed to new timers if it retires.
     fn try_retire(&self, index: usize) -> bool {
+        // Workers `0..min_workers` are permanent: tasks may be pinned to them.
+        if index < self.min_workers {
+            return false;
+        }
         self.timers.close_wheel_if(index, || {
             self.idle.retire_parked(index, self.min_workers, || true)
         })
@@ -365,28 +408,36 @@ impl Pool {
     }
 
     /// Whether new tasks may be spawned (false once shutdown began).
+    #[inline]
     pub(crate) fn accepts_spawns(&self) -> bool {
         self.accepting.load(Ordering::Acquire)
     }
 
     /// Whether a new task of `priority` may be spawned here.
+    #[inline]
     pub(crate) fn check_spawn(&self, priority: Priority) -> Result<(), SpawnError> {
         if !self.accepting.load(Ordering::Acquire) {
             return Err(SpawnError::shutdown());
         }
         if self.priorities & (1 << priority.index()) == 0 {
-            return Err(SpawnError::rejected(format!(
-                "pool `{}` does not take {priority:?} tasks",
-                self.name
-            )));
+            return Err(self.priority_refused(priority));
         }
         Ok(())
+    }
+
+    #[cold]
+    fn priority_refused(&self, priority: Priority) -> SpawnError {
+        SpawnError::rejected(format!(
+            "pool `{}` does not take {priority:?} tasks",
+            self.name
+        ))
     }
 
     /// Takes a place in the bounded queue. `Ok(true)`: a place was taken
     /// (give it back with [`release_place`](Self::release_place));
     /// `Ok(false)`: the queue is unbounded. With `force`, a place is taken
     /// even beyond the bound.
+    #[inline]
     pub(crate) fn reserve_place(&self, force: bool) -> Result<bool, SpawnError> {
         let Some(bound) = &self.bound else {
             return Ok(false);
@@ -440,8 +491,135 @@ impl Pool {
 
     /// Schedules a task that was just spawned on this pool.
     pub(crate) fn schedule_new(self: &Arc<Self>, runnable: Runnable) {
-        if let Err(runnable) = worker::try_schedule_local(Arc::as_ptr(self), runnable, false) {
-            self.push_remote(runnable);
+        let home = runnable.metadata().home;
+        if home != NO_HOME {
+            self.push_pinned(home as usize, runnable);
+            return;
+        }
+        match self.placement {
+            Placement::Local => {
+                if let Err(runnable) =
+                    worker::try_schedule_local(Arc::as_ptr(self), runnable, false)
+                {
+                    self.push_remote(runnable);
+                }
+            }
+            Placement::RoundRobin | Placement::LeastLoaded => {
+                let index = self.pick_worker();
+                self.push_placed(index, runnable);
+            }
+        }
+    }
+
+    /// The worker a new task is placed on (round-robin or least-loaded
+    /// among the running workers).
+    fn pick_worker(&self) -> usize {
+        let len = self.slots.len();
+        let cursor = self.place_cursor.fetch_add(1, Ordering::Relaxed);
+        let running = |index: &usize| self.slots[*index].running.load(Ordering::Relaxed);
+        let next_running = |from: usize| {
+            (0..len)
+                .map(|offset| (from + offset) % len)
+                .find(running)
+                .unwrap_or(0)
+        };
+        match self.placement {
+            Placement::LeastLoaded => {
+                // Two picks from one counter: a multiplicative hash spreads
+                // consecutive values over the slots.
+                let mix = cursor.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize);
+                let a = next_running(mix % len);
+                let b = next_running((mix >> 17) % len);
+                if self.worker_load(b) < self.worker_load(a) {
+                    b
+                } else {
+                    a
+                }
+            }
+            _ => next_running(cursor % len),
+        }
+    }
+
+    /// Tasks queued on worker `index` (its queues and inboxes).
+    fn worker_load(&self, index: usize) -> usize {
+        let slot = &self.slots[index];
+        slot.stealers.iter().map(Stealer::len).sum::<usize>()
+            + slot.inbox.get().map_or(0, |inbox| inbox.len())
+    }
+
+    /// Tasks queued on each worker slot, in slot order: its local queues and
+    /// inboxes (the injector is shared and not counted).
+    pub(crate) fn worker_queue_depths(&self) -> Vec<usize> {
+        (0..self.slots.len())
+            .map(|index| self.worker_load(index))
+            .collect()
+    }
+
+    fn inbox(&self, index: usize) -> &Inbox {
+        self.slots[index]
+            .inbox
+            .get_or_init(|| Box::new(Inbox::new()))
+    }
+
+    /// Queues a task on worker `index`, where idle siblings may steal it.
+    fn push_placed(&self, index: usize, runnable: Runnable) {
+        if self.is_closed() {
+            run_cancelled(runnable);
+            return;
+        }
+        let level = runnable.metadata().priority().index();
+        self.inbox(index).placed[level].push(runnable);
+        // Its own worker if it sleeps; else whoever may steal it.
+        if !self.wake_worker(index) {
+            self.notify_parked();
+        }
+        self.drain_if_closed();
+    }
+
+    /// Queues a pinned task on its home worker, the only one that runs it.
+    fn push_pinned(&self, index: usize, runnable: Runnable) {
+        if self.is_closed() {
+            run_cancelled(runnable);
+            return;
+        }
+        let level = runnable.metadata().priority().index();
+        self.inbox(index).pinned[level].push(runnable);
+        self.wake_worker(index);
+        self.drain_if_closed();
+    }
+
+    /// Wakes worker `index` if it is parked; returns whether it was.
+    fn wake_worker(&self, index: usize) -> bool {
+        if self.idle.claim_parked(index) {
+            self.slots[index].unparker.unpark();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// After a push: shutdown may have drained the queues before the push
+    /// landed (see `push_remote`).
+    fn drain_if_closed(&self) {
+        fence(Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            self.drain_injector();
+        }
+    }
+
+    /// The worker a `Spawn::worker`/`Spawn::key` task is pinned to.
+    pub(crate) fn home_for(&self, home: crate::task::Home) -> Result<u32, SpawnError> {
+        use crate::task::Home;
+        let permanent = self.min_workers;
+        match home {
+            Home::None => Ok(NO_HOME),
+            Home::Key(hash) => Ok(placement::jump_hash(hash, permanent) as u32),
+            Home::Worker(index) if index < permanent => Ok(index as u32),
+            Home::Worker(index) => Err(SpawnError::rejected(format!(
+                "no worker {index} to pin to in pool `{}`: tasks can be pinned to its \
+                 permanent workers 0..{permanent} (`min_workers`)",
+                self.name
+            ))),
         }
     }
 
@@ -468,6 +646,12 @@ impl Pool {
     /// The schedule function of every task: routes a woken task back to its
     /// own pool.
     pub(crate) fn schedule_woken(runnable: Runnable, woken_while_running: bool) {
+        let meta = runnable.metadata();
+        if meta.home != NO_HOME {
+            let pool = meta.pool.clone();
+            pool.push_pinned(meta.home as usize, runnable);
+            return;
+        }
         let pool: *const Pool = Arc::as_ptr(&runnable.metadata().pool);
         if let Err(runnable) = worker::try_schedule_local(pool, runnable, woken_while_running) {
             // Off this pool's workers: the task keeps its pool alive while we
@@ -504,8 +688,9 @@ impl Pool {
         if injector.is_empty() {
             return None;
         }
-        let workers = self.idle.num_active().max(1);
-        let want = (injector.len() / workers + 1).min(MAX_INJECT_BATCH);
+        // Shared among the slots rather than the workers running now: no
+        // read of the contended idle state on this path.
+        let want = (injector.len() / self.slots.len() + 1).min(MAX_INJECT_BATCH);
         // The popped task counts towards `want`.
         let target = dest.len() + want - 1;
         let task = loop {
@@ -534,17 +719,26 @@ impl Pool {
         }
     }
 
-    /// Whether any queue of the pool holds work.
+    /// Whether any queue of the pool holds work that any worker may take
+    /// (pinned tasks wait for their own worker, which is woken by name).
     fn has_queued_work(&self) -> bool {
-        self.slots
-            .iter()
-            .any(|slot| slot.stealers.iter().any(|s| !s.is_empty()))
-            || self.injector.iter().any(|injector| !injector.is_empty())
+        self.slots.iter().any(|slot| {
+            slot.stealers.iter().any(|s| !s.is_empty())
+                || slot
+                    .inbox
+                    .get()
+                    .is_some_and(|inbox| inbox.placed.iter().any(|q| !q.is_empty()))
+        }) || self.injector.iter().any(|injector| !injector.is_empty())
     }
 
     /// Whether every worker is parked and no queue holds work.
     pub(crate) fn is_idle(&self) -> bool {
-        self.idle.num_parked() == self.idle.num_active() && !self.has_queued_work()
+        self.idle.num_parked() == self.idle.num_active()
+            && !self.has_queued_work()
+            && self
+                .slots
+                .iter()
+                .all(|slot| slot.inbox.get().is_none_or(|inbox| inbox.is_empty()))
     }
 
     /// Wakes a worker if any queue holds work. Run by the last searcher to
@@ -573,6 +767,7 @@ impl Pool {
         self.level_hint.fetch_and(!(1 << level), Ordering::Relaxed);
     }
 
+    /// Cancels what waits in the injectors and in every worker's inbox.
     fn drain_injector(&self) {
         for injector in &self.injector {
             loop {
@@ -581,6 +776,11 @@ impl Pool {
                     Steal::Empty => break,
                     Steal::Retry => continue,
                 }
+            }
+        }
+        for slot in self.slots.iter() {
+            if let Some(inbox) = slot.inbox.get() {
+                inbox.drain(run_cancelled);
             }
         }
     }
@@ -715,4 +915,36 @@ impl Pool {
         self.drain_injector();
         self.timers.shutdown();
     }
+}
+
+/// Pins the calling thread to the `index`-th core (modulo their number) of
+/// those this process may run on. Best effort: a refusal by the OS leaves
+/// the thread unpinned.
+fn pin_to_core(index: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: `cpu_set_t` is plain data (all-zero is the empty set);
+        // `sched_getaffinity`/`sched_setaffinity` with pid 0 read or write
+        // `size` bytes of sets we own and affect only the calling thread;
+        // `CPU_ISSET`/`CPU_SET` stay inside the set for CPUs below
+        // `CPU_SETSIZE`.
+        unsafe {
+            let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, size, &mut allowed) != 0 {
+                return;
+            }
+            let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+                .filter(|&cpu| libc::CPU_ISSET(cpu, &allowed))
+                .collect();
+            if cpus.is_empty() {
+                return;
+            }
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpus[index % cpus.len()], &mut set);
+            libc::sched_setaffinity(0, size, &set);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = index; // refused by the builder
 }

@@ -17,6 +17,13 @@
 //!    such work: a batch stolen from a sibling, so a busy worker does not run
 //!    Low work while a High task waits in another worker's queue.
 //!
+//! Before that, *fairness*: each level below High may have a minimum share
+//! of one poll in `k` (`PoolBuilder::min_share`; default Normal 1 in 16, Low
+//! 1 in 64). Every `k`-th tick of a worker, that level is served first if
+//! its local queue or injector holds work, so no level starves under a
+//! flood of more urgent work, while a High task waits behind at most one
+//! such turn (and only when High work was already queued).
+//!
 //! With nothing found it becomes a *searcher* (see `idle`) and steals from
 //! its siblings, most urgent level first; failing that it parks until a
 //! producer wakes it.
@@ -60,7 +67,8 @@ use std::time::{Duration, Instant};
 use crossbeam_deque::{Steal, Worker as Deque};
 
 use super::park::Park;
-use super::Pool;
+use super::placement::Inbox;
+use super::{Pool, NO_SHARE};
 use crate::runtime::hooks::{Hook, ParkHook};
 use crate::runtime::{context, Handle};
 use crate::sync::{Arc, Ordering};
@@ -84,6 +92,54 @@ pub(crate) const MAX_LIFO_POLLS: u32 = 3;
 /// slot polls is cut once it would exceed this much time at the mean poll
 /// time, so long polls cannot use the slot to jump ahead of queued work.
 const LIFO_BUDGET: Duration = Duration::from_micros(10);
+
+/// How many more times a searcher looks at every queue, [`SPIN_PAUSES`]
+/// spin hints apart, before it parks. While a worker searches, producers
+/// skip the futex wake-up (see `idle`), so a steady stream of remote spawns
+/// arriving a few hundred nanoseconds apart is taken in without a park and
+/// unpark per task; the cost is a few microseconds of spinning, by at most
+/// half the workers, each time the pool runs dry.
+const SEARCH_SPINS: u32 = 16;
+const SPIN_PAUSES: u32 = 64;
+
+/// Whether `tick` has reached `due` (tick counters wrap).
+fn tick_reached(tick: u32, due: u32) -> bool {
+    (tick.wrapping_sub(due) as i32) >= 0
+}
+
+/// The next fairness turn of each level below High (see `Core::fair_turn`).
+struct FairTurns {
+    /// Whether any level has a minimum share.
+    enabled: bool,
+    /// Per level: the tick its next turn is due.
+    due: [u32; Priority::COUNT],
+    /// The earliest of `due` over the levels with a share.
+    next: u32,
+}
+
+impl FairTurns {
+    fn new(shares: &[u32; Priority::COUNT]) -> Self {
+        let due = shares.map(|share| if share == NO_SHARE { 0 } else { share });
+        let mut turns = FairTurns {
+            enabled: shares.iter().any(|&share| share != NO_SHARE),
+            due,
+            next: 0,
+        };
+        turns.next = turns.earliest(shares, 0);
+        turns
+    }
+
+    /// The earliest due tick at or after `tick` over the levels with a share.
+    fn earliest(&self, shares: &[u32; Priority::COUNT], tick: u32) -> u32 {
+        (0..Priority::COUNT)
+            .filter(|&level| shares[level] != NO_SHARE)
+            .map(|level| self.due[level])
+            // Signed: a turn already due (both were due on one tick) is
+            // the earliest.
+            .min_by_key(|&due| due.wrapping_sub(tick) as i32)
+            .unwrap_or(tick)
+    }
+}
 
 /// A worker's own ends of its queues and parker; kept in its slot while no
 /// thread runs the worker.
@@ -161,6 +217,11 @@ struct Core {
     retired: bool,
     /// Mirror of this worker's `Slot::activity`.
     activity: u64,
+    /// Whether `Slot::activity` is kept (only elastic pools have a monitor
+    /// to read it).
+    track_activity: bool,
+    /// When each level's next fairness turn is due (see `fair_turn`).
+    fair: FairTurns,
     lifo_polls: u32,
     rng: u32,
     parker: parking::Parker,
@@ -248,6 +309,8 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: Option<Latch>) {
         activity: local.pool.slots[parts.index]
             .activity
             .load(Ordering::Relaxed),
+        fair: FairTurns::new(&local.pool.min_shares),
+        track_activity: local.pool.max_workers() > local.pool.min_workers(),
         lifo_polls: 0,
         // Any non-zero seed works for xorshift.
         rng: (parts.index as u32).wrapping_mul(0x9E37_79B9) | 1,
@@ -333,10 +396,10 @@ impl Local {
         (0..level).any(|l| !self.queues[l].is_empty() || !self.pool.injector[l].is_empty())
     }
 
-    /// Whether this worker's queues hold work (the LIFO slot is always
-    /// empty between ticks).
+    /// Whether this worker's queues or inboxes hold work (the LIFO slot is
+    /// always empty between ticks).
     fn has_local_work(&self) -> bool {
-        self.queues.iter().any(|q| !q.is_empty())
+        self.queues.iter().any(|q| !q.is_empty()) || self.has_inbox_work()
     }
 
     /// Number of tasks in this worker's queues.
@@ -344,7 +407,39 @@ impl Local {
         self.queues.iter().map(Deque::len).sum()
     }
 
-    /// Cancels every task in this worker's queues; the pool is closed.
+    fn inbox(&self) -> Option<&Inbox> {
+        self.pool.slots[self.index]
+            .inbox
+            .get()
+            .map(|inbox| &**inbox)
+    }
+
+    fn has_inbox_work(&self) -> bool {
+        self.inbox().is_some_and(|inbox| !inbox.is_empty())
+    }
+
+    /// A task of `level` from this worker's inboxes: pinned ones first
+    /// (nobody else can run them), then a batch of placed ones.
+    fn pop_inbox(&self, level: usize) -> Option<Runnable> {
+        let inbox = self.inbox()?;
+        loop {
+            match inbox.pinned[level].steal() {
+                Steal::Success(task) => return Some(task),
+                Steal::Empty => break,
+                Steal::Retry => {}
+            }
+        }
+        loop {
+            match inbox.placed[level].steal_batch_and_pop(&self.queues[level]) {
+                Steal::Success(task) => return Some(task),
+                Steal::Empty => return None,
+                Steal::Retry => {}
+            }
+        }
+    }
+
+    /// Cancels every task in this worker's queues and inboxes; the pool is
+    /// closed.
     fn cancel_all(&self) {
         loop {
             let mut cancelled = false;
@@ -353,6 +448,12 @@ impl Local {
                     run_cancelled(task);
                     cancelled = true;
                 }
+            }
+            if let Some(inbox) = self.inbox() {
+                inbox.drain(|task| {
+                    run_cancelled(task);
+                    cancelled = true;
+                });
             }
             // Cancelling a task can wake others onto this worker's queues.
             if !cancelled {
@@ -397,6 +498,13 @@ impl Core {
             self.tune_injector_interval(local);
         }
         self.draining = false;
+        // An injector-first tick is never given away: a share due now is
+        // served on the next tick (its credit keeps counting).
+        if !injector_first {
+            if let Some(task) = self.fair_turn(local) {
+                return Some(task);
+            }
+        }
         for level in 0..Priority::COUNT {
             if injector_first {
                 if let Some(task) = pool.pop_injector(level, &local.queues[level]) {
@@ -405,6 +513,9 @@ impl Core {
                 }
             }
             if let Some(task) = local.queues[level].pop() {
+                return Some(task);
+            }
+            if let Some(task) = local.pop_inbox(level) {
                 return Some(task);
             }
             if !injector_first {
@@ -419,6 +530,41 @@ impl Core {
             }
         }
         None
+    }
+
+    /// The minimum shares (see the module docs): a level whose share is due
+    /// is served first this tick, from the local queue or the injector. A
+    /// due level is served, or finds nothing, and its next turn is `share`
+    /// ticks later either way; so a level that keeps work waiting gets one
+    /// poll every `share` ticks, whatever floods the levels above it. The
+    /// common case, no turn due, costs one comparison.
+    #[inline]
+    fn fair_turn(&mut self, local: &Local) -> Option<Runnable> {
+        if !self.fair.enabled || !tick_reached(self.tick, self.fair.next) {
+            return None;
+        }
+        self.fair_turn_due(local)
+    }
+
+    #[cold]
+    fn fair_turn_due(&mut self, local: &Local) -> Option<Runnable> {
+        let shares = &local.pool.min_shares;
+        // Low first: when both are due on one tick, the rarer turn goes
+        // first and Normal takes the next tick.
+        let due = (Priority::Normal.index()..Priority::COUNT)
+            .rev()
+            .find(|&level| {
+                shares[level] != NO_SHARE && tick_reached(self.tick, self.fair.due[level])
+            });
+        let task = due.and_then(|level| {
+            self.fair.due[level] = self.tick.wrapping_add(shares[level]);
+            local.queues[level]
+                .pop()
+                .or_else(|| local.pop_inbox(level))
+                .or_else(|| local.pool.pop_injector(level, &local.queues[level]))
+        });
+        self.fair.next = self.fair.earliest(shares, self.tick);
+        task
     }
 
     /// Whether the injector interval has passed since the last
@@ -465,6 +611,13 @@ impl Core {
                     Steal::Retry => retry = true,
                     Steal::Empty => {}
                 }
+                if let Some(inbox) = slots[victim].inbox.get() {
+                    match inbox.placed[level].steal_batch_and_pop(&local.queues[level]) {
+                        Steal::Success(task) => return Some(task),
+                        Steal::Retry => retry = true,
+                        Steal::Empty => {}
+                    }
+                }
             }
             if !retry {
                 if level < Priority::Low.index() {
@@ -492,12 +645,27 @@ impl Core {
                 return None;
             }
         }
-        for level in 0..Priority::COUNT {
-            if let Some(task) = self.steal_level(local, level) {
-                return Some(task);
+        for round in 0..=SEARCH_SPINS {
+            if round > 0 {
+                // Nothing anywhere: wait a moment and look again before
+                // parking (see `SEARCH_SPINS`).
+                for _ in 0..SPIN_PAUSES {
+                    std::hint::spin_loop();
+                }
+                if !local.pool.has_queued_work() {
+                    if local.pool.is_closed() {
+                        return None;
+                    }
+                    continue;
+                }
             }
-            if let Some(task) = local.pool.pop_injector(level, &local.queues[level]) {
-                return Some(task);
+            for level in 0..Priority::COUNT {
+                if let Some(task) = self.steal_level(local, level) {
+                    return Some(task);
+                }
+                if let Some(task) = local.pool.pop_injector(level, &local.queues[level]) {
+                    return Some(task);
+                }
             }
         }
         None
@@ -515,10 +683,7 @@ impl Core {
         }
         self.lifo_polls = 0;
         local.lifo_enabled.set(true);
-        // Odd while polling; see `monitor`.
-        let activity = &local.pool.slots[local.index].activity;
-        self.activity = self.activity.wrapping_add(1);
-        activity.store(self.activity, Ordering::Relaxed);
+        self.bump_activity(local);
         task.run();
         while let Some(task) = local.lifo.take() {
             let level = task.metadata().priority().index();
@@ -538,8 +703,18 @@ impl Core {
             task.run();
         }
         local.lifo_enabled.set(false);
-        self.activity = self.activity.wrapping_add(1);
-        activity.store(self.activity, Ordering::Relaxed);
+        self.bump_activity(local);
+    }
+
+    /// Counts a poll starting or ending: odd while polling; see `monitor`.
+    #[inline]
+    fn bump_activity(&mut self, local: &Local) {
+        if self.track_activity {
+            self.activity = self.activity.wrapping_add(1);
+            local.pool.slots[local.index]
+                .activity
+                .store(self.activity, Ordering::Relaxed);
+        }
     }
 
     /// Sleeps until a producer wakes this worker, its next timer is due, or
@@ -557,6 +732,12 @@ impl Core {
             pool.notify_if_work_pending();
         }
         self.searching = false;
+        if local.has_inbox_work() {
+            // Placed or pinned here before we announced that we park; a
+            // producer after that would have found us among the sleepers.
+            self.searching = !pool.idle.unpark_worker_by_id(local.index);
+            return;
+        }
         if pool.try_auto_advance() {
             // Paused time moved; the timers it fired woke tasks onto this
             // worker's queues.

@@ -9,10 +9,10 @@ use super::shared::{RuntimeShared, DEFAULT_POOL};
 use super::{Handle, Runtime};
 use crate::blocking::{BlockingConfig, BlockingPool};
 use crate::error::BuildError;
-use crate::pool::{Pool, PoolConfig};
+use crate::pool::{Pool, PoolConfig, NO_SHARE};
 use crate::sync::Arc;
 use crate::time::clock::Clock;
-use crate::Priority;
+use crate::{Placement, Priority};
 
 /// Upper bound on workers per pool (the idle state packs counts in 16 bits).
 const MAX_WORKERS: usize = 4096;
@@ -58,7 +58,16 @@ pub struct PoolBuilder {
     thread_name: Option<String>,
     max_queued: Option<usize>,
     priorities: u8,
+    /// One poll in this many for Normal and Low; `None`: strict priority.
+    min_shares: [Option<u32>; Priority::COUNT],
+    placement: Placement,
+    pin_workers: bool,
+    /// Bit `L` set: level `L`'s local queues are LIFO.
+    lifo_levels: u8,
 }
+
+/// Default minimum shares: Normal gets one poll in 16, Low one in 64.
+const DEFAULT_MIN_SHARES: [Option<u32>; Priority::COUNT] = [None, Some(16), Some(64)];
 
 impl Default for PoolBuilder {
     fn default() -> Self {
@@ -70,6 +79,10 @@ impl Default for PoolBuilder {
             thread_name: None,
             max_queued: None,
             priorities: (1 << Priority::COUNT) - 1,
+            min_shares: DEFAULT_MIN_SHARES,
+            placement: Placement::Local,
+            pin_workers: false,
+            lifo_levels: 0,
         }
     }
 }
@@ -159,6 +172,63 @@ impl PoolBuilder {
         self
     }
 
+    /// Guarantees `priority` at least one poll in every `one_in` polls of
+    /// each worker while it has work waiting, however much more urgent work
+    /// there is (default: Normal 1 in 16, Low 1 in 64). High is always
+    /// served first and takes no share; a share of zero, or one for High, is
+    /// rejected by [`Builder::build`].
+    ///
+    /// The cost to High latency is bounded: a High task waits behind at
+    /// most one such turn, and only while High work is already queued.
+    ///
+    /// ```
+    /// use multipool::Priority;
+    ///
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(2)
+    ///     .min_share(Priority::Low, 10) // Low: at least 10% of the polls
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(rt);
+    /// ```
+    pub fn min_share(mut self, priority: Priority, one_in: u32) -> Self {
+        self.min_shares[priority.index()] = Some(one_in);
+        self
+    }
+
+    /// Turns minimum shares off: levels are served in strict priority
+    /// order, so a permanent flood of High work starves Normal and Low.
+    pub fn strict_priority(mut self) -> Self {
+        self.min_shares = [None; Priority::COUNT];
+        self
+    }
+
+    /// Where new tasks start; see [`Placement`] (default
+    /// [`Placement::Local`]).
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
+    }
+
+    /// Pins worker `N` to CPU core `N` (modulo the number of cores), so the
+    /// operating system never moves it: warm caches, no migrations. Linux
+    /// only; elsewhere [`Builder::build`] reports an error.
+    pub fn pin_workers(mut self, pin: bool) -> Self {
+        self.pin_workers = pin;
+        self
+    }
+
+    /// Serves `priority`'s local queues newest first (LIFO) instead of
+    /// oldest first (FIFO, the default): depth-first order for
+    /// fork-join style work, where the newest task's data is the warmest.
+    /// Thieves still take the oldest. Beware: in a LIFO level a task that
+    /// yields runs again at once if nothing newer was queued, so same-level
+    /// fairness is not guaranteed there.
+    pub fn lifo(mut self, priority: Priority) -> Self {
+        self.lifo_levels |= 1 << priority.index();
+        self
+    }
+
     /// Checks the settings of the pool `name`.
     fn config(
         &self,
@@ -230,6 +300,24 @@ impl PoolBuilder {
                 "must name at least one priority".into(),
             ));
         }
+        if self.min_shares[Priority::High.index()].is_some() {
+            return Err(invalid(
+                "min_share",
+                "High is always served first; a minimum share applies to Normal and Low".into(),
+            ));
+        }
+        if self.min_shares.contains(&Some(0)) {
+            return Err(invalid(
+                "min_share",
+                "must be at least 1 (one poll in N), got 0".into(),
+            ));
+        }
+        if self.pin_workers && !cfg!(target_os = "linux") {
+            return Err(invalid(
+                "pin_workers",
+                "pinning workers to cores is only supported on Linux".into(),
+            ));
+        }
         let thread_name = match &self.thread_name {
             Some(thread_name) if thread_name.is_empty() => {
                 return Err(invalid("thread_name", "must not be empty".into()));
@@ -247,6 +335,10 @@ impl PoolBuilder {
             stack_size,
             max_queued: self.max_queued,
             priorities: self.priorities,
+            min_shares: self.min_shares.map(|share| share.unwrap_or(NO_SHARE)),
+            placement: self.placement,
+            pin_workers: self.pin_workers,
+            lifo_levels: self.lifo_levels,
             prewarm,
         })
     }
@@ -363,6 +455,39 @@ impl Builder {
     /// [`PoolBuilder::priorities`].
     pub fn priorities(mut self, priorities: impl IntoIterator<Item = Priority>) -> Self {
         self.default_pool = self.default_pool.priorities(priorities);
+        self
+    }
+
+    /// Guarantees `priority` a minimum share of the default pool's polls;
+    /// see [`PoolBuilder::min_share`].
+    pub fn min_share(mut self, priority: Priority, one_in: u32) -> Self {
+        self.default_pool = self.default_pool.min_share(priority, one_in);
+        self
+    }
+
+    /// Where the default pool's new tasks start; see [`Placement`].
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.default_pool = self.default_pool.placement(placement);
+        self
+    }
+
+    /// Pins the default pool's workers to cores; see
+    /// [`PoolBuilder::pin_workers`].
+    pub fn pin_workers(mut self, pin: bool) -> Self {
+        self.default_pool = self.default_pool.pin_workers(pin);
+        self
+    }
+
+    /// LIFO order for a level of the default pool; see [`PoolBuilder::lifo`].
+    pub fn lifo(mut self, priority: Priority) -> Self {
+        self.default_pool = self.default_pool.lifo(priority);
+        self
+    }
+
+    /// Strict priority order in the default pool; see
+    /// [`PoolBuilder::strict_priority`].
+    pub fn strict_priority(mut self) -> Self {
+        self.default_pool = self.default_pool.strict_priority();
         self
     }
 

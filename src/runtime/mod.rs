@@ -383,6 +383,14 @@ impl Handle {
         self.pool.num_workers()
     }
 
+    /// Tasks queued on each worker slot of the pool, in worker order (its
+    /// local queues and the tasks placed on or pinned to it; the shared
+    /// injector is [`injector_depth`](Self::injector_depth)). Dormant slots
+    /// of an elastic pool count zero.
+    pub fn worker_queue_depths(&self) -> Vec<usize> {
+        self.pool.worker_queue_depths()
+    }
+
     /// The fewest workers the pool runs.
     pub fn min_workers(&self) -> usize {
         self.pool.min_workers()

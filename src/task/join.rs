@@ -30,7 +30,8 @@ pub struct JoinHandle<T> {
     /// `None` once detached (only in `Drop` and `detach`).
     task: Option<async_task::Task<Result<T, JoinError>, TaskMeta>>,
     /// Why the task was never created (its pool refused it); yielded once.
-    refused: Option<JoinError>,
+    /// Boxed: the common handle stays two words.
+    refused: Option<Box<JoinError>>,
 }
 
 impl<T> JoinHandle<T> {
@@ -45,7 +46,7 @@ impl<T> JoinHandle<T> {
     pub(crate) fn refused(error: JoinError) -> Self {
         JoinHandle {
             task: None,
-            refused: Some(error),
+            refused: Some(Box::new(error)),
         }
     }
 
@@ -109,7 +110,7 @@ impl<T> Future for JoinHandle<T> {
                 .refused
                 .take()
                 .expect("JoinHandle polled after it completed");
-            return Poll::Ready(Err(error));
+            return Poll::Ready(Err(*error));
         };
         // Every task completes with an output (see the `task` module docs), so
         // the `async_task::Task` never reports a dropped runnable.

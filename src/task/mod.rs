@@ -72,6 +72,20 @@ pub(crate) struct TaskMeta {
     registry_key: AtomicUsize,
     /// The name given with [`Spawn::name`].
     pub(crate) name: Option<Box<str>>,
+    /// The worker the task is pinned to, or `pool::NO_HOME`.
+    pub(crate) home: u32,
+}
+
+/// Where a task asked to run (`Spawn::worker`, `Spawn::key`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Home {
+    /// Anywhere (the pool's placement decides where it starts).
+    #[default]
+    None,
+    /// Pinned to this worker.
+    Worker(usize),
+    /// Pinned to the worker this key hashes to.
+    Key(u64),
 }
 
 impl TaskMeta {
@@ -284,31 +298,47 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match options.timeout {
-        None => spawn_with_deadline(pool, future, options, NoDeadline, reserved, enqueue),
-        Some(timeout) => {
+    match (options.timeout, enqueue) {
+        (None, Enqueue::Blocking) => spawn_with_deadline(
+            pool,
+            future,
+            options,
+            NoDeadline,
+            reserved,
+            enqueue,
+            blocking::schedule,
+        ),
+        (None, _) => spawn_with_deadline(
+            pool, future, options, NoDeadline, reserved, enqueue, schedule,
+        ),
+        (Some(timeout), _) => {
+            // `spawn_blocking` sets no timeout: only pool tasks get here.
             let now = pool.timers.clock.now();
             let deadline = now
                 .checked_add(timeout)
                 .unwrap_or_else(|| crate::time::far_future(now));
             let deadline = Sleep::new(deadline);
-            spawn_with_deadline(pool, future, options, deadline, reserved, enqueue)
+            spawn_with_deadline(pool, future, options, deadline, reserved, enqueue, schedule)
         }
     }
 }
 
-fn spawn_with_deadline<F, D>(
+/// `schedule_fn` is a plain `fn` item (zero-sized, called directly):
+/// [`schedule`] for pool tasks, `blocking::schedule` for blocking ones.
+fn spawn_with_deadline<F, D, S>(
     pool: &Arc<Pool>,
     future: F,
     options: SpawnOptions,
     deadline: D,
     reserved: bool,
     enqueue: Enqueue,
+    schedule_fn: S,
 ) -> Spawned<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
     D: Deadline,
+    S: Fn(Runnable, async_task::ScheduleInfo) + Send + Sync + 'static,
 {
     let rejected = options.timeout == Some(std::time::Duration::ZERO);
     let meta = TaskMeta {
@@ -321,6 +351,7 @@ where
         }),
         registry_key: AtomicUsize::new(usize::MAX),
         name: options.name.map(String::into_boxed_str),
+        home: options.resolved_home,
     };
     let builder = async_task::Builder::new()
         .metadata(meta)
@@ -335,10 +366,6 @@ where
             registered: false,
         },
     };
-    let schedule_fn: fn(Runnable, async_task::ScheduleInfo) = match enqueue {
-        Enqueue::Blocking => blocking::schedule,
-        Enqueue::Schedule | Enqueue::Quiet => schedule,
-    };
     // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
     // - `Send`: `TaskFuture` is `Send` because `F: Send`, `D: Send`, and it
     //   otherwise holds only `&TaskMeta`, which is `Send` since
@@ -347,7 +374,7 @@ where
     //   in the task allocation and is dropped only after the future has been
     //   dropped (async-task frees the header last), so it outlives the
     //   future and every `Runnable`.
-    // - the schedule function is a plain `fn`, which is `Send + Sync + 'static`.
+    // - the schedule function is `Send + Sync + 'static` by its bounds.
     let (runnable, task) =
         unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule_fn)) };
     pool.count_spawned();

@@ -8,19 +8,34 @@ use std::time::Duration;
 
 use event_listener::EventListener;
 
-use super::{spawn_on, Enqueue, JoinHandle};
+use super::{spawn_on, Enqueue, Home, JoinHandle, Spawned};
 use crate::error::SpawnError;
-use crate::pool::Pool;
+use crate::pool::{placement, Pool, NO_HOME};
 use crate::runtime::{context, Handle};
 use crate::sync::Arc;
 use crate::{JoinError, Priority};
 
 /// Options of one task, collected by [`Spawn`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SpawnOptions {
     pub(crate) priority: Priority,
     pub(crate) name: Option<String>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) home: Home,
+    /// `home` resolved against the pool (`pool::NO_HOME`: not pinned).
+    pub(crate) resolved_home: u32,
+}
+
+impl Default for SpawnOptions {
+    fn default() -> Self {
+        SpawnOptions {
+            priority: Priority::default(),
+            name: None,
+            timeout: None,
+            home: Home::None,
+            resolved_home: NO_HOME,
+        }
+    }
 }
 
 /// Which runtime a [`Spawn`] puts its task on.
@@ -169,6 +184,51 @@ where
         self
     }
 
+    /// Pins the task to worker `index` of its pool for its whole life: only
+    /// that thread ever polls it, even while other workers are idle (they
+    /// never steal it). Shared state touched only by tasks pinned to one
+    /// worker needs no lock across threads. A pinned task on a busy worker
+    /// waits for that worker: pin only what needs the thread.
+    ///
+    /// Only the pool's permanent workers (`0..min_workers`, which never
+    /// retire) can be pinned to; another index is refused, and the handle
+    /// says so ([`is_rejected`](crate::JoinError::is_rejected)).
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder().workers(2).build().unwrap();
+    /// let on = rt.block_on(async {
+    ///     multipool::spawn(async {
+    ///         multipool::task::yield_now().await;
+    ///         multipool::worker_index()
+    ///     })
+    ///     .worker(1)
+    ///     .await
+    /// });
+    /// assert_eq!(on.unwrap(), Some(1));
+    /// ```
+    pub fn worker(mut self, index: usize) -> Self {
+        self.options.home = Home::Worker(index);
+        self
+    }
+
+    /// Pins the task to the worker that `key` hashes to: all tasks spawned
+    /// with equal keys run on one worker (see [`worker`](Self::worker) for
+    /// what pinning means), and distinct keys spread over the pool's
+    /// permanent workers. The mapping is the same on every call (a jump
+    /// consistent hash of the key's `Hash`).
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder().workers(4).build().unwrap();
+    /// let workers: Vec<_> = (0..3)
+    ///     .map(|_| rt.block_on(rt.spawn(async { multipool::worker_index() }).key("user-42")))
+    ///     .collect();
+    /// assert!(workers.windows(2).all(|w| w[0].as_ref().unwrap() == w[1].as_ref().unwrap()));
+    /// ```
+    pub fn key(mut self, key: impl std::hash::Hash) -> Self {
+        self.options.home = Home::Key(placement::key_hash(&key));
+        self
+    }
+
     /// Starts the task now and returns its handle.
     ///
     /// A task that cannot be started ends at once, and its handle says why:
@@ -178,8 +238,8 @@ where
     /// queue is full, its pool is unknown or does not take its priority.
     /// `start` never waits; `.await` the `Spawn` to wait for room instead.
     pub fn start(self) -> JoinHandle<F::Output> {
-        match self.try_start() {
-            Ok(handle) => handle,
+        match self.start_with(false) {
+            Ok(task) => JoinHandle::new(task),
             Err(error) => JoinHandle::refused(error.into_join_error()),
         }
     }
@@ -195,7 +255,7 @@ where
     /// assert_eq!(multipool::block_on(handle).unwrap(), 7);
     /// ```
     pub fn try_start(self) -> Result<JoinHandle<F::Output>, SpawnError> {
-        self.start_with(false)
+        self.start_with(false).map(JoinHandle::new)
     }
 
     /// Starts the task now and lets it run on its own; its output is dropped.
@@ -209,26 +269,55 @@ where
     /// refusals (shut down, unknown pool, priority not served) still drop
     /// the task.
     pub fn detach(self) {
-        if let Ok(handle) = self.start_with(true) {
-            handle.detach();
+        if let Ok(task) = self.start_with(true) {
+            task.detach();
         }
     }
 
-    fn start_with(self, force: bool) -> Result<JoinHandle<F::Output>, SpawnError> {
+    /// Every way of starting ends here; `force`: past the queue bound.
+    #[inline(always)]
+    fn start_with(self, force: bool) -> Result<RawTask<F::Output>, SpawnError> {
         let Spawn {
             future,
             target,
             pool,
             options,
         } = self;
-        with_pool(target, pool.as_deref(), |resolved| {
-            let pool = resolved?;
-            pool.check_spawn(options.priority)?;
-            let reserved = pool.reserve_place(force)?;
-            Ok(spawn_on(pool, future, options, reserved, Enqueue::Schedule))
-        })
-        .map(|spawned| JoinHandle::new(spawned.finish()))
+        let spawned = match (pool, target) {
+            // The common case, kept short: the target's own pool.
+            (None, Target::Current) => {
+                context::with_current_pool(|pool| spawn_checked(pool, future, options, force))
+            }
+            (None, Target::Handle(handle)) => spawn_checked(handle.pool(), future, options, force),
+            (Some(name), target) => with_pool(target, Some(&name), |resolved| {
+                spawn_checked(resolved?, future, options, force)
+            }),
+        };
+        spawned.map(Spawned::finish)
     }
+}
+
+/// The `async_task` half of a task's handle.
+type RawTask<T> = async_task::Task<Result<T, JoinError>, super::TaskMeta>;
+
+/// Checks that `pool` takes the task, takes a queue place, and spawns.
+#[inline(always)]
+fn spawn_checked<F>(
+    pool: &Arc<Pool>,
+    future: F,
+    mut options: SpawnOptions,
+    force: bool,
+) -> Result<Spawned<F::Output>, SpawnError>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    pool.check_spawn(options.priority)?;
+    if options.home != Home::None {
+        options.resolved_home = pool.home_for(options.home)?;
+    }
+    let reserved = pool.reserve_place(force)?;
+    Ok(spawn_on(pool, future, options, reserved, Enqueue::Schedule))
 }
 
 /// Calls `f` with the pool a spawn goes to: the named pool of the target
@@ -282,9 +371,13 @@ where
             pool,
             options,
         } = self;
+        let mut options = options;
         let resolved = with_pool(target, pool.as_deref(), |resolved| {
             let pool = resolved?;
             pool.check_spawn(options.priority)?;
+            if options.home != Home::None {
+                options.resolved_home = pool.home_for(options.home)?;
+            }
             Ok(pool.clone())
         });
         let state = match resolved {
@@ -368,6 +461,7 @@ impl<F> fmt::Debug for Spawn<F> {
             .field("name", &self.options.name)
             .field("timeout", &self.options.timeout)
             .field("pool", &self.pool)
+            .field("home", &self.options.home)
             .finish_non_exhaustive()
     }
 }

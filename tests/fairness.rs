@@ -1,0 +1,322 @@
+//! Fairness: minimum shares between levels, and fairness within a level.
+//! Shares are checked by counting polls on one worker, never by time.
+
+mod common;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::task::{Context, Poll};
+
+use common::watchdog;
+use multipool::{Priority, Runtime};
+
+/// Polls `counter` up each time it is polled, and yields until `stop`.
+async fn spin(counter: Arc<AtomicUsize>, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::SeqCst) {
+        counter.fetch_add(1, Ordering::SeqCst);
+        multipool::task::yield_now().await;
+    }
+}
+
+/// Floods one worker with four tasks at `flood` priority, runs one task at
+/// `starved` priority for `polls` polls, and returns (flood polls, starved
+/// polls), both counted over the starved task's life.
+fn flood_and_count(
+    rt: &Runtime,
+    flood: Priority,
+    starved: Priority,
+    polls: usize,
+) -> (usize, usize) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood_polls = Arc::new(AtomicUsize::new(0));
+    let flooders: Vec<_> = (0..4)
+        .map(|_| {
+            rt.spawn(spin(flood_polls.clone(), stop.clone()))
+                .priority(flood)
+                .start()
+        })
+        .collect();
+    let (f, s) = (flood_polls.clone(), stop.clone());
+    let starved_task = rt
+        .spawn(async move {
+            let at_start = f.load(Ordering::SeqCst);
+            for _ in 0..polls {
+                multipool::task::yield_now().await;
+            }
+            let during = f.load(Ordering::SeqCst) - at_start;
+            s.store(true, Ordering::SeqCst);
+            during
+        })
+        .priority(starved)
+        .start();
+    let flood_polls = multipool::block_on(starved_task).unwrap();
+    for flooder in flooders {
+        multipool::block_on(flooder).unwrap();
+    }
+    (flood_polls, polls + 1)
+}
+
+#[test]
+fn low_gets_its_default_share_under_a_high_flood() {
+    watchdog(60, || {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let (high, low) = flood_and_count(&rt, Priority::High, Priority::Low, 200);
+        assert!(high > 0);
+        // Default: one poll in 64 for Low (plus the first tick's slack).
+        assert!(high <= 64 * low, "{high} High polls for {low} Low polls");
+    });
+}
+
+#[test]
+fn normal_gets_its_default_share_under_a_high_flood() {
+    watchdog(60, || {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let (high, normal) = flood_and_count(&rt, Priority::High, Priority::Normal, 200);
+        assert!(
+            high <= 16 * normal,
+            "{high} High polls for {normal} Normal polls"
+        );
+    });
+}
+
+#[test]
+fn a_configured_share_is_honoured() {
+    watchdog(60, || {
+        let rt = Runtime::builder()
+            .workers(1)
+            .min_share(Priority::Low, 4)
+            .build()
+            .unwrap();
+        let (high, low) = flood_and_count(&rt, Priority::High, Priority::Low, 500);
+        assert!(high <= 4 * low, "{high} High polls for {low} Low polls");
+        // Still mostly High: the share is a minimum, High keeps the rest.
+        assert!(high >= 2 * low, "{high} High polls for {low} Low polls");
+    });
+}
+
+#[test]
+fn strict_priority_runs_no_low_poll_while_high_floods() {
+    watchdog(60, || {
+        let rt = Runtime::builder()
+            .workers(1)
+            .strict_priority()
+            .build()
+            .unwrap();
+        let low_polls = Arc::new(AtomicUsize::new(0));
+        let never = Arc::new(AtomicBool::new(false));
+        // Hold the worker so that everything below is queued before it runs.
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let hold = rt.spawn(async move { release_rx.recv().unwrap() }).start();
+        let low = rt
+            .spawn(spin(low_polls.clone(), never.clone()))
+            .priority(Priority::Low)
+            .start();
+        let seen: Vec<_> = (0..4)
+            .map(|_| {
+                let low_polls = low_polls.clone();
+                rt.spawn(async move {
+                    let mut seen = 0;
+                    for _ in 0..2_000 {
+                        seen = seen.max(low_polls.load(Ordering::SeqCst));
+                        multipool::task::yield_now().await;
+                    }
+                    seen
+                })
+                .priority(Priority::High)
+                .start()
+            })
+            .collect();
+        release_tx.send(()).unwrap();
+        multipool::block_on(hold).unwrap();
+        for high in seen {
+            assert_eq!(multipool::block_on(high).unwrap(), 0);
+        }
+        never.store(true, Ordering::SeqCst);
+        multipool::block_on(low).unwrap();
+    });
+}
+
+#[test]
+fn bad_shares_are_build_errors() {
+    let err = Runtime::builder()
+        .min_share(Priority::High, 2)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.setting(), Some("min_share"));
+    let err = Runtime::builder()
+        .min_share(Priority::Low, 0)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.setting(), Some("min_share"));
+}
+
+/// Wakes itself on every poll (as a busy-polling future would) until `stop`.
+struct SelfWaking {
+    stop: Arc<AtomicBool>,
+}
+
+impl Future for SelfWaking {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+#[test]
+fn a_self_waking_task_does_not_starve_its_queue_mates() {
+    watchdog(60, || {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let hog = rt.spawn(SelfWaking { stop: stop.clone() }).start();
+        let mates: Vec<_> = (0..100u64)
+            .map(|i| rt.spawn(async move { i }).start())
+            .collect();
+        let sum: u64 = mates
+            .into_iter()
+            .map(|m| multipool::block_on(m).unwrap())
+            .sum();
+        assert_eq!(sum, 4950);
+        stop.store(true, Ordering::SeqCst);
+        multipool::block_on(hog).unwrap();
+    });
+}
+
+#[test]
+fn two_tasks_waking_each_other_do_not_starve_the_rest() {
+    watchdog(60, || {
+        use futures::{SinkExt, StreamExt};
+
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (mut ping_tx, mut ping_rx) = futures::channel::mpsc::channel::<()>(1);
+        let (mut pong_tx, mut pong_rx) = futures::channel::mpsc::channel::<()>(1);
+        let s = stop.clone();
+        let pinger = rt
+            .spawn(async move {
+                while !s.load(Ordering::SeqCst) {
+                    ping_tx.send(()).await.unwrap();
+                    pong_rx.next().await.unwrap();
+                }
+                drop(ping_tx);
+            })
+            .start();
+        let ponger = rt
+            .spawn(async move {
+                while ping_rx.next().await.is_some() {
+                    if pong_tx.send(()).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .start();
+        let others: Vec<_> = (0..100u64)
+            .map(|i| rt.spawn(async move { i }).start())
+            .collect();
+        let sum: u64 = others
+            .into_iter()
+            .map(|t| multipool::block_on(t).unwrap())
+            .sum();
+        assert_eq!(sum, 4950);
+        stop.store(true, Ordering::SeqCst);
+        multipool::block_on(pinger).unwrap();
+        multipool::block_on(ponger).unwrap();
+    });
+}
+
+#[test]
+fn work_from_outside_is_reached_within_a_bounded_number_of_local_polls() {
+    watchdog(60, || {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let local_polls = Arc::new(AtomicUsize::new(0));
+        // Local work that never runs dry: yielding tasks on the worker.
+        let locals: Vec<_> = (0..8)
+            .map(|_| rt.spawn(spin(local_polls.clone(), stop.clone())).start())
+            .collect();
+        // One more local task holds the worker while the test pushes a task
+        // from outside, so the count starts when that push is known done.
+        let (ready_tx, ready_rx) = mpsc::channel::<()>();
+        let (pushed_tx, pushed_rx) = mpsc::channel::<()>();
+        let mark = Arc::new(AtomicUsize::new(0));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (polls, m, r) = (local_polls.clone(), mark.clone(), ran.clone());
+        let holder = rt
+            .spawn(async move {
+                for round in 1..=20 {
+                    ready_tx.send(()).unwrap();
+                    pushed_rx.recv().unwrap();
+                    m.store(polls.load(Ordering::SeqCst), Ordering::SeqCst);
+                    // Never block the worker again before the remote task ran.
+                    while r.load(Ordering::SeqCst) < round {
+                        multipool::task::yield_now().await;
+                    }
+                }
+            })
+            .start();
+        let mut worst = 0;
+        for _ in 0..20 {
+            ready_rx.recv().unwrap();
+            let (polls, mark, ran) = (local_polls.clone(), mark.clone(), ran.clone());
+            let remote = rt
+                .spawn(async move {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                    polls.load(Ordering::SeqCst) - mark.load(Ordering::SeqCst)
+                })
+                .start();
+            pushed_tx.send(()).unwrap();
+            worst = worst.max(multipool::block_on(remote).unwrap());
+        }
+        multipool::block_on(holder).unwrap();
+        stop.store(true, Ordering::SeqCst);
+        for local in locals {
+            multipool::block_on(local).unwrap();
+        }
+        // The injector is checked first at least every 61 ticks.
+        assert!(worst <= 61, "a remote task waited {worst} local polls");
+    });
+}
+
+#[test]
+fn no_worker_idles_while_a_sibling_queue_holds_work() {
+    watchdog(60, || {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let done = Arc::new(AtomicUsize::new(0));
+        let d = done.clone();
+        // A task queues 100 children on its own worker, then blocks that
+        // worker: only the other worker can run them.
+        let blocker = rt
+            .spawn(async move {
+                let children: Vec<_> = (0..100)
+                    .map(|_| {
+                        let d = d.clone();
+                        multipool::spawn(async move {
+                            d.fetch_add(1, Ordering::SeqCst);
+                        })
+                        .start()
+                    })
+                    .collect();
+                release_rx.recv().unwrap();
+                children
+            })
+            .start();
+        // All but the one child in the blocked worker's LIFO slot, which
+        // is not a queue (it cannot be stolen while the task that filled it
+        // runs; see `pool::worker`). Every queued one is run by the other
+        // worker while this one stays blocked.
+        while done.load(Ordering::SeqCst) < 99 {
+            std::thread::yield_now();
+        }
+        release_tx.send(()).unwrap();
+        for child in multipool::block_on(blocker).unwrap() {
+            multipool::block_on(child).unwrap();
+        }
+    });
+}
