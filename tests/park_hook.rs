@@ -370,3 +370,16 @@ fn paused_time_parks_without_the_hook_and_still_advances() {
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     });
 }
+
+#[test]
+fn pinned_tasks_reach_their_worker_in_its_hook() {
+    watchdog(60, || {
+        let (reactor, hooks) = (Arc::new(Reactor::default()), Arc::default());
+        let rt = runtime(3, &reactor, &hooks);
+        for round in 0..100usize {
+            let target = round % 3;
+            let ran_on = rt.block_on(rt.spawn(async { multipool::worker_index() }).worker(target));
+            assert_eq!(ran_on.unwrap(), Some(target));
+        }
+    });
+}
