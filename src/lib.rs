@@ -78,6 +78,66 @@ where
     Spawn::current(future)
 }
 
+/// Spawns a task that need not be `Send` (it may hold an `Rc`, a
+/// `RefCell`, a `!Send` guard across an `.await`) onto the worker running
+/// the current task, and pins it there: it is polled, and dropped, only on
+/// this thread (what tokio users do with a `LocalSet`). It runs at
+/// [`Priority::Normal`]. A pinned task waits while its worker is busy.
+///
+/// The handle works from any thread; it is `Send` when the output is.
+///
+/// # Panics
+///
+/// Panics when not called on a multipool worker (inside a task): only a
+/// worker thread can run a task pinned to it.
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+///
+/// let rt = multipool::Runtime::builder().workers(2).build().unwrap();
+/// let total = rt.block_on(multipool::spawn(async {
+///     // The outer task stays `Send`: the `Rc` lives in local tasks only.
+///     multipool::spawn_local(async {
+///         let shared = Rc::new(RefCell::new(0)); // not Send
+///         let tasks: Vec<_> = (1..=10)
+///             .map(|i| {
+///                 let shared = shared.clone();
+///                 multipool::spawn_local(async move {
+///                     multipool::task::yield_now().await;
+///                     *shared.borrow_mut() += i;
+///                 })
+///             })
+///             .collect();
+///         for task in tasks {
+///             task.await.unwrap();
+///         }
+///         let total = *shared.borrow();
+///         total
+///     })
+///     .await
+///     .unwrap()
+/// }));
+/// assert_eq!(total.unwrap(), 55);
+/// ```
+#[track_caller]
+pub fn spawn_local<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let placed =
+        pool::worker::with_current_worker(|pool, index| task::spawn_local_on(pool, index, future));
+    match placed {
+        Some(task) => JoinHandle::new(task),
+        None => panic!(
+            "`multipool::spawn_local` called outside a multipool worker: a `!Send` task \
+             can only be pinned to the worker running the current task; call it from \
+             inside a task"
+        ),
+    }
+}
+
 /// The index of the worker running the current task, or `None` off the
 /// workers. Indices run from 0 to `workers - 1`.
 ///

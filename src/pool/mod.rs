@@ -140,6 +140,11 @@ struct Slot {
     thread: Mutex<Option<thread::JoinHandle<()>>>,
     /// Tasks placed on or pinned to this worker; see `placement`.
     inbox: OnceLock<Box<Inbox>>,
+    /// Where this worker's local (`spawn_local`) tasks register; see
+    /// `TaskMeta::registry`.
+    local_registry: Registry,
+    /// Local tasks of this worker whose future is not dropped yet.
+    local_alive: AtomicUsize,
 }
 
 /// The bound of a pool's queue; see the module docs.
@@ -238,6 +243,8 @@ impl Pool {
                 running: AtomicBool::new(false),
                 thread: Mutex::new(None),
                 inbox: OnceLock::new(),
+                local_registry: Registry::new(1),
+                local_alive: AtomicUsize::new(0),
             });
         }
         let pool = Arc::new(Pool {
@@ -373,8 +380,9 @@ impl Pool {
     /// Retires the worker `index` if it may (see `Idle::retire_parked`):
     /// its wheel must be empty, and is closed to new timers if it retires.
     fn try_retire(&self, index: usize) -> bool {
-        // Workers `0..min_workers` are permanent: tasks may be pinned to them.
-        if index < self.min_workers {
+        // Workers `0..min_workers` are permanent: tasks may be pinned to
+        // them. Another worker stays while it has local tasks alive.
+        if index < self.min_workers || self.slots[index].local_alive.load(Ordering::SeqCst) > 0 {
             return false;
         }
         self.timers.close_wheel_if(index, || {
@@ -588,6 +596,30 @@ impl Pool {
         self.drain_if_closed();
     }
 
+    /// Queues a local (`!Send`) task on its home worker. Never cancels it
+    /// here, even after shutdown: only the home worker's thread may drop
+    /// it, and that worker drains this inbox before it ends (see
+    /// `worker::Local::cancel_local_tasks`).
+    pub(crate) fn push_local(&self, index: usize, runnable: Runnable) {
+        let level = runnable.metadata().priority().index();
+        self.inbox(index).local[level].push(runnable);
+        if !self.is_closed() {
+            self.wake_worker(index);
+        }
+    }
+
+    pub(crate) fn local_registry(&self, index: usize) -> &Registry {
+        &self.slots[index].local_registry
+    }
+
+    pub(crate) fn local_task_spawned(&self, index: usize) {
+        self.slots[index].local_alive.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn local_task_dropped(&self, index: usize) {
+        self.slots[index].local_alive.fetch_sub(1, Ordering::SeqCst);
+    }
+
     /// Wakes worker `index` if it is parked; returns whether it was.
     fn wake_worker(&self, index: usize) -> bool {
         if self.idle.claim_parked(index) {
@@ -649,7 +681,11 @@ impl Pool {
         let meta = runnable.metadata();
         if meta.home != NO_HOME {
             let pool = meta.pool.clone();
-            pool.push_pinned(meta.home as usize, runnable);
+            if meta.local {
+                pool.push_local(meta.home as usize, runnable);
+            } else {
+                pool.push_pinned(meta.home as usize, runnable);
+            }
             return;
         }
         let pool: *const Pool = Arc::as_ptr(&runnable.metadata().pool);

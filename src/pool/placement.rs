@@ -11,6 +11,11 @@
 //!   `Idle::claim_parked`); the worker looks at its inbox again after it
 //!   announces that it parks, under the same lock, so no wake-up is lost.
 //! * Only workers `0..min_workers` take pinned tasks: they never retire.
+//! * A *local* task (`spawn_local`, `!Send`) is pinned too, and more: its
+//!   runnable only ever waits in the `local` inbox of its worker, which only
+//!   that worker's thread takes from, also at shutdown (the worker cancels
+//!   its local tasks itself before its thread ends). So a local task's
+//!   future is polled and dropped on one thread only.
 
 use std::hash::{Hash, Hasher};
 
@@ -57,6 +62,9 @@ pub enum Placement {
 pub(crate) struct Inbox {
     pub(crate) placed: [Injector<Runnable>; Priority::COUNT],
     pub(crate) pinned: [Injector<Runnable>; Priority::COUNT],
+    /// `spawn_local` tasks: taken only by this worker, on its own thread,
+    /// even at shutdown (never by [`drain`](Self::drain)).
+    pub(crate) local: [Injector<Runnable>; Priority::COUNT],
 }
 
 impl Inbox {
@@ -64,33 +72,44 @@ impl Inbox {
         Inbox {
             placed: std::array::from_fn(|_| Injector::new()),
             pinned: std::array::from_fn(|_| Injector::new()),
+            local: std::array::from_fn(|_| Injector::new()),
         }
     }
 
+    fn all(&self) -> impl Iterator<Item = &Injector<Runnable>> {
+        self.placed.iter().chain(&self.pinned).chain(&self.local)
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
-        self.placed
-            .iter()
-            .chain(&self.pinned)
-            .all(Injector::is_empty)
+        self.all().all(Injector::is_empty)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.placed
-            .iter()
-            .chain(&self.pinned)
-            .map(Injector::len)
-            .sum()
+        self.all().map(Injector::len).sum()
     }
 
-    /// Takes every task out (shutdown).
-    pub(crate) fn drain(&self, mut each: impl FnMut(Runnable)) {
-        for queue in self.placed.iter().chain(&self.pinned) {
-            loop {
-                match queue.steal() {
-                    Steal::Success(task) => each(task),
-                    Steal::Empty => break,
-                    Steal::Retry => {}
-                }
+    /// Takes every placed and pinned task out (shutdown); local tasks stay
+    /// for their own worker (see [`drain_local`](Self::drain_local)).
+    pub(crate) fn drain(&self, each: impl FnMut(Runnable)) {
+        drain_queues(self.placed.iter().chain(&self.pinned), each);
+    }
+
+    /// Takes every local task out; only on the inbox's own worker thread.
+    pub(crate) fn drain_local(&self, each: impl FnMut(Runnable)) {
+        drain_queues(self.local.iter(), each);
+    }
+}
+
+fn drain_queues<'a>(
+    queues: impl Iterator<Item = &'a Injector<Runnable>>,
+    mut each: impl FnMut(Runnable),
+) {
+    for queue in queues {
+        loop {
+            match queue.steal() {
+                Steal::Success(task) => each(task),
+                Steal::Empty => break,
+                Steal::Retry => {}
             }
         }
     }

@@ -253,6 +253,12 @@ pub(crate) fn current_index() -> Option<usize> {
     with_local(|local| local.map(|local| local.index))
 }
 
+/// Calls `f` with this thread's worker (its pool and index), if this is a
+/// worker thread; `None` otherwise.
+pub(crate) fn with_current_worker<R>(f: impl FnOnce(&Arc<Pool>, usize) -> R) -> Option<R> {
+    with_local(|local| local.map(|local| f(&local.pool, local.index)))
+}
+
 /// The index of this thread's worker if it belongs to `pool`.
 pub(crate) fn index_in(pool: &Pool) -> Option<usize> {
     with_local(|local| match local {
@@ -331,6 +337,7 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: Option<Latch>) {
     core.run(&local);
     if !core.retired {
         local.cancel_all();
+        local.cancel_local_tasks();
     }
     local.pool.runtime.hooks.thread_stopping();
     drop(guard);
@@ -422,11 +429,13 @@ impl Local {
     /// (nobody else can run them), then a batch of placed ones.
     fn pop_inbox(&self, level: usize) -> Option<Runnable> {
         let inbox = self.inbox()?;
-        loop {
-            match inbox.pinned[level].steal() {
-                Steal::Success(task) => return Some(task),
-                Steal::Empty => break,
-                Steal::Retry => {}
+        for pinned in [&inbox.pinned[level], &inbox.local[level]] {
+            loop {
+                match pinned.steal() {
+                    Steal::Success(task) => return Some(task),
+                    Steal::Empty => break,
+                    Steal::Retry => {}
+                }
             }
         }
         loop {
@@ -435,6 +444,28 @@ impl Local {
                 Steal::Empty => return None,
                 Steal::Retry => {}
             }
+        }
+    }
+
+    /// Cancels this worker's local (`!Send`) tasks on this, their own,
+    /// thread; the pool is closed and the worker ends. Wakes the ones that
+    /// wait (each wake-up puts the task in the local inbox, see
+    /// `Pool::push_local`), then drains that inbox until every local
+    /// task's future has been dropped: a wake-up from another thread may
+    /// still be on its way into the inbox.
+    fn cancel_local_tasks(&self) {
+        let slot = &self.pool.slots[self.index];
+        for waker in slot.local_registry.close() {
+            waker.wake();
+        }
+        loop {
+            if let Some(inbox) = self.inbox() {
+                inbox.drain_local(run_cancelled);
+            }
+            if slot.local_alive.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            std::thread::yield_now();
         }
     }
 

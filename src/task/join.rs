@@ -79,7 +79,7 @@ impl<T> JoinHandle<T> {
         // A registered (idle) task must be scheduled to see the flag; an
         // unregistered one is queued or running and will see it anyway (see
         // `Registration::register` for the race between the two).
-        meta.pool.registry.wake(meta.registry_key());
+        meta.registry().wake(meta.registry_key());
     }
 
     /// Whether the task has finished: completed, panicked or been cancelled.

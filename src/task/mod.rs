@@ -74,6 +74,9 @@ pub(crate) struct TaskMeta {
     pub(crate) name: Option<Box<str>>,
     /// The worker the task is pinned to, or `pool::NO_HOME`.
     pub(crate) home: u32,
+    /// A `spawn_local` task: `!Send`, so it is polled and dropped only on
+    /// its home worker's thread (see `pool::placement`).
+    pub(crate) local: bool,
 }
 
 /// Where a task asked to run (`Spawn::worker`, `Spawn::key`).
@@ -102,6 +105,16 @@ impl TaskMeta {
 
     pub(crate) fn registry_key(&self) -> usize {
         self.registry_key.load(Ordering::SeqCst)
+    }
+
+    /// The registry the task registers in: its home worker's for a local
+    /// task (so that worker cancels it on its own thread), else its pool's.
+    pub(crate) fn registry(&self) -> &crate::pool::registry::Registry {
+        if self.local {
+            self.pool.local_registry(self.home as usize)
+        } else {
+            &self.pool.registry
+        }
     }
 }
 
@@ -152,7 +165,7 @@ impl Registration<'_> {
     /// Registers the task, which just returned `Pending` (its waker is `cx`'s).
     fn register(&mut self, waker: &std::task::Waker) {
         let meta = self.meta;
-        match meta.pool.registry.insert(waker.clone()) {
+        match meta.registry().insert(waker.clone()) {
             Ok(key) => {
                 self.registered = true;
                 // `abort` sets the cancel reason, then reads the key; this
@@ -177,7 +190,10 @@ impl Registration<'_> {
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         if self.registered {
-            self.meta.pool.registry.remove(self.meta.registry_key());
+            self.meta.registry().remove(self.meta.registry_key());
+        }
+        if self.meta.local {
+            self.meta.pool.local_task_dropped(self.meta.home as usize);
         }
         self.meta.pool.count_completed();
     }
@@ -352,6 +368,7 @@ where
         registry_key: AtomicUsize::new(usize::MAX),
         name: options.name.map(String::into_boxed_str),
         home: options.resolved_home,
+        local: false,
     };
     let builder = async_task::Builder::new()
         .metadata(meta)
@@ -392,6 +409,63 @@ where
         None
     };
     Spawned { task, refused }
+}
+
+/// Creates a `!Send` task pinned to worker `home` of `pool`, which must be
+/// the worker running on this thread, and queues it there.
+pub(crate) fn spawn_local_on<F>(
+    pool: &Arc<Pool>,
+    home: usize,
+    future: F,
+) -> async_task::Task<Result<F::Output, JoinError>, TaskMeta>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    debug_assert_eq!(crate::pool::worker::index_in(pool), Some(home));
+    let meta = TaskMeta {
+        pool: pool.clone(),
+        priority: AtomicU8::new(Priority::Normal.index() as u8),
+        cancel: AtomicU8::new(cancel::NONE),
+        registry_key: AtomicUsize::new(usize::MAX),
+        name: None,
+        home: home as u32,
+        local: true,
+    };
+    let builder = async_task::Builder::new()
+        .metadata(meta)
+        .propagate_panic(false);
+    let reserved = pool.reserve_place(true).unwrap_or(false);
+    let make_future = |meta| TaskFuture {
+        future: Some(future),
+        deadline: NoDeadline,
+        meta,
+        reserved,
+        registration: Registration {
+            meta,
+            registered: false,
+        },
+    };
+    // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
+    // - `Send` of the future: the task is pinned to `home`, the worker
+    //   running on this thread. Its runnable only ever goes to that
+    //   worker's `local` inbox, which no other thread takes from; the
+    //   worker polls it there, and cancels it there (on shutdown it wakes
+    //   its local registry and drains that inbox on its own thread before
+    //   it ends, waiting until every local task's future was dropped; see
+    //   `worker::Local::cancel_local_tasks`). A wake-up from another thread
+    //   only moves the runnable into that inbox. The `JoinHandle` never
+    //   cancels by dropping (it detaches), so the future is never dropped
+    //   by whoever holds the handle.
+    // - `'static`: as in `spawn_with_deadline`, the only borrow is of the
+    //   task's own metadata.
+    // - the schedule function is a plain `fn` item.
+    let (runnable, task) =
+        unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule)) };
+    pool.count_spawned();
+    pool.local_task_spawned(home);
+    pool.push_local(home, runnable);
+    task
 }
 
 /// Runs a task whose cancel reason is set, so its future is dropped on this
