@@ -685,8 +685,12 @@ impl Builder {
     ///     })
     ///     .build()
     ///     .unwrap();
-    /// let answer = rt.block_on(multipool::spawn(async { 6 * 7 })).unwrap();
-    /// assert_eq!(answer, 42);
+    /// let answer = rt.block_on(multipool::spawn(async {
+    ///     // The worker has nothing to do meanwhile: it parks in the hook.
+    ///     multipool::time::sleep(std::time::Duration::from_millis(5)).await;
+    ///     6 * 7
+    /// }));
+    /// assert_eq!(answer.unwrap(), 42);
     /// drop(rt);
     /// assert!(parks.load(Ordering::Relaxed) > 0);
     /// ```
