@@ -68,9 +68,11 @@ mod idle;
 pub(crate) mod monitor;
 pub(crate) mod placement;
 pub(crate) mod registry;
+pub(crate) mod scheduler;
 pub(crate) mod worker;
 
 pub use placement::Placement;
+pub use scheduler::{PriorityFirst, Scheduler, SchedulerContext, WeightedFair};
 
 use std::sync::OnceLock;
 use std::thread;
@@ -117,6 +119,7 @@ pub(crate) struct PoolConfig {
     pub(crate) pin_workers: bool,
     /// Bit `L` set: level `L`'s local queues are LIFO.
     pub(crate) lifo_levels: u8,
+    pub(crate) scheduler: Option<Arc<dyn Scheduler>>,
     pub(crate) prewarm: bool,
 }
 
@@ -181,6 +184,8 @@ pub(crate) struct Pool {
     /// See `PoolConfig::min_shares`.
     min_shares: [u32; Priority::COUNT],
     placement: Placement,
+    /// A user's policy; `None`: the built-in one (see `scheduler`).
+    pub(crate) scheduler: Option<Arc<dyn Scheduler>>,
     /// Cursor of round-robin placement, and seed of least-loaded's picks.
     place_cursor: AtomicUsize,
     pin_workers: bool,
@@ -253,8 +258,14 @@ impl Pool {
             thread_name: config.thread_name,
             stack_size: config.stack_size,
             priorities: config.priorities,
-            min_shares: config.min_shares,
+            // A user's scheduler is the whole policy.
+            min_shares: if config.scheduler.is_some() {
+                [NO_SHARE; Priority::COUNT]
+            } else {
+                config.min_shares
+            },
             placement: config.placement,
+            scheduler: config.scheduler,
             place_cursor: AtomicUsize::new(0),
             pin_workers: config.pin_workers,
             bound: config.max_queued.map(|max| QueueBound {
