@@ -47,7 +47,9 @@ pub mod task;
 pub mod time;
 
 pub use error::{BuildError, JoinError, SpawnError, TryCurrentError};
-pub use pool::{Placement, PriorityFirst, Scheduler, SchedulerContext, WeightedFair};
+pub use pool::{
+    Placement, PriorityFirst, QueuedTask, RunQueue, Scheduler, SchedulerContext, WeightedFair,
+};
 pub use priority::Priority;
 pub use runtime::{block_on, Builder, EnterGuard, Handle, PoolBuilder, Runtime};
 pub use task::{JoinHandle, Spawn};

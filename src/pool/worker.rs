@@ -379,7 +379,7 @@ impl Local {
 
     /// Whether a queue this worker serves holds work more urgent than `level`.
     fn more_urgent_queued(&self, level: usize) -> bool {
-        (0..level).any(|l| !self.queues[l].is_empty() || !self.pool.injector[l].is_empty())
+        (0..level).any(|l| !self.queues[l].is_empty() || !self.pool.injector_is_empty(l))
     }
 
     /// Whether this worker's queues or inboxes hold work (the LIFO slot is
@@ -586,7 +586,7 @@ impl Core {
         let inbox = local.inbox();
         let queued = std::array::from_fn(|level| {
             local.queues[level].len()
-                + pool.injector[level].len()
+                + pool.injector_len_at(level)
                 + inbox.map_or(0, |inbox| {
                     inbox.placed[level].len() + inbox.pinned[level].len() + inbox.local[level].len()
                 })
