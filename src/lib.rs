@@ -48,7 +48,9 @@ pub mod time;
 
 pub use error::{BuildError, JoinError, SpawnError, TryCurrentError};
 pub use pool::park::{Park, Unparked};
-pub use pool::Placement;
+pub use pool::{
+    Placement, PriorityFirst, QueuedTask, RunQueue, Scheduler, SchedulerContext, WeightedFair,
+};
 pub use priority::Priority;
 pub use runtime::{block_on, Builder, EnterGuard, Handle, PoolBuilder, Runtime};
 pub use task::{JoinHandle, Spawn};

@@ -69,9 +69,13 @@ pub(crate) mod monitor;
 pub(crate) mod park;
 pub(crate) mod placement;
 pub(crate) mod registry;
+pub(crate) mod run_queue;
+pub(crate) mod scheduler;
 pub(crate) mod worker;
 
 pub use placement::Placement;
+pub use run_queue::{QueuedTask, RunQueue};
+pub use scheduler::{PriorityFirst, Scheduler, SchedulerContext, WeightedFair};
 
 use std::sync::OnceLock;
 use std::thread;
@@ -118,6 +122,9 @@ pub(crate) struct PoolConfig {
     pub(crate) pin_workers: bool,
     /// Bit `L` set: level `L`'s local queues are LIFO.
     pub(crate) lifo_levels: u8,
+    pub(crate) scheduler: Option<Arc<dyn Scheduler>>,
+    /// Per level: a user's run-queue replacing the pool's queues.
+    pub(crate) custom_queues: [Option<Arc<dyn RunQueue>>; Priority::COUNT],
     pub(crate) prewarm: bool,
 }
 
@@ -185,6 +192,10 @@ pub(crate) struct Pool {
     /// See `PoolConfig::min_shares`.
     min_shares: [u32; Priority::COUNT],
     placement: Placement,
+    /// A user's policy; `None`: the built-in one (see `scheduler`).
+    pub(crate) scheduler: Option<Arc<dyn Scheduler>>,
+    /// See `PoolConfig::custom_queues` and `run_queue`.
+    custom_queues: [Option<Arc<dyn RunQueue>>; Priority::COUNT],
     /// Cursor of round-robin placement, and seed of least-loaded's picks.
     place_cursor: AtomicUsize,
     pin_workers: bool,
@@ -264,8 +275,15 @@ impl Pool {
             thread_name: config.thread_name,
             stack_size: config.stack_size,
             priorities: config.priorities,
-            min_shares: config.min_shares,
+            // A user's scheduler is the whole policy.
+            min_shares: if config.scheduler.is_some() {
+                [NO_SHARE; Priority::COUNT]
+            } else {
+                config.min_shares
+            },
             placement: config.placement,
+            scheduler: config.scheduler,
+            custom_queues: config.custom_queues,
             place_cursor: AtomicUsize::new(0),
             pin_workers: config.pin_workers,
             bound: config.max_queued.map(|max| QueueBound {
@@ -504,6 +522,11 @@ impl Pool {
             self.push_pinned(home as usize, runnable);
             return;
         }
+        if self.custom_queues[runnable.metadata().priority().index()].is_some() {
+            // The user's queue decides the order, for the whole pool.
+            self.push_remote(runnable);
+            return;
+        }
         match self.placement {
             Placement::Local => {
                 if let Err(runnable) =
@@ -662,8 +685,32 @@ impl Pool {
             run_cancelled(runnable);
             return;
         }
+        self.push_injector(runnable);
+    }
+
+    /// The injector of the task's level, or the user's queue replacing it.
+    fn push_injector(&self, runnable: Runnable) {
         let level = runnable.metadata().priority().index();
-        self.injector[level].push(runnable);
+        match &self.custom_queues[level] {
+            Some(queue) => queue.push(QueuedTask::new(runnable)),
+            None => self.injector[level].push(runnable),
+        }
+    }
+
+    /// Whether the injector of `level` (or the user's queue) is empty.
+    pub(crate) fn injector_is_empty(&self, level: usize) -> bool {
+        match &self.custom_queues[level] {
+            Some(queue) => queue.is_empty(),
+            None => self.injector[level].is_empty(),
+        }
+    }
+
+    /// Tasks in the injector of `level` (or the user's queue).
+    pub(crate) fn injector_len_at(&self, level: usize) -> usize {
+        match &self.custom_queues[level] {
+            Some(queue) => queue.len(),
+            None => self.injector[level].len(),
+        }
     }
 
     /// Ends a batch of [`schedule_quiet`](Self::schedule_quiet) pushes: one
@@ -688,6 +735,11 @@ impl Pool {
             }
             return;
         }
+        if meta.pool.custom_queues[meta.priority().index()].is_some() {
+            let pool = meta.pool.clone();
+            pool.push_remote(runnable);
+            return;
+        }
         let pool: *const Pool = Arc::as_ptr(&runnable.metadata().pool);
         if let Err(runnable) = worker::try_schedule_local(pool, runnable, woken_while_running) {
             // Off this pool's workers: the task keeps its pool alive while we
@@ -703,8 +755,7 @@ impl Pool {
             run_cancelled(runnable);
             return;
         }
-        let level = runnable.metadata().priority().index();
-        self.injector[level].push(runnable);
+        self.push_injector(runnable);
         // Contains a SeqCst read-modify-write, ordering the push before the
         // `closed` check below (see `shutdown`).
         self.notify_parked();
@@ -720,6 +771,10 @@ impl Pool {
     /// [`MAX_INJECT_BATCH`]. Taking many at once is what keeps a burst of
     /// remote spawns from trickling in while the worker also has local work.
     fn pop_injector(&self, level: usize, dest: &Deque<Runnable>) -> Option<Runnable> {
+        if let Some(queue) = &self.custom_queues[level] {
+            // One at a time: the user's queue keeps deciding the order.
+            return queue.pop().map(QueuedTask::into_runnable);
+        }
         let injector = &self.injector[level];
         if injector.is_empty() {
             return None;
@@ -764,7 +819,7 @@ impl Pool {
                     .inbox
                     .get()
                     .is_some_and(|inbox| inbox.placed.iter().any(|q| !q.is_empty()))
-        }) || self.injector.iter().any(|injector| !injector.is_empty())
+        }) || (0..Priority::COUNT).any(|level| !self.injector_is_empty(level))
     }
 
     /// Whether every worker is parked and no queue holds work.
@@ -819,11 +874,18 @@ impl Pool {
                 inbox.drain(run_cancelled);
             }
         }
+        for queue in self.custom_queues.iter().flatten() {
+            while let Some(task) = queue.pop() {
+                run_cancelled(task.into_runnable());
+            }
+        }
     }
 
     /// Number of tasks waiting in the injectors.
     pub(crate) fn injector_len(&self) -> usize {
-        self.injector.iter().map(Injector::len).sum()
+        (0..Priority::COUNT)
+            .map(|level| self.injector_len_at(level))
+            .sum()
     }
 
     /// The counter slot of the current thread: its worker's, or the shared

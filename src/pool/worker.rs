@@ -222,6 +222,9 @@ struct Core {
     track_activity: bool,
     /// When each level's next fairness turn is due (see `fair_turn`).
     fair: FairTurns,
+    /// Polls given to each level, kept for a user's `Scheduler` only.
+    polls: [u64; Priority::COUNT],
+    custom_scheduler: bool,
     lifo_polls: u32,
     rng: u32,
     parker: parking::Parker,
@@ -316,6 +319,8 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: Option<Latch>) {
             .activity
             .load(Ordering::Relaxed),
         fair: FairTurns::new(&local.pool.min_shares),
+        polls: [0; Priority::COUNT],
+        custom_scheduler: local.pool.scheduler.is_some(),
         track_activity: local.pool.max_workers() > local.pool.min_workers(),
         lifo_polls: 0,
         // Any non-zero seed works for xorshift.
@@ -400,7 +405,7 @@ impl Local {
 
     /// Whether a queue this worker serves holds work more urgent than `level`.
     fn more_urgent_queued(&self, level: usize) -> bool {
-        (0..level).any(|l| !self.queues[l].is_empty() || !self.pool.injector[l].is_empty())
+        (0..level).any(|l| !self.queues[l].is_empty() || !self.pool.injector_is_empty(l))
     }
 
     /// Whether this worker's queues or inboxes hold work (the LIFO slot is
@@ -535,6 +540,11 @@ impl Core {
             if let Some(task) = self.fair_turn(local) {
                 return Some(task);
             }
+            if self.custom_scheduler {
+                if let Some(task) = self.scheduled_turn(local) {
+                    return Some(task);
+                }
+            }
         }
         for level in 0..Priority::COUNT {
             if injector_first {
@@ -596,6 +606,34 @@ impl Core {
         });
         self.fair.next = self.fair.earliest(shares, self.tick);
         task
+    }
+
+    /// Asks the pool's `Scheduler` which level to serve, and looks for a
+    /// task of that level (see `pool::scheduler`).
+    #[inline(never)]
+    fn scheduled_turn(&mut self, local: &Local) -> Option<Runnable> {
+        let pool = &*local.pool;
+        let scheduler = pool.scheduler.as_ref()?;
+        let inbox = local.inbox();
+        let queued = std::array::from_fn(|level| {
+            local.queues[level].len()
+                + pool.injector_len_at(level)
+                + inbox.map_or(0, |inbox| {
+                    inbox.placed[level].len() + inbox.pinned[level].len() + inbox.local[level].len()
+                })
+        });
+        let cx = super::SchedulerContext {
+            worker: local.index,
+            tick: self.tick,
+            queued,
+            polls: self.polls,
+        };
+        let level = scheduler.next_level(&cx)?.index();
+        local.queues[level]
+            .pop()
+            .or_else(|| local.pop_inbox(level))
+            .or_else(|| pool.pop_injector(level, &local.queues[level]))
+            .or_else(|| self.steal_level(local, level))
     }
 
     /// Whether the injector interval has passed since the last
@@ -715,6 +753,9 @@ impl Core {
         self.lifo_polls = 0;
         local.lifo_enabled.set(true);
         self.bump_activity(local);
+        if self.custom_scheduler {
+            self.polls[task.metadata().priority().index()] += 1;
+        }
         task.run();
         while let Some(task) = local.lifo.take() {
             let level = task.metadata().priority().index();

@@ -12,7 +12,7 @@ use crate::error::BuildError;
 use crate::pool::{Pool, PoolConfig, NO_SHARE};
 use crate::sync::Arc;
 use crate::time::clock::Clock;
-use crate::{Placement, Priority};
+use crate::{Placement, Priority, RunQueue, Scheduler};
 
 /// Upper bound on workers per pool (the idle state packs counts in 16 bits).
 const MAX_WORKERS: usize = 4096;
@@ -64,6 +64,28 @@ pub struct PoolBuilder {
     pin_workers: bool,
     /// Bit `L` set: level `L`'s local queues are LIFO.
     lifo_levels: u8,
+    scheduler: Option<SchedulerBox>,
+    queues: [Option<QueueBox>; Priority::COUNT],
+}
+
+/// A user's [`RunQueue`], shareable by the pool's workers.
+#[derive(Clone)]
+struct QueueBox(Arc<dyn RunQueue>);
+
+impl std::fmt::Debug for QueueBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunQueue")
+    }
+}
+
+/// A user's [`Scheduler`], shareable by the pool's workers.
+#[derive(Clone)]
+struct SchedulerBox(Arc<dyn Scheduler>);
+
+impl std::fmt::Debug for SchedulerBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scheduler")
+    }
 }
 
 /// Default minimum shares: Normal gets one poll in 16, Low one in 64.
@@ -83,6 +105,8 @@ impl Default for PoolBuilder {
             placement: Placement::Local,
             pin_workers: false,
             lifo_levels: 0,
+            scheduler: None,
+            queues: [None, None, None],
         }
     }
 }
@@ -229,6 +253,23 @@ impl PoolBuilder {
         self
     }
 
+    /// Replaces the built-in policy with `scheduler`, which picks the level
+    /// each worker serves next; see [`Scheduler`]. The built-in minimum
+    /// shares are then off ([`PriorityFirst`](crate::PriorityFirst) has
+    /// them as a `Scheduler`).
+    pub fn scheduler(mut self, scheduler: impl Scheduler) -> Self {
+        self.scheduler = Some(SchedulerBox(Arc::new(scheduler)));
+        self
+    }
+
+    /// Replaces the pool's queues for `priority` with `queue`, shared by all
+    /// its workers, which then serve that level in the queue's order; see
+    /// [`RunQueue`]. Tasks pinned to a worker keep their worker's inbox.
+    pub fn queue(mut self, priority: Priority, queue: impl RunQueue) -> Self {
+        self.queues[priority.index()] = Some(QueueBox(Arc::new(queue)));
+        self
+    }
+
     /// Checks the settings of the pool `name`.
     fn config(
         &self,
@@ -339,6 +380,8 @@ impl PoolBuilder {
             placement: self.placement,
             pin_workers: self.pin_workers,
             lifo_levels: self.lifo_levels,
+            scheduler: self.scheduler.as_ref().map(|boxed| boxed.0.clone()),
+            custom_queues: self.queues.clone().map(|queue| queue.map(|boxed| boxed.0)),
             prewarm,
         })
     }
@@ -462,6 +505,19 @@ impl Builder {
     /// see [`PoolBuilder::min_share`].
     pub fn min_share(mut self, priority: Priority, one_in: u32) -> Self {
         self.default_pool = self.default_pool.min_share(priority, one_in);
+        self
+    }
+
+    /// The default pool's scheduling policy; see [`PoolBuilder::scheduler`].
+    pub fn scheduler(mut self, scheduler: impl Scheduler) -> Self {
+        self.default_pool = self.default_pool.scheduler(scheduler);
+        self
+    }
+
+    /// A user's run-queue for one level of the default pool; see
+    /// [`PoolBuilder::queue`].
+    pub fn queue(mut self, priority: Priority, queue: impl RunQueue) -> Self {
+        self.default_pool = self.default_pool.queue(priority, queue);
         self
     }
 

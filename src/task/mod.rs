@@ -55,6 +55,8 @@ pub(crate) mod cancel {
     pub(crate) const ZERO_TIMEOUT: u8 = 3;
     /// Refused by the blocking pool: its queue is full.
     pub(crate) const BLOCKING_FULL: u8 = 4;
+    /// Dropped by a user's `RunQueue` instead of handed back.
+    pub(crate) const DROPPED_BY_QUEUE: u8 = 5;
 }
 
 /// Per-task data the scheduler routes by, stored in the task header.
@@ -218,6 +220,9 @@ impl<F: Future, D: Deadline> Future for TaskFuture<'_, F, D> {
                 ),
                 cancel::BLOCKING_FULL => JoinError::rejected(
                     "the blocking pool's queue is full (see `Builder::max_blocking_queued`)",
+                ),
+                cancel::DROPPED_BY_QUEUE => JoinError::rejected(
+                    "the pool's run-queue dropped the task instead of handing it back",
                 ),
                 _ => JoinError::shutdown(),
             };
