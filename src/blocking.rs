@@ -19,6 +19,23 @@ use crate::runtime::hooks::Hooks;
 use crate::sync::{Arc, Mutex};
 use crate::task::{cancel, run_cancelled, Runnable};
 
+/// Ends a blocking thread's count, also when a hook panicked or never ran
+/// the thread's body, and wakes a shutdown waiting for it.
+struct ThreadExit<'a> {
+    pool: &'a BlockingPool,
+    /// Set when `work` already stopped counting the thread.
+    counted_out: bool,
+}
+
+impl Drop for ThreadExit<'_> {
+    fn drop(&mut self) {
+        if !self.counted_out {
+            self.pool.state.lock().threads -= 1;
+        }
+        self.pool.condvar.notify_all();
+    }
+}
+
 /// How a blocking pool is configured; validated by the runtime builder.
 #[derive(Debug, Clone)]
 pub(crate) struct BlockingConfig {
@@ -126,19 +143,21 @@ impl BlockingPool {
     }
 
     fn run_thread(&self) {
+        let mut exit = ThreadExit {
+            pool: self,
+            counted_out: false,
+        };
         match self.hooks.get() {
-            Some(hooks) => hooks.wrapped(|| self.work()),
-            None => self.work(),
+            Some(hooks) => hooks.wrapped(|| self.work(&mut exit.counted_out)),
+            None => self.work(&mut exit.counted_out),
         }
-        let mut state = self.state.lock();
-        state.threads -= 1;
-        drop(state);
-        // A shutdown may be waiting for the last thread.
-        self.condvar.notify_all();
     }
 
-    /// Runs queued tasks until shutdown, or `keep_alive` without work.
-    fn work(&self) {
+    /// Runs queued tasks until shutdown, or `keep_alive` without work. The
+    /// thread stops counting in `threads` under the same lock as it decides
+    /// to stop, so a `push` either sees it gone (and starts another) or
+    /// finds its task taken by it.
+    fn work(&self, counted_out: &mut bool) {
         let mut state = self.state.lock();
         loop {
             if let Some(runnable) = state.queue.pop_front() {
@@ -149,6 +168,8 @@ impl BlockingPool {
                 continue;
             }
             if state.shutdown {
+                state.threads -= 1;
+                *counted_out = true;
                 return;
             }
             state.idle += 1;
@@ -170,6 +191,8 @@ impl BlockingPool {
             if state.notified > 0 {
                 state.notified -= 1;
             } else if timed_out && state.queue.is_empty() {
+                state.threads -= 1;
+                *counted_out = true;
                 return;
             }
         }

@@ -131,7 +131,9 @@ where
     let placed =
         pool::worker::with_current_worker(|pool, index| task::spawn_local_on(pool, index, future));
     match placed {
-        Some(task) => JoinHandle::new(task),
+        Some(Ok(task)) => JoinHandle::new(task),
+        // The runtime is shutting down: refused like any spawn.
+        Some(Err(error)) => JoinHandle::refused(error),
         None => panic!(
             "`multipool::spawn_local` called outside a multipool worker: a `!Send` task \
              can only be pinned to the worker running the current task; call it from \

@@ -755,3 +755,38 @@ fn metrics_describe_the_pool() {
     assert_eq!(handle.num_blocked_workers(), 0);
     assert_eq!(handle.workers_retired(), 0);
 }
+
+#[test]
+fn a_blocking_call_pushed_as_the_last_blocking_thread_leaves_still_runs() {
+    watchdog(60, || {
+        let (leaving_tx, leaving_rx) = mpsc::channel::<()>();
+        let leaving_tx = Mutex::new(leaving_tx);
+        let gate = Gate::new();
+        let g = gate.clone();
+        let rt = Runtime::builder()
+            .workers(1)
+            .max_blocking_threads(1)
+            .blocking_keep_alive(Duration::from_millis(1))
+            .wrap_thread(move |body| {
+                body();
+                let blocking = thread::current()
+                    .name()
+                    .is_some_and(|name| name.contains("-blocking-"));
+                if blocking {
+                    // The thread has left its work loop; hold it here until
+                    // the test has pushed another call.
+                    let _ = leaving_tx.lock().unwrap().send(());
+                    g.wait();
+                }
+            })
+            .build()
+            .unwrap();
+        let handle = rt.handle();
+        assert_eq!(multipool::block_on(handle.spawn_blocking(|| 1)).unwrap(), 1);
+        leaving_rx.recv().unwrap();
+        // The only blocking thread is on its way out: this call must get a
+        // thread of its own rather than wait for that one.
+        assert_eq!(multipool::block_on(handle.spawn_blocking(|| 7)).unwrap(), 7);
+        gate.open();
+    });
+}

@@ -144,3 +144,71 @@ fn shutdown_cancels_what_a_custom_queue_holds() {
         }
     });
 }
+
+/// Keeps one task and drops the oldest, inside its own lock.
+struct DropOldest(Mutex<std::collections::VecDeque<QueuedTask>>);
+
+impl RunQueue for DropOldest {
+    fn push(&self, task: QueuedTask) {
+        let mut queue = self.0.lock().unwrap();
+        queue.push_back(task);
+        if queue.len() > 1 {
+            queue.pop_front(); // dropped with the lock held
+        }
+    }
+    fn pop(&self) -> Option<QueuedTask> {
+        self.0.lock().unwrap().pop_front()
+    }
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+#[test]
+fn a_queue_dropping_tasks_under_its_lock_does_not_deadlock() {
+    watchdog(60, || {
+        let rt = Runtime::builder()
+            .workers(1)
+            .queue(Priority::Low, DropOldest(Mutex::new(Default::default())))
+            .build()
+            .unwrap();
+        /// Spawns a Low task (into the same queue) when dropped.
+        struct SpawnOnDrop(multipool::Handle);
+        impl Drop for SpawnOnDrop {
+            fn drop(&mut self) {
+                self.0.spawn(async {}).priority(Priority::Low).detach();
+            }
+        }
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let hold = rt
+            .spawn(async move {
+                started_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            })
+            .start();
+        started_rx.recv().unwrap();
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let guard = SpawnOnDrop(rt.handle());
+                rt.spawn(async move {
+                    let _guard = guard;
+                })
+                .priority(Priority::Low)
+                .start()
+            })
+            .collect();
+        release_tx.send(()).unwrap();
+        multipool::block_on(hold).unwrap();
+        let results: Vec<_> = handles.into_iter().map(multipool::block_on).collect();
+        // The queue keeps one task at a time, and each dropped task spawns
+        // another that evicts the one kept: at least two are dropped, and
+        // every handle reports what happened.
+        let dropped = results.iter().filter(|r| r.is_err()).count();
+        assert!(dropped >= 2, "{results:?}");
+        assert!(results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| e.to_string().contains("run-queue dropped")));
+    });
+}

@@ -146,7 +146,9 @@ struct Slot {
     /// The slot's current (or last) thread.
     thread: Mutex<Option<thread::JoinHandle<()>>>,
     /// Tasks placed on or pinned to this worker; see `placement`.
-    inbox: OnceLock<Box<Inbox>>,
+    /// Shared with the worker's `Local`, which reads it on its hot path
+    /// without indexing the slots.
+    inbox: Arc<OnceLock<Box<Inbox>>>,
     /// Where this worker's local (`spawn_local`) tasks register; see
     /// `TaskMeta::registry`.
     local_registry: Registry,
@@ -196,6 +198,8 @@ pub(crate) struct Pool {
     pub(crate) scheduler: Option<Arc<dyn Scheduler>>,
     /// See `PoolConfig::custom_queues` and `run_queue`.
     custom_queues: [Option<Arc<dyn RunQueue>>; Priority::COUNT],
+    /// Whether any level has a user's queue (one check on the wake path).
+    has_custom_queues: bool,
     /// Cursor of round-robin placement, and seed of least-loaded's picks.
     place_cursor: AtomicUsize,
     pin_workers: bool,
@@ -253,7 +257,7 @@ impl Pool {
                 })),
                 running: AtomicBool::new(false),
                 thread: Mutex::new(None),
-                inbox: OnceLock::new(),
+                inbox: Arc::new(OnceLock::new()),
                 local_registry: Registry::new(1),
                 local_alive: AtomicUsize::new(0),
             });
@@ -283,6 +287,7 @@ impl Pool {
             },
             placement: config.placement,
             scheduler: config.scheduler,
+            has_custom_queues: config.custom_queues.iter().any(Option::is_some),
             custom_queues: config.custom_queues,
             place_cursor: AtomicUsize::new(0),
             pin_workers: config.pin_workers,
@@ -313,7 +318,13 @@ impl Pool {
             }
         }
         if let Some(latch) = latch {
-            latch.wait();
+            if !latch.wait() {
+                pool.shutdown();
+                return Err(BuildError::thread_spawn(std::io::Error::other(
+                    "a worker thread ended before it started work: a `wrap_thread` hook \
+                     panicked or did not run its body",
+                )));
+            }
         }
         if config.max_workers > config.min_workers {
             match monitor::start(&pool) {
@@ -367,7 +378,10 @@ impl Pool {
                 .take()
                 .expect("a running slot's parts are free");
             let runtime = pool.runtime.clone();
-            runtime.hooks.wrapped(|| worker::run(pool, parts, latch));
+            let mut warm = worker::WarmUp::new(latch);
+            runtime
+                .hooks
+                .wrapped(|| worker::run(pool, parts, &mut warm));
         });
         match spawned {
             Ok(thread) => {
@@ -389,10 +403,34 @@ impl Pool {
     /// Called by a worker that just retired (see `Idle::retire_parked`): its
     /// slot becomes dormant again.
     fn worker_retired(&self, parts: worker::WorkerParts) {
-        let slot = &self.slots[parts.index];
+        let index = parts.index;
+        let slot = &self.slots[index];
         *slot.parts.lock() = Some(parts);
-        slot.running.store(false, Ordering::Release);
+        slot.running.store(false, Ordering::SeqCst);
         self.workers_retired.fetch_add(1, Ordering::Relaxed);
+        // A producer that picked this worker before it stopped counting as
+        // running may have placed a task on it: move it where others look.
+        self.rehome_placed(index);
+    }
+
+    /// Moves the tasks placed on a worker that no longer runs to the
+    /// injector. Run by the retiring worker after it stops counting as
+    /// running, and by a producer that placed a task on a worker it then
+    /// finds stopped: whichever comes second moves the task.
+    fn rehome_placed(&self, index: usize) {
+        let Some(inbox) = self.slots[index].inbox.get() else {
+            return;
+        };
+        let mut moved = false;
+        for placed in &inbox.placed {
+            while let Steal::Success(task) = placed.steal() {
+                self.push_injector(task);
+                moved = true;
+            }
+        }
+        if moved {
+            self.notify_parked();
+        }
     }
 
     /// Retires the worker `index` if it may (see `Idle::retire_parked`):
@@ -493,7 +531,9 @@ impl Pool {
     pub(crate) fn release_place(&self) {
         if let Some(bound) = &self.bound {
             bound.queued.fetch_sub(1, Ordering::AcqRel);
-            bound.room.notify(1);
+            // `additional`: every freed place wakes a waiter, even one
+            // notified earlier and not yet run.
+            bound.room.notify_additional(1);
         }
     }
 
@@ -603,6 +643,12 @@ impl Pool {
         // Its own worker if it sleeps; else whoever may steal it.
         if !self.wake_worker(index) {
             self.notify_parked();
+            // Pairs with `worker_retired`: the worker may have retired
+            // since `pick_worker` chose it.
+            fence(Ordering::SeqCst);
+            if !self.slots[index].running.load(Ordering::SeqCst) {
+                self.rehome_placed(index);
+            }
         }
         self.drain_if_closed();
     }
@@ -692,25 +738,41 @@ impl Pool {
     fn push_injector(&self, runnable: Runnable) {
         let level = runnable.metadata().priority().index();
         match &self.custom_queues[level] {
-            Some(queue) => queue.push(QueuedTask::new(runnable)),
+            Some(queue) => {
+                // A panic drops the task with the unwinding queue, which
+                // reports it (see `QueuedTask`'s `Drop`).
+                let task = QueuedTask::new(runnable);
+                let _ = guard_user("RunQueue::push", || queue.push(task));
+            }
             None => self.injector[level].push(runnable),
+        }
+    }
+
+    /// A task a user's queue dropped (cancel reason set): to the pool's own
+    /// injector of its level, where a worker runs it, cancelled.
+    pub(crate) fn push_dropped(&self, runnable: Runnable) {
+        let level = runnable.metadata().priority().index();
+        self.injector[level].push(runnable);
+        self.notify_parked();
+        if self.closed.load(Ordering::SeqCst) {
+            self.drain_injector();
         }
     }
 
     /// Whether the injector of `level` (or the user's queue) is empty.
     pub(crate) fn injector_is_empty(&self, level: usize) -> bool {
-        match &self.custom_queues[level] {
-            Some(queue) => queue.is_empty(),
-            None => self.injector[level].is_empty(),
-        }
+        self.injector[level].is_empty()
+            && self.custom_queues[level].as_ref().is_none_or(|queue| {
+                guard_user("RunQueue::is_empty", || queue.is_empty()).unwrap_or(true)
+            })
     }
 
     /// Tasks in the injector of `level` (or the user's queue).
     pub(crate) fn injector_len_at(&self, level: usize) -> usize {
-        match &self.custom_queues[level] {
-            Some(queue) => queue.len(),
-            None => self.injector[level].len(),
-        }
+        self.injector[level].len()
+            + self.custom_queues[level].as_ref().map_or(0, |queue| {
+                guard_user("RunQueue::len", || queue.len()).unwrap_or(0)
+            })
     }
 
     /// Ends a batch of [`schedule_quiet`](Self::schedule_quiet) pushes: one
@@ -726,18 +788,8 @@ impl Pool {
     /// own pool.
     pub(crate) fn schedule_woken(runnable: Runnable, woken_while_running: bool) {
         let meta = runnable.metadata();
-        if meta.home != NO_HOME {
-            let pool = meta.pool.clone();
-            if meta.local {
-                pool.push_local(meta.home as usize, runnable);
-            } else {
-                pool.push_pinned(meta.home as usize, runnable);
-            }
-            return;
-        }
-        if meta.pool.custom_queues[meta.priority().index()].is_some() {
-            let pool = meta.pool.clone();
-            pool.push_remote(runnable);
+        if meta.home != NO_HOME || meta.pool.has_custom_queues {
+            Self::schedule_woken_special(runnable, woken_while_running);
             return;
         }
         let pool: *const Pool = Arc::as_ptr(&runnable.metadata().pool);
@@ -745,6 +797,26 @@ impl Pool {
             // Off this pool's workers: the task keeps its pool alive while we
             // use it, so clone the `Arc` before handing the task over.
             let pool = runnable.metadata().pool.clone();
+            pool.push_remote(runnable);
+        }
+    }
+
+    /// `schedule_woken` for a pinned task, or in a pool with a user's queue.
+    #[cold]
+    fn schedule_woken_special(runnable: Runnable, woken_while_running: bool) {
+        let meta = runnable.metadata();
+        let pool = meta.pool.clone();
+        if meta.home != NO_HOME {
+            if meta.local {
+                pool.push_local(meta.home as usize, runnable);
+            } else {
+                pool.push_pinned(meta.home as usize, runnable);
+            }
+        } else if pool.custom_queues[meta.priority().index()].is_some() {
+            pool.push_remote(runnable);
+        } else if let Err(runnable) =
+            worker::try_schedule_local(Arc::as_ptr(&pool), runnable, woken_while_running)
+        {
             pool.push_remote(runnable);
         }
     }
@@ -772,8 +844,18 @@ impl Pool {
     /// remote spawns from trickling in while the worker also has local work.
     fn pop_injector(&self, level: usize, dest: &Deque<Runnable>) -> Option<Runnable> {
         if let Some(queue) = &self.custom_queues[level] {
-            // One at a time: the user's queue keeps deciding the order.
-            return queue.pop().map(QueuedTask::into_runnable);
+            // Tasks the queue dropped first (they only need cancelling),
+            // then one at a time: the user's queue keeps deciding the order.
+            loop {
+                match self.injector[level].steal() {
+                    Steal::Success(task) => return Some(task),
+                    Steal::Empty => break,
+                    Steal::Retry => {}
+                }
+            }
+            return guard_user("RunQueue::pop", || queue.pop())
+                .flatten()
+                .map(QueuedTask::into_runnable);
         }
         let injector = &self.injector[level];
         if injector.is_empty() {
@@ -875,8 +957,14 @@ impl Pool {
             }
         }
         for queue in self.custom_queues.iter().flatten() {
-            while let Some(task) = queue.pop() {
+            while let Some(Some(task)) = guard_user("RunQueue::pop", || queue.pop()) {
                 run_cancelled(task.into_runnable());
+            }
+        }
+        // What a user's queue dropped meanwhile.
+        for injector in &self.injector {
+            while let Steal::Success(task) = injector.steal() {
+                run_cancelled(task);
             }
         }
     }
@@ -960,7 +1048,11 @@ impl Pool {
             if self.num_alive() == 0 {
                 return true;
             }
-            if listener.wait_deadline(deadline).is_none() {
+            // Also look again every 10 ms: the completion's notification is
+            // ordered with our check only by this bound on weakly ordered
+            // machines (the hot path pays for no fence).
+            let wake_at = deadline.min(std::time::Instant::now() + Duration::from_millis(10));
+            if listener.wait_deadline(wake_at).is_none() && wake_at >= deadline {
                 return self.num_alive() == 0;
             }
         }
@@ -1045,4 +1137,17 @@ fn pin_to_core(index: usize) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = index; // refused by the builder
+}
+
+/// Runs user code (a `RunQueue`, a `Scheduler`) that the runtime calls on
+/// its own threads; a panic in it is caught and printed, never unwinds into
+/// a worker. `None`: it panicked.
+pub(crate) fn guard_user<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            eprintln!("multipool: `{what}` panicked; the panic was caught");
+            None
+        }
+    }
 }

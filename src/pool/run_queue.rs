@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use crate::task::{cancel, run_cancelled, Runnable};
+use crate::task::{cancel, Runnable};
 use crate::Priority;
 
 /// A task waiting in a [`RunQueue`]. Opaque: a queue can look at it to
@@ -58,11 +58,15 @@ impl QueuedTask {
 
 impl Drop for QueuedTask {
     /// A queue that drops a task instead of handing it back: the task is
-    /// cancelled, and its handle says why.
+    /// cancelled, and its handle says why. Not here and now: the queue may
+    /// hold its own lock, and cancelling runs user code that may spawn
+    /// into that very queue. The task goes to its pool's own injector of
+    /// its level, which workers look at before the user's queue.
     fn drop(&mut self) {
         if let Some(runnable) = self.runnable.take() {
             runnable.metadata().set_cancel(cancel::DROPPED_BY_QUEUE);
-            run_cancelled(runnable);
+            let pool = runnable.metadata().pool.clone();
+            pool.push_dropped(runnable);
         }
     }
 }

@@ -149,30 +149,59 @@ pub(crate) struct WorkerParts {
     pub(crate) parker: parking::Parker,
 }
 
-/// Counts down the workers a pre-warmed build waits for.
+/// Counts down the workers a pre-warmed build waits for; remembers whether
+/// one of them failed to start.
 #[derive(Clone)]
-pub(crate) struct Latch(Arc<(StdMutex<usize>, Condvar)>);
+pub(crate) struct Latch(Arc<(StdMutex<(usize, bool)>, Condvar)>);
 
 impl Latch {
     pub(crate) fn new(count: usize) -> Self {
-        Latch(Arc::new((StdMutex::new(count), Condvar::new())))
+        Latch(Arc::new((StdMutex::new((count, false)), Condvar::new())))
     }
 
-    fn count_down(&self) {
-        let (count, ready) = &*self.0;
-        let mut count = count.lock().unwrap_or_else(|e| e.into_inner());
-        *count = count.saturating_sub(1);
-        if *count == 0 {
+    fn count_down(&self, failed: bool) {
+        let (state, ready) = &*self.0;
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 = state.0.saturating_sub(1);
+        state.1 |= failed;
+        if state.0 == 0 {
             ready.notify_all();
         }
     }
 
-    /// Waits until every worker counted down.
-    pub(crate) fn wait(&self) {
-        let (count, ready) = &*self.0;
-        let mut count = count.lock().unwrap_or_else(|e| e.into_inner());
-        while *count > 0 {
-            count = ready.wait(count).unwrap_or_else(|e| e.into_inner());
+    /// Waits until every worker counted down; returns whether all started.
+    pub(crate) fn wait(&self) -> bool {
+        let (state, ready) = &*self.0;
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.0 > 0 {
+            state = ready.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        !state.1
+    }
+}
+
+/// A pre-warming worker's part of the [`Latch`]: counted down once the
+/// worker is warm, or as failed if its thread ends first (a `wrap_thread`
+/// hook that panicked or never ran the worker), so `build` never waits
+/// forever.
+pub(crate) struct WarmUp(Option<Latch>);
+
+impl WarmUp {
+    pub(crate) fn new(latch: Option<Latch>) -> Self {
+        WarmUp(latch)
+    }
+
+    fn done(&mut self) {
+        if let Some(latch) = self.0.take() {
+            latch.count_down(false);
+        }
+    }
+}
+
+impl Drop for WarmUp {
+    fn drop(&mut self) {
+        if let Some(latch) = self.0.take() {
+            latch.count_down(true);
         }
     }
 }
@@ -195,6 +224,8 @@ struct Local {
     lifo_enabled: Cell<bool>,
     /// Set while the park hook runs on this worker (see `park`).
     in_park_hook: Cell<bool>,
+    /// This worker's inboxes (its slot's), reached without indexing.
+    inbox: Arc<std::sync::OnceLock<Box<Inbox>>>,
 }
 
 /// State only the worker loop touches.
@@ -296,10 +327,11 @@ impl Drop for CurrentGuard {
 }
 
 /// The body of a worker thread.
-pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: Option<Latch>) {
+pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
     exact_timer_slack();
     let _enter = context::enter(Handle::from_pool(pool.clone()));
     let local = Local {
+        inbox: pool.slots[parts.index].inbox.clone(),
         pool,
         index: parts.index,
         queues: parts.queues,
@@ -333,19 +365,21 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: Option<Latch>) {
     CURRENT.with(|current| current.set(&local));
     let guard = CurrentGuard;
     local.pool.runtime.hooks.thread_started();
-    if let Some(latch) = prewarm {
+    if prewarm.0.is_some() {
         core.fired.reserve(64);
         let mut stack = [0u8; PREWARM_STACK];
         std::hint::black_box(&mut stack);
-        latch.count_down();
+        prewarm.done();
     }
     core.run(&local);
     if !core.retired {
         local.cancel_all();
         local.cancel_local_tasks();
     }
-    local.pool.runtime.hooks.thread_stopping();
+    // Off the worker first: a `spawn_local` in the hook must not pin a task
+    // to a worker whose local tasks were already cancelled.
     drop(guard);
+    local.pool.runtime.hooks.thread_stopping();
     if core.retired {
         let Local {
             pool,
@@ -419,11 +453,9 @@ impl Local {
         self.queues.iter().map(Deque::len).sum()
     }
 
+    #[inline]
     fn inbox(&self) -> Option<&Inbox> {
-        self.pool.slots[self.index]
-            .inbox
-            .get()
-            .map(|inbox| &**inbox)
+        self.inbox.get().map(|inbox| &**inbox)
     }
 
     fn has_inbox_work(&self) -> bool {
@@ -432,8 +464,14 @@ impl Local {
 
     /// A task of `level` from this worker's inboxes: pinned ones first
     /// (nobody else can run them), then a batch of placed ones.
+    #[inline]
     fn pop_inbox(&self, level: usize) -> Option<Runnable> {
         let inbox = self.inbox()?;
+        Self::pop_inbox_from(inbox, &self.queues[level], level)
+    }
+
+    #[inline(never)]
+    fn pop_inbox_from(inbox: &Inbox, queue: &Deque<Runnable>, level: usize) -> Option<Runnable> {
         for pinned in [&inbox.pinned[level], &inbox.local[level]] {
             loop {
                 match pinned.steal() {
@@ -444,7 +482,7 @@ impl Local {
             }
         }
         loop {
-            match inbox.placed[level].steal_batch_and_pop(&self.queues[level]) {
+            match inbox.placed[level].steal_batch_and_pop(queue) {
                 Steal::Success(task) => return Some(task),
                 Steal::Empty => return None,
                 Steal::Retry => {}
@@ -628,7 +666,15 @@ impl Core {
             queued,
             polls: self.polls,
         };
-        let level = scheduler.next_level(&cx)?.index();
+        let level = match super::guard_user("Scheduler::next_level", || scheduler.next_level(&cx)) {
+            Some(level) => level?.index(),
+            None => {
+                // A panicking policy is dropped for this worker: the
+                // built-in order takes over.
+                self.custom_scheduler = false;
+                return None;
+            }
+        };
         local.queues[level]
             .pop()
             .or_else(|| local.pop_inbox(level))

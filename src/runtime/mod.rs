@@ -151,16 +151,19 @@ impl Runtime {
             pool.close();
         }
         let pools = std::mem::take(&mut self.pools);
+        let background = pools.clone();
         let finish = move || {
-            shutdown_pools(&pools, None);
+            shutdown_pools(&background, None);
         };
         if let Err(err) = std::thread::Builder::new()
             .name("multipool-shutdown".to_owned())
             .spawn(finish)
         {
-            eprintln!("multipool: no thread for a background shutdown ({err}); shutting down here");
-            // The closure went with the failed spawn; the pools were closed
-            // above, so the workers stop by themselves.
+            eprintln!(
+                "multipool: no thread for a background shutdown ({err}); shutting down here \
+                 (without waiting for blocking calls)"
+            );
+            shutdown_pools(&pools, Some(Instant::now()));
         }
     }
 }
@@ -328,7 +331,16 @@ impl Handle {
         <I::Item as Future>::Output: Send + 'static,
     {
         let pool = &self.pool;
-        let handles = futures
+        /// Wakes the workers for what was queued, even if the iterator
+        /// panics half-way.
+        struct FinishBatch<'a>(&'a Pool);
+        impl Drop for FinishBatch<'_> {
+            fn drop(&mut self) {
+                self.0.finish_batch();
+            }
+        }
+        let _finish = FinishBatch(pool);
+        futures
             .into_iter()
             .map(|future| {
                 let reserved = pool
@@ -348,9 +360,7 @@ impl Handle {
                     Err(error) => JoinHandle::refused(error.into_join_error()),
                 }
             })
-            .collect();
-        pool.finish_batch();
-        handles
+            .collect()
     }
 
     /// Runs `f` on this runtime's blocking pool; see

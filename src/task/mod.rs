@@ -422,12 +422,15 @@ pub(crate) fn spawn_local_on<F>(
     pool: &Arc<Pool>,
     home: usize,
     future: F,
-) -> async_task::Task<Result<F::Output, JoinError>, TaskMeta>
+) -> Result<async_task::Task<Result<F::Output, JoinError>, TaskMeta>, JoinError>
 where
     F: Future + 'static,
     F::Output: 'static,
 {
     debug_assert_eq!(crate::pool::worker::index_in(pool), Some(home));
+    if !pool.accepts_spawns() {
+        return Err(JoinError::shutdown());
+    }
     let meta = TaskMeta {
         pool: pool.clone(),
         priority: AtomicU8::new(Priority::Normal.index() as u8),
@@ -470,7 +473,7 @@ where
     pool.count_spawned();
     pool.local_task_spawned(home);
     pool.push_local(home, runnable);
-    task
+    Ok(task)
 }
 
 /// Runs a task whose cancel reason is set, so its future is dropped on this
