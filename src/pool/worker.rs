@@ -118,10 +118,11 @@ struct FairTurns {
 }
 
 impl FairTurns {
-    fn new(shares: &[u32; Priority::COUNT]) -> Self {
+    /// `every_tick`: a user's `Scheduler` is asked at every tick.
+    fn new(shares: &[u32; Priority::COUNT], every_tick: bool) -> Self {
         let due = shares.map(|share| if share == NO_SHARE { 0 } else { share });
         let mut turns = FairTurns {
-            enabled: shares.iter().any(|&share| share != NO_SHARE),
+            enabled: every_tick || shares.iter().any(|&share| share != NO_SHARE),
             due,
             next: 0,
         };
@@ -251,6 +252,9 @@ struct Core {
     /// Whether `Slot::activity` is kept (only elastic pools have a monitor
     /// to read it).
     track_activity: bool,
+    /// `track_activity || custom_scheduler`: one check per poll in pools
+    /// that need neither.
+    per_poll_extras: bool,
     /// When each level's next fairness turn is due (see `fair_turn`).
     fair: FairTurns,
     /// Polls given to each level, kept for a user's `Scheduler` only.
@@ -350,10 +354,12 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
         activity: local.pool.slots[parts.index]
             .activity
             .load(Ordering::Relaxed),
-        fair: FairTurns::new(&local.pool.min_shares),
+        fair: FairTurns::new(&local.pool.min_shares, local.pool.scheduler.is_some()),
         polls: [0; Priority::COUNT],
         custom_scheduler: local.pool.scheduler.is_some(),
         track_activity: local.pool.max_workers() > local.pool.min_workers(),
+        per_poll_extras: local.pool.max_workers() > local.pool.min_workers()
+            || local.pool.scheduler.is_some(),
         lifo_polls: 0,
         // Any non-zero seed works for xorshift.
         rng: (parts.index as u32).wrapping_mul(0x9E37_79B9) | 1,
@@ -575,13 +581,10 @@ impl Core {
         // An injector-first tick is never given away: a share due now is
         // served on the next tick (its credit keeps counting).
         if !injector_first {
+            // Also where a user's `Scheduler` is asked (its turn is due at
+            // every tick): one check per tick for both.
             if let Some(task) = self.fair_turn(local) {
                 return Some(task);
-            }
-            if self.custom_scheduler {
-                if let Some(task) = self.scheduled_turn(local) {
-                    return Some(task);
-                }
             }
         }
         for level in 0..Priority::COUNT {
@@ -627,6 +630,10 @@ impl Core {
 
     #[cold]
     fn fair_turn_due(&mut self, local: &Local) -> Option<Runnable> {
+        if self.custom_scheduler {
+            self.fair.next = self.tick.wrapping_add(1);
+            return self.scheduled_turn(local);
+        }
         let shares = &local.pool.min_shares;
         // Low first: when both are due on one tick, the rarer turn goes
         // first and Normal takes the next tick.
@@ -798,9 +805,11 @@ impl Core {
         }
         self.lifo_polls = 0;
         local.lifo_enabled.set(true);
-        self.bump_activity(local);
-        if self.custom_scheduler {
-            self.polls[task.metadata().priority().index()] += 1;
+        if self.per_poll_extras {
+            self.bump_activity(local);
+            if self.custom_scheduler {
+                self.polls[task.metadata().priority().index()] += 1;
+            }
         }
         task.run();
         while let Some(task) = local.lifo.take() {
@@ -821,7 +830,9 @@ impl Core {
             task.run();
         }
         local.lifo_enabled.set(false);
-        self.bump_activity(local);
+        if self.per_poll_extras {
+            self.bump_activity(local);
+        }
     }
 
     /// Counts a poll starting or ending: odd while polling; see `monitor`.
