@@ -128,8 +128,13 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let placed =
-        pool::worker::with_current_worker(|pool, index| task::spawn_local_on(pool, index, future));
+    let placed = pool::worker::with_current_worker(|pool, index, stopping| {
+        if stopping {
+            // In an `on_thread_stop` hook: nothing would ever run it.
+            return Err(JoinError::shutdown());
+        }
+        task::spawn_local_on(pool, index, future)
+    });
     match placed {
         Some(Ok(task)) => JoinHandle::new(task),
         // The runtime is shutting down: refused like any spawn.

@@ -227,6 +227,8 @@ struct Local {
     in_park_hook: Cell<bool>,
     /// This worker's inboxes (its slot's), reached without indexing.
     inbox: Arc<std::sync::OnceLock<Box<Inbox>>>,
+    /// Set once the worker ran its last task (its stop hooks run).
+    stopping: Cell<bool>,
 }
 
 /// State only the worker loop touches.
@@ -293,8 +295,9 @@ pub(crate) fn current_index() -> Option<usize> {
 
 /// Calls `f` with this thread's worker (its pool and index), if this is a
 /// worker thread; `None` otherwise.
-pub(crate) fn with_current_worker<R>(f: impl FnOnce(&Arc<Pool>, usize) -> R) -> Option<R> {
-    with_local(|local| local.map(|local| f(&local.pool, local.index)))
+/// The `bool` says whether the worker is stopping (its last task ran).
+pub(crate) fn with_current_worker<R>(f: impl FnOnce(&Arc<Pool>, usize, bool) -> R) -> Option<R> {
+    with_local(|local| local.map(|local| f(&local.pool, local.index, local.stopping.get())))
 }
 
 /// The index of this thread's worker if it belongs to `pool`.
@@ -342,6 +345,7 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
         lifo: Cell::new(None),
         lifo_enabled: Cell::new(false),
         in_park_hook: Cell::new(false),
+        stopping: Cell::new(false),
     };
     let mut core = Core {
         tick: 0,
@@ -382,10 +386,11 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
         local.cancel_all();
         local.cancel_local_tasks();
     }
-    // Off the worker first: a `spawn_local` in the hook must not pin a task
-    // to a worker whose local tasks were already cancelled.
-    drop(guard);
+    // `worker_index()` still works in the hook; a `spawn_local` there is
+    // refused: this worker's local tasks were already cancelled.
+    local.stopping.set(true);
     local.pool.runtime.hooks.thread_stopping();
+    drop(guard);
     if core.retired {
         let Local {
             pool,
