@@ -27,9 +27,20 @@
 //!
 //! Each worker owns one run-queue per priority level and serves the highest
 //! non-empty level first: its own queue, then the runtime's injection queue,
-//! then stealing from a sibling. Priority order between levels is strict.
-//! A panic inside a task is caught and reported through its handle; it never
-//! takes a worker down.
+//! then stealing from a sibling. Lower levels keep a minimum share of the
+//! polls (Normal one in 16, Low one in 64; [`Builder::min_share`],
+//! [`Builder::strict_priority`]), so none starves. Where tasks start and run
+//! is configurable ([`Placement`], [`Spawn::worker`], [`Spawn::key`],
+//! [`spawn_local`]), and so is the policy itself ([`Scheduler`],
+//! [`RunQueue`]). A panic inside a task is caught and reported through its
+//! handle; it never takes a worker down.
+//!
+//! # Pools
+//!
+//! A runtime's pool sizes itself between [`Builder::min_workers`] and
+//! [`Builder::max_workers`], standing in for workers blocked in a poll; a
+//! runtime may hold named pools ([`Builder::pool`]) to isolate kinds of
+//! work; blocking code goes to [`task::spawn_blocking`].
 #![warn(
     missing_docs,
     missing_debug_implementations,

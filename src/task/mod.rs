@@ -1,12 +1,12 @@
 //! Tasks: what is spawned, how it is wrapped, and the handles users hold.
 //!
 //! A task is one `async_task` allocation holding the user's future wrapped in
-//! a [`TaskFuture`], a [`TaskMeta`] header and the output slot. The wrapper
+//! a `TaskFuture`, a `TaskMeta` header and the output slot. The wrapper
 //! gives every task the same end-of-life contract:
 //!
 //! * it always completes with `Result<T, JoinError>`: the value, the panic it
 //!   caught, or the reason it was cancelled. The runtime never drops a
-//!   `Runnable` to cancel a task; it sets [`TaskMeta::cancel`] and runs the
+//!   `Runnable` to cancel a task; it sets `TaskMeta::cancel` and runs the
 //!   task once more, so the wrapper drops the future and records why. The
 //!   `JoinHandle` therefore always finds an output.
 //! * a panic in the future's `poll` or `Drop` is caught inside the wrapper, so

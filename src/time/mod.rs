@@ -13,7 +13,7 @@
 //!
 //! Timers work in tasks on any runtime, in `multipool::block_on` (they then
 //! use the global runtime's timers) and with paused time in tests (feature
-//! `test-util`: [`pause`], [`advance`], [`resume`], and
+//! `test-util`: `time::pause`, `time::advance`, `time::resume`, and
 //! `#[multipool::test(start_paused = true)]`).
 //!
 //! A task can also be given a deadline when spawned, with
