@@ -94,6 +94,25 @@ pub(crate) enum Home {
 }
 
 impl TaskMeta {
+    fn new(
+        pool: &Arc<Pool>,
+        priority: Priority,
+        cancel: u8,
+        name: Option<String>,
+        home: u32,
+        local: bool,
+    ) -> Self {
+        TaskMeta {
+            pool: pool.clone(),
+            priority: AtomicU8::new(priority.index() as u8),
+            cancel: AtomicU8::new(cancel),
+            registry_key: AtomicUsize::new(usize::MAX),
+            name: name.map(String::into_boxed_str),
+            home,
+            local,
+        }
+    }
+
     pub(crate) fn priority(&self) -> Priority {
         Priority::from_index(self.priority.load(Ordering::Relaxed))
     }
@@ -198,6 +217,23 @@ impl Drop for Registration<'_> {
             self.meta.pool.local_task_dropped(self.meta.home as usize);
         }
         self.meta.pool.count_completed();
+    }
+}
+
+impl<'a, F, D> TaskFuture<'a, F, D> {
+    /// The wrapper of a new task around `future`, in the task whose
+    /// metadata is `meta`; `reserved`: it holds a place in a bounded queue.
+    fn new(future: F, deadline: D, meta: &'a TaskMeta, reserved: bool) -> Self {
+        TaskFuture {
+            future: Some(future),
+            deadline,
+            meta,
+            reserved,
+            registration: Registration {
+                meta,
+                registered: false,
+            },
+        }
     }
 }
 
@@ -362,32 +398,23 @@ where
     S: Fn(Runnable, async_task::ScheduleInfo) + Send + Sync + 'static,
 {
     let rejected = options.timeout == Some(std::time::Duration::ZERO);
-    let meta = TaskMeta {
-        pool: pool.clone(),
-        priority: AtomicU8::new(options.priority.index() as u8),
-        cancel: AtomicU8::new(if rejected {
-            cancel::ZERO_TIMEOUT
-        } else {
-            cancel::NONE
-        }),
-        registry_key: AtomicUsize::new(usize::MAX),
-        name: options.name.map(String::into_boxed_str),
-        home: options.resolved_home,
-        local: false,
+    let cancel = if rejected {
+        cancel::ZERO_TIMEOUT
+    } else {
+        cancel::NONE
     };
+    let meta = TaskMeta::new(
+        pool,
+        options.priority,
+        cancel,
+        options.name,
+        options.resolved_home,
+        false,
+    );
     let builder = async_task::Builder::new()
         .metadata(meta)
         .propagate_panic(false);
-    let make_future = |meta| TaskFuture {
-        future: Some(future),
-        deadline,
-        meta,
-        reserved,
-        registration: Registration {
-            meta,
-            registered: false,
-        },
-    };
+    let make_future = |meta| TaskFuture::new(future, deadline, meta, reserved);
     // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
     // - `Send`: `TaskFuture` is `Send` because `F: Send`, `D: Send`, and it
     //   otherwise holds only `&TaskMeta`, which is `Send` since
@@ -431,29 +458,19 @@ where
     if !pool.accepts_spawns() {
         return Err(JoinError::shutdown());
     }
-    let meta = TaskMeta {
-        pool: pool.clone(),
-        priority: AtomicU8::new(Priority::Normal.index() as u8),
-        cancel: AtomicU8::new(cancel::NONE),
-        registry_key: AtomicUsize::new(usize::MAX),
-        name: None,
-        home: home as u32,
-        local: true,
-    };
+    let meta = TaskMeta::new(
+        pool,
+        Priority::Normal,
+        cancel::NONE,
+        None,
+        home as u32,
+        true,
+    );
     let builder = async_task::Builder::new()
         .metadata(meta)
         .propagate_panic(false);
     let reserved = pool.reserve_place(true).unwrap_or(false);
-    let make_future = |meta| TaskFuture {
-        future: Some(future),
-        deadline: NoDeadline,
-        meta,
-        reserved,
-        registration: Registration {
-            meta,
-            registered: false,
-        },
-    };
+    let make_future = |meta| TaskFuture::new(future, NoDeadline, meta, reserved);
     // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
     // - `Send` of the future: the task is pinned to `home`, the worker
     //   running on this thread. Its runnable only ever goes to that

@@ -312,12 +312,20 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    admit(pool, &mut options)?;
+    let reserved = pool.reserve_place(force)?;
+    Ok(spawn_on(pool, future, options, reserved, Enqueue::Schedule))
+}
+
+/// Whether `pool` takes a task with `options` (priority served, runtime
+/// not shut down); resolves where a pinned task goes.
+#[inline(always)]
+fn admit(pool: &Pool, options: &mut SpawnOptions) -> Result<(), SpawnError> {
     pool.check_spawn(options.priority)?;
     if options.home != Home::None {
         options.resolved_home = pool.home_for(options.home)?;
     }
-    let reserved = pool.reserve_place(force)?;
-    Ok(spawn_on(pool, future, options, reserved, Enqueue::Schedule))
+    Ok(())
 }
 
 /// Calls `f` with the pool a spawn goes to: the named pool of the target
@@ -374,10 +382,7 @@ where
         let mut options = options;
         let resolved = with_pool(target, pool.as_deref(), |resolved| {
             let pool = resolved?;
-            pool.check_spawn(options.priority)?;
-            if options.home != Home::None {
-                options.resolved_home = pool.home_for(options.home)?;
-            }
+            admit(pool, &mut options)?;
             Ok(pool.clone())
         });
         let state = match resolved {
