@@ -94,6 +94,7 @@ pub(crate) enum Home {
 }
 
 impl TaskMeta {
+    #[inline]
     fn new(
         pool: &Arc<Pool>,
         priority: Priority,
