@@ -24,7 +24,9 @@
 //!   waits for its handles), multipool vs tokio with 2 workers; plus
 //!   `multipool_spawn_batch_10000` vs `multipool_single_10000`: 10 000 tasks
 //!   from the bench thread through one `Handle::spawn_batch` call vs 10 000
-//!   `spawn(..).start()` calls, then waiting for all of them.
+//!   `spawn(..).start()` calls, then waiting for all of them; the
+//!   `_enqueue` variants time the spawning thread's side alone, until the
+//!   call(s) return (the wait is not timed).
 //!
 //! Printed reports (plain timings, not criterion), after the groups:
 //!
@@ -282,6 +284,35 @@ fn remote_from_threads(threads: usize, spawn_share: impl Fn(usize) + Sync) {
     });
 }
 
+/// `BATCH_SPAWNS` single remote spawns through `handle`.
+fn single_spawns(handle: &multipool::Handle) -> Vec<multipool::JoinHandle<()>> {
+    (0..BATCH_SPAWNS)
+        .map(|i| {
+            handle
+                .spawn(async move {
+                    black_box(i);
+                })
+                .start()
+        })
+        .collect()
+}
+
+/// Times `iters` calls of `enqueue` alone, waiting for each call's tasks
+/// outside the timed part.
+fn timed_enqueue(
+    iters: u64,
+    mut enqueue: impl FnMut() -> Vec<multipool::JoinHandle<()>>,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        let handles = enqueue();
+        total += start.elapsed();
+        wait_all(handles);
+    }
+    total
+}
+
 fn remote_spawn(g: &mut Group) {
     let rt = multipool_fixed();
     for threads in [1, 4] {
@@ -314,18 +345,24 @@ fn remote_spawn(g: &mut Group) {
         })
     });
     g.bench_function(format!("multipool_single_{BATCH_SPAWNS}"), |b| {
-        b.iter(|| {
-            let handles: Vec<_> = (0..BATCH_SPAWNS)
-                .map(|i| {
-                    handle
-                        .spawn(async move {
-                            black_box(i);
-                        })
-                        .start()
+        b.iter(|| wait_all(single_spawns(&handle)))
+    });
+    // The spawning thread's side alone: until the call(s) return; the wait
+    // for the tasks is not timed.
+    g.bench_function(
+        format!("multipool_spawn_batch_{BATCH_SPAWNS}_enqueue"),
+        |b| {
+            b.iter_custom(|iters| {
+                timed_enqueue(iters, || {
+                    handle.spawn_batch((0..BATCH_SPAWNS).map(|i| async move {
+                        black_box(i);
+                    }))
                 })
-                .collect();
-            wait_all(handles);
-        })
+            })
+        },
+    );
+    g.bench_function(format!("multipool_single_{BATCH_SPAWNS}_enqueue"), |b| {
+        b.iter_custom(|iters| timed_enqueue(iters, || single_spawns(&handle)))
     });
     drop(rt);
 

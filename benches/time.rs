@@ -19,6 +19,10 @@
 //!   sleeps 1 ms 200 times and records how late each wake-up was (instant
 //!   its task ran again − deadline). Prints p50/p99/max lateness per
 //!   executor. Executors without priorities spawn every task alike.
+//!   `priority_latency_flood` repeats it with [`LAT_FLOOD`] High tasks
+//!   that spin the same way without end, so High work floods every worker:
+//!   it reports the Low tasks' share of the spinners' polls next to the
+//!   sleeper's lateness (multipool's default guarantees Low 1 poll in 64).
 //!   The report then repeats the measurement with no spinners at all
 //!   (`idle_sleep_lateness`): how precisely a parked worker wakes for a
 //!   timer.
@@ -61,8 +65,8 @@
 
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -91,6 +95,11 @@ const LAT_SPIN: Duration = Duration::from_micros(20);
 const LAT_PERIOD: Duration = Duration::from_millis(1);
 const LAT_SAMPLES: usize = 200;
 const LAT_BUDGET: Duration = Duration::from_secs(10);
+/// `priority_latency_flood`: High spinners that never stop (one per worker
+/// keeps every worker's High queue busy), and the Low share multipool's
+/// builder guarantees by default (`Builder::min_share`).
+const LAT_FLOOD: usize = NUM_WORKERS;
+const LOW_MIN_SHARE: u32 = 64;
 
 type Group<'a> = BenchmarkGroup<'a, WallTime>;
 
@@ -561,29 +570,50 @@ fn spin() {
     }
 }
 
+/// What one `priority_latency` run measured.
+struct Latency {
+    /// Lateness of each of the High sleeper's wake-ups.
+    late: Vec<Duration>,
+    /// Polls the Low spinners and the High flood got while the sleeper ran.
+    low_polls: u64,
+    flood_polls: u64,
+}
+
 /// Lateness of each of the High sleeper's wake-ups among `spinners` busy Low
-/// spinners (none: the lateness of a sleep on an idle runtime).
-fn priority_latency<E: Exec>(samples: usize, spinners: usize) -> Vec<Duration> {
+/// spinners (none: the lateness of a sleep on an idle runtime), and, with
+/// `flood` High spinners besides, how the polls were shared between Low
+/// and High.
+fn priority_latency<E: Exec>(samples: usize, spinners: usize, flood: usize) -> Latency {
     let rt = E::build();
     let spawner = rt.spawner();
     let stop = Arc::new(AtomicBool::new(false));
+    // Counted only while the sleeper samples.
+    let counting = Arc::new(AtomicBool::new(false));
+    let low_polls = Arc::new(AtomicU64::new(0));
+    let flood_polls = Arc::new(AtomicU64::new(0));
 
-    let spinners: Vec<_> = (0..spinners)
-        .map(|_| {
-            let stop = stop.clone();
-            spawner.spawn_task(Prio::Low, async move {
-                while !stop.load(Relaxed) {
-                    spin();
-                    E::yield_now().await;
+    let spin_task = |prio: Prio, polls: &Arc<AtomicU64>| {
+        let (stop, counting, polls) = (stop.clone(), counting.clone(), polls.clone());
+        spawner.spawn_task(prio, async move {
+            while !stop.load(Relaxed) {
+                spin();
+                if counting.load(Relaxed) {
+                    polls.fetch_add(1, Relaxed);
                 }
-            })
+                E::yield_now().await;
+            }
         })
+    };
+    let spinners: Vec<_> = (0..spinners)
+        .map(|_| spin_task(Prio::Low, &low_polls))
+        .chain((0..flood).map(|_| spin_task(Prio::High, &flood_polls)))
         .collect();
     if !spinners.is_empty() {
         // Let the spinners fill the queues first.
         std::thread::sleep(Duration::from_millis(20));
     }
 
+    counting.store(true, Relaxed);
     let sleeper = spawner.spawn_task(Prio::High, async move {
         let budget = Instant::now() + LAT_BUDGET;
         let mut late = Vec::with_capacity(samples);
@@ -595,6 +625,7 @@ fn priority_latency<E: Exec>(samples: usize, spinners: usize) -> Vec<Duration> {
         late
     });
     let late = rt.block_on(sleeper);
+    counting.store(false, Relaxed);
 
     stop.store(true, Relaxed);
     rt.block_on(async {
@@ -603,7 +634,11 @@ fn priority_latency<E: Exec>(samples: usize, spinners: usize) -> Vec<Duration> {
         }
     });
     rt.shutdown();
-    late
+    Latency {
+        late,
+        low_polls: low_polls.load(Relaxed),
+        flood_polls: flood_polls.load(Relaxed),
+    }
 }
 
 /// `d` as µs below a millisecond, ms above.
@@ -616,9 +651,13 @@ fn fmt_dur(d: Duration) -> String {
     }
 }
 
-fn report_row<E: Exec>(samples: usize, spinners: usize) {
+fn report_row<E: Exec>(samples: usize, spinners: usize, flood: usize) {
     let before = cpu_ticks();
-    let mut late = priority_latency::<E>(samples, spinners);
+    let Latency {
+        mut late,
+        low_polls,
+        flood_polls,
+    } = priority_latency::<E>(samples, spinners, flood);
     let elsewhere = match (before, cpu_ticks()) {
         (Some(a), Some(b)) if b.total > a.total => {
             let others = (b.busy - a.busy).saturating_sub(b.ours - a.ours);
@@ -628,14 +667,24 @@ fn report_row<E: Exec>(samples: usize, spinners: usize) {
     };
     late.sort_unstable();
     let pct = |p: usize| late[(late.len() - 1) * p / 100];
+    let low_share = if flood > 0 {
+        let polls = (low_polls + flood_polls).max(1);
+        format!(
+            "{:.2}% ({low_polls})",
+            100.0 * low_polls as f64 / polls as f64
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "{:<14} {:>5} {:>12} {:>12} {:>12} {:>10}",
+        "{:<14} {:>5} {:>12} {:>12} {:>12} {:>10} {:>16}",
         E::NAME,
         late.len(),
         fmt_dur(pct(50)),
         fmt_dur(pct(99)),
         fmt_dur(pct(100)),
         elsewhere,
+        low_share,
     );
 }
 
@@ -678,24 +727,40 @@ fn latency_report(samples: usize) {
         fmt_dur(LAT_SPIN),
         LAT_BUDGET.as_secs(),
     );
-    report_table(samples, LAT_SPINNERS);
+    report_table(samples, LAT_SPINNERS, 0);
+    println!(
+        "\npriority_latency_flood: the same, plus {LAT_FLOOD} High tasks spinning \
+         {} per poll without end; low share = the Low tasks' share of the spinners' \
+         polls (Low polls in brackets). multipool guarantees Low 1 poll in {} \
+         ({:.2}%) by default; runtimes without priorities share alike",
+        fmt_dur(LAT_SPIN),
+        LOW_MIN_SHARE,
+        100.0 / LOW_MIN_SHARE as f64,
+    );
+    report_table(samples, LAT_SPINNERS, LAT_FLOOD);
     println!(
         "\nidle_sleep_lateness: the same sleeper alone on an idle runtime \
          (how precisely a parked worker wakes for a timer)"
     );
-    report_table(samples, 0);
+    report_table(samples, 0, 0);
 }
 
-fn report_table(samples: usize, spinners: usize) {
+fn report_table(samples: usize, spinners: usize, flood: usize) {
     println!(
-        "{:<14} {:>5} {:>12} {:>12} {:>12} {:>10}",
-        "executor", "n", "p50", "p99", "max", "elsewhere"
+        "{:<14} {:>5} {:>12} {:>12} {:>12} {:>10} {:>16}",
+        "executor",
+        "n",
+        "p50",
+        "p99",
+        "max",
+        "elsewhere",
+        if flood > 0 { "low share" } else { "" },
     );
-    report_row::<MultiPool>(samples, spinners);
-    report_row::<Tokio>(samples, spinners);
-    report_row::<AsyncStd>(samples, spinners);
-    report_row::<Smol>(samples, spinners);
-    report_row::<AsyncRuntime>(samples, spinners);
+    report_row::<MultiPool>(samples, spinners, flood);
+    report_row::<Tokio>(samples, spinners, flood);
+    report_row::<AsyncStd>(samples, spinners, flood);
+    report_row::<Smol>(samples, spinners, flood);
+    report_row::<AsyncRuntime>(samples, spinners, flood);
 }
 
 /// Whether the command line selects the latency report: no filter, or a

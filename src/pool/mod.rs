@@ -842,7 +842,19 @@ impl Pool {
     /// fair share of what waits, `len / workers + 1`, at most
     /// [`MAX_INJECT_BATCH`]. Taking many at once is what keeps a burst of
     /// remote spawns from trickling in while the worker also has local work.
+    ///
+    /// The empty check is inlined: every tick looks at the levels above the
+    /// one it serves, and those are empty nearly always.
+    #[inline]
     fn pop_injector(&self, level: usize, dest: &Deque<Runnable>) -> Option<Runnable> {
+        if !self.has_custom_queues && self.injector[level].is_empty() {
+            return None;
+        }
+        self.pop_injector_slow(level, dest)
+    }
+
+    #[inline(never)]
+    fn pop_injector_slow(&self, level: usize, dest: &Deque<Runnable>) -> Option<Runnable> {
         if let Some(queue) = &self.custom_queues[level] {
             // Tasks the queue dropped first (they only need cancelling),
             // then one at a time: the user's queue keeps deciding the order.

@@ -448,6 +448,19 @@ impl Local {
         }
     }
 
+    /// Pops this worker's queue of `level`. The empty check is inlined:
+    /// every tick looks at the levels above the one it serves, and those
+    /// are empty nearly always.
+    #[inline]
+    fn pop_queue(&self, level: usize) -> Option<Runnable> {
+        let queue = &self.queues[level];
+        if queue.is_empty() {
+            None
+        } else {
+            queue.pop()
+        }
+    }
+
     /// Whether a queue this worker serves holds work more urgent than `level`.
     fn more_urgent_queued(&self, level: usize) -> bool {
         (0..level).any(|l| !self.queues[l].is_empty() || !self.pool.injector_is_empty(l))
@@ -599,7 +612,7 @@ impl Core {
                     return Some(task);
                 }
             }
-            if let Some(task) = local.queues[level].pop() {
+            if let Some(task) = local.pop_queue(level) {
                 return Some(task);
             }
             if let Some(task) = local.pop_inbox(level) {
@@ -649,8 +662,8 @@ impl Core {
             });
         let task = due.and_then(|level| {
             self.fair.due[level] = self.tick.wrapping_add(shares[level]);
-            local.queues[level]
-                .pop()
+            local
+                .pop_queue(level)
                 .or_else(|| local.pop_inbox(level))
                 .or_else(|| local.pool.pop_injector(level, &local.queues[level]))
         });
@@ -687,8 +700,8 @@ impl Core {
                 return None;
             }
         };
-        local.queues[level]
-            .pop()
+        local
+            .pop_queue(level)
             .or_else(|| local.pop_inbox(level))
             .or_else(|| pool.pop_injector(level, &local.queues[level]))
             .or_else(|| self.steal_level(local, level))
