@@ -9,6 +9,9 @@
 //! * After `shutdown` every queued task is cancelled (its handle reports
 //!   the shutdown) and every task pushed later is cancelled on the spot;
 //!   running closures cannot be interrupted and are waited for.
+//! * A task is counted in the runtime's `active_blockers` from the moment
+//!   it is queued until it has run or was cancelled unrun, so paused time
+//!   never jumps ahead of blocking code (tokio behaves the same).
 
 use std::collections::VecDeque;
 use std::sync::Condvar;
@@ -16,7 +19,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::runtime::hooks::Hooks;
-use crate::sync::{Arc, Mutex};
+use crate::runtime::run_counted_blocking;
+use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
 use crate::task::{cancel, run_cancelled, Runnable};
 
 /// Ends a blocking thread's count, also when a hook panicked or never ran
@@ -34,6 +38,18 @@ impl Drop for ThreadExit<'_> {
         }
         self.pool.condvar.notify_all();
     }
+}
+
+/// The count, runtime-wide, of work that keeps paused time from advancing;
+/// a queued blocking task is in it until it has run.
+fn active_count(runnable: &Runnable) -> &AtomicUsize {
+    &runnable.metadata().pool.runtime.active_blockers
+}
+
+/// Cancels a task taken from the queue unrun.
+fn cancel_queued(runnable: Runnable) {
+    active_count(&runnable).fetch_sub(1, Ordering::SeqCst);
+    run_cancelled(runnable);
 }
 
 /// How a blocking pool is configured; validated by the runtime builder.
@@ -102,6 +118,9 @@ impl BlockingPool {
             run_cancelled(runnable);
             return;
         }
+        // Counted until it has run (or is cancelled unrun): paused time
+        // does not advance meanwhile (see `run_counted_blocking`).
+        active_count(&runnable).fetch_add(1, Ordering::SeqCst);
         state.queue.push_back(runnable);
         if state.idle > state.notified {
             state.notified += 1;
@@ -135,7 +154,7 @@ impl BlockingPool {
                     drop(state);
                     eprintln!("multipool: could not start a blocking thread: {err}");
                     for runnable in queued {
-                        run_cancelled(runnable);
+                        cancel_queued(runnable);
                     }
                 }
             }
@@ -163,7 +182,7 @@ impl BlockingPool {
             if let Some(runnable) = state.queue.pop_front() {
                 drop(state);
                 // The task catches its own panics (see `task`).
-                runnable.run();
+                run_counted_blocking(runnable);
                 state = self.state.lock();
                 continue;
             }
@@ -219,7 +238,7 @@ impl BlockingPool {
         };
         self.condvar.notify_all();
         for runnable in queued {
-            run_cancelled(runnable);
+            cancel_queued(runnable);
         }
         let current = thread::current().id();
         let mut state = self.state.lock();

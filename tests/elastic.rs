@@ -302,6 +302,29 @@ fn a_panic_in_spawn_blocking_is_reported_and_an_unstarted_call_can_be_aborted() 
     });
 }
 
+/// Blocking code runs inside its runtime, as in tokio: `Handle::current`
+/// works there and `multipool::spawn` goes to the same runtime, not the
+/// global one.
+#[test]
+fn blocking_code_runs_inside_its_runtime() {
+    watchdog(60, || {
+        let rt = Runtime::builder()
+            .workers(1)
+            .thread_name("inside")
+            .build()
+            .unwrap();
+        let handle = rt.handle();
+        let (pool, worker_name) = multipool::block_on(handle.spawn_blocking(|| {
+            let pool = multipool::Handle::current().pool_name().to_owned();
+            let task = multipool::spawn(async { std::thread::current().name().map(str::to_owned) });
+            (pool, multipool::block_on(task).unwrap())
+        }))
+        .unwrap();
+        assert_eq!(pool, "default");
+        assert!(worker_name.unwrap().starts_with("inside"));
+    });
+}
+
 #[test]
 fn pools_isolate_a_flood_in_one_from_the_other() {
     watchdog(60, || {

@@ -1141,3 +1141,71 @@ fn nested_block_on_under_paused_time_completes() {
         assert_eq!(slept, Duration::from_secs(2));
     });
 }
+
+/// Paused time used to jump ahead while `spawn_blocking` code ran, so a
+/// time-out around blocking work could elapse at once. Now a blocking task
+/// counts as work until it returns, as in tokio: the sleeper below cannot
+/// complete while the closure runs. The closure waits (up to half a second
+/// of real time) for the sleeper to finish; with the bug the clock jumped an
+/// hour and the sleeper finished first.
+#[test]
+fn paused_time_does_not_advance_while_blocking_code_runs() {
+    run_paused(1, async {
+        let start = now();
+        let (slept_tx, slept_rx) = mpsc::channel();
+        let sleeper = multipool::spawn(async move {
+            sleep(Duration::from_secs(3600)).await;
+            let _ = slept_tx.send(());
+        })
+        .start();
+        let blocking = multipool::task::spawn_blocking(move || {
+            let sleeper_done = slept_rx.recv_timeout(ms(500)).is_ok();
+            (sleeper_done, now())
+        });
+        let (sleeper_done, returned_at) = blocking.await.unwrap();
+        assert!(
+            !sleeper_done,
+            "paused time advanced while blocking code ran"
+        );
+        assert_eq!(returned_at, start);
+        sleeper.await.unwrap();
+        assert_eq!(now() - start, Duration::from_secs(3600));
+    });
+}
+
+/// Once blocking code returns, paused time advances again even if nothing
+/// awaits its handle: the blocking thread itself tries the advance, since
+/// the workers may all be parked by then.
+#[test]
+fn paused_time_advances_after_detached_blocking_code_returns() {
+    run_paused(1, async {
+        let start = now();
+        let (sleeping_tx, sleeping_rx) = mpsc::channel::<()>();
+        multipool::task::spawn_blocking(move || {
+            let _ = sleeping_rx.recv();
+            // Give the worker time to park; the outcome does not depend on it.
+            thread::sleep(ms(20));
+        })
+        .detach();
+        sleeping_tx.send(()).unwrap();
+        sleep(Duration::from_secs(60)).await;
+        assert_eq!(now() - start, Duration::from_secs(60));
+    });
+}
+
+/// A `block_on` nested in blocking code sleeps uncounted, so paused time
+/// still advances for it.
+#[test]
+fn block_on_inside_blocking_code_under_paused_time_completes() {
+    run_paused(1, async {
+        let start = now();
+        let handle = Handle::current();
+        let slept = multipool::task::spawn_blocking(move || {
+            handle.block_on(sleep(Duration::from_secs(5)));
+            now()
+        })
+        .await
+        .unwrap();
+        assert_eq!(slept - start, Duration::from_secs(5));
+    });
+}

@@ -21,6 +21,13 @@ use crate::runtime::context;
 /// call beyond the bound is refused, and its handle says so
 /// ([`JoinError::is_rejected`](crate::JoinError::is_rejected)).
 ///
+/// The closure runs inside the runtime: `multipool::spawn`,
+/// [`Handle::current`](crate::Handle::current) and `time::now` there are
+/// the runtime's. Under paused time (feature `test-util`) the clock does
+/// not advance by itself while blocking code is queued or runs, as in
+/// tokio: a time-out around a blocking call does not elapse because the
+/// workers went idle.
+///
 /// [`JoinHandle::abort`] cancels the call if it has not started yet; a
 /// running closure cannot be interrupted and runs to the end. A panic in `f`
 /// is caught and reported by the handle. Dropping the runtime waits for

@@ -61,7 +61,9 @@ mod test_util {
     /// Pauses the current runtime's clock.
     ///
     /// While paused, time moves only through [`advance`], or by itself when
-    /// the runtime is idle (every worker parked and no `block_on` polling):
+    /// the runtime is idle (every worker parked, no `block_on` polling and
+    /// no [`spawn_blocking`](crate::task::spawn_blocking) call queued or
+    /// running):
     /// it then jumps to the next timer's deadline. So `sleep(1 hour)` in a
     /// paused test completes at once, yet in order with every other timer.
     ///
