@@ -185,6 +185,10 @@ pub(crate) struct Pool {
     /// (tracked for the levels above `Low`). A busy worker about to run
     /// lower-level work steals such tasks first; the bit is a hint, cleared
     /// when a scan finds nothing, and idle workers scan regardless of it.
+    /// A push that races with a scan clearing the bit can stay unmarked:
+    /// its owner still runs the task after its current poll, and the next
+    /// push of that level marks the bit again. Exact marking would cost a
+    /// SeqCst fence on every push.
     level_hint: AtomicU8,
     min_workers: usize,
     idle_timeout: Duration,

@@ -234,9 +234,11 @@ impl PoolBuilder {
         self
     }
 
-    /// Pins worker `N` to CPU core `N` (modulo the number of cores), so the
-    /// operating system never moves it: warm caches, no migrations. Linux
-    /// only; elsewhere [`Builder::build`] reports an error.
+    /// Pins worker `N` to the `N`-th CPU the process may run on (modulo
+    /// their number; under `taskset` or a cgroup CPU set that is not CPU
+    /// `N`), so the operating system never moves it: warm caches, no
+    /// migrations. Linux only; elsewhere [`Builder::build`] reports an
+    /// error.
     pub fn pin_workers(mut self, pin: bool) -> Self {
         self.pin_workers = pin;
         self
