@@ -9,9 +9,12 @@
 //! * After `shutdown` every queued task is cancelled (its handle reports
 //!   the shutdown) and every task pushed later is cancelled on the spot;
 //!   running closures cannot be interrupted and are waited for.
-//! * A task is counted in the runtime's `active_blockers` from the moment
-//!   it is queued until it has run or was cancelled unrun, so paused time
-//!   never jumps ahead of blocking code (tokio behaves the same).
+//! * A thread runs its tasks inside their runtime (entered at its first
+//!   task), so `spawn` and `Handle::current` in a closure are the runtime's.
+//! * With feature `test-util`, a task is counted in the runtime's
+//!   `active_blockers` from the moment it is queued until it has run or was
+//!   cancelled unrun, so paused time never jumps ahead of blocking code
+//!   (tokio behaves the same).
 
 use std::collections::VecDeque;
 use std::sync::Condvar;
@@ -19,8 +22,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::runtime::hooks::Hooks;
-use crate::runtime::run_counted_blocking;
-use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
+use crate::runtime::{context, run_blocking, EnterGuard, Handle};
+use crate::sync::{Arc, Mutex};
 use crate::task::{cancel, run_cancelled, Runnable};
 
 /// Ends a blocking thread's count, also when a hook panicked or never ran
@@ -42,13 +45,15 @@ impl Drop for ThreadExit<'_> {
 
 /// The count, runtime-wide, of work that keeps paused time from advancing;
 /// a queued blocking task is in it until it has run.
-fn active_count(runnable: &Runnable) -> &AtomicUsize {
+#[cfg(feature = "test-util")]
+fn active_count(runnable: &Runnable) -> &crate::sync::AtomicUsize {
     &runnable.metadata().pool.runtime.active_blockers
 }
 
 /// Cancels a task taken from the queue unrun.
 fn cancel_queued(runnable: Runnable) {
-    active_count(&runnable).fetch_sub(1, Ordering::SeqCst);
+    #[cfg(feature = "test-util")]
+    active_count(&runnable).fetch_sub(1, crate::sync::Ordering::SeqCst);
     run_cancelled(runnable);
 }
 
@@ -119,8 +124,9 @@ impl BlockingPool {
             return;
         }
         // Counted until it has run (or is cancelled unrun): paused time
-        // does not advance meanwhile (see `run_counted_blocking`).
-        active_count(&runnable).fetch_add(1, Ordering::SeqCst);
+        // does not advance meanwhile (see `run_blocking`).
+        #[cfg(feature = "test-util")]
+        active_count(&runnable).fetch_add(1, crate::sync::Ordering::SeqCst);
         state.queue.push_back(runnable);
         if state.idle > state.notified {
             state.notified += 1;
@@ -177,12 +183,20 @@ impl BlockingPool {
     /// to stop, so a `push` either sees it gone (and starts another) or
     /// finds its task taken by it.
     fn work(&self, counted_out: &mut bool) {
+        // The runtime this thread's tasks belong to, entered at the first
+        // task for the thread's whole life (every blocking task of a
+        // runtime belongs to its default pool).
+        let mut entered: Option<EnterGuard> = None;
         let mut state = self.state.lock();
         loop {
             if let Some(runnable) = state.queue.pop_front() {
                 drop(state);
+                if entered.is_none() {
+                    let pool = runnable.metadata().pool.clone();
+                    entered = Some(context::enter(Handle::from_pool(pool)));
+                }
                 // The task catches its own panics (see `task`).
-                run_counted_blocking(runnable);
+                run_blocking(runnable);
                 state = self.state.lock();
                 continue;
             }

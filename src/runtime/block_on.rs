@@ -200,25 +200,28 @@ fn park(parker: &parking::Parker) {
     }
 }
 
-/// Runs a `spawn_blocking` task inside its runtime (so `spawn`,
-/// `Handle::current` and `time::now` in the closure are the runtime's, as
-/// in tokio).
+/// Runs a `spawn_blocking` task on a blocking thread.
 ///
-/// The task was counted in the runtime's `active_blockers` when it was
-/// queued (see `BlockingPool::push`): paused time does not advance while
-/// blocking code runs, as in tokio. A `block_on` nested in the closure
-/// sleeps uncounted, as one nested in a counted poll does. Once the task
-/// has run, the count drops and this thread tries the advance itself: the
-/// workers may all be parked already.
-pub(crate) fn run_counted_blocking(runnable: crate::task::Runnable) {
-    let pool = runnable.metadata().pool.clone();
+/// With paused time possible (feature `test-util`), the task was counted
+/// in its runtime's `active_blockers` when it was queued (see
+/// `BlockingPool::push`): paused time does not advance while blocking code
+/// runs, as in tokio. A `block_on` nested in the closure sleeps uncounted,
+/// as one nested in a counted poll does. Once the task has run, the count
+/// drops and this thread tries the advance itself: the workers may all be
+/// parked already.
+pub(crate) fn run_blocking(runnable: crate::task::Runnable) {
+    #[cfg(feature = "test-util")]
     {
-        let _entered = super::context::enter(super::Handle::from_pool(pool.clone()));
-        let _counted = CountedPoll::enter(&pool);
-        runnable.run();
+        let pool = runnable.metadata().pool.clone();
+        {
+            let _counted = CountedPoll::enter(&pool);
+            runnable.run();
+        }
+        pool.runtime.active_blockers.fetch_sub(1, Ordering::SeqCst);
+        pool.try_auto_advance();
     }
-    pool.runtime.active_blockers.fetch_sub(1, Ordering::SeqCst);
-    pool.try_auto_advance();
+    #[cfg(not(feature = "test-util"))]
+    runnable.run();
 }
 
 thread_local! {

@@ -14,7 +14,7 @@ pub(crate) mod hooks;
 mod shared;
 
 pub use block_on::block_on;
-pub(crate) use block_on::run_counted_blocking;
+pub(crate) use block_on::run_blocking;
 pub use builder::{Builder, PoolBuilder};
 pub(crate) use shared::RuntimeShared;
 
