@@ -198,6 +198,9 @@ pub(crate) struct Pool {
     /// See `PoolConfig::min_shares`.
     min_shares: [u32; Priority::COUNT],
     placement: Placement,
+    /// `Placement::Local` and no user queue: a new unpinned task needs no
+    /// placement decision (the fast path of `schedule_new`).
+    plain_placement: bool,
     /// A user's policy; `None`: the built-in one (see `scheduler`).
     pub(crate) scheduler: Option<Arc<dyn Scheduler>>,
     /// See `PoolConfig::custom_queues` and `run_queue`.
@@ -290,6 +293,8 @@ impl Pool {
                 config.min_shares
             },
             placement: config.placement,
+            plain_placement: config.placement == Placement::Local
+                && config.custom_queues.iter().all(Option::is_none),
             scheduler: config.scheduler,
             has_custom_queues: config.custom_queues.iter().any(Option::is_some),
             custom_queues: config.custom_queues,
@@ -560,7 +565,21 @@ impl Pool {
     }
 
     /// Schedules a task that was just spawned on this pool.
+    #[inline]
     pub(crate) fn schedule_new(self: &Arc<Self>, runnable: Runnable) {
+        if self.plain_placement && runnable.metadata().home == NO_HOME {
+            // The common case: `Placement::Local`, no user queue, unpinned.
+            if let Err(runnable) = worker::try_schedule_local(Arc::as_ptr(self), runnable, false) {
+                self.push_remote(runnable);
+            }
+            return;
+        }
+        self.schedule_new_placed(runnable);
+    }
+
+    /// `schedule_new` for a pinned task, a user's queue or a placement.
+    #[inline(never)]
+    fn schedule_new_placed(self: &Arc<Self>, runnable: Runnable) {
         let home = runnable.metadata().home;
         if home != NO_HOME {
             self.push_pinned(home as usize, runnable);
@@ -741,6 +760,10 @@ impl Pool {
     /// The injector of the task's level, or the user's queue replacing it.
     fn push_injector(&self, runnable: Runnable) {
         let level = runnable.metadata().priority().index();
+        if !self.has_custom_queues {
+            self.injector[level].push(runnable);
+            return;
+        }
         match &self.custom_queues[level] {
             Some(queue) => {
                 // A panic drops the task with the unwinding queue, which
