@@ -198,9 +198,6 @@ pub(crate) struct Pool {
     /// See `PoolConfig::min_shares`.
     min_shares: [u32; Priority::COUNT],
     placement: Placement,
-    /// `Placement::Local` and no user queue: a new unpinned task needs no
-    /// placement decision (the fast path of `schedule_new`).
-    plain_placement: bool,
     /// A user's policy; `None`: the built-in one (see `scheduler`).
     pub(crate) scheduler: Option<Arc<dyn Scheduler>>,
     /// See `PoolConfig::custom_queues` and `run_queue`.
@@ -293,8 +290,6 @@ impl Pool {
                 config.min_shares
             },
             placement: config.placement,
-            plain_placement: config.placement == Placement::Local
-                && config.custom_queues.iter().all(Option::is_none),
             scheduler: config.scheduler,
             has_custom_queues: config.custom_queues.iter().any(Option::is_some),
             custom_queues: config.custom_queues,
@@ -567,7 +562,8 @@ impl Pool {
     /// Schedules a task that was just spawned on this pool.
     #[inline]
     pub(crate) fn schedule_new(self: &Arc<Self>, runnable: Runnable) {
-        if self.plain_placement && runnable.metadata().home == NO_HOME {
+        let plain = self.placement == Placement::Local && !self.has_custom_queues;
+        if plain && runnable.metadata().home == NO_HOME {
             // The common case: `Placement::Local`, no user queue, unpinned.
             if let Err(runnable) = worker::try_schedule_local(Arc::as_ptr(self), runnable, false) {
                 self.push_remote(runnable);
