@@ -10,7 +10,7 @@ use common::watchdog;
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
@@ -27,17 +27,23 @@ struct Reactor {
     changed: Condvar,
     /// Worker index of every thread that dispatched a wake-up.
     dispatched_on: Mutex<Vec<Option<usize>>>,
+    /// Workers inside `drive` (parked in their hook) right now.
+    driving: AtomicUsize,
 }
 
 #[derive(Default)]
 struct ReactorState {
     waiting: Vec<Waker>,
     ready: bool,
-    /// Set by the waker of the hook's `unparked()` future.
-    unparked: bool,
 }
 
-struct HookWake(Arc<Reactor>);
+/// The waker of one hook call's `unparked()` future. Its flag is per call:
+/// the reactor is shared by every worker, and one worker starting a new
+/// wait must not clear a wake-up meant for another.
+struct HookWake {
+    reactor: Arc<Reactor>,
+    woken: AtomicBool,
+}
 
 impl Wake for HookWake {
     fn wake(self: Arc<Self>) {
@@ -45,19 +51,31 @@ impl Wake for HookWake {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.state.lock().unwrap().unparked = true;
-        self.0.changed.notify_all();
+        self.woken.store(true, Ordering::SeqCst);
+        // Under the lock: `drive` checks the flag under it before waiting.
+        let _state = self.reactor.state.lock().unwrap();
+        self.reactor.changed.notify_all();
     }
 }
 
 impl Reactor {
     /// Runs the reactor until the worker is unparked or the deadline passes.
     fn drive(self: &Arc<Self>, park: &Park<'_>) {
-        let waker = Waker::from(Arc::new(HookWake(self.clone())));
+        self.driving.fetch_add(1, Ordering::SeqCst);
+        self.drive_until_unparked(park);
+        self.driving.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn drive_until_unparked(self: &Arc<Self>, park: &Park<'_>) {
+        let hook = Arc::new(HookWake {
+            reactor: self.clone(),
+            woken: AtomicBool::new(false),
+        });
+        let waker = Waker::from(hook.clone());
         let mut cx = Context::from_waker(&waker);
         let mut unparked = pin!(park.unparked());
         loop {
-            self.state.lock().unwrap().unparked = false;
+            hook.woken.store(false, Ordering::SeqCst);
             if unparked.as_mut().poll(&mut cx).is_ready() {
                 return;
             }
@@ -74,7 +92,7 @@ impl Reactor {
                 wakers.into_iter().for_each(Waker::wake);
                 continue;
             }
-            if state.unparked {
+            if hook.woken.load(Ordering::SeqCst) {
                 continue;
             }
             match park.deadline() {
@@ -135,6 +153,12 @@ fn remote_spawns_reach_workers_in_their_hook() {
         let (reactor, hooks) = (Arc::new(Reactor::default()), Arc::default());
         let rt = runtime(2, &reactor, &hooks);
         for round in 0..200u64 {
+            // Both workers parked in their hook: the spawns below must wake
+            // them there (an idle worker spins a little before it parks, and
+            // could otherwise catch every spawn while still searching).
+            while reactor.driving.load(Ordering::SeqCst) < 2 {
+                thread::yield_now();
+            }
             let tasks: Vec<_> = (0..8u64)
                 .map(|i| rt.spawn(async move { round * i }).start())
                 .collect();

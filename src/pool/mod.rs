@@ -209,7 +209,9 @@ pub(crate) struct Pool {
     pin_workers: bool,
     bound: Option<QueueBound>,
     monitor: Mutex<Option<monitor::MonitorHandle>>,
-    /// Workers started and retired since the pool was built.
+    /// Workers started and retired since the pool was built, each counted
+    /// before `Idle`'s active count moves, so that a reader who sees
+    /// `num_workers` change also sees the counter that explains it.
     workers_started: AtomicUsize,
     workers_retired: AtomicUsize,
     /// Workers found stuck in one poll at the monitor's last sample.
@@ -357,7 +359,9 @@ impl Pool {
             return Ok(false);
         };
         let slot = &self.slots[index];
+        self.workers_started.fetch_add(1, Ordering::SeqCst);
         if !self.idle.activate_worker(self.slots.len()) {
+            self.workers_started.fetch_sub(1, Ordering::SeqCst);
             slot.running.store(false, Ordering::Release);
             return Ok(false);
         }
@@ -390,7 +394,6 @@ impl Pool {
         match spawned {
             Ok(thread) => {
                 *slot.thread.lock() = Some(thread);
-                self.workers_started.fetch_add(1, Ordering::Relaxed);
                 Ok(true)
             }
             Err(err) => {
@@ -398,6 +401,7 @@ impl Pool {
                 // fired by the other workers (see `Timers::fire_overdue_elsewhere`).
                 self.timers.close_wheel_if(index, || true);
                 self.idle.deactivate_unstarted();
+                self.workers_started.fetch_sub(1, Ordering::SeqCst);
                 slot.running.store(false, Ordering::Release);
                 Err(err)
             }
@@ -411,7 +415,6 @@ impl Pool {
         let slot = &self.slots[index];
         *slot.parts.lock() = Some(parts);
         slot.running.store(false, Ordering::SeqCst);
-        self.workers_retired.fetch_add(1, Ordering::Relaxed);
         // A producer that picked this worker before it stopped counting as
         // running may have placed a task on it: move it where others look.
         self.rehome_placed(index);
@@ -446,7 +449,12 @@ impl Pool {
             return false;
         }
         self.timers.close_wheel_if(index, || {
-            self.idle.retire_parked(index, self.min_workers, || true)
+            self.idle.retire_parked(index, self.min_workers, || {
+                // Last check passed: the worker retires. Counted before
+                // the active count drops (see `workers_started`).
+                self.workers_retired.fetch_add(1, Ordering::SeqCst);
+                true
+            })
         })
     }
 
@@ -464,11 +472,11 @@ impl Pool {
     }
 
     pub(crate) fn workers_started(&self) -> usize {
-        self.workers_started.load(Ordering::Relaxed)
+        self.workers_started.load(Ordering::SeqCst)
     }
 
     pub(crate) fn workers_retired(&self) -> usize {
-        self.workers_retired.load(Ordering::Relaxed)
+        self.workers_retired.load(Ordering::SeqCst)
     }
 
     pub(crate) fn is_closed(&self) -> bool {

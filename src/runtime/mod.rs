@@ -413,12 +413,18 @@ impl Handle {
     }
 
     /// Workers the pool has started since it was built (the first
-    /// `min_workers` included).
+    /// `min_workers` included). A worker counts from the moment the pool
+    /// decides to start it, before [`num_workers`](Self::num_workers)
+    /// includes it: once `num_workers` has grown, this has too.
     pub fn workers_started(&self) -> usize {
         self.pool.workers_started()
     }
 
-    /// Workers that have retired after the idle timeout.
+    /// Workers that have retired after the idle timeout. A worker counts
+    /// from the moment it decides to retire, before
+    /// [`num_workers`](Self::num_workers) drops; its thread then runs the
+    /// `on_thread_stop` hooks and exits, so those may still be running
+    /// when this has already grown.
     pub fn workers_retired(&self) -> usize {
         self.pool.workers_retired()
     }
