@@ -611,17 +611,23 @@ fn shutdown_timeout_lets_running_work_finish_and_cancels_the_rest() {
                 "finished"
             })
             .start();
+        let (blocking_tx, blocking_rx) = mpsc::channel();
         let blocking = handle.spawn_blocking(move || {
+            blocking_tx.send(()).unwrap();
             g.wait();
             "blocking finished"
         });
         let forever = rt.spawn(std::future::pending::<()>()).start();
+        // Both running (not queued) before the shutdown starts.
         started_rx.recv().unwrap();
+        blocking_rx.recv().unwrap();
         let opener = {
             let gate = gate.clone();
             thread::spawn(move || gate.open())
         };
-        let all_done = rt.shutdown_timeout(Duration::from_millis(300));
+        // Long enough for a loaded machine to finish both; the pending task
+        // makes it wait the whole timeout.
+        let all_done = rt.shutdown_timeout(Duration::from_secs(1));
         opener.join().unwrap();
         assert!(!all_done, "the pending task cannot finish");
         assert_eq!(multipool::block_on(finishing).unwrap(), "finished");

@@ -106,9 +106,18 @@ fn strict_priority_runs_no_low_poll_while_high_floods() {
             .unwrap();
         let low_polls = Arc::new(AtomicUsize::new(0));
         let never = Arc::new(AtomicBool::new(false));
-        // Hold the worker so that everything below is queued before it runs.
+        // Hold the worker so that everything below is queued before it runs
+        // (and wait until it holds: otherwise its first scan could miss
+        // `hold` and find `low`).
+        let (started_tx, started_rx) = mpsc::channel::<()>();
         let (release_tx, release_rx) = mpsc::channel::<()>();
-        let hold = rt.spawn(async move { release_rx.recv().unwrap() }).start();
+        let hold = rt
+            .spawn(async move {
+                started_tx.send(()).unwrap();
+                release_rx.recv().unwrap()
+            })
+            .start();
+        started_rx.recv().unwrap();
         let low = rt
             .spawn(spin(low_polls.clone(), never.clone()))
             .priority(Priority::Low)

@@ -861,9 +861,11 @@ fn high_task_woken_by_a_timer_runs_before_queued_low_work() {
 
 /// Real time, one worker that never parks: the worker fires its own wheel
 /// between polls, and the High task it wakes runs before the next Low poll.
-/// Deterministic in outcome: whatever the machine's speed, at most one Low
-/// poll (the one in progress when the deadline passed) may start after the
-/// deadline and still run before the High task.
+/// Deterministic in outcome: whatever the machine's speed, at most two Low
+/// polls may start after the deadline and still run before the High task:
+/// the one whose tick checked the wheel just before the deadline, and one
+/// fair-share turn of Low (1 tick in 64, see `fairness`) if the tick that
+/// fires the timer is one.
 #[test]
 fn high_task_woken_by_its_workers_wheel_runs_before_queued_low_work() {
     let (log, deadline) = watchdog(30, || {
@@ -908,12 +910,14 @@ fn high_task_woken_by_its_workers_wheel_runs_before_queued_low_work() {
     let high = log.iter().position(|(id, _)| id.is_none()).unwrap();
     assert!(log[high].1 >= deadline);
     // A poll that started 2 µs after the deadline (a whole tick of the
-    // wheel) was preceded by a check of the wheel that found it due.
+    // wheel) was preceded by a check of the wheel that found it due, except
+    // the two above: a check just before the deadline followed by a
+    // preemption, and Low's fair-share turn taken before the High task.
     let late = log[..high]
         .iter()
         .filter(|(_, at)| *at >= deadline + Duration::from_micros(2))
         .count();
-    assert!(late <= 1, "{late} Low polls started after the deadline");
+    assert!(late <= 2, "{late} Low polls started after the deadline");
 }
 
 // ---------------------------------------------------------------------------

@@ -72,12 +72,14 @@ impl Idle {
     }
 
     /// Counts one more active worker, unparked and not searching, unless
-    /// `max` are active already. Returns whether it was counted.
-    pub(crate) fn activate_worker(&self, max: usize) -> bool {
+    /// `max` are active already; `counted` runs under the lock just before
+    /// the count moves. Returns whether it was counted.
+    pub(crate) fn activate_worker(&self, max: usize, counted: impl FnOnce()) -> bool {
         let _sleepers = self.sleepers.lock();
         if active(self.state.load(SeqCst)) >= max {
             return false;
         }
+        counted();
         self.state.fetch_add(ACTIVE_ONE | UNPARK_ONE, SeqCst);
         true
     }

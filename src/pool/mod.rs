@@ -359,9 +359,10 @@ impl Pool {
             return Ok(false);
         };
         let slot = &self.slots[index];
-        self.workers_started.fetch_add(1, Ordering::SeqCst);
-        if !self.idle.activate_worker(self.slots.len()) {
-            self.workers_started.fetch_sub(1, Ordering::SeqCst);
+        let counted = self.idle.activate_worker(self.slots.len(), || {
+            self.workers_started.fetch_add(1, Ordering::SeqCst);
+        });
+        if !counted {
             slot.running.store(false, Ordering::Release);
             return Ok(false);
         }
