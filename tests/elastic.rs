@@ -12,37 +12,13 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::watchdog;
+use common::{watchdog, Gate};
 use multipool::{Handle, Priority, Runtime};
 
 /// Waits until `condition` holds; the watchdog around the test bounds it.
 fn wait_until(mut condition: impl FnMut() -> bool) {
     while !condition() {
         thread::sleep(Duration::from_micros(200));
-    }
-}
-
-/// A gate tasks block on (a real blocking call) until the test opens it.
-#[derive(Clone)]
-struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
-
-impl Gate {
-    fn new() -> Self {
-        Gate(Arc::new((Mutex::new(false), std::sync::Condvar::new())))
-    }
-
-    fn wait(&self) {
-        let (open, cv) = &*self.0;
-        let mut open = open.lock().unwrap();
-        while !*open {
-            open = cv.wait(open).unwrap();
-        }
-    }
-
-    fn open(&self) {
-        let (open, cv) = &*self.0;
-        *open.lock().unwrap() = true;
-        cv.notify_all();
     }
 }
 
@@ -56,7 +32,7 @@ fn a_pool_grows_when_its_workers_block_and_normal_tasks_keep_completing() {
             .unwrap();
         let handle = rt.handle();
         assert_eq!(handle.num_workers(), 1);
-        let gate = Gate::new();
+        let gate = Gate::default();
         let blocked = Arc::new(AtomicUsize::new(0));
         let blockers: Vec<_> = (0..2)
             .map(|_| {
@@ -116,7 +92,7 @@ fn a_pool_shrinks_back_to_min_after_the_idle_timeout() {
             .build()
             .unwrap();
         let handle = rt.handle();
-        let gate = Gate::new();
+        let gate = Gate::default();
         let started = Arc::new(AtomicUsize::new(0));
         let blockers: Vec<_> = (0..2)
             .map(|_| {
@@ -208,7 +184,7 @@ fn spawn_blocking_honours_its_cap_and_runs_everything() {
             .build()
             .unwrap();
         let handle = rt.handle();
-        let gate = Gate::new();
+        let gate = Gate::default();
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let calls: Vec<_> = (0..10usize)
@@ -248,7 +224,7 @@ fn spawn_blocking_beyond_its_queue_bound_is_refused_and_says_so() {
             .build()
             .unwrap();
         let handle = rt.handle();
-        let gate = Gate::new();
+        let gate = Gate::default();
         let (started_tx, started_rx) = mpsc::channel();
         let g = gate.clone();
         let running = handle.spawn_blocking(move || {
@@ -284,7 +260,7 @@ fn a_panic_in_spawn_blocking_is_reported_and_an_unstarted_call_can_be_aborted() 
         let err =
             multipool::block_on(handle.spawn_blocking(|| panic!("blocking boom"))).unwrap_err();
         assert!(err.is_panic());
-        let gate = Gate::new();
+        let gate = Gate::default();
         let (started_tx, started_rx) = mpsc::channel();
         let g = gate.clone();
         let first = handle.spawn_blocking(move || {
@@ -335,7 +311,7 @@ fn pools_isolate_a_flood_in_one_from_the_other() {
             .pool("io", |pool| pool.workers(1))
             .build()
             .unwrap();
-        let gate = Gate::new();
+        let gate = Gate::default();
         let (started_tx, started_rx) = mpsc::channel();
         let g = gate.clone();
         // Occupy the only "cpu" worker, then queue a flood behind it.
@@ -456,7 +432,7 @@ fn an_unknown_pool_is_a_clear_error_on_the_handle() {
 
 /// Occupies the only worker of `rt` until the returned gate opens.
 fn occupy_the_worker(rt: &Runtime) -> (Gate, multipool::JoinHandle<()>) {
-    let gate = Gate::new();
+    let gate = Gate::default();
     let (started_tx, started_rx) = mpsc::channel();
     let g = gate.clone();
     let hog = rt
@@ -601,7 +577,7 @@ fn shutdown_timeout_lets_running_work_finish_and_cancels_the_rest() {
     watchdog(60, || {
         let rt = Runtime::builder().workers(2).build().unwrap();
         let handle = rt.handle();
-        let gate = Gate::new();
+        let gate = Gate::default();
         let (started_tx, started_rx) = mpsc::channel();
         let g = gate.clone();
         let finishing = rt
@@ -669,7 +645,7 @@ fn shutdown_background_returns_at_once_and_everything_is_cancelled() {
     watchdog(60, || {
         let rt = Runtime::builder().workers(2).build().unwrap();
         let handle = rt.handle();
-        let gate = Gate::new();
+        let gate = Gate::default();
         let (started_tx, started_rx) = mpsc::channel();
         let g = gate.clone();
         let blocking = handle.spawn_blocking(move || {
@@ -794,7 +770,7 @@ fn a_blocking_call_pushed_as_the_last_blocking_thread_leaves_still_runs() {
     watchdog(60, || {
         let (leaving_tx, leaving_rx) = mpsc::channel::<()>();
         let leaving_tx = Mutex::new(leaving_tx);
-        let gate = Gate::new();
+        let gate = Gate::default();
         let g = gate.clone();
         let rt = Runtime::builder()
             .workers(1)

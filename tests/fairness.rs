@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll};
 
-use common::watchdog;
+use common::{hold_worker, watchdog};
 use multipool::{Priority, Runtime};
 
 /// Polls `counter` up each time it is polled, and yields until `stop`.
@@ -106,18 +106,8 @@ fn strict_priority_runs_no_low_poll_while_high_floods() {
             .unwrap();
         let low_polls = Arc::new(AtomicUsize::new(0));
         let never = Arc::new(AtomicBool::new(false));
-        // Hold the worker so that everything below is queued before it runs
-        // (and wait until it holds: otherwise its first scan could miss
-        // `hold` and find `low`).
-        let (started_tx, started_rx) = mpsc::channel::<()>();
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        let hold = rt
-            .spawn(async move {
-                started_tx.send(()).unwrap();
-                release_rx.recv().unwrap()
-            })
-            .start();
-        started_rx.recv().unwrap();
+        // Hold the worker so that everything below is queued before it runs.
+        let held = hold_worker(&rt);
         let low = rt
             .spawn(spin(low_polls.clone(), never.clone()))
             .priority(Priority::Low)
@@ -137,8 +127,7 @@ fn strict_priority_runs_no_low_poll_while_high_floods() {
                 .start()
             })
             .collect();
-        release_tx.send(()).unwrap();
-        multipool::block_on(hold).unwrap();
+        held.release();
         for high in seen {
             assert_eq!(multipool::block_on(high).unwrap(), 0);
         }

@@ -5,31 +5,11 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 
-use common::watchdog;
+use common::{watchdog, Gate};
 use multipool::{Placement, Priority, Runtime};
-
-/// A gate tasks block on (a real blocking call) until the test opens it.
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn wait(&self) {
-        let (open, cv) = &*self.0;
-        let mut open = open.lock().unwrap();
-        while !*open {
-            open = cv.wait(open).unwrap();
-        }
-    }
-
-    fn open(&self) {
-        let (open, cv) = &*self.0;
-        *open.lock().unwrap() = true;
-        cv.notify_all();
-    }
-}
 
 /// Blocks every worker of `rt` (`workers` of them) on `gate`, one task per
 /// worker; returns their handles once all are blocked.

@@ -1,23 +1,11 @@
 //! Strict priority order between levels, on one worker where order is exact.
 
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use std::sync::{mpsc, Arc, Mutex};
+
+use common::hold_worker;
 use multipool::{Priority, Runtime};
-
-/// Occupies the only worker of `rt` until the returned sender is used (or
-/// dropped). Returns once the worker is known to be busy.
-fn occupy_worker(rt: &Runtime) -> mpsc::Sender<()> {
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    rt.spawn(async move {
-        started_tx.send(()).unwrap();
-        let _ = release_rx.recv();
-    })
-    .detach();
-    started_rx.recv().unwrap();
-    release_tx
-}
 
 /// One worker in strict priority order (no minimum shares), where order
 /// between levels is exact.
@@ -33,7 +21,7 @@ fn one_worker() -> Runtime {
 fn high_task_queued_behind_1000_low_runs_first() {
     let rt = one_worker();
     let order = Arc::new(Mutex::new(Vec::new()));
-    let release = occupy_worker(&rt);
+    let held = hold_worker(&rt);
 
     let mut handles = Vec::new();
     for i in 0..1000 {
@@ -50,7 +38,7 @@ fn high_task_queued_behind_1000_low_runs_first() {
         .priority(Priority::High)
         .start();
 
-    release.send(()).unwrap();
+    held.release();
     rt.block_on(async {
         high.await.unwrap();
         for handle in handles {
@@ -130,7 +118,7 @@ fn a_woken_task_returns_to_its_own_level() {
         .start();
     parked_rx.recv().unwrap();
 
-    let release = occupy_worker(&rt);
+    let held = hold_worker(&rt);
     wake_tx.send(()).unwrap(); // queued (again) at Low while the worker is busy
     let o = order.clone();
     let normal = rt
@@ -141,7 +129,7 @@ fn a_woken_task_returns_to_its_own_level() {
         .spawn(async move { o.lock().unwrap().push(Priority::High) })
         .priority(Priority::High)
         .start();
-    release.send(()).unwrap();
+    held.release();
 
     rt.block_on(async {
         low.await.unwrap();

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use common::watchdog;
+use common::{hold_worker, watchdog};
 use multipool::{Priority, QueuedTask, RunQueue, Runtime};
 
 /// Serves tasks in the order of their names (unnamed last), and counts.
@@ -50,8 +50,7 @@ fn a_custom_queue_is_used_and_decides_the_order() {
             .build()
             .unwrap();
         // Hold the only worker so that every task is queued first.
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        let hold = rt.spawn(async move { release_rx.recv().unwrap() }).start();
+        let held = hold_worker(&rt);
         let order = Arc::new(Mutex::new(Vec::new()));
         let handles: Vec<_> = ["delta", "alpha", "charlie", "bravo"]
             .into_iter()
@@ -67,8 +66,7 @@ fn a_custom_queue_is_used_and_decides_the_order() {
                 .start()
             })
             .collect();
-        release_tx.send(()).unwrap();
-        multipool::block_on(hold).unwrap();
+        held.release();
         for handle in handles {
             multipool::block_on(handle).unwrap();
         }
@@ -179,15 +177,7 @@ fn a_queue_dropping_tasks_under_its_lock_does_not_deadlock() {
                 self.0.spawn(async {}).priority(Priority::Low).detach();
             }
         }
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        let (started_tx, started_rx) = mpsc::channel::<()>();
-        let hold = rt
-            .spawn(async move {
-                started_tx.send(()).unwrap();
-                release_rx.recv().unwrap();
-            })
-            .start();
-        started_rx.recv().unwrap();
+        let held = hold_worker(&rt);
         let handles: Vec<_> = (0..3)
             .map(|_| {
                 let guard = SpawnOnDrop(rt.handle());
@@ -198,8 +188,7 @@ fn a_queue_dropping_tasks_under_its_lock_does_not_deadlock() {
                 .start()
             })
             .collect();
-        release_tx.send(()).unwrap();
-        multipool::block_on(hold).unwrap();
+        held.release();
         let results: Vec<_> = handles.into_iter().map(multipool::block_on).collect();
         // The queue keeps one task at a time, and each dropped task spawns
         // another that evicts the one kept: at least two are dropped, and

@@ -4,24 +4,16 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 
-use common::watchdog;
+use common::{hold_worker, watchdog};
 use multipool::{Priority, PriorityFirst, Runtime, Scheduler, SchedulerContext, WeightedFair};
 
 /// Floods one worker with four yielding tasks per level until `enough`
 /// polls were made in all; returns the polls per level. The worker is held
 /// until all twelve are queued, so no level gets a head start.
 fn flood(rt: &Runtime, enough: u64) -> [u64; 3] {
-    let (started_tx, started_rx) = mpsc::channel::<()>();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let hold = rt
-        .spawn(async move {
-            started_tx.send(()).unwrap();
-            release_rx.recv().unwrap()
-        })
-        .start();
-    started_rx.recv().unwrap();
+    let held = hold_worker(rt);
     let stop = Arc::new(AtomicBool::new(false));
     let polls: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
     let tasks: Vec<_> = Priority::ALL
@@ -43,8 +35,7 @@ fn flood(rt: &Runtime, enough: u64) -> [u64; 3] {
             .start()
         })
         .collect();
-    release_tx.send(()).unwrap();
-    multipool::block_on(hold).unwrap();
+    held.release();
     for task in tasks {
         multipool::block_on(task).unwrap();
     }

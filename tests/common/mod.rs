@@ -3,7 +3,7 @@
 
 use std::panic;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -32,5 +32,57 @@ pub struct DropCounter(pub Arc<AtomicUsize>);
 impl Drop for DropCounter {
     fn drop(&mut self) {
         self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A gate that threads (or tasks, in a real blocking call) wait on until the
+/// test opens it.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub fn wait(&self) {
+        let (open, cv) = &*self.0;
+        let mut open = open.lock().unwrap();
+        while !*open {
+            open = cv.wait(open).unwrap();
+        }
+    }
+
+    pub fn open(&self) {
+        let (open, cv) = &*self.0;
+        *open.lock().unwrap() = true;
+        cv.notify_all();
+    }
+}
+
+/// A worker held in a blocking call, so that what is spawned meanwhile is
+/// queued rather than run. See [`hold_worker`].
+pub struct HeldWorker {
+    release: mpsc::Sender<()>,
+    task: multipool::JoinHandle<()>,
+}
+
+/// Holds one worker of `rt` (at Normal priority); returns once the worker
+/// holds, never before: a worker still starting could otherwise take work
+/// the test meant to queue.
+pub fn hold_worker(rt: &multipool::Runtime) -> HeldWorker {
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let task = rt
+        .spawn(async move {
+            started_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        })
+        .start();
+    started_rx.recv().unwrap();
+    HeldWorker { release, task }
+}
+
+impl HeldWorker {
+    /// Lets the worker go and waits until the holding task has finished.
+    pub fn release(self) {
+        self.release.send(()).unwrap();
+        multipool::block_on(self.task).unwrap();
     }
 }
