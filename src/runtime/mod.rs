@@ -415,7 +415,8 @@ impl Handle {
     /// Workers the pool has started since it was built (the first
     /// `min_workers` included). A worker counts from the moment the pool
     /// decides to start it, before [`num_workers`](Self::num_workers)
-    /// includes it: once `num_workers` has grown, this has too.
+    /// includes it: once `num_workers` has grown, this has too. (A start
+    /// whose thread the OS refuses is counted back out.)
     pub fn workers_started(&self) -> usize {
         self.pool.workers_started()
     }
