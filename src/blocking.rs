@@ -3,7 +3,9 @@
 //! One per runtime, shared by its pools. Invariants:
 //! * `threads <= max_threads`; a thread is started only when a task is
 //!   queued and no thread is idle, so the pool is as small as the load.
-//! * An idle thread exits after `keep_alive` without work.
+//! * An idle thread exits after `keep_alive` without work; a `keep_alive`
+//!   too long to be added to the present (`Duration::MAX`) means never, so
+//!   no deadline arithmetic can overflow.
 //! * The queue holds at most `max_queued` tasks; a task beyond that is
 //!   cancelled at once with a rejection its handle reports.
 //! * After `shutdown` every queued task is cancelled (its handle reports
@@ -17,13 +19,12 @@
 //!   (tokio behaves the same).
 
 use std::collections::VecDeque;
-use std::sync::Condvar;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::runtime::hooks::Hooks;
+use crate::runtime::hooks::RuntimeHooks;
 use crate::runtime::{context, run_blocking, EnterGuard, Handle};
-use crate::sync::{Arc, Mutex};
+use crate::sync::{Arc, Condvar, Mutex, OnceLock};
 use crate::task::{cancel, run_cancelled, Runnable};
 
 /// Ends a blocking thread's count, also when a hook panicked or never ran
@@ -75,7 +76,7 @@ pub(crate) struct BlockingPool {
     config: BlockingConfig,
     /// Set once the runtime exists (threads run inside its `wrap_thread`
     /// hooks).
-    hooks: std::sync::OnceLock<Hooks>,
+    hooks: OnceLock<RuntimeHooks>,
 }
 
 #[derive(Default)]
@@ -97,11 +98,11 @@ impl BlockingPool {
             state: Mutex::new(State::default()),
             condvar: Condvar::new(),
             config,
-            hooks: std::sync::OnceLock::new(),
+            hooks: OnceLock::new(),
         }
     }
 
-    pub(crate) fn set_hooks(&self, hooks: Hooks) {
+    pub(crate) fn set_hooks(&self, hooks: RuntimeHooks) {
         let _ = self.hooks.set(hooks);
     }
 
@@ -160,6 +161,7 @@ impl BlockingPool {
                     drop(state);
                     eprintln!("multipool: could not start a blocking thread: {err}");
                     for runnable in queued {
+                        runnable.metadata().set_cancel(cancel::NO_THREAD);
                         cancel_queued(runnable);
                     }
                 }
@@ -206,19 +208,24 @@ impl BlockingPool {
                 return;
             }
             state.idle += 1;
-            let deadline = Instant::now() + self.config.keep_alive;
+            // `None`: a keep-alive past what `Instant` can hold never ends.
+            let deadline = Instant::now().checked_add(self.config.keep_alive);
             let mut timed_out = false;
             while state.notified == 0 && !state.shutdown {
-                let now = Instant::now();
-                if now >= deadline {
-                    timed_out = true;
-                    break;
-                }
-                state = self
-                    .condvar
-                    .wait_timeout(state, deadline - now)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+                state = match deadline {
+                    None => self.condvar.wait(state).unwrap_or_else(|e| e.into_inner()),
+                    Some(deadline) => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            timed_out = true;
+                            break;
+                        }
+                        self.condvar
+                            .wait_timeout(state, deadline - now)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    }
+                };
             }
             state.idle -= 1;
             if state.notified > 0 {

@@ -6,6 +6,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
+use crate::sync::{PoisonError, StdMutex};
+
 /// The reason [`Builder::build`](crate::Builder::build) refused a configuration.
 ///
 /// ```
@@ -105,7 +107,7 @@ enum Repr {
     Rejected(Cow<'static, str>),
     /// The task's future panicked. The payload sits in a mutex only so that
     /// `JoinError` is `Sync` (panic payloads are `Send` but not `Sync`).
-    Panic(std::sync::Mutex<Box<dyn Any + Send + 'static>>),
+    Panic(StdMutex<Box<dyn Any + Send + 'static>>),
 }
 
 impl JoinError {
@@ -135,7 +137,7 @@ impl JoinError {
 
     pub(crate) fn panic(payload: Box<dyn Any + Send + 'static>) -> Self {
         JoinError {
-            repr: Repr::Panic(std::sync::Mutex::new(payload)),
+            repr: Repr::Panic(StdMutex::new(payload)),
         }
     }
 
@@ -184,16 +186,16 @@ impl JoinError {
     /// The panic payload, or the error itself if the task did not panic.
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.repr {
-            Repr::Panic(payload) => Ok(payload
-                .into_inner()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)),
+            Repr::Panic(payload) => {
+                Ok(payload.into_inner().unwrap_or_else(PoisonError::into_inner))
+            }
             repr => Err(JoinError { repr }),
         }
     }
 }
 
 /// The message of a panic payload, when it is a string.
-fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
     payload
         .downcast_ref::<&'static str>()
         .copied()
@@ -208,9 +210,7 @@ impl fmt::Display for JoinError {
             Repr::TimedOut => f.write_str("task timed out"),
             Repr::Rejected(reason) => write!(f, "task was rejected: {reason}"),
             Repr::Panic(payload) => {
-                let payload = payload
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let payload = payload.lock().unwrap_or_else(PoisonError::into_inner);
                 match panic_message(&**payload) {
                     Some(message) => write!(f, "task panicked: {message}"),
                     None => f.write_str("task panicked"),

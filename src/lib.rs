@@ -50,6 +50,10 @@
 
 mod blocking;
 mod error;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
+#[cfg(not(feature = "fault-injection"))]
+mod fault;
 mod pool;
 mod priority;
 mod runtime;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc, Mutex};
@@ -101,6 +101,7 @@ fn an_aborted_local_task_is_dropped_on_its_home_thread() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "20 rounds of 25 000 wake-ups: too slow under miri")]
 fn shutdown_drops_waiting_and_queued_local_tasks_on_their_home_thread() {
     for _ in 0..20 {
         watchdog(60, || {
@@ -194,4 +195,113 @@ fn spawn_local_off_a_worker_panics_with_a_clear_message() {
     rt.block_on(async {
         multipool::spawn_local(async {}).detach();
     });
+}
+
+/// What the local tasks of one worker share through an `Rc`.
+struct Shared {
+    /// Which of them were dropped, in order (pushed by each one's `Drop`).
+    dropped: RefCell<Vec<usize>>,
+    /// Records the thread the `Rc`'s value is freed on, once its strong
+    /// count reaches zero.
+    _freed: DropsOn,
+}
+
+/// One local task's future state: its share of the `Rc`, and a record of
+/// the thread it is dropped on.
+struct Member {
+    index: usize,
+    shared: Rc<Shared>,
+    drops: Arc<Mutex<Vec<(usize, ThreadId)>>>,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        // Drops of one worker's local tasks run one after the other on its
+        // thread: the `RefCell` is never borrowed twice.
+        self.shared.dropped.borrow_mut().push(self.index);
+        self.drops
+            .lock()
+            .unwrap()
+            .push((self.index, thread::current().id()));
+    }
+}
+
+#[test]
+fn local_tasks_sharing_an_rc_are_cancelled_at_shutdown_on_their_home_thread() {
+    const WORKERS: usize = 2;
+    const PER_WORKER: usize = 8;
+    let rounds = if cfg!(miri) { 1 } else { 20 };
+    for _ in 0..rounds {
+        watchdog(60, || {
+            let rt = Runtime::builder().workers(WORKERS).build().unwrap();
+            let drops = Arc::new(Mutex::new(Vec::new()));
+            let freed = Arc::new(Mutex::new(Vec::new()));
+            let (ready_tx, ready_rx) = mpsc::channel();
+            for worker in 0..WORKERS {
+                let (drops, freed, ready_tx) = (drops.clone(), freed.clone(), ready_tx.clone());
+                rt.spawn(async move {
+                    let home = thread::current().id();
+                    let shared = Rc::new(Shared {
+                        dropped: RefCell::new(Vec::new()),
+                        _freed: DropsOn::new(&freed),
+                    });
+                    let handles: Vec<_> = (0..PER_WORKER)
+                        .map(|i| {
+                            let member = Member {
+                                index: worker * PER_WORKER + i,
+                                shared: shared.clone(),
+                                drops: drops.clone(),
+                            };
+                            multipool::spawn_local(async move {
+                                let _member = member;
+                                // Pending for good: only shutdown ends it.
+                                std::future::pending::<()>().await;
+                            })
+                        })
+                        .collect();
+                    // Only the local tasks hold the `Rc` from here on.
+                    drop(shared);
+                    ready_tx.send((worker, home, handles)).unwrap();
+                })
+                .worker(worker)
+                .detach();
+            }
+            drop(ready_tx);
+            let mut spawned: Vec<_> = ready_rx.iter().collect();
+            spawned.sort_by_key(|&(worker, _, _)| worker);
+            assert_eq!(spawned.len(), WORKERS);
+            drop(rt);
+            // Shutdown is synchronous: every handle has resolved already.
+            for (_, _, handles) in &spawned {
+                assert!(handles.iter().all(|handle| handle.is_finished()));
+            }
+            let homes: Vec<ThreadId> = spawned.iter().map(|&(_, home, _)| home).collect();
+            for (_, _, handles) in spawned {
+                for handle in handles {
+                    assert!(multipool::block_on(handle).unwrap_err().is_shutdown());
+                }
+            }
+            // Each future dropped exactly once, on its home worker's thread.
+            let mut drops = drops.lock().unwrap().clone();
+            drops.sort_by_key(|&(index, _)| index);
+            let indices: Vec<usize> = drops.iter().map(|&(index, _)| index).collect();
+            assert_eq!(indices, (0..WORKERS * PER_WORKER).collect::<Vec<_>>());
+            for (index, thread) in drops {
+                assert_eq!(
+                    thread,
+                    homes[index / PER_WORKER],
+                    "task {index} dropped off its home"
+                );
+            }
+            // Each worker's `Rc` reached a strong count of zero, on its home.
+            let mut freed = freed.lock().unwrap().clone();
+            let mut expected = homes.clone();
+            freed.sort_by_key(|id| format!("{id:?}"));
+            expected.sort_by_key(|id| format!("{id:?}"));
+            assert_eq!(
+                freed, expected,
+                "each shared `Rc` is freed once, on its home"
+            );
+        });
+    }
 }

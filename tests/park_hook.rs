@@ -407,3 +407,50 @@ fn pinned_tasks_reach_their_worker_in_its_hook() {
         }
     });
 }
+
+/// Sets its flag when dropped.
+struct DropProbe(Arc<AtomicBool>);
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn shutdown_drops_the_hooks_even_when_their_reactor_keeps_a_task_waker() {
+    watchdog(60, || {
+        // The cycle: the hook owns the reactor, the reactor the waker of a
+        // task that shutdown cancels, the task its pool, the pool the
+        // runtime's hooks. Shutdown must cut it by dropping the hooks.
+        let reactor = Arc::new(Reactor::default());
+        let (hooks, dropped) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let probe = DropProbe(dropped.clone());
+        let (in_hook, counter) = (reactor.clone(), hooks.clone());
+        let rt = Runtime::builder()
+            .workers(1)
+            .park_with(move |park| {
+                let _owned = &probe;
+                counter.fetch_add(1, Ordering::Relaxed);
+                in_hook.drive(park);
+            })
+            .build()
+            .unwrap();
+        let never = rt.spawn(reactor.readable()).start();
+        while reactor.state.lock().unwrap().waiting.is_empty() || hooks.load(Ordering::Relaxed) == 0
+        {
+            thread::yield_now();
+        }
+        // From here only the hook holds the reactor (and the waker in it).
+        drop(reactor);
+        drop(rt);
+        assert!(never.is_finished());
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "the park hook outlived its runtime's shutdown"
+        );
+    });
+}

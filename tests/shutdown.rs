@@ -166,6 +166,7 @@ fn a_runtime_dropped_inside_its_own_task_does_not_deadlock() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "50 runtimes and 10 000 tasks: too slow under miri")]
 fn repeated_build_and_drop_under_load() {
     for round in 0..50 {
         let rt = Runtime::builder().workers(2).build().unwrap();

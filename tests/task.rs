@@ -122,6 +122,7 @@ fn abort_of_a_running_task_takes_effect_at_its_next_await() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "5 000 rounds: too slow under miri")]
 fn abort_racing_completion() {
     let rt = runtime(2);
     let (mut completed, mut cancelled) = (0, 0);
@@ -157,6 +158,7 @@ fn abort_racing_completion() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "2 000 rounds: too slow under miri")]
 fn abort_from_another_task_races_completion() {
     let rt = runtime(2);
     rt.block_on(async {

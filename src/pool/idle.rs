@@ -131,6 +131,17 @@ impl Idle {
         }
     }
 
+    /// A SeqCst read-modify-write of `state` that changes nothing, for
+    /// `Pool::close`: pushers make their task visible and then do one (in
+    /// `notify_should_wakeup`) before they check `closed`. The two are
+    /// ordered in `state`'s modification order: if the pusher's comes
+    /// first, its push happens before the closer's drains, which see the
+    /// task; if the closer's comes first, the pusher sees `closed` and
+    /// drains itself. (Model-checked in `loom/`.)
+    pub(crate) fn sync_with_pushers(&self) {
+        self.state.fetch_add(0, SeqCst);
+    }
+
     /// Number of active workers.
     pub(crate) fn num_active(&self) -> usize {
         active(self.state.load(SeqCst))

@@ -77,7 +77,6 @@ pub use placement::Placement;
 pub use run_queue::{QueuedTask, RunQueue};
 pub use scheduler::{PriorityFirst, Scheduler, SchedulerContext, WeightedFair};
 
-use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
@@ -87,7 +86,9 @@ use event_listener::{Event, Listener};
 
 use crate::error::{BuildError, SpawnError};
 use crate::runtime::RuntimeShared;
-use crate::sync::{fence, Arc, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering};
+use crate::sync::{
+    fence, Arc, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Mutex, OnceLock, Ordering,
+};
 use crate::task::{run_cancelled, Runnable};
 use crate::time::driver::Timers;
 use crate::Priority;
@@ -207,6 +208,8 @@ pub(crate) struct Pool {
     /// Cursor of round-robin placement, and seed of least-loaded's picks.
     place_cursor: AtomicUsize,
     pin_workers: bool,
+    /// `PoolConfig::prewarm`.
+    prewarm: bool,
     bound: Option<QueueBound>,
     monitor: Mutex<Option<monitor::MonitorHandle>>,
     /// Workers started and retired since the pool was built, each counted
@@ -246,8 +249,7 @@ impl Pool {
             let (parker, unparker) = parking::pair();
             let hook_waker = runtime
                 .hooks
-                .park
-                .is_some()
+                .has_park()
                 .then(|| Arc::new(park::HookWaker::default()));
             let unparker = park::WorkerUnparker::new(unparker, hook_waker.clone());
             unparkers.push(unparker.clone());
@@ -297,6 +299,7 @@ impl Pool {
             custom_queues: config.custom_queues,
             place_cursor: AtomicUsize::new(0),
             pin_workers: config.pin_workers,
+            prewarm: config.prewarm,
             bound: config.max_queued.map(|max| QueueBound {
                 max,
                 queued: AtomicUsize::new(0),
@@ -314,9 +317,16 @@ impl Pool {
                 .collect(),
             drained: Event::new(),
         });
-        let latch = config
-            .prewarm
-            .then(|| worker::Latch::new(config.min_workers));
+        // A build waits for its workers to start with `prewarm`, and with
+        // `wrap_thread` hooks, which may fail to run a worker: a worker that
+        // never runs fails the build instead of leaving a pool that hangs.
+        let wait_for_start = config.prewarm
+            || pool
+                .runtime
+                .hooks
+                .get()
+                .is_some_and(|hooks| !hooks.wrap_thread.is_empty());
+        let latch = wait_for_start.then(|| worker::Latch::new(config.min_workers));
         for _ in 0..config.min_workers {
             if let Err(err) = pool.add_worker(latch.clone()) {
                 pool.shutdown();
@@ -377,20 +387,29 @@ impl Pool {
             builder = builder.stack_size(size);
         }
         let pool = self.clone();
+        let touch = self.prewarm;
         let spawned = builder.spawn(move || {
+            // First, before anything can fail: the latch learns how the
+            // start went, and a slot whose worker never runs is handed back.
+            let mut warm = worker::WarmUp::new(latch, touch);
+            let mut unstarted = UnstartedSlot {
+                pool: &pool,
+                index,
+                armed: true,
+            };
+            crate::fault::hit("worker.start");
             if pool.pin_workers {
                 pin_to_core(index);
             }
-            let parts = pool.slots[index]
-                .parts
-                .lock()
-                .take()
-                .expect("a running slot's parts are free");
-            let runtime = pool.runtime.clone();
-            let mut warm = worker::WarmUp::new(latch);
-            runtime
-                .hooks
-                .wrapped(|| worker::run(pool, parts, &mut warm));
+            pool.runtime.hooks.wrapped(|| {
+                unstarted.armed = false;
+                let parts = pool.slots[index]
+                    .parts
+                    .lock()
+                    .take()
+                    .expect("a running slot's parts are free");
+                worker::run(pool.clone(), parts, &mut warm);
+            });
         });
         match spawned {
             Ok(thread) => {
@@ -407,6 +426,26 @@ impl Pool {
                 Err(err)
             }
         }
+    }
+
+    /// Hands back the slot of a worker whose thread started but never ran
+    /// the worker (a `wrap_thread` hook panicked or did not call its body):
+    /// the slot becomes dormant again, so no notifier counts on it and
+    /// nothing placed on it is stranded.
+    #[cold]
+    fn worker_never_ran(&self, index: usize) {
+        eprintln!(
+            "multipool: worker {index} of pool `{}` never ran: a `Builder::wrap_thread` hook \
+             panicked or returned without calling its body",
+            self.name
+        );
+        let slot = &self.slots[index];
+        self.timers.close_wheel_if(index, || true);
+        self.idle.deactivate_unstarted();
+        self.workers_started.fetch_sub(1, Ordering::SeqCst);
+        slot.running.store(false, Ordering::SeqCst);
+        // Pairs with `push_placed` (see `worker_retired`).
+        self.rehome_placed(index);
     }
 
     /// Called by a worker that just retired (see `Idle::retire_parked`): its
@@ -782,12 +821,16 @@ impl Pool {
 
     /// A task a user's queue dropped (cancel reason set): to the pool's own
     /// injector of its level, where a worker runs it, cancelled.
+    ///
+    /// The queue may drop tasks while it holds its own lock, so this never
+    /// calls back into a user's queue: after shutdown it drains only the
+    /// pool's own queues.
     pub(crate) fn push_dropped(&self, runnable: Runnable) {
         let level = runnable.metadata().priority().index();
         self.injector[level].push(runnable);
         self.notify_parked();
         if self.closed.load(Ordering::SeqCst) {
-            self.drain_injector();
+            self.drain_own_queues();
         }
     }
 
@@ -860,8 +903,9 @@ impl Pool {
             return;
         }
         self.push_injector(runnable);
-        // Contains a SeqCst read-modify-write, ordering the push before the
-        // `closed` check below (see `shutdown`).
+        // Contains a SeqCst read-modify-write of the idle state, ordering
+        // the push before the `closed` check below; `close` does one too
+        // (see `Idle::sync_with_pushers`).
         self.notify_parked();
         if self.closed.load(Ordering::SeqCst) {
             // Shutdown may have drained the injector before our push landed.
@@ -984,8 +1028,22 @@ impl Pool {
         self.level_hint.fetch_and(!(1 << level), Ordering::Relaxed);
     }
 
-    /// Cancels what waits in the injectors and in every worker's inbox.
+    /// Cancels what waits in the injectors, in every worker's inbox and in
+    /// the users' queues.
     fn drain_injector(&self) {
+        self.drain_own_queues();
+        for queue in self.custom_queues.iter().flatten() {
+            while let Some(Some(task)) = guard_user("RunQueue::pop", || queue.pop()) {
+                run_cancelled(task.into_runnable());
+            }
+        }
+        // What a user's queue dropped meanwhile.
+        self.drain_own_queues();
+    }
+
+    /// Cancels what waits in the pool's own injectors and in every worker's
+    /// inbox, without calling a user's queue.
+    fn drain_own_queues(&self) {
         for injector in &self.injector {
             loop {
                 match injector.steal() {
@@ -998,17 +1056,6 @@ impl Pool {
         for slot in self.slots.iter() {
             if let Some(inbox) = slot.inbox.get() {
                 inbox.drain(run_cancelled);
-            }
-        }
-        for queue in self.custom_queues.iter().flatten() {
-            while let Some(Some(task)) = guard_user("RunQueue::pop", || queue.pop()) {
-                run_cancelled(task.into_runnable());
-            }
-        }
-        // What a user's queue dropped meanwhile.
-        for injector in &self.injector {
-            while let Steal::Success(task) = injector.steal() {
-                run_cancelled(task);
             }
         }
     }
@@ -1109,8 +1156,11 @@ impl Pool {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        // Pairs with the read-modify-write in `push_remote`: either the
-        // pusher sees `closed`, or our drains below see its task.
+        // Pairs with the read-modify-write in `push_remote` (see
+        // `Idle::sync_with_pushers`): either the pusher sees `closed`, or
+        // the drains that follow see its task. The fence does the same for
+        // the pushes that re-check with a fence (`drain_if_closed`).
+        self.idle.sync_with_pushers();
         fence(Ordering::SeqCst);
         for slot in self.slots.iter() {
             slot.unparker.unpark();
@@ -1151,11 +1201,30 @@ impl Pool {
     }
 }
 
+/// Hands a slot back if its thread ends before running the worker; see
+/// [`Pool::worker_never_ran`].
+struct UnstartedSlot<'a> {
+    pool: &'a Pool,
+    index: usize,
+    /// Cleared once the worker runs.
+    armed: bool,
+}
+
+impl Drop for UnstartedSlot<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.pool.worker_never_ran(self.index);
+        }
+    }
+}
+
 /// Pins the calling thread to the `index`-th core (modulo their number) of
 /// those this process may run on. Best effort: a refusal by the OS leaves
 /// the thread unpinned.
 fn pin_to_core(index: usize) {
-    #[cfg(target_os = "linux")]
+    // Not under miri: it runs every thread on one host thread, so pinning
+    // means nothing there, and it does not model these calls fully.
+    #[cfg(all(target_os = "linux", not(miri)))]
     {
         let size = std::mem::size_of::<libc::cpu_set_t>();
         // SAFETY: `cpu_set_t` is plain data (all-zero is the empty set);
@@ -1179,8 +1248,9 @@ fn pin_to_core(index: usize) {
             libc::sched_setaffinity(0, size, &set);
         }
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = index; // refused by the builder
+    // Off Linux, pinning is refused by the builder.
+    #[cfg(any(not(target_os = "linux"), miri))]
+    let _ = index;
 }
 
 /// Runs user code (a `RunQueue`, a `Scheduler`) that the runtime calls on

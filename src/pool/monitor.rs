@@ -28,6 +28,16 @@
 //! step could not help against 10 ms blocks). Workers retire only after the
 //! pool's idle timeout (see `worker`), seconds later: a pool does not shrink
 //! and regrow within one burst.
+//!
+//! # When a thread cannot be started
+//!
+//! The operating system may refuse a new thread (a thread or memory
+//! limit). Nothing waits on the worker that was not added: the pool goes
+//! on with the workers it has (at least `min_workers`, all started at
+//! build), and the monitor retries no sooner than [`MAX_DELAY`] later. The
+//! first failure of a streak is printed to stderr (as the blocking pool and
+//! the hooks report what they cannot hand back to anyone); the next one is
+//! printed only after a worker was added again.
 
 use std::io;
 use std::thread;
@@ -74,7 +84,19 @@ pub(crate) fn start(pool: &Arc<Pool>) -> io::Result<MonitorHandle> {
     let pool = pool.clone();
     let thread = thread::Builder::new()
         .name(format!("{}-monitor", pool.thread_name))
-        .spawn(move || run(&pool, &parker))?;
+        .spawn(move || {
+            // The monitor only reads the pool and starts workers; a panic
+            // here is a bug, reported, and sampling starts over rather than
+            // leaving the pool unable to grow.
+            while std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&pool, &parker)))
+                .is_err()
+            {
+                eprintln!(
+                    "multipool: the monitor of pool `{}` panicked; it starts over",
+                    pool.name
+                );
+            }
+        })?;
     Ok(MonitorHandle { thread, unparker })
 }
 
@@ -85,11 +107,13 @@ fn run(pool: &Arc<Pool>, parker: &parking::Parker) {
     let mut starving_samples = 0u32;
     let mut next_add = Instant::now();
     let mut period = IDLE_SAMPLE;
+    let mut failures = SpawnFailures::default();
     while !pool.is_closed() {
         parker.park_timeout(period);
         if pool.is_closed() {
             break;
         }
+        crate::fault::hit("monitor");
         let now = Instant::now();
         let mut blocked = 0;
         for (slot, (last, since)) in pool.slots.iter().zip(seen.iter_mut()) {
@@ -121,10 +145,46 @@ fn run(pool: &Arc<Pool>, parker: &parking::Parker) {
         if starving_samples < 2 || !wanted || active >= pool.slots.len() || now < next_add {
             continue;
         }
-        if pool.add_worker(None).unwrap_or(false) {
-            starving_samples = 0;
-            next_add = now + delay_after(active + 1, pool.min_workers, cores);
+        match pool.add_worker(None) {
+            Ok(true) => {
+                failures.succeeded();
+                starving_samples = 0;
+                next_add = now + delay_after(active + 1, pool.min_workers, cores);
+            }
+            // No slot is free right now (one is being handed back).
+            Ok(false) => {}
+            Err(err) => {
+                if let Some(report) = failures.failed(&pool.name, active, &err) {
+                    eprintln!("{report}");
+                }
+                next_add = now + MAX_DELAY;
+            }
         }
+    }
+}
+
+/// Which failures to start a worker are reported: the first of each streak.
+#[derive(Default)]
+struct SpawnFailures {
+    /// Whether the last attempt failed.
+    failing: bool,
+}
+
+impl SpawnFailures {
+    fn succeeded(&mut self) {
+        self.failing = false;
+    }
+
+    /// The line to print for this failure, if it starts a streak.
+    fn failed(&mut self, pool: &str, active: usize, err: &io::Error) -> Option<String> {
+        if std::mem::replace(&mut self.failing, true) {
+            return None;
+        }
+        Some(format!(
+            "multipool: could not add a worker to pool `{pool}`, which goes on with {active} \
+             (retrying every {} ms while work waits): {err}",
+            MAX_DELAY.as_millis()
+        ))
     }
 }
 
@@ -150,5 +210,23 @@ mod tests {
         assert_eq!(delay_after(4, 1, 2), BUSY_SAMPLE * 2);
         assert_eq!(delay_after(5, 1, 2), BUSY_SAMPLE * 3);
         assert_eq!(delay_after(10_000, 1, 2), MAX_DELAY);
+    }
+
+    #[test]
+    fn spawn_failures_are_reported_once_per_streak() {
+        let err = io::Error::from(io::ErrorKind::OutOfMemory);
+        let mut failures = SpawnFailures::default();
+        let first = failures.failed("default", 3, &err).unwrap();
+        assert!(
+            first.starts_with(
+                "multipool: could not add a worker to pool `default`, which goes on with 3"
+            ),
+            "{first}"
+        );
+        assert!(first.ends_with(&err.to_string()), "{first}");
+        assert_eq!(failures.failed("default", 3, &err), None);
+        assert_eq!(failures.failed("default", 3, &err), None);
+        failures.succeeded();
+        assert!(failures.failed("default", 4, &err).is_some());
     }
 }

@@ -13,7 +13,7 @@
 //!   check (after the unparker's token store) sees the token: no wake-up is
 //!   lost. Without a park hook the unpark path is exactly
 //!   `parking::Unparker::unpark`.
-//! * While a worker is inside its hook, a task queued on its own queues
+//! * While a worker waits inside its hook, a task queued on its own queues
 //!   (an I/O wake-up processed by the hook on this thread lands there) does
 //!   not notify other workers: it unparks the worker itself, so the hook
 //!   returns and the worker runs the task, like tokio's worker that parks on
@@ -23,6 +23,35 @@
 //!   return once [`Park::unparked`] completes, and by [`Park::deadline`].
 //!   It may return earlier: the worker re-checks its state and calls the
 //!   hook again.
+//! * A hook that runs work of its own (another executor's tasks) brackets
+//!   it with [`Park::mark_busy`] and [`Park::mark_idle`]. While busy, the
+//!   worker counts as unparked and not searching, and is not in `idle`'s
+//!   sleepers: a notifier cannot claim it and then rely on it (a claimed
+//!   worker counts as the searcher that finds the new work, so nobody else
+//!   would be woken while the foreign poll lasts). A task queued on its own
+//!   queues meanwhile still only unparks it, as above: what another
+//!   executor's task wakes usually runs best right after it, on this thread
+//!   (like tokio's LIFO slot), and a sibling that searches or is woken for
+//!   other work steals it. `mark_busy` on a worker that a notifier already
+//!   claimed gives up the claim's searching status (handing the search on
+//!   if it was the last searcher, as `run_task` does), unless the claim's
+//!   unpark has already arrived: then the hook is about to return, and the
+//!   worker keeps searching.
+//!   `mark_idle` announces the park again the way a worker does before it
+//!   sleeps, and then looks for work queued while it was busy (the
+//!   announce-then-scan order of `idle`, so a producer that saw the worker
+//!   busy and woke nobody is seen by the scan). A hook that returns while
+//!   busy leaves the worker unparked and not searching ([`Park::is_busy`]);
+//!   the worker then skips its own re-check of the sleepers.
+//! * [`Park::with_current`] reaches the hook's `Park` from code the hook
+//!   calls on its thread (another executor's park and unpark callbacks):
+//!   a thread-local pointer, set only by `Park::run_hook` for the hook's
+//!   call and reset when it ends, also by unwinding.
+//! * `mark_busy` and `mark_idle` may consume the worker's parker token (to
+//!   tell whether an unpark already arrived); they remember it, and
+//!   [`Unparked`] and [`Park::park`] honour what they remember. None of
+//!   this touches the producers' path: pushes and notifications are the
+//!   same with or without a hook.
 //! * A panic in the hook is caught; the worker then parks the default way
 //!   for the rest of its life.
 //! * With the clock paused (`test-util`), workers park the default way and
@@ -31,12 +60,16 @@
 //!
 //! [`Builder::park_with`]: crate::Builder::park_with
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::ptr;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use super::Pool;
 use crate::sync::{Arc, Mutex};
 
 /// How a worker is woken: its parker, and with a park hook, the waker of the
@@ -101,14 +134,132 @@ impl WorkerUnparker {
 /// earlier (the worker then looks for work and calls the hook again).
 /// [`park`](Self::park) sleeps the way a worker without a hook does.
 ///
+/// While the hook waits it counts as a parked worker, which a producer of
+/// new work may pick to wake and then count on. A hook that also runs work
+/// that may take long (the tasks of another executor) says so with
+/// [`mark_busy`](Self::mark_busy) before it and
+/// [`mark_idle`](Self::mark_idle) after, so that the pool wakes another
+/// worker for new work meanwhile.
+///
 /// It stays on the worker's thread (it is neither `Send` nor `Sync`).
 pub struct Park<'a> {
-    pub(crate) deadline: Option<Instant>,
-    pub(crate) parker: &'a parking::Parker,
-    pub(crate) waker: &'a HookWaker,
+    deadline: Option<Instant>,
+    parker: &'a parking::Parker,
+    waker: &'a HookWaker,
+    pool: &'a Pool,
+    index: usize,
+    /// Between `mark_busy` and `mark_idle`: the worker is unparked and not
+    /// searching.
+    busy: Cell<bool>,
+    /// The parker token, once `mark_busy` or `mark_idle` consumed it.
+    unparked: Cell<bool>,
+}
+
+impl<'a> Park<'a> {
+    /// The hook's view of worker `index` of `pool`, which has announced it
+    /// parks.
+    pub(crate) fn new(
+        deadline: Option<Instant>,
+        parker: &'a parking::Parker,
+        waker: &'a HookWaker,
+        pool: &'a Pool,
+        index: usize,
+    ) -> Self {
+        Park {
+            deadline,
+            parker,
+            waker,
+            pool,
+            index,
+            busy: Cell::new(false),
+            unparked: Cell::new(false),
+        }
+    }
+}
+
+thread_local! {
+    /// The `Park` of the park hook running on this thread, or null (see
+    /// `Park::run_hook`).
+    static CURRENT: Cell<*const Park<'static>> = const { Cell::new(ptr::null()) };
+}
+
+/// Resets [`CURRENT`] to its previous value when dropped.
+struct CurrentGuard(*const Park<'static>);
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        let _ = CURRENT.try_with(|current| current.set(self.0));
+    }
 }
 
 impl Park<'_> {
+    /// Runs the worker's park `hook` with this `Park`, which code the hook
+    /// calls on this thread reaches through
+    /// [`with_current`](Self::with_current); catches a panic.
+    pub(crate) fn run_hook(
+        &self,
+        hook: &(dyn Fn(&Park<'_>) + Send + Sync),
+    ) -> std::thread::Result<()> {
+        // Only the lifetime changes: see `with_current` for why the pointer
+        // is not used beyond this borrow.
+        let this = ptr::from_ref(self).cast::<Park<'static>>();
+        let _reset = CurrentGuard(CURRENT.with(|current| current.replace(this)));
+        catch_unwind(AssertUnwindSafe(|| hook(self)))
+    }
+
+    /// Calls `f` with the `Park` of the park hook running on this thread,
+    /// if one is, and returns what it returns; `None` elsewhere.
+    ///
+    /// For code that a hook runs without being able to hand it the `Park`:
+    /// another executor's "about to run tasks" and "about to wait" callbacks,
+    /// say, calling [`mark_busy`](Self::mark_busy) and
+    /// [`mark_idle`](Self::mark_idle) (this is how `multipool-compat` tells
+    /// tokio's tasks from its waits).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use multipool::Park;
+    ///
+    /// let found = Arc::new(AtomicUsize::new(0));
+    /// let counter = found.clone();
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(1)
+    ///     .park_with(move |park| {
+    ///         // Deep inside code that was not handed `park`:
+    ///         if Park::with_current(|current| current.deadline()) == Some(park.deadline()) {
+    ///             counter.fetch_add(1, Ordering::Relaxed);
+    ///         }
+    ///         park.park();
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(Park::with_current(|_| ()).is_none());
+    /// rt.block_on(multipool::spawn(async {
+    ///     // The worker parks in its hook meanwhile.
+    ///     multipool::time::sleep(std::time::Duration::from_millis(1)).await;
+    /// }))
+    /// .unwrap();
+    /// drop(rt);
+    /// assert!(found.load(Ordering::Relaxed) > 0);
+    /// ```
+    pub fn with_current<R>(f: impl FnOnce(&Park<'_>) -> R) -> Option<R> {
+        let current = CURRENT.try_with(Cell::get).unwrap_or(ptr::null());
+        if current.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null `CURRENT` was set by `run_hook` on this very
+        // thread (the cell is thread-local) to a `Park` that `run_hook`
+        // borrows for as long as the setting lasts: its guard restores the
+        // previous value before that borrow ends, also by unwinding, and
+        // nested settings restore in order. So the `Park` is alive. It is
+        // only ever used through shared references (its state is in
+        // `Cell`s, touched on this thread only), and the reference given to
+        // `f` cannot outlive the call. The lifetime erased in `run_hook`
+        // only shortens again here (`Park` is covariant in it).
+        Some(f(unsafe { &*current }))
+    }
+
     /// When the worker must be running again (its next timer, or an elastic
     /// pool's idle timeout); `None`: only an unpark ends the wait.
     pub fn deadline(&self) -> Option<Instant> {
@@ -127,10 +278,16 @@ impl Park<'_> {
         }
     }
 
-    /// Sleeps until unparked or the deadline, as a worker without a park
-    /// hook does: for a hook that has nothing to drive this time, or whose
-    /// own timers are too coarse for a deadline close by.
+    /// Sleeps until unparked or the deadline, as a worker without a hook
+    /// does: for a hook that has nothing to drive this time, or whose own
+    /// timers are too coarse for a deadline close by. After
+    /// [`mark_busy`](Self::mark_busy), it first marks the worker idle
+    /// again.
     pub fn park(&self) {
+        self.mark_idle();
+        if self.unparked.get() {
+            return;
+        }
         match self.deadline {
             Some(deadline) => {
                 self.parker.park_deadline(deadline);
@@ -138,12 +295,130 @@ impl Park<'_> {
             None => self.parker.park(),
         }
     }
+
+    /// The hook is about to run work that may take long: tasks of another
+    /// executor, say, rather than a wait for events. Until
+    /// [`mark_idle`](Self::mark_idle), the worker counts as running, so new
+    /// work wakes another worker instead of waiting for this hook to return.
+    /// Tasks queued on this worker's own queues meanwhile (woken by that
+    /// work, say) still wait for the hook to return, unless a sibling
+    /// steals them.
+    ///
+    /// If the worker has been unparked already, it stays as woken (its new
+    /// work is found as soon as the hook returns) and this only makes sure
+    /// that [`unparked`](Self::unparked) completes at its next poll: the
+    /// hook should then look at that future before it runs more of its own
+    /// work. Calling it again while busy does nothing.
+    ///
+    /// A hook that returns while busy is fine: the worker goes on as
+    /// unparked.
+    ///
+    /// ```
+    /// use std::sync::{mpsc, Mutex};
+    ///
+    /// // A toy executor of its own: jobs that an idle worker runs in its
+    /// // park hook.
+    /// let (tx, rx) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
+    /// let jobs = Mutex::new(rx);
+    /// let (done_tx, done) = mpsc::channel();
+    /// tx.send(Box::new(move || done_tx.send(()).unwrap())).unwrap();
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(2)
+    ///     .park_with(move |park| {
+    ///         let job = jobs.lock().unwrap().try_recv();
+    ///         if let Ok(job) = job {
+    ///             // New work meanwhile wakes the other worker.
+    ///             park.mark_busy();
+    ///             job();
+    ///             park.mark_idle();
+    ///         }
+    ///         park.park();
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// done.recv().unwrap();
+    /// assert_eq!(rt.block_on(multipool::spawn(async { 6 * 7 })).unwrap(), 42);
+    /// ```
+    pub fn mark_busy(&self) {
+        if self.busy.get() {
+            return;
+        }
+        let pool = self.pool;
+        if pool.idle.unpark_worker_by_id(self.index) {
+            // Still among the sleepers: now unparked and not searching.
+            self.busy.set(true);
+            return;
+        }
+        // A notifier claimed the worker: it counts as searching, and the
+        // claim's unpark follows the claim.
+        if self.take_unpark() {
+            // The unpark is here: the hook returns at its next look at
+            // `unparked()`. Wake that future's waker (the unparker may not
+            // have got to it yet) so that an executor that polls woken
+            // futures before its tasks looks at it first.
+            self.waker.wake();
+            return;
+        }
+        // Not here yet: the claim's search would wait for this hook's work.
+        // Hand it on, as a searcher that found work does.
+        if pool.idle.transition_worker_from_searching() {
+            pool.notify_parked();
+        }
+        self.busy.set(true);
+    }
+
+    /// The hook's own work is done (see [`mark_busy`](Self::mark_busy)) and
+    /// it is about to wait again: the worker counts as parked once more,
+    /// and is woken at once if work came in while it was busy. Does nothing
+    /// unless busy.
+    pub fn mark_idle(&self) {
+        if !self.busy.get() {
+            return;
+        }
+        if self.take_unpark() {
+            // Unparked while busy (a timer, shutdown, a claim's late
+            // unpark): stay unparked, the hook returns.
+            return;
+        }
+        let pool = self.pool;
+        // Announce, then look (see `idle`): a producer that found this
+        // worker busy either woke a sibling or its work is seen here.
+        pool.idle.transition_worker_to_parked(self.index, false);
+        self.busy.set(false);
+        let inbox_work = pool.slots[self.index]
+            .inbox
+            .get()
+            .is_some_and(|inbox| !inbox.is_empty());
+        if inbox_work {
+            // Placed or pinned here while busy: its producer found the
+            // worker unparked and did not wake it.
+            pool.wake_worker(self.index);
+        } else {
+            pool.notify_if_work_pending();
+        }
+    }
+
+    /// Whether the hook is between [`mark_busy`](Self::mark_busy) and
+    /// [`mark_idle`](Self::mark_idle).
+    pub fn is_busy(&self) -> bool {
+        self.busy.get()
+    }
+
+    /// Consumes the parker token, remembering it: whether the worker was
+    /// unparked during this hook call.
+    fn take_unpark(&self) -> bool {
+        if !self.unparked.get() && self.parker.park_timeout(Duration::ZERO) {
+            self.unparked.set(true);
+        }
+        self.unparked.get()
+    }
 }
 
 impl fmt::Debug for Park<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Park")
             .field("deadline", &self.deadline)
+            .field("busy", &self.busy.get())
             .finish_non_exhaustive()
     }
 }
@@ -159,13 +434,14 @@ impl Future for Unparked<'_> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.done {
+        if self.done || self.park.unparked.get() {
             return Poll::Ready(());
         }
         // Register first, then look at the token (see the module docs).
         self.park.waker.register(cx.waker());
         if self.park.parker.park_timeout(Duration::ZERO) {
             self.done = true;
+            self.park.unparked.set(true);
             return Poll::Ready(());
         }
         Poll::Pending

@@ -11,8 +11,13 @@
 //! * once a shard is closed it accepts no new task; `insert` fails and the
 //!   caller cancels the task instead, so no task can slip in after shutdown
 //!   collected the wakers.
-//! * wakers are never woken while a shard lock is held: waking may cancel a
-//!   task, and dropping a task's future removes it from this registry.
+//! * wakers are never woken, nor dropped, while a shard lock is held: waking
+//!   may cancel a task, dropping a task's future removes it from this
+//!   registry, and a waker's destructor is user code.
+//! * an entry remembers which task it belongs to (its owner: the address of
+//!   the task's metadata, unique among live tasks). A key outlives its
+//!   entry in a finished task's header; [`Registry::wake`] checks the owner,
+//!   so waking by a stale key never wakes a task that reused the slot.
 //!
 //! The registry is sharded to keep spawns on different threads from
 //! contending; a key encodes its shard in its low bits.
@@ -31,7 +36,8 @@ pub(crate) struct Closed;
 
 #[derive(Default)]
 struct Shard {
-    tasks: Slab<Waker>,
+    /// Each task's waker, with its owner (see the module docs).
+    tasks: Slab<(Waker, usize)>,
     closed: bool,
 }
 
@@ -41,6 +47,7 @@ pub(crate) struct Registry {
     mask: usize,
 }
 
+#[cfg(not(loom))]
 thread_local! {
     /// Spreads one thread's spawns over the shards. `usize::MAX` until the
     /// thread's first spawn, which seeds it so threads start apart.
@@ -48,8 +55,10 @@ thread_local! {
 }
 
 /// Hands each thread a different starting shard.
+#[cfg(not(loom))]
 static SHARD_SEED: AtomicUsize = AtomicUsize::new(0);
 
+#[cfg(not(loom))]
 fn next_shard() -> usize {
     NEXT_SHARD
         .try_with(|next| {
@@ -61,6 +70,15 @@ fn next_shard() -> usize {
             index
         })
         .unwrap_or(0)
+}
+
+/// Under loom (the model crate, see `crate::sync`) every task registers in
+/// the first shard: a thread-local and a `static` would carry over from one
+/// explored execution to the next, and one shard is where tasks meet, slot
+/// reuse included.
+#[cfg(loom)]
+fn next_shard() -> usize {
+    0
 }
 
 impl Registry {
@@ -79,37 +97,41 @@ impl Registry {
         self.mask.count_ones()
     }
 
-    /// Registers a task; returns its key.
-    pub(crate) fn insert(&self, waker: Waker) -> Result<usize, Closed> {
+    /// Registers the task `owner`; returns its key. `Err(Closed)`: the pool
+    /// shut down, and the waker is handed back.
+    pub(crate) fn insert(&self, waker: Waker, owner: usize) -> Result<usize, (Closed, Waker)> {
         let shard_index = next_shard() & self.mask;
         let mut shard = self.shards[shard_index].lock();
         if shard.closed {
-            return Err(Closed);
+            return Err((Closed, waker));
         }
-        let slot = shard.tasks.insert(waker);
+        let slot = shard.tasks.insert((waker, owner));
         Ok((slot << self.bits()) | shard_index)
     }
 
     /// Unregisters a task.
     pub(crate) fn remove(&self, key: usize) {
-        let waker = self.shards[key & self.mask]
+        let entry = self.shards[key & self.mask]
             .lock()
             .tasks
             .try_remove(key >> self.bits());
         // Dropped after the lock is released.
-        drop(waker);
+        drop(entry);
     }
 
-    /// Wakes the task registered under `key`, if it is still registered.
-    pub(crate) fn wake(&self, key: usize) {
+    /// Wakes the task `owner` registered under `key`, if it still is.
+    pub(crate) fn wake(&self, key: usize, owner: usize) {
         if key == usize::MAX {
             return;
         }
-        let waker = self.shards[key & self.mask]
+        let waker = match self.shards[key & self.mask]
             .lock()
             .tasks
             .get(key >> self.bits())
-            .cloned();
+        {
+            Some((waker, entry_owner)) if *entry_owner == owner => Some(waker.clone()),
+            _ => None,
+        };
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -121,7 +143,7 @@ impl Registry {
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             shard.closed = true;
-            wakers.extend(shard.tasks.drain());
+            wakers.extend(shard.tasks.drain().map(|(waker, _)| waker));
         }
         wakers
     }

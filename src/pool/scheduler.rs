@@ -113,6 +113,12 @@ impl PriorityFirst {
     }
 
     /// Sets `priority`'s minimum share to one poll in `one_in` (0: none).
+    ///
+    /// Every value has a meaning: 1 serves the level first whenever it has
+    /// work and fewer polls than the others together (ahead of High), and
+    /// the counts are compared exactly, without overflow, up to
+    /// `u64::MAX`. A share for High is ignored: High is served first
+    /// anyway.
     pub fn min_share(mut self, priority: Priority, one_in: u64) -> Self {
         self.one_in[priority.index()] = one_in;
         self
@@ -127,11 +133,13 @@ impl Default for PriorityFirst {
 
 impl Scheduler for PriorityFirst {
     fn next_level(&self, cx: &SchedulerContext) -> Option<Priority> {
-        let total: u64 = cx.polls.iter().sum();
+        // In u128: a product of two u64s, and a sum of three, always fit,
+        // so huge shares and long-lived workers compare exactly.
+        let total: u128 = cx.polls.iter().map(|&polls| u128::from(polls)).sum();
         // The most starved level below its share goes first.
         let starved = [Priority::Low, Priority::Normal].into_iter().find(|&p| {
             let one_in = self.one_in[p.index()];
-            one_in > 0 && cx.queued(p) > 0 && cx.polls(p) * one_in < total
+            one_in > 0 && cx.queued(p) > 0 && u128::from(cx.polls(p)) * u128::from(one_in) < total
         });
         starved.or_else(|| Priority::ALL.into_iter().find(|&p| cx.queued(p) > 0))
     }
@@ -224,5 +232,39 @@ mod tests {
         assert!(polls[2] * 64 >= 6400 - 64, "{polls:?}");
         assert!(polls[1] * 16 >= 6400 - 16, "{polls:?}");
         assert!(polls[0] > polls[1] + polls[2], "{polls:?}");
+    }
+
+    #[test]
+    fn priority_first_does_not_overflow() {
+        // `polls * one_in` and the sum of the polls both exceed u64 here.
+        let policy = PriorityFirst::new()
+            .min_share(Priority::Low, u64::MAX)
+            .min_share(Priority::Normal, u64::MAX);
+        let huge = u64::MAX / 2;
+        // Low has 1 poll in about 2^63 + 1: far above its 1 in 2^64 share.
+        assert_eq!(
+            policy.next_level(&cx([1, 1, 1], [huge, huge, 1])),
+            Some(Priority::High)
+        );
+        // Low has none yet, so it is below its share, however small.
+        assert_eq!(
+            policy.next_level(&cx([1, 1, 1], [u64::MAX, u64::MAX, 0])),
+            Some(Priority::Low)
+        );
+        // A share of 1 serves a level while it has fewer polls than the rest.
+        let eager = PriorityFirst::new().min_share(Priority::Low, 1);
+        assert_eq!(
+            eager.next_level(&cx([1, 1, 1], [u64::MAX, 0, u64::MAX - 1])),
+            Some(Priority::Low)
+        );
+        // A share for High is ignored: High comes first anyway.
+        let high = PriorityFirst::new().min_share(Priority::High, 2);
+        for polls in [[0, 100, 100], [100, 0, 0], [u64::MAX, u64::MAX, u64::MAX]] {
+            let context = cx([1, 1, 1], polls);
+            assert_eq!(
+                high.next_level(&context),
+                PriorityFirst::new().next_level(&context)
+            );
+        }
     }
 }

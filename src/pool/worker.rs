@@ -61,7 +61,6 @@
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
-use std::sync::{Condvar, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Steal, Worker as Deque};
@@ -71,7 +70,7 @@ use super::placement::Inbox;
 use super::{Pool, NO_SHARE};
 use crate::runtime::hooks::{Hook, ParkHook};
 use crate::runtime::{context, Handle};
-use crate::sync::{Arc, Ordering};
+use crate::sync::{Arc, Condvar, Mutex, OnceLock, Ordering};
 use crate::task::{run_cancelled, Runnable};
 use crate::Priority;
 
@@ -98,9 +97,17 @@ const LIFO_BUDGET: Duration = Duration::from_micros(10);
 /// skip the futex wake-up (see `idle`), so a steady stream of remote spawns
 /// arriving a few hundred nanoseconds apart is taken in without a park and
 /// unpark per task; the cost is a few microseconds of spinning, by at most
-/// half the workers, each time the pool runs dry.
+/// half the workers, each time the pool runs dry. Under miri, where every
+/// look costs thousands of times more, one short spin round keeps that path
+/// checked without dominating the run.
+#[cfg(not(miri))]
 const SEARCH_SPINS: u32 = 16;
+#[cfg(not(miri))]
 const SPIN_PAUSES: u32 = 64;
+#[cfg(miri)]
+const SEARCH_SPINS: u32 = 1;
+#[cfg(miri)]
+const SPIN_PAUSES: u32 = 1;
 
 /// Whether `tick` has reached `due` (tick counters wrap).
 fn tick_reached(tick: u32, due: u32) -> bool {
@@ -153,16 +160,16 @@ pub(crate) struct WorkerParts {
 /// Counts down the workers a pre-warmed build waits for; remembers whether
 /// one of them failed to start.
 #[derive(Clone)]
-pub(crate) struct Latch(Arc<(StdMutex<(usize, bool)>, Condvar)>);
+pub(crate) struct Latch(Arc<(Mutex<(usize, bool)>, Condvar)>);
 
 impl Latch {
     pub(crate) fn new(count: usize) -> Self {
-        Latch(Arc::new((StdMutex::new((count, false)), Condvar::new())))
+        Latch(Arc::new((Mutex::new((count, false)), Condvar::new())))
     }
 
     fn count_down(&self, failed: bool) {
         let (state, ready) = &*self.0;
-        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = state.lock();
         state.0 = state.0.saturating_sub(1);
         state.1 |= failed;
         if state.0 == 0 {
@@ -173,7 +180,7 @@ impl Latch {
     /// Waits until every worker counted down; returns whether all started.
     pub(crate) fn wait(&self) -> bool {
         let (state, ready) = &*self.0;
-        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = state.lock();
         while state.0 > 0 {
             state = ready.wait(state).unwrap_or_else(|e| e.into_inner());
         }
@@ -181,19 +188,25 @@ impl Latch {
     }
 }
 
-/// A pre-warming worker's part of the [`Latch`]: counted down once the
-/// worker is warm, or as failed if its thread ends first (a `wrap_thread`
-/// hook that panicked or never ran the worker), so `build` never waits
-/// forever.
-pub(crate) struct WarmUp(Option<Latch>);
+/// A starting worker's part of the [`Latch`] a build waits on (with
+/// `prewarm`, or with `wrap_thread` hooks, which may fail to run the
+/// worker): counted down once the worker is ready, or as failed if its
+/// thread ends first (a `wrap_thread` hook that panicked or never ran the
+/// worker), so `build` never waits forever. Made first thing on the new
+/// thread, so nothing that fails before it can leave the latch waiting.
+pub(crate) struct WarmUp {
+    latch: Option<Latch>,
+    /// `prewarm`: touch the stack and buffers before reporting ready.
+    touch: bool,
+}
 
 impl WarmUp {
-    pub(crate) fn new(latch: Option<Latch>) -> Self {
-        WarmUp(latch)
+    pub(crate) fn new(latch: Option<Latch>, touch: bool) -> Self {
+        WarmUp { latch, touch }
     }
 
     fn done(&mut self) {
-        if let Some(latch) = self.0.take() {
+        if let Some(latch) = self.latch.take() {
             latch.count_down(false);
         }
     }
@@ -201,7 +214,7 @@ impl WarmUp {
 
 impl Drop for WarmUp {
     fn drop(&mut self) {
-        if let Some(latch) = self.0.take() {
+        if let Some(latch) = self.latch.take() {
             latch.count_down(true);
         }
     }
@@ -226,7 +239,7 @@ struct Local {
     /// Set while the park hook runs on this worker (see `park`).
     in_park_hook: Cell<bool>,
     /// This worker's inboxes (its slot's), reached without indexing.
-    inbox: Arc<std::sync::OnceLock<Box<Inbox>>>,
+    inbox: Arc<OnceLock<Box<Inbox>>>,
     /// Set once the worker ran its last task (its stop hooks run).
     stopping: Cell<bool>,
 }
@@ -316,7 +329,8 @@ pub(crate) fn try_schedule_local(
     is_yield: bool,
 ) -> Result<(), Runnable> {
     with_local(|local| match local {
-        Some(local) if ptr::eq(Arc::as_ptr(&local.pool), pool) => {
+        // A stopping worker's queues are never looked at again.
+        Some(local) if ptr::eq(Arc::as_ptr(&local.pool), pool) && !local.stopping.get() => {
             local.schedule(runnable, is_yield);
             Ok(())
         }
@@ -347,6 +361,9 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
         in_park_hook: Cell::new(false),
         stopping: Cell::new(false),
     };
+    // For the thread's whole life: shutdown drops the runtime's hooks, and
+    // this worker may be the thread running that shutdown (see `hooks`).
+    let hooks = local.pool.runtime.hooks.get().unwrap_or_default();
     let mut core = Core {
         tick: 0,
         injector_interval: MAX_INJECTOR_INTERVAL,
@@ -369,27 +386,33 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
         rng: (parts.index as u32).wrapping_mul(0x9E37_79B9) | 1,
         parker: parts.parker,
         fired: Vec::new(),
-        park_hook: local.pool.runtime.hooks.park.clone(),
-        busy_tick: local.pool.runtime.hooks.busy_tick.clone(),
+        park_hook: hooks.park.clone(),
+        busy_tick: hooks.busy_tick.clone(),
     };
     CURRENT.with(|current| current.set(&local));
     let guard = CurrentGuard;
-    local.pool.runtime.hooks.thread_started();
-    if prewarm.0.is_some() {
+    hooks.thread_started();
+    if prewarm.touch {
         core.fired.reserve(64);
-        let mut stack = [0u8; PREWARM_STACK];
-        std::hint::black_box(&mut stack);
-        prewarm.done();
+        touch_stack();
     }
-    core.run(&local);
+    prewarm.done();
+    // User code is guarded where it is called; an unwind here is a bug in
+    // the runtime itself (or an overflow it missed). It must not end the
+    // thread with tasks in its queues and the idle counts naming it.
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| core.run(&local))) {
+        worker_panicked(&local, payload);
+        core.retired = false;
+    }
     if !core.retired {
-        local.cancel_all();
-        local.cancel_local_tasks();
+        local.cancel_everything();
     }
-    // `worker_index()` still works in the hook; a `spawn_local` there is
-    // refused: this worker's local tasks were already cancelled.
+    // From here on, wake-ups on this thread go to the injector (where
+    // shutdown cancels them), not to this worker's queues, which nobody
+    // looks at again. `worker_index()` still works in the stop hooks; a
+    // `spawn_local` there is refused: this worker's local tasks are gone.
     local.stopping.set(true);
-    local.pool.runtime.hooks.thread_stopping();
+    hooks.thread_stopping();
     drop(guard);
     if core.retired {
         let Local {
@@ -406,13 +429,52 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
     }
 }
 
+/// Touches [`PREWARM_STACK`] bytes of stack, in a frame of its own: inlined
+/// into `run`, the array would take that much of every worker's stack for
+/// the thread's whole life, pre-warmed or not.
+#[inline(never)]
+fn touch_stack() {
+    let mut stack = [0u8; PREWARM_STACK];
+    std::hint::black_box(&mut stack);
+}
+
+/// The worker loop unwound: report it loudly and shut the pool down, so
+/// that every task's handle resolves (with a shutdown error) instead of
+/// waiting on a worker that is gone. The caller then cancels its own queues
+/// as on any exit.
+#[cold]
+fn worker_panicked(local: &Local, payload: Box<dyn std::any::Any + Send>) {
+    let message = crate::error::panic_message(&*payload)
+        .unwrap_or("a panic without a message")
+        .to_owned();
+    crate::task::drop_quietly(payload);
+    eprintln!(
+        "multipool: worker {} of pool `{}` panicked in the runtime's own code ({message}); \
+         this is a bug in multipool. The pool shuts down: its tasks are cancelled and their \
+         handles report a shutdown error",
+        local.index, local.pool.name
+    );
+    local.pool.close();
+    // The rest of the shutdown (the injector, the tasks that wait for a
+    // wake-up, the timers) joins the workers, so it runs elsewhere.
+    let pool = local.pool.clone();
+    let shutdown = std::thread::Builder::new()
+        .name("multipool-shutdown".to_owned())
+        .spawn(move || pool.shutdown());
+    if let Err(err) = shutdown {
+        eprintln!("multipool: no thread to finish the shutdown ({err}); aborting");
+        std::process::abort();
+    }
+}
+
 /// Asks Linux to wake this thread on time from timed sleeps. The default
 /// timer slack of a thread is 50 µs, which a worker parked until a timer's
 /// deadline would add to every timer it fires. Measured on an idle 2-worker
 /// runtime, lateness of a 1 ms sleep: p50 31 µs, p99 134 µs (max 573 µs)
 /// with the default slack; p50 23 µs, p99 58 µs (max 75 µs) with 1 ns.
 fn exact_timer_slack() {
-    #[cfg(target_os = "linux")]
+    // miri cannot run foreign calls such as `prctl`.
+    #[cfg(all(target_os = "linux", not(miri)))]
     // SAFETY: `prctl(PR_SET_TIMERSLACK, n)` takes an integer argument,
     // touches no memory of ours and only affects the calling thread.
     unsafe {
@@ -514,48 +576,46 @@ impl Local {
         }
     }
 
-    /// Cancels this worker's local (`!Send`) tasks on this, their own,
-    /// thread; the pool is closed and the worker ends. Wakes the ones that
-    /// wait (each wake-up puts the task in the local inbox, see
-    /// `Pool::push_local`), then drains that inbox until every local
-    /// task's future has been dropped: a wake-up from another thread may
-    /// still be on its way into the inbox.
-    fn cancel_local_tasks(&self) {
+    /// Cancels every task this worker holds, on its way out; the pool is
+    /// closed. Local (`!Send`) tasks are cancelled here, on their own
+    /// thread: the ones that wait are woken (each wake-up puts the task in
+    /// the local inbox, see `Pool::push_local`). Cancelling a task can wake
+    /// others onto this worker's queues (a task awaiting a local task's
+    /// handle, a future whose destructor wakes another), so the queues and
+    /// the local inbox are drained together until both stay empty and
+    /// every local task's future is dropped (a wake-up from another thread
+    /// may still be on its way into the inbox).
+    fn cancel_everything(&self) {
         let slot = &self.pool.slots[self.index];
+        // Only set while a task runs; an unwind out of `run_task` may have
+        // left it set, and a task in the slot.
+        self.lifo_enabled.set(false);
         for waker in slot.local_registry.close() {
             waker.wake();
         }
         loop {
-            if let Some(inbox) = self.inbox() {
-                inbox.drain_local(run_cancelled);
-            }
-            if slot.local_alive.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            std::thread::yield_now();
-        }
-    }
-
-    /// Cancels every task in this worker's queues and inboxes; the pool is
-    /// closed.
-    fn cancel_all(&self) {
-        loop {
             let mut cancelled = false;
+            let mut cancel = |task| {
+                run_cancelled(task);
+                cancelled = true;
+            };
+            if let Some(task) = self.lifo.take() {
+                cancel(task);
+            }
             for queue in &self.queues {
                 while let Some(task) = queue.pop() {
-                    run_cancelled(task);
-                    cancelled = true;
+                    cancel(task);
                 }
             }
             if let Some(inbox) = self.inbox() {
-                inbox.drain(|task| {
-                    run_cancelled(task);
-                    cancelled = true;
-                });
+                inbox.drain(&mut cancel);
+                inbox.drain_local(&mut cancel);
             }
-            // Cancelling a task can wake others onto this worker's queues.
             if !cancelled {
-                return;
+                if slot.local_alive.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                std::thread::yield_now();
             }
         }
     }
@@ -565,6 +625,7 @@ impl Core {
     fn run(&mut self, local: &Local) {
         while !local.pool.is_closed() && !self.retired {
             self.tick = self.tick.wrapping_add(1);
+            crate::fault::hit("worker.tick");
             if local.pool.timers.is_due(local.index) {
                 local.pool.timers.fire_due(local.index, &mut self.fired);
             }
@@ -691,7 +752,10 @@ impl Core {
             queued,
             polls: self.polls,
         };
-        let level = match super::guard_user("Scheduler::next_level", || scheduler.next_level(&cx)) {
+        let level = match super::guard_user("Scheduler::next_level", || {
+            crate::fault::hit("scheduler");
+            scheduler.next_level(&cx)
+        }) {
             Some(level) => level?.index(),
             None => {
                 // A panicking policy is dropped for this worker: the
@@ -891,8 +955,11 @@ impl Core {
             self.searching = !pool.idle.unpark_worker_by_id(local.index);
             return;
         }
-        let mut retire_at =
-            (pool.max_workers() > pool.min_workers()).then(|| Instant::now() + pool.idle_timeout);
+        // `None`: never (a fixed pool, or an idle timeout too long to
+        // represent, which means the same).
+        let mut retire_at = (pool.max_workers() > pool.min_workers())
+            .then(|| Instant::now().checked_add(pool.idle_timeout))
+            .flatten();
         loop {
             if pool.is_closed() {
                 pool.idle.unpark_worker_by_id(local.index);
@@ -904,7 +971,11 @@ impl Core {
             };
             let hooked = self.park_hook.is_some() && !pool.runtime.clock.is_paused();
             if hooked {
-                self.park_in_hook(local, deadline);
+                if self.park_in_hook(local, deadline) {
+                    // The hook returned while running work of its own
+                    // (`Park::mark_busy`): unparked, not searching.
+                    break;
+                }
             } else if let Some(deadline) = deadline {
                 self.parker.park_deadline(deadline);
             } else {
@@ -939,7 +1010,7 @@ impl Core {
                 }
                 // At `min_workers`, or our wheel holds timers: stay, and
                 // look again after another idle timeout.
-                retire_at = Some(Instant::now() + pool.idle_timeout);
+                retire_at = Instant::now().checked_add(pool.idle_timeout);
             }
         }
         pool.timers.unparked(local.index);
@@ -968,22 +1039,20 @@ impl Core {
 
     /// Runs the park hook instead of sleeping (see `park`). A hook that
     /// panics is dropped: the worker parks the default way from then on.
-    fn park_in_hook(&mut self, local: &Local, deadline: Option<Instant>) {
+    /// Returns whether the hook left the worker unparked (see
+    /// `Park::mark_busy`).
+    fn park_in_hook(&mut self, local: &Local, deadline: Option<Instant>) -> bool {
         let Some(hook) = &self.park_hook else {
-            return;
+            return false;
         };
         let slot = &local.pool.slots[local.index];
         let waker = slot
             .hook_waker
             .as_deref()
             .expect("a runtime with a park hook gives every worker a hook waker");
-        let park = Park {
-            deadline,
-            parker: &self.parker,
-            waker,
-        };
+        let park = Park::new(deadline, &self.parker, waker, &local.pool, local.index);
         local.in_park_hook.set(true);
-        let result = catch_unwind(AssertUnwindSafe(|| hook(&park)));
+        let result = park.run_hook(&**hook);
         local.in_park_hook.set(false);
         waker.clear();
         if result.is_err() {
@@ -994,5 +1063,6 @@ impl Core {
             );
             self.park_hook = None;
         }
+        park.is_busy()
     }
 }

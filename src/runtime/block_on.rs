@@ -3,13 +3,12 @@
 use std::cell::RefCell;
 use std::future::{Future, IntoFuture};
 use std::pin::pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
 use crate::pool::{worker, Pool};
-use crate::sync::{AtomicU8, Ordering};
+use crate::sync::{Arc, AtomicU8, Ordering};
 
 /// Runs a future to completion on the calling thread, parking the thread
 /// while the future waits. Anything that turns into a future works, a

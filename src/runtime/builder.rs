@@ -17,6 +17,24 @@ use crate::{Placement, Priority, RunQueue, Scheduler};
 /// Upper bound on workers per pool (the idle state packs counts in 16 bits).
 const MAX_WORKERS: usize = 4096;
 
+/// Largest minimum share. A level's next fairness turn is due `share` ticks
+/// ahead, and ticks are compared as signed distances modulo 2^32 (see
+/// `tick_reached` and `FairTurns::earliest` in `pool::worker`), so a share
+/// must stay below 2^31: one above it would read as already due (the level
+/// served on every tick, ahead of High), and one of exactly 2^31 as the
+/// earliest turn of all (hiding the other level's turns).
+const MAX_SHARE: u32 = i32::MAX as u32;
+
+/// Smallest thread stack size. A worker's own frames need about 100 KiB in
+/// a debug build (its stack pre-warming alone touches 64 KiB); below that
+/// the first task overflows the stack and the process aborts.
+const MIN_STACK_SIZE: usize = 256 * 1024;
+
+/// Largest thread stack size: a quarter of the address space. Above it the
+/// C library's size arithmetic can overflow (musl rejects it, and the
+/// standard library then panics instead of returning an error).
+const MAX_STACK_SIZE: usize = usize::MAX / 4;
+
 /// Default time a worker above `min_workers` stays parked before it retires.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -113,7 +131,8 @@ impl Default for PoolBuilder {
 
 impl PoolBuilder {
     /// A fixed number of workers: `min_workers` and `max_workers` both
-    /// `workers`. Zero is rejected by [`Builder::build`].
+    /// `workers`. Zero, and more than 4096, are rejected by
+    /// [`Builder::build`].
     pub fn workers(mut self, workers: usize) -> Self {
         self.min_workers = Some(workers);
         self.max_workers = Some(workers);
@@ -123,7 +142,8 @@ impl PoolBuilder {
 
     /// The fewest workers the pool runs; they start with the runtime and
     /// never retire. Default: the available parallelism, or `max_workers`
-    /// if that is lower. Must be at least 1 and at most `max_workers`.
+    /// if that is lower. Must be at least 1 and at most `max_workers`
+    /// (and so at most 4096).
     pub fn min_workers(mut self, workers: usize) -> Self {
         self.min_workers = Some(workers);
         self.fixed = false;
@@ -131,7 +151,8 @@ impl PoolBuilder {
     }
 
     /// The most workers the pool runs. Default: the available parallelism,
-    /// or `min_workers` if that is higher (a fixed pool).
+    /// or `min_workers` if that is higher (a fixed pool). Must be at least
+    /// 1 and at most 4096 (a slot per possible worker is made at start).
     ///
     /// Between `min_workers` and `max_workers` the pool grows when work
     /// waits while every worker is busy: up to the number of cores for
@@ -153,7 +174,8 @@ impl PoolBuilder {
     }
 
     /// How long a worker above `min_workers` stays parked before it retires
-    /// (default 10 s). Zero is rejected.
+    /// (default 10 s). Zero is rejected. A timeout too long to be added to
+    /// the present (`Duration::MAX`, say) means added workers never retire.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
@@ -161,7 +183,9 @@ impl PoolBuilder {
 
     /// Prefix of the pool's worker thread names; worker `N` is called
     /// `{name}-{N}`. Default: `multipool-worker` for the default pool,
-    /// `multipool-{pool}` for a named one.
+    /// `multipool-{pool}` for a named one. An empty name, or one with a NUL
+    /// byte (which no thread name can hold), is rejected by
+    /// [`Builder::build`].
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
         self.thread_name = Some(name.into());
         self
@@ -174,7 +198,7 @@ impl PoolBuilder {
     /// [`Spawn::start`] returns a handle reporting the refusal, and
     /// [`Spawn::detach`] queues beyond the bound (see there for why).
     /// Wake-ups of tasks already started are never held back. Default:
-    /// unbounded. Zero is rejected.
+    /// unbounded. Zero is rejected; `usize::MAX` is as good as unbounded.
     ///
     /// [`Spawn::try_start`]: crate::Spawn::try_start
     /// [`Spawn::start`]: crate::Spawn::start
@@ -199,8 +223,12 @@ impl PoolBuilder {
     /// Guarantees `priority` at least one poll in every `one_in` polls of
     /// each worker while it has work waiting, however much more urgent work
     /// there is (default: Normal 1 in 16, Low 1 in 64). High is always
-    /// served first and takes no share; a share of zero, or one for High, is
-    /// rejected by [`Builder::build`].
+    /// served first and takes no share.
+    ///
+    /// [`Builder::build`] rejects a share for High, and a `one_in` of 0, of
+    /// 1 (every poll: High would get none), or above `2^31 - 1` (turns are
+    /// counted in ticks that wrap at `2^32`), as well as Normal and Low both
+    /// at 1 in 2 (they would take every poll between them).
     ///
     /// The cost to High latency is bounded: a High task waits behind at
     /// most one such turn, and only while High work is already queued.
@@ -288,6 +316,16 @@ impl PoolBuilder {
             BuildError::invalid(setting, message)
         };
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        // Checked first, so the error names what was set rather than the
+        // `max_workers` it implies.
+        if let (false, Some(min)) = (self.fixed, self.min_workers) {
+            if min > MAX_WORKERS {
+                return Err(invalid(
+                    "min_workers",
+                    format!("must be at most {MAX_WORKERS}, got {min}"),
+                ));
+            }
+        }
         let (min, max) = match (self.min_workers, self.max_workers) {
             (Some(min), Some(max)) => (min, max),
             (Some(min), None) => (min, min.max(cores)),
@@ -349,10 +387,31 @@ impl PoolBuilder {
                 "High is always served first; a minimum share applies to Normal and Low".into(),
             ));
         }
-        if self.min_shares.contains(&Some(0)) {
+        for share in self.min_shares.iter().flatten() {
+            if *share < 2 {
+                return Err(invalid(
+                    "min_share",
+                    format!(
+                        "must be at least 2 (one poll in N; 1 would be every poll, leaving \
+                         High none), got {share}"
+                    ),
+                ));
+            }
+            if *share > MAX_SHARE {
+                return Err(invalid(
+                    "min_share",
+                    format!("must be at most {MAX_SHARE} (2^31 - 1), got {share}"),
+                ));
+            }
+        }
+        if self.min_shares[Priority::Normal.index()] == Some(2)
+            && self.min_shares[Priority::Low.index()] == Some(2)
+        {
             return Err(invalid(
                 "min_share",
-                "must be at least 1 (one poll in N), got 0".into(),
+                "Normal and Low at one poll in 2 each would take every poll between them, \
+                 leaving High none"
+                    .into(),
             ));
         }
         if self.pin_workers && !cfg!(target_os = "linux") {
@@ -364,6 +423,12 @@ impl PoolBuilder {
         let thread_name = match &self.thread_name {
             Some(thread_name) if thread_name.is_empty() => {
                 return Err(invalid("thread_name", "must not be empty".into()));
+            }
+            Some(thread_name) if thread_name.contains('\0') => {
+                return Err(invalid(
+                    "thread_name",
+                    format!("must not contain a NUL byte, got {thread_name:?}"),
+                ));
             }
             Some(thread_name) => thread_name.clone(),
             None if name == DEFAULT_POOL => "multipool-worker".to_owned(),
@@ -553,7 +618,8 @@ impl Builder {
     /// `configure`. Tasks go there with [`Spawn::pool`](crate::Spawn::pool)
     /// and stay there for their whole life; a pool's workers only run its
     /// own tasks, so a flood in one pool does not delay another. Names must
-    /// be unique, non-empty, and not `"default"` (the runtime's own pool).
+    /// be unique, non-empty, free of NUL bytes (a pool's thread names are
+    /// made from its name), and not `"default"` (the runtime's own pool).
     ///
     /// ```
     /// let rt = multipool::Runtime::builder()
@@ -574,7 +640,19 @@ impl Builder {
         self
     }
 
-    /// Stack size of the worker and blocking threads, in bytes.
+    /// Stack size of the worker and blocking threads, in bytes (default:
+    /// the standard library's, 2 MiB unless `RUST_MIN_STACK` says
+    /// otherwise).
+    ///
+    /// [`build`](Self::build) rejects a size below 256 KiB (the runtime's
+    /// own frames would overflow it, which aborts the process) or above
+    /// `usize::MAX / 4`. A size the operating system cannot map makes
+    /// `build` fail with the thread-start error it reports.
+    ///
+    /// ```
+    /// let err = multipool::Runtime::builder().thread_stack_size(4096).build().unwrap_err();
+    /// assert_eq!(err.setting(), Some("thread_stack_size"));
+    /// ```
     pub fn thread_stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
@@ -599,14 +677,17 @@ impl Builder {
 
     /// The most threads the blocking pool of
     /// [`spawn_blocking`](crate::task::spawn_blocking) runs at once
-    /// (default 512). Zero is rejected.
+    /// (default 512). Zero is rejected. Threads start only when a call
+    /// finds none idle, so `usize::MAX` means no cap but the load.
     pub fn max_blocking_threads(mut self, threads: usize) -> Self {
         self.max_blocking_threads = threads;
         self
     }
 
     /// How long an idle blocking thread waits for work before it exits
-    /// (default 10 s). Zero is rejected.
+    /// (default 10 s). Zero is rejected. A keep-alive too long to be added
+    /// to the present (`Duration::MAX`, say) means idle blocking threads
+    /// never exit before the runtime shuts down.
     pub fn blocking_keep_alive(mut self, keep_alive: Duration) -> Self {
         self.blocking_keep_alive = keep_alive;
         self
@@ -614,7 +695,7 @@ impl Builder {
 
     /// Bounds the `spawn_blocking` calls waiting for a blocking thread;
     /// one beyond the bound is refused and its handle says so (default:
-    /// unbounded). Zero is rejected.
+    /// unbounded). Zero is rejected; `usize::MAX` is as good as unbounded.
     pub fn max_blocking_queued(mut self, max: usize) -> Self {
         self.max_blocking_queued = Some(max);
         self
@@ -720,9 +801,11 @@ impl Builder {
     /// sleeps the default way. Set more than once, the last hook wins.
     ///
     /// The hook runs while the worker counts as parked, so it must not run
-    /// long work of its own. A panic in it is caught and printed; that
-    /// worker then parks without the hook. While the clock is paused
-    /// (`test-util`), workers park the default way without calling it.
+    /// long work of its own without marking it with
+    /// [`Park::mark_busy`](crate::Park::mark_busy). A panic in it is caught
+    /// and printed; that worker then parks without the hook. While the
+    /// clock is paused (`test-util`), workers park the default way without
+    /// calling it.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicUsize, Ordering};
@@ -812,8 +895,13 @@ impl Builder {
     /// # Errors
     ///
     /// A setting the runtime cannot work with (zero workers, `min_workers`
-    /// above `max_workers`, a zero timeout or bound, an empty or duplicate
-    /// pool name, ...), or the operating system refusing to start a thread.
+    /// above `max_workers`, a zero timeout or bound, a minimum share out of
+    /// range, an empty, duplicate or NUL-holding name, a stack too small or
+    /// too large, ...): [`BuildError::setting`] names it. Or the operating
+    /// system refusing to start a thread (`setting()` is then `None` and
+    /// the error's `source` is the `io::Error`). Building never panics on a
+    /// setting; the README's "Guarantees → Bad input" table lists what each
+    /// setting accepts.
     ///
     /// ```
     /// let err = multipool::Runtime::builder().workers(0).build().unwrap_err();
@@ -824,6 +912,23 @@ impl Builder {
     /// );
     /// ```
     pub fn build(self) -> Result<Runtime, BuildError> {
+        if let Some(size) = self.stack_size {
+            if size < MIN_STACK_SIZE {
+                return Err(BuildError::invalid(
+                    "thread_stack_size",
+                    format!(
+                        "must be at least {MIN_STACK_SIZE} bytes (a worker's own frames would \
+                         overflow a smaller stack), got {size}"
+                    ),
+                ));
+            }
+            if size > MAX_STACK_SIZE {
+                return Err(BuildError::invalid(
+                    "thread_stack_size",
+                    format!("must be at most {MAX_STACK_SIZE} bytes (usize::MAX / 4), got {size}"),
+                ));
+            }
+        }
         let mut configs =
             vec![self
                 .default_pool
@@ -831,6 +936,12 @@ impl Builder {
         for (index, (name, pool)) in self.pools.iter().enumerate() {
             if name.is_empty() {
                 return Err(BuildError::invalid("pool", "a pool name must not be empty"));
+            }
+            if name.contains('\0') {
+                return Err(BuildError::invalid(
+                    "pool",
+                    format!("a pool name must not contain a NUL byte, got {name:?}"),
+                ));
             }
             if name == DEFAULT_POOL || self.pools[..index].iter().any(|(other, _)| other == name) {
                 return Err(BuildError::invalid(

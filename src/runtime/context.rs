@@ -3,26 +3,64 @@
 //! Workers enter their runtime for their whole life; `Runtime::block_on` and
 //! `Handle::enter` enter it for a scope. [`with_current_pool`] is how
 //! `multipool::spawn` finds where to put a task without cloning a handle.
+//!
+//! Invariants:
+//! * entered runtimes nest: an [`EnterGuard`] is dropped in the reverse
+//!   order of its creation, or its drop panics (as tokio's does), naming
+//!   the mistake instead of silently restoring the wrong runtime.
+//! * no user code runs while [`with_current_pool`] holds its borrow of the
+//!   current handle. The one way a spawn could run user code is by
+//!   cancelling a task it could not queue (the pool closed meanwhile),
+//!   which drops the task's future; such cancellations are deferred with
+//!   [`defer_cancel`] and run once the borrow is released, so a destructor
+//!   that enters a runtime or spawns works as anywhere else.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use super::{global, Handle};
 use crate::error::TryCurrentError;
 use crate::pool::Pool;
 use crate::sync::Arc;
+use crate::task::{run_cancelled, Runnable};
+
+/// This thread's runtime context.
+struct Context {
+    current: RefCell<Option<Handle>>,
+    /// Number of live `EnterGuard`s on this thread.
+    depth: Cell<usize>,
+    /// Set while `with_current_pool` runs its callback (and holds a borrow
+    /// of `current`).
+    in_spawn: Cell<bool>,
+    /// Tasks to cancel once the callback returns; see [`defer_cancel`].
+    deferred: RefCell<Vec<Runnable>>,
+}
 
 thread_local! {
-    static CURRENT: RefCell<Option<Handle>> = const { RefCell::new(None) };
+    static CONTEXT: Context = const {
+        Context {
+            current: RefCell::new(None),
+            depth: Cell::new(0),
+            in_spawn: Cell::new(false),
+            deferred: RefCell::new(Vec::new()),
+        }
+    };
 }
 
 /// Restores the previously entered runtime when dropped.
 ///
 /// Returned by [`Handle::enter`]. Guards must be dropped in the reverse order
 /// of their creation.
+///
+/// # Panics
+///
+/// Dropping a guard while a guard created after it is still alive panics
+/// (unless the thread is already panicking).
 #[derive(Debug)]
 #[must_use = "the runtime is only entered while the guard lives"]
 pub struct EnterGuard {
     previous: Option<Handle>,
+    /// The number of guards alive on this thread once this one was made.
+    depth: usize,
     /// `EnterGuard` must stay on the thread that created it.
     _not_send: std::marker::PhantomData<*const ()>,
 }
@@ -30,37 +68,63 @@ pub struct EnterGuard {
 impl Drop for EnterGuard {
     fn drop(&mut self) {
         let previous = self.previous.take();
-        let _ = CURRENT.try_with(|current| *current.borrow_mut() = previous);
+        let in_order = CONTEXT
+            .try_with(|cx| {
+                let in_order = cx.depth.get() == self.depth;
+                cx.depth.set(self.depth - 1);
+                *cx.current.borrow_mut() = previous;
+                in_order
+            })
+            .unwrap_or(true);
+        if !in_order && !std::thread::panicking() {
+            panic!(
+                "`multipool::EnterGuard` values dropped out of order: the guards returned by \
+                 `Handle::enter` must be dropped in the reverse order of their creation"
+            );
+        }
     }
 }
 
 /// Makes `handle` the current runtime of this thread until the guard drops.
 pub(crate) fn enter(handle: Handle) -> EnterGuard {
-    let previous = CURRENT.with(|current| current.borrow_mut().replace(handle));
+    let (previous, depth) = CONTEXT.with(|cx| {
+        let previous = cx.current.borrow_mut().replace(handle);
+        let depth = cx.depth.get() + 1;
+        cx.depth.set(depth);
+        (previous, depth)
+    });
     EnterGuard {
         previous,
+        depth,
         _not_send: std::marker::PhantomData,
     }
 }
 
 pub(crate) fn try_current() -> Result<Handle, TryCurrentError> {
-    CURRENT
-        .try_with(|current| current.borrow().clone())
+    CONTEXT
+        .try_with(|cx| cx.current.borrow().clone())
         .ok()
         .flatten()
         .ok_or_else(TryCurrentError::new)
 }
 
 /// Calls `f` with the pool of the current runtime, or of the global runtime
-/// when none is entered.
+/// when none is entered. `f` must not run user code (see the module docs).
 pub(crate) fn with_current_pool<R>(f: impl FnOnce(&Arc<Pool>) -> R) -> R {
     let mut f = Some(f);
-    let entered = CURRENT
-        .try_with(|current| {
-            let current = current.borrow();
-            current
-                .as_ref()
-                .map(|handle| (f.take().expect("called once"))(handle.pool()))
+    let entered = CONTEXT
+        .try_with(|cx| {
+            let current = cx.current.borrow();
+            let handle = current.as_ref()?;
+            let in_spawn = InSpawn {
+                cx,
+                outer: cx.in_spawn.replace(true),
+            };
+            let result = (f.take().expect("called once"))(handle.pool());
+            drop(in_spawn);
+            drop(current);
+            run_deferred(cx);
+            Some(result)
         })
         .ok()
         .flatten();
@@ -68,4 +132,51 @@ pub(crate) fn with_current_pool<R>(f: impl FnOnce(&Arc<Pool>) -> R) -> R {
         Some(result) => result,
         None => (f.take().expect("called once"))(global::handle().pool()),
     }
+}
+
+/// Clears `Context::in_spawn` when the callback returns, or unwinds.
+struct InSpawn<'a> {
+    cx: &'a Context,
+    outer: bool,
+}
+
+impl Drop for InSpawn<'_> {
+    fn drop(&mut self) {
+        self.cx.in_spawn.set(self.outer);
+    }
+}
+
+/// Cancels the tasks deferred while the borrow was held.
+#[cold]
+fn run_deferred_slow(cx: &Context) {
+    loop {
+        let Some(runnable) = cx.deferred.borrow_mut().pop() else {
+            return;
+        };
+        run_cancelled(runnable);
+    }
+}
+
+#[inline]
+fn run_deferred(cx: &Context) {
+    // Only the outermost callback cancels: an inner one still runs under
+    // the outer one's borrow.
+    if !cx.in_spawn.get() && !cx.deferred.borrow().is_empty() {
+        run_deferred_slow(cx);
+    }
+}
+
+/// Called by `run_cancelled`: inside a [`with_current_pool`] callback, the
+/// task is kept to be cancelled once the callback returns (`None`);
+/// elsewhere it is handed back to be cancelled at once.
+pub(crate) fn defer_cancel(runnable: Runnable) -> Option<Runnable> {
+    let mut runnable = Some(runnable);
+    let _ = CONTEXT.try_with(|cx| {
+        if cx.in_spawn.get() {
+            cx.deferred
+                .borrow_mut()
+                .push(runnable.take().expect("taken once"));
+        }
+    });
+    runnable
 }

@@ -4,9 +4,8 @@
 //! available core, threads named `multipool-global-N`) and never shut down:
 //! it lives until the process exits, like a `static`.
 
-use std::sync::OnceLock;
-
 use super::{Handle, Runtime};
+use crate::sync::OnceLock;
 
 static GLOBAL: OnceLock<Runtime> = OnceLock::new();
 

@@ -14,6 +14,13 @@
 //!   either is caught and printed: a hook cannot take a worker down.
 //! * `on_shutdown` runs once, after the runtime's workers have stopped and
 //!   every task was cancelled.
+//! * Shutdown drops every hook right after the `on_shutdown` hooks ran (see
+//!   [`RuntimeHooks`]). A hook may own what keeps the runtime alive (a
+//!   reactor holding a cancelled task's waker, a `Handle`): the runtime
+//!   holds its hooks, so keeping them past shutdown would leak the runtime
+//!   through that cycle. A thread still running then (a blocking call past
+//!   a shutdown timeout, a worker that dropped its own runtime) keeps the
+//!   hooks it started with until it ends.
 //! * `park` (at most one) runs on an idle worker instead of its default
 //!   sleep; see `pool::park` for its contract. `busy_tick` (at most one)
 //!   runs on a busy worker between two polls, once per injector check
@@ -25,13 +32,13 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::pool::park::Park;
-use crate::sync::Arc;
+use crate::sync::{Arc, Mutex};
 
 type Wrapper = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
 pub(crate) type Hook = Arc<dyn Fn() + Send + Sync>;
 pub(crate) type ParkHook = Arc<dyn Fn(&Park<'_>) + Send + Sync>;
 
-/// The hooks of one runtime.
+/// The hooks of one runtime, as the builder collects them.
 #[derive(Clone, Default)]
 pub(crate) struct Hooks {
     pub(crate) wrap_thread: Vec<Wrapper>,
@@ -77,6 +84,64 @@ impl Hooks {
     }
 }
 
+/// The hooks of a running runtime, until its shutdown drops them.
+///
+/// Clones share one set: the runtime holds one, its blocking pool another,
+/// and [`shut_down`](Self::shut_down) empties it for both. Each use takes a
+/// snapshot (an `Arc` of the set) under a short lock and runs the hooks
+/// outside it, so a hook may spawn, block or shut a runtime down; a thread
+/// that holds a snapshot keeps those hooks alive until it lets go, and
+/// after shutdown new users find no hooks at all.
+#[derive(Clone)]
+pub(crate) struct RuntimeHooks(Arc<Mutex<Option<Arc<Hooks>>>>);
+
+impl RuntimeHooks {
+    pub(crate) fn new(hooks: Hooks) -> Self {
+        RuntimeHooks(Arc::new(Mutex::new(Some(Arc::new(hooks)))))
+    }
+
+    /// The hooks, unless the runtime has shut down. A worker takes this
+    /// once for its whole life, so that it runs its `on_thread_stop` hooks
+    /// even if it is the thread that shut the runtime down.
+    pub(crate) fn get(&self) -> Option<Arc<Hooks>> {
+        self.0.lock().clone()
+    }
+
+    /// Whether the runtime has a park hook (always `false` after shutdown).
+    pub(crate) fn has_park(&self) -> bool {
+        self.0
+            .lock()
+            .as_ref()
+            .is_some_and(|hooks| hooks.park.is_some())
+    }
+
+    /// Runs `body` inside every `wrap_thread` wrapper, or bare after
+    /// shutdown; see [`Hooks::wrapped`].
+    pub(crate) fn wrapped<R>(&self, body: impl FnOnce() -> R) -> R {
+        match self.get() {
+            Some(hooks) => hooks.wrapped(body),
+            None => body(),
+        }
+    }
+
+    /// Runs the `on_shutdown` hooks, then drops every hook this runtime
+    /// holds. Called once, last in shutdown: after every worker stopped and
+    /// every task was cancelled, so nothing runs a hook any more except
+    /// threads that took a snapshot earlier. Later calls do nothing.
+    pub(crate) fn shut_down(&self) {
+        // Taken under the lock, run and dropped outside it: dropping a
+        // hook runs user code (the `Drop` of what it captured), which may
+        // wake tasks or drop the last handle of this very runtime.
+        let Some(hooks) = self.0.lock().take() else {
+            return;
+        };
+        hooks.shut_down();
+        if catch_unwind(AssertUnwindSafe(move || drop(hooks))).is_err() {
+            eprintln!("multipool: dropping a `Builder` hook panicked; the panic was caught");
+        }
+    }
+}
+
 /// Calls `body` inside `wrappers[0]`, inside `wrappers[1]`, and so on.
 fn wrap(wrappers: &[Wrapper], body: &mut dyn FnMut()) {
     match wrappers.split_first() {
@@ -87,7 +152,12 @@ fn wrap(wrappers: &[Wrapper], body: &mut dyn FnMut()) {
 
 fn run_all(name: &str, hooks: &[Hook]) {
     for hook in hooks {
-        if catch_unwind(AssertUnwindSafe(|| hook())).is_err() {
+        if catch_unwind(AssertUnwindSafe(|| {
+            crate::fault::hit("hook");
+            hook()
+        }))
+        .is_err()
+        {
             eprintln!("multipool: a `Builder::{name}` hook panicked; the panic was caught");
         }
     }

@@ -11,12 +11,10 @@
 //! * Paused time moves by itself only when every pool of the runtime is
 //!   idle and no `block_on` of the runtime is polling.
 
-use std::sync::{OnceLock, Weak};
-
-use super::hooks::Hooks;
+use super::hooks::{Hooks, RuntimeHooks};
 use crate::blocking::BlockingPool;
 use crate::pool::Pool;
-use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
+use crate::sync::{Arc, AtomicUsize, Mutex, OnceLock, Ordering, Weak};
 use crate::time::clock::Clock;
 
 /// Name of the pool that the runtime's own builder settings configure.
@@ -27,7 +25,7 @@ type PoolEntry = (Box<str>, Weak<Pool>);
 
 pub(crate) struct RuntimeShared {
     pools: OnceLock<Box<[PoolEntry]>>,
-    pub(crate) hooks: Hooks,
+    pub(crate) hooks: RuntimeHooks,
     pub(crate) clock: Arc<Clock>,
     pub(crate) blocking: Arc<BlockingPool>,
     /// Number of `Runtime::block_on` calls polling their future right now
@@ -40,6 +38,7 @@ pub(crate) struct RuntimeShared {
 
 impl RuntimeShared {
     pub(crate) fn new(hooks: Hooks, clock: Arc<Clock>, blocking: BlockingPool) -> Self {
+        let hooks = RuntimeHooks::new(hooks);
         blocking.set_hooks(hooks.clone());
         let blocking = Arc::new(blocking);
         RuntimeShared {

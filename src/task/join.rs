@@ -3,10 +3,13 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 
-use super::{cancel, TaskMeta};
+use atomic_waker::AtomicWaker;
+
+use super::{cancel, drop_quietly, RawTask};
 use crate::error::JoinError;
+use crate::sync::Arc;
 
 /// An owned permission to await, abort or detach a spawned task.
 ///
@@ -28,17 +31,50 @@ use crate::error::JoinError;
 #[must_use = "dropping a JoinHandle detaches the task; use `.detach()` to say so"]
 pub struct JoinHandle<T> {
     /// `None` once detached (only in `Drop` and `detach`).
-    task: Option<async_task::Task<Result<T, JoinError>, TaskMeta>>,
+    task: Option<RawTask<T>>,
     /// Why the task was never created (its pool refused it); yielded once.
-    /// Boxed: the common handle stays two words.
+    /// Boxed: the common handle stays small.
     refused: Option<Box<JoinError>>,
+    /// What the task wakes when it finishes, in place of the awaiter's own
+    /// waker; created at the first poll that has to wait.
+    awaiter: Option<Arc<GuardedWaker>>,
+}
+
+/// The waker a task wakes when it finishes. async-task calls it inside an
+/// abort-on-panic guard, so the awaiter's own waker (user code, perhaps of
+/// another executor) is called, and dropped, here under `catch_unwind`: a
+/// waker that panics is reported and cannot take the process down.
+#[derive(Default)]
+struct GuardedWaker(AtomicWaker);
+
+impl Wake for GuardedWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(waker) = self.0.take() {
+            crate::pool::guard_user("Waker::wake of a task awaiting a JoinHandle", || {
+                waker.wake()
+            });
+        }
+    }
+}
+
+impl Drop for GuardedWaker {
+    fn drop(&mut self) {
+        if let Some(waker) = self.0.take() {
+            drop_quietly(waker);
+        }
+    }
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(task: async_task::Task<Result<T, JoinError>, TaskMeta>) -> Self {
+    pub(crate) fn new(task: RawTask<T>) -> Self {
         JoinHandle {
             task: Some(task),
             refused: None,
+            awaiter: None,
         }
     }
 
@@ -47,10 +83,11 @@ impl<T> JoinHandle<T> {
         JoinHandle {
             task: None,
             refused: Some(Box::new(error)),
+            awaiter: None,
         }
     }
 
-    fn task(&self) -> Option<&async_task::Task<Result<T, JoinError>, TaskMeta>> {
+    fn task(&self) -> Option<&RawTask<T>> {
         self.task.as_ref()
     }
 
@@ -61,6 +98,10 @@ impl<T> JoinHandle<T> {
     /// awaiting the handle then yields an error with
     /// [`is_cancelled`](JoinError::is_cancelled). If the task completed
     /// first, awaiting still yields its output. Aborting twice is harmless.
+    ///
+    /// While the runtime shuts down, an idle task is cancelled on the
+    /// calling thread: its future's destructor runs inside `abort`, so do
+    /// not call it while holding a lock that destructor takes.
     ///
     /// ```
     /// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
@@ -78,8 +119,10 @@ impl<T> JoinHandle<T> {
         meta.set_cancel(cancel::ABORTED);
         // A registered (idle) task must be scheduled to see the flag; an
         // unregistered one is queued or running and will see it anyway (see
-        // `Registration::register` for the race between the two).
-        meta.registry().wake(meta.registry_key());
+        // `Registration::register` for the race between the two). The
+        // registry only wakes the entry if it is still this task's: a
+        // finished task's key may name another task by now.
+        meta.registry().wake(meta.registry_key(), meta.owner_id());
     }
 
     /// Whether the task has finished: completed, panicked or been cancelled.
@@ -105,8 +148,9 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(task) = self.task.as_mut() else {
-            let error = self
+        let this = &mut *self;
+        let Some(task) = this.task.as_mut() else {
+            let error = this
                 .refused
                 .take()
                 .expect("JoinHandle polled after it completed");
@@ -114,7 +158,16 @@ impl<T> Future for JoinHandle<T> {
         };
         // Every task completes with an output (see the `task` module docs), so
         // the `async_task::Task` never reports a dropped runnable.
-        Pin::new(task).poll(cx)
+        if task.is_finished() {
+            // Nothing to wait for: no waker is stored.
+            return Pin::new(task).poll(cx).map(super::TaskOutput::into_result);
+        }
+        let awaiter = this.awaiter.get_or_insert_with(Default::default);
+        awaiter.0.register(cx.waker());
+        let waker = Waker::from(awaiter.clone());
+        Pin::new(task)
+            .poll(&mut Context::from_waker(&waker))
+            .map(super::TaskOutput::into_result)
     }
 }
 

@@ -43,6 +43,48 @@ use crate::Priority;
 /// The runnable half of a multipool task, as queued by the scheduler.
 pub(crate) type Runnable = async_task::Runnable<TaskMeta>;
 
+/// The `async_task` half of a task's handle.
+pub(crate) type RawTask<T> = async_task::Task<TaskOutput<T>, TaskMeta>;
+
+/// What a task completes with: its value or why there is none.
+///
+/// async-task drops the output of a detached task itself, inside an
+/// abort-on-panic guard; so an output (a value, or a `JoinError` holding a
+/// panic payload) whose destructor panics would abort the process. Wrapped
+/// in this type, it is dropped under `catch_unwind` instead, wherever that
+/// happens.
+pub(crate) struct TaskOutput<T>(Option<Result<T, JoinError>>);
+
+impl<T> TaskOutput<T> {
+    fn new(result: Result<T, JoinError>) -> Self {
+        TaskOutput(Some(result))
+    }
+
+    /// The result, for the handle that awaited it.
+    pub(crate) fn into_result(mut self) -> Result<T, JoinError> {
+        self.0.take().expect("a task's output is taken once")
+    }
+}
+
+impl<T> Drop for TaskOutput<T> {
+    fn drop(&mut self) {
+        if let Some(result) = self.0.take() {
+            drop_quietly(result);
+        }
+    }
+}
+
+/// Drops `value`, containing a panic from its destructor. A panic payload
+/// whose own destructor panics is leaked rather than dropped: a second
+/// unwind has nowhere safe to go.
+pub(crate) fn drop_quietly<T>(value: T) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        if let Err(inner) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            std::mem::forget(inner);
+        }
+    }
+}
+
 /// Why a task is being cancelled; stored in [`TaskMeta::cancel`].
 pub(crate) mod cancel {
     /// Not cancelled.
@@ -57,6 +99,9 @@ pub(crate) mod cancel {
     pub(crate) const BLOCKING_FULL: u8 = 4;
     /// Dropped by a user's `RunQueue` instead of handed back.
     pub(crate) const DROPPED_BY_QUEUE: u8 = 5;
+    /// Refused by the blocking pool: the OS refused it a thread, and no
+    /// other blocking thread runs.
+    pub(crate) const NO_THREAD: u8 = 6;
 }
 
 /// Per-task data the scheduler routes by, stored in the task header.
@@ -129,6 +174,12 @@ impl TaskMeta {
         self.registry_key.load(Ordering::SeqCst)
     }
 
+    /// This task's identity in its registry: the address of its metadata,
+    /// unique among live tasks (see `pool::registry`).
+    pub(crate) fn owner_id(&self) -> usize {
+        self as *const TaskMeta as usize
+    }
+
     /// The registry the task registers in: its home worker's for a local
     /// task (so that worker cancels it on its own thread), else its pool's.
     pub(crate) fn registry(&self) -> &crate::pool::registry::Registry {
@@ -187,7 +238,7 @@ impl Registration<'_> {
     /// Registers the task, which just returned `Pending` (its waker is `cx`'s).
     fn register(&mut self, waker: &std::task::Waker) {
         let meta = self.meta;
-        match meta.registry().insert(waker.clone()) {
+        match meta.registry().insert(waker.clone(), meta.owner_id()) {
             Ok(key) => {
                 self.registered = true;
                 // `abort` sets the cancel reason, then reads the key; this
@@ -199,9 +250,10 @@ impl Registration<'_> {
                     waker.wake_by_ref();
                 }
             }
-            Err(_closed) => {
+            Err((_closed, clone)) => {
                 // Shutdown has already collected the registered tasks: this
                 // one cancels itself (the worker drains it on its way out).
+                drop(clone);
                 meta.set_cancel(cancel::SHUTDOWN);
                 waker.wake_by_ref();
             }
@@ -212,7 +264,10 @@ impl Registration<'_> {
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         if self.registered {
-            self.meta.registry().remove(self.meta.registry_key());
+            // Reset first: `abort` on the finished task then finds no key.
+            // One that read the key before is stopped by the owner check.
+            let key = self.meta.registry_key.swap(usize::MAX, Ordering::SeqCst);
+            self.meta.registry().remove(key);
         }
         if self.meta.local {
             self.meta.pool.local_task_dropped(self.meta.home as usize);
@@ -239,9 +294,18 @@ impl<'a, F, D> TaskFuture<'a, F, D> {
 }
 
 impl<F: Future, D: Deadline> Future for TaskFuture<'_, F, D> {
-    type Output = Result<F::Output, JoinError>;
+    type Output = TaskOutput<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.poll_result(cx).map(TaskOutput::new)
+    }
+}
+
+impl<F: Future, D: Deadline> TaskFuture<'_, F, D> {
+    fn poll_result(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<F::Output, JoinError>> {
         let mut this = self.project();
         if *this.reserved {
             // Started (or about to be cancelled): the place is free again.
@@ -261,6 +325,9 @@ impl<F: Future, D: Deadline> Future for TaskFuture<'_, F, D> {
                 cancel::DROPPED_BY_QUEUE => JoinError::rejected(
                     "the pool's run-queue dropped the task instead of handing it back",
                 ),
+                cancel::NO_THREAD => JoinError::rejected(
+                    "the OS refused the blocking pool a thread, and no other blocking thread runs",
+                ),
                 _ => JoinError::shutdown(),
             };
             return Poll::Ready(match drop_future(this.future) {
@@ -272,12 +339,18 @@ impl<F: Future, D: Deadline> Future for TaskFuture<'_, F, D> {
             // async-task never polls a future again after it returned `Ready`.
             unreachable!("multipool task polled after it completed");
         };
-        match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+        match catch_unwind(AssertUnwindSafe(|| {
+            crate::fault::hit("task.poll");
+            future.poll(cx)
+        })) {
             Ok(Poll::Pending) => {
                 // The future first, then the deadline: a future that is
                 // ready at its deadline wins.
                 if this.deadline.poll_expired(cx) {
-                    return Poll::Ready(drop_future(this.future).and(Err(JoinError::timed_out())));
+                    return Poll::Ready(match drop_future(this.future) {
+                        Ok(()) => Err(JoinError::timed_out()),
+                        Err(panic) => Err(panic),
+                    });
                 }
                 if !this.registration.registered {
                     this.registration.register(cx.waker());
@@ -292,8 +365,10 @@ impl<F: Future, D: Deadline> Future for TaskFuture<'_, F, D> {
             }
             Err(payload) => {
                 // The panic is what the handle reports; a second panic from
-                // the destructor is swallowed.
-                let _ = drop_future(this.future);
+                // the destructor is swallowed (its payload dropped quietly).
+                if let Err(second) = drop_future(this.future) {
+                    drop_quietly(second);
+                }
                 Poll::Ready(Err(JoinError::panic(payload)))
             }
         }
@@ -303,7 +378,11 @@ impl<F: Future, D: Deadline> Future for TaskFuture<'_, F, D> {
 /// Drops the user's future, catching a panic from its destructor.
 fn drop_future<F>(future: Pin<&mut Option<F>>) -> Result<(), JoinError> {
     let mut future = future;
-    catch_unwind(AssertUnwindSafe(|| future.set(None))).map_err(JoinError::panic)
+    catch_unwind(AssertUnwindSafe(|| {
+        future.set(None);
+        crate::fault::hit("task.drop");
+    }))
+    .map_err(JoinError::panic)
 }
 
 /// The schedule function of every task: wake-ups go back to the task's pool.
@@ -326,7 +405,7 @@ pub(crate) enum Enqueue {
 
 /// A task just created by [`spawn_on`].
 pub(crate) struct Spawned<T> {
-    task: async_task::Task<Result<T, JoinError>, TaskMeta>,
+    task: RawTask<T>,
     /// Set if the task was refused (zero timeout, runtime shut down): it
     /// must be cancelled, which drops the user's future and so runs user
     /// code. [`finish`](Self::finish) does that once the caller holds no
@@ -335,7 +414,7 @@ pub(crate) struct Spawned<T> {
 }
 
 impl<T> Spawned<T> {
-    pub(crate) fn finish(self) -> async_task::Task<Result<T, JoinError>, TaskMeta> {
+    pub(crate) fn finish(self) -> RawTask<T> {
         if let Some(runnable) = self.refused {
             run_cancelled(runnable);
         }
@@ -450,7 +529,7 @@ pub(crate) fn spawn_local_on<F>(
     pool: &Arc<Pool>,
     home: usize,
     future: F,
-) -> Result<async_task::Task<Result<F::Output, JoinError>, TaskMeta>, JoinError>
+) -> Result<RawTask<F::Output>, JoinError>
 where
     F: Future + 'static,
     F::Output: 'static,
@@ -498,6 +577,11 @@ where
 /// thread and its handle gets the reason. Never unwinds.
 pub(crate) fn run_cancelled(runnable: Runnable) {
     runnable.metadata().set_cancel(cancel::SHUTDOWN);
+    // Inside a spawn that holds the runtime context's borrow, the future
+    // is dropped once that borrow is released (see `runtime::context`).
+    let Some(runnable) = crate::runtime::context::defer_cancel(runnable) else {
+        return;
+    };
     // The wrapper catches panics itself; this guards against a panic in a
     // waker the completion notifies.
     let _ = catch_unwind(AssertUnwindSafe(|| runnable.run()));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use event_listener::EventListener;
 
-use super::{spawn_on, Enqueue, Home, JoinHandle, Spawned};
+use super::{spawn_on, Enqueue, Home, JoinHandle, RawTask, Spawned};
 use crate::error::SpawnError;
 use crate::pool::{placement, Pool, NO_HOME};
 use crate::runtime::{context, Handle};
@@ -289,32 +289,42 @@ where
                 context::with_current_pool(|pool| spawn_checked(pool, future, options, force))
             }
             (None, Target::Handle(handle)) => spawn_checked(handle.pool(), future, options, force),
-            (Some(name), target) => with_pool(target, Some(&name), |resolved| {
-                spawn_checked(resolved?, future, options, force)
+            (Some(name), target) => with_pool(target, Some(&name), |resolved| match resolved {
+                Ok(pool) => spawn_checked(pool, future, options, force),
+                Err(error) => Err((error, future)),
             }),
         };
-        spawned.map(Spawned::finish)
+        match spawned {
+            Ok(spawned) => Ok(spawned.finish()),
+            Err((error, future)) => {
+                // Dropped here, outside the runtime context's borrow: its
+                // destructor is user code (see `runtime::context`).
+                drop(future);
+                Err(error)
+            }
+        }
     }
 }
 
-/// The `async_task` half of a task's handle.
-type RawTask<T> = async_task::Task<Result<T, JoinError>, super::TaskMeta>;
-
-/// Checks that `pool` takes the task, takes a queue place, and spawns.
+/// Checks that `pool` takes the task, takes a queue place, and spawns. A
+/// refused future is handed back, for the caller to drop outside any
+/// borrow of the runtime context.
 #[inline(always)]
 fn spawn_checked<F>(
     pool: &Arc<Pool>,
     future: F,
     mut options: SpawnOptions,
     force: bool,
-) -> Result<Spawned<F::Output>, SpawnError>
+) -> Result<Spawned<F::Output>, (SpawnError, F)>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    admit(pool, &mut options)?;
-    let reserved = pool.reserve_place(force)?;
-    Ok(spawn_on(pool, future, options, reserved, Enqueue::Schedule))
+    let admitted = admit(pool, &mut options).and_then(|()| pool.reserve_place(force));
+    match admitted {
+        Ok(reserved) => Ok(spawn_on(pool, future, options, reserved, Enqueue::Schedule)),
+        Err(error) => Err((error, future)),
+    }
 }
 
 /// Whether `pool` takes a task with `options` (priority served, runtime

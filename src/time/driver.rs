@@ -37,7 +37,6 @@
 //! advances the clock straight to the next expiration.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::MutexGuard;
 use std::task::Waker;
 use std::time::Instant;
 
@@ -46,7 +45,7 @@ use crossbeam_utils::CachePadded;
 use super::clock::Clock;
 use super::wheel::{Inserted, Wheel};
 use crate::pool::park::WorkerUnparker;
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 
 /// How overdue (µs) a timer in another worker's wheel must be before a
 /// worker fires it on that worker's behalf.
@@ -213,7 +212,9 @@ impl Timers {
             }
             let (key, inserted) = guard.insert(deadline, waker);
             if inserted == Inserted::Expired {
-                guard.remove(key);
+                let waker = guard.remove(key);
+                drop(guard);
+                drop(waker);
                 return Registered::Expired;
             }
             slot.armed(guard, deadline);
@@ -245,7 +246,9 @@ impl Timers {
         if self.shut_down.load(Ordering::Acquire) {
             return TimerState::ShutDown;
         }
-        wheel.set_waker(timer.key, waker);
+        let replaced = wheel.set_waker(timer.key, waker);
+        drop(wheel);
+        drop(replaced);
         TimerState::Pending
     }
 
@@ -255,7 +258,9 @@ impl Timers {
 
     /// Cancels (or forgets a fired) timer.
     pub(crate) fn remove(&self, timer: TimerKey) {
-        self.slots[timer.wheel].wheel.lock().remove(timer.key);
+        let waker = self.slots[timer.wheel].wheel.lock().remove(timer.key);
+        // Dropped once the lock is released.
+        drop(waker);
     }
 
     /// Whether `wheel` may have work due; cheap when it is empty.
@@ -272,6 +277,7 @@ impl Timers {
 
     /// Returns how many timers fired.
     fn fire_until(&self, wheel: usize, now: u64, wake: &mut Vec<Waker>) -> usize {
+        crate::fault::hit("timer.fire");
         let slot = &self.slots[wheel];
         {
             let mut guard = slot.wheel.lock();
@@ -316,6 +322,7 @@ impl Timers {
             if index == own || next == NEVER || next.saturating_add(STEAL_GRACE) > now {
                 continue;
             }
+            crate::fault::hit("timer.fire");
             if let Some(mut guard) = slot.wheel.try_lock() {
                 guard.advance(now, wake);
                 slot.next

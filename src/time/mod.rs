@@ -110,6 +110,13 @@ mod test_util {
     /// Moves paused time forward by `duration`, firing every timer that
     /// becomes due, then yields so the woken tasks can run.
     ///
+    /// The clock's range ends about 36 000 years after the runtime started.
+    /// A `duration` that reaches past that end (`Duration::MAX`, say) moves
+    /// time to the end and no further: every timer fires, including those
+    /// of `sleep(Duration::MAX)` (thirty years), and from then on every new
+    /// timer is due at once, as time cannot move past the end. (tokio
+    /// panics on such a duration instead.)
+    ///
     /// # Panics
     ///
     /// Panics outside a runtime or if time is not paused.

@@ -3,13 +3,13 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::driver::{Registered, TimerKey, TimerState};
 use crate::pool::{worker, Pool};
 use crate::runtime::context;
+use crate::sync::Arc;
 
 /// Waits until `duration` has passed.
 ///

@@ -135,19 +135,24 @@ impl Wheel {
         !self.entries[key].linked
     }
 
-    /// Replaces the waker of a pending entry.
-    pub(crate) fn set_waker(&mut self, key: usize, waker: &Waker) {
+    /// Replaces the waker of a pending entry; returns the one replaced, for
+    /// the caller to drop once it released its lock (a waker's destructor
+    /// is user code).
+    #[must_use = "drop the old waker outside the wheel's lock"]
+    pub(crate) fn set_waker(&mut self, key: usize, waker: &Waker) -> Option<Waker> {
         let entry = &mut self.entries[key];
         match &entry.waker {
-            Some(current) if current.will_wake(waker) => {}
-            _ => entry.waker = Some(waker.clone()),
+            Some(current) if current.will_wake(waker) => None,
+            _ => entry.waker.replace(waker.clone()),
         }
     }
 
-    /// Removes an entry, pending or fired.
-    pub(crate) fn remove(&mut self, key: usize) {
+    /// Removes an entry, pending or fired; returns its waker, for the
+    /// caller to drop once it released its lock.
+    #[must_use = "drop the waker outside the wheel's lock"]
+    pub(crate) fn remove(&mut self, key: usize) -> Option<Waker> {
         self.unlink(key);
-        self.entries.remove(key);
+        self.entries.remove(key).waker
     }
 
     /// The earliest time at which an expiration must be processed, if any.
@@ -291,8 +296,7 @@ impl Wheel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use crate::sync::{Arc, AtomicUsize, Ordering};
     use std::task::Wake;
 
     struct Flag(AtomicUsize);
@@ -335,20 +339,50 @@ mod tests {
         fired
     }
 
+    // Sizes: miri runs these tests thousands of times slower, so under it
+    // they shrink to what still crosses every path of the wheel.
+
+    /// How far `fires_each_entry_exactly_at_its_deadline` steps, one tick at
+    /// a time: past the start of level 3 natively; under miri just past the
+    /// start of level 2, which still cascades an entry down two levels.
+    #[cfg(not(miri))]
+    const STEP_UNTIL: u64 = 1_000_000;
+    #[cfg(miri)]
+    const STEP_UNTIL: u64 = 4_100;
+
+    /// Entries in `coarse_steps_fire_everything_due_and_nothing_early` (it
+    /// looks at every one at each of its 400 steps).
+    #[cfg(not(miri))]
+    const COARSE_ENTRIES: u64 = 500;
+    #[cfg(miri)]
+    const COARSE_ENTRIES: u64 = 40;
+
+    /// Entries in `many_random_entries_in_order` (it looks at every one at
+    /// each expiration).
+    #[cfg(not(miri))]
+    const RANDOM_ENTRIES: usize = 2_000;
+    #[cfg(miri)]
+    const RANDOM_ENTRIES: usize = 30;
+
     #[test]
     fn fires_each_entry_exactly_at_its_deadline() {
         let mut wheel = Wheel::new();
-        let deadlines = [
+        let deadlines: Vec<u64> = [
             1, 2, 63, 64, 65, 100, 4095, 4096, 4097, 70_000, 262_143, 262_144, 1_000_000,
-        ];
-        let fired = fire_times(&mut wheel, &deadlines, 1, 1_000_001);
+        ]
+        .into_iter()
+        .filter(|&deadline| deadline <= STEP_UNTIL)
+        .collect();
+        let fired = fire_times(&mut wheel, &deadlines, 1, STEP_UNTIL + 1);
         assert_eq!(fired, deadlines);
     }
 
     #[test]
     fn coarse_steps_fire_everything_due_and_nothing_early() {
         let mut wheel = Wheel::new();
-        let deadlines: Vec<u64> = (0..500).map(|i| (i * 7919) % 300_000 + 1).collect();
+        let deadlines: Vec<u64> = (0..COARSE_ENTRIES)
+            .map(|i| (i * 7919) % 300_000 + 1)
+            .collect();
         let fired = fire_times(&mut wheel, &deadlines, 997, 400_000);
         for (deadline, fired) in deadlines.iter().zip(&fired) {
             assert!(fired >= deadline, "fired early: {deadline} at {fired}");
@@ -365,7 +399,7 @@ mod tests {
         assert_eq!(wheel.next_expiration(), Some(50));
         let (k2, _) = wheel.insert(10, w.clone());
         assert_eq!(wheel.next_expiration(), Some(10));
-        wheel.remove(k2);
+        let _ = wheel.remove(k2);
         assert_eq!(wheel.next_expiration(), Some(50));
         // A far entry: the next expiration is its slot's start (<= deadline).
         let mut far = Wheel::new();
@@ -391,7 +425,7 @@ mod tests {
         // Reset a fired entry into the past: expired at once.
         assert_eq!(wheel.reset(key, 10), Inserted::Expired);
         assert_eq!(wheel.reset(key, 6_000), Inserted::Pending);
-        wheel.remove(key);
+        let _ = wheel.remove(key);
         assert_eq!(wheel.len(), 0);
         assert_eq!(wheel.next_expiration(), None);
     }
@@ -426,7 +460,7 @@ mod tests {
         let mut wheel = Wheel::new();
         let mut x: u64 = 88172645463325252;
         let mut deadlines = Vec::new();
-        for _ in 0..2_000 {
+        for _ in 0..RANDOM_ENTRIES {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;

@@ -14,6 +14,21 @@
 //!   condition variable, checked and signalled under one mutex, so the
 //!   hand-over cannot be missed). So tokio's I/O and timers are never left
 //!   undriven for much longer than [`FALLBACK_LAG`].
+//! * A worker driving tokio from its park hook also runs tokio's tasks,
+//!   which may take long. It counts as busy ([`Park::mark_busy`]) while
+//!   tokio may run them: from the first poll of its `block_on` future with
+//!   tokio's core (tasks already queued run before tokio's first park)
+//!   until tokio parks its driver, and again from each unpark of the
+//!   driver (tokio's `on_thread_park`/`on_thread_unpark` callbacks, which
+//!   find the hook's [`Park`] through [`Park::with_current`]). So while a
+//!   tokio task runs, new multipool work wakes another worker rather than
+//!   waiting for that task. While the fallback thread or a busy worker's
+//!   turn may hold the core, the first poll does not mark it busy: that
+//!   poll may be tokio's wait for the core, which a long tokio task there
+//!   could stretch, and a claim must still end it. Leaving `block_on`, the
+//!   worker marks itself idle again unless it was unparked. tokio polls a
+//!   woken `block_on` future before its tasks, so a worker whose unpark
+//!   arrived runs no more tokio tasks before it returns.
 //! * The fallback thread stops when the owned runtime is shut down; the
 //!   runtime is shut down only once no thread is inside its `block_on`
 //!   (tokio requires its core back): by the shutting-down thread after the
@@ -36,7 +51,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
@@ -287,6 +303,45 @@ impl Drop for DriverGuard {
     }
 }
 
+thread_local! {
+    /// The `Shared::id` of the [`Driver`] that a worker drives from its
+    /// park hook on this thread (inside [`Driver::drive`]); 0 when none.
+    static DRIVING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Sets [`DRIVING`] for the life of a [`Driver::drive`]; restores the
+/// previous value when dropped (also by unwinding).
+struct DrivingGuard(usize);
+
+impl DrivingGuard {
+    fn set(id: usize) -> Self {
+        DrivingGuard(DRIVING.with(|driving| driving.replace(id)))
+    }
+}
+
+impl Drop for DrivingGuard {
+    fn drop(&mut self) {
+        let _ = DRIVING.try_with(|driving| driving.set(self.0));
+    }
+}
+
+/// tokio's park (`busy: false`) and unpark (`true`) callbacks of the owned
+/// runtime of `Shared::id` `id`: on a worker driving it from its park hook,
+/// the worker counts as busy while tokio runs tasks (see the module docs).
+/// Elsewhere (the fallback thread, a busy worker's turn) they do nothing.
+fn tokio_parks(id: usize, busy: bool) {
+    if DRIVING.try_with(Cell::get) != Ok(id) {
+        return;
+    }
+    Park::with_current(|park| {
+        if busy {
+            park.mark_busy();
+        } else {
+            park.mark_idle();
+        }
+    });
+}
+
 /// The park hook of a runtime with a [`Driver`]: drive tokio until the
 /// worker is unparked.
 fn park_hook(park: &Park<'_>) {
@@ -329,6 +384,9 @@ const FALLBACK_LAG: Duration = Duration::from_millis(1);
 struct Driver {
     /// `Some` until it is shut down.
     runtime: Option<Runtime>,
+    /// The `Shared::id` of the owner, which the runtime's park and unpark
+    /// callbacks know it by (see [`DRIVING`]).
+    id: usize,
     /// Workers inside [`drive`](Self::drive)'s `block_on`: 0 or 1.
     hooked: AtomicUsize,
     /// Bumped whenever a worker enters the park hook or takes a turn: the
@@ -337,6 +395,9 @@ struct Driver {
     /// Set while the fallback thread is in (or about to enter) its
     /// `block_on`; workers then wake it to let go of the core.
     holding: AtomicBool,
+    /// Busy workers inside [`turn`](Self::turn), set before they check
+    /// `hooked`: they may hold the core.
+    turning: AtomicUsize,
     stop: AtomicBool,
     /// The waker of the fallback thread's `block_on` future.
     fallback_waker: Mutex<Option<Waker>>,
@@ -346,12 +407,14 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(runtime: Runtime) -> Self {
+    fn new(runtime: Runtime, id: usize) -> Self {
         Driver {
             runtime: Some(runtime),
+            id,
             hooked: AtomicUsize::new(0),
             activity: AtomicUsize::new(0),
             holding: AtomicBool::new(false),
+            turning: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             fallback_waker: Mutex::new(None),
             idle: Mutex::new(()),
@@ -403,6 +466,22 @@ impl Driver {
         }
         self.claim();
         let _leave = LeaveHook(self);
+        let _driving = DrivingGuard::set(self.id);
+        let mut unparked = pin!(park.unparked());
+        let wait = poll_fn(|cx| {
+            if unparked.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            // tokio polls this future first whenever it takes its core,
+            // before it runs the tasks already queued: busy from here (see
+            // the module docs). Unless the core may be held elsewhere: then
+            // this may be tokio's wait for the core, during which the worker
+            // must stay a sleeper that a notifier can claim (and so wake).
+            if !self.core_held_elsewhere() {
+                park.mark_busy();
+            }
+            Poll::Pending
+        });
         // Holds tokio's core (driving I/O and timers, running tokio tasks)
         // or waits for it, until unparked or `until`; returning early is
         // fine, the worker calls the hook again.
@@ -410,15 +489,32 @@ impl Driver {
             match until {
                 Some(until) => {
                     let until = ::tokio::time::Instant::from_std(until);
-                    let _ = ::tokio::time::timeout_at(until, park.unparked()).await;
+                    let _ = ::tokio::time::timeout_at(until, wait).await;
                 }
-                None => park.unparked().await,
+                None => wait.await,
             }
         });
+        // No tokio task runs any more. Unless unparked, the worker goes back
+        // to counting as parked, so that at `until` it sees its timers and
+        // idle timeout as it would after a plain park.
+        park.mark_idle();
+    }
+
+    /// Whether the fallback thread or a busy worker's turn may hold tokio's
+    /// core. Each makes that visible before it checks `hooked` (`SeqCst`),
+    /// and a worker in the hook has set `hooked` before it asks: so a
+    /// holder that this misses has seen `hooked` and lets go of the core
+    /// without running a task (its `block_on` future completes at its first
+    /// poll, which comes first).
+    fn core_held_elsewhere(&self) -> bool {
+        self.holding.load(Ordering::SeqCst) || self.turning.load(Ordering::SeqCst) > 0
     }
 
     /// The busy-tick hook's body: one non-blocking turn, on a busy worker.
     fn turn(&self) {
+        // Before the check of `hooked`: see `core_held_elsewhere`.
+        self.turning.fetch_add(1, Ordering::SeqCst);
+        let _turned = Turned(self);
         if self.hooked.load(Ordering::SeqCst) > 0 {
             // An idle worker drives tokio.
             return;
@@ -503,6 +599,15 @@ impl Drop for Driver {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+/// Ends a busy worker's turn (see [`Driver::turn`]), also by unwinding.
+struct Turned<'a>(&'a Driver);
+
+impl Drop for Turned<'_> {
+    fn drop(&mut self) {
+        self.0.turning.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -648,9 +753,15 @@ impl Shared {
                 .thread_name("multipool-tokio-io")
                 .enable_all()
                 .on_thread_start(move || OWN_THREADS.with(|own| own.set(id)))
+                // A worker driving tokio from its park hook is busy while
+                // tokio runs tasks, idle while it waits for events (see the
+                // module docs). Elsewhere (the fallback thread, a busy
+                // worker's turn) these do nothing.
+                .on_thread_park(move || tokio_parks(id, false))
+                .on_thread_unpark(move || tokio_parks(id, true))
                 .build()
                 .unwrap_or_else(|err| failed(err));
-            let driver = Arc::new(Driver::new(runtime));
+            let driver = Arc::new(Driver::new(runtime, id));
             let (exit_tx, exited) = mpsc::channel();
             let fallback = driver.clone();
             let thread = thread::Builder::new()

@@ -1,0 +1,211 @@
+//! Model 1: the idle protocol, on the real `pool::idle` code.
+//!
+//! Mirrors, in multipool:
+//! * the producer: `Pool::push_remote` (push to the injector, then
+//!   `Pool::notify_parked`: `Idle::worker_to_notify` and an unpark) and
+//!   `Pool::push_pinned` (push to the inbox, then `Pool::wake_worker`:
+//!   `Idle::claim_parked` and an unpark);
+//! * the worker: `Core::steal_work` (`transition_worker_to_searching`),
+//!   `Core::run_task` (`transition_worker_from_searching`, waking the next
+//!   searcher) and `Core::park`: `transition_worker_to_parked`, the last
+//!   searcher's `Pool::notify_if_work_pending`, the inbox check with
+//!   `unpark_worker_by_id`, then the park loop that ends when `is_parked`
+//!   turns false (a notifier claimed the worker) or the pool closes.
+//!
+//! Property: no lost wake-up. A worker parks only through the park loop, so
+//! if neither its re-check saw the task nor a producer woke it, the model
+//! ends with every thread blocked, which loom reports as a deadlock. The
+//! idle counts end consistent.
+//!
+//! No stand-in fence is needed: the producer's push and the parker's scan
+//! are ordered by their read-modify-writes of the one `Idle::state` word
+//! (or by the `sleepers` lock), which loom models exactly.
+
+use loom::sync::atomic::{AtomicBool, Ordering::*};
+use loom::sync::Arc;
+use loom::thread;
+
+use super::{check, Parker, Queue};
+use crate::idle::Idle;
+
+struct Pool {
+    idle: Idle,
+    /// The injector (`has_queued_work` looks at it).
+    injector: Queue,
+    /// Worker 0's pinned inbox (`has_inbox_work`; not in `has_queued_work`).
+    pinned: Queue,
+    parkers: Vec<Parker>,
+    closed: AtomicBool,
+}
+
+impl Pool {
+    fn new(workers: usize) -> Arc<Self> {
+        let idle = Idle::new(workers);
+        for _ in 0..workers {
+            assert!(idle.activate_worker(workers, || {}));
+        }
+        Arc::new(Pool {
+            idle,
+            injector: Queue::new(),
+            pinned: Queue::new(),
+            parkers: (0..workers).map(|_| Parker::new()).collect(),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// `Pool::notify_parked`.
+    fn notify_parked(&self) {
+        if let Some(worker) = self.idle.worker_to_notify() {
+            self.parkers[worker].unpark();
+        }
+    }
+
+    /// `Pool::push_remote` while the pool is open.
+    fn push_remote(&self, task: usize) {
+        self.injector.push(task);
+        self.notify_parked();
+    }
+
+    /// `Pool::push_pinned` while the pool is open (`wake_worker` inlined).
+    fn push_pinned(&self, worker: usize, task: usize) {
+        self.pinned.push(task);
+        if self.idle.claim_parked(worker) {
+            self.parkers[worker].unpark();
+        }
+    }
+
+    /// `Pool::close`, as far as parked workers see it.
+    fn close(&self) {
+        self.closed.store(true, SeqCst);
+        for parker in &self.parkers {
+            parker.unpark();
+        }
+    }
+
+    /// Worker `index`'s loop until it has run one task or the pool closed;
+    /// returns the task it ran.
+    fn worker(&self, index: usize) -> Option<usize> {
+        let mut searching = false;
+        while !self.closed.load(Acquire) {
+            // `next_task`: the inbox (worker 0 only), then the injector.
+            let found = if index == 0 { self.pinned.pop() } else { None };
+            if let Some(task) = found.or_else(|| self.injector.pop()) {
+                // `run_task`.
+                if searching && self.idle.transition_worker_from_searching() {
+                    self.notify_parked();
+                }
+                return Some(task);
+            }
+            // `steal_work`: become a searcher and look again.
+            if !searching {
+                searching = self.idle.transition_worker_to_searching();
+            }
+            if searching {
+                if let Some(task) = self.injector.pop() {
+                    if self.idle.transition_worker_from_searching() {
+                        self.notify_parked();
+                    }
+                    return Some(task);
+                }
+            }
+            self.park(index, &mut searching);
+        }
+        None
+    }
+
+    /// `Core::park`, without timers, hooks and retirement.
+    fn park(&self, index: usize, searching: &mut bool) {
+        if self.idle.transition_worker_to_parked(index, *searching) {
+            // `notify_if_work_pending`: `has_queued_work` counts the
+            // injector, not pinned inboxes.
+            if !self.injector.is_empty() {
+                self.notify_parked();
+            }
+        }
+        *searching = false;
+        if index == 0 && !self.pinned.is_empty() {
+            *searching = !self.idle.unpark_worker_by_id(index);
+            return;
+        }
+        loop {
+            if self.closed.load(Acquire) {
+                self.idle.unpark_worker_by_id(index);
+                return;
+            }
+            self.parkers[index].park();
+            if !self.idle.is_parked(index) {
+                *searching = true;
+                return;
+            }
+        }
+    }
+}
+
+/// One worker, the last searcher, parks while a remote producer pushes.
+#[test]
+fn push_vs_last_searcher_parks() {
+    check(
+        "idle: push_remote vs the last searcher parking",
+        None,
+        || {
+            let pool = Pool::new(1);
+            let producer = {
+                let pool = pool.clone();
+                thread::spawn(move || pool.push_remote(7))
+            };
+            assert_eq!(pool.worker(0), Some(7));
+            producer.join().unwrap();
+            assert_eq!(pool.idle.num_parked(), 0);
+            assert_eq!(pool.idle.num_searching(), 0);
+        },
+    );
+}
+
+/// Two workers search and park while a remote producer pushes one task;
+/// whoever runs it closes the pool so the other one ends too.
+#[test]
+fn push_vs_two_searchers_park() {
+    check(
+        "idle: push_remote vs two searchers parking",
+        Some(3),
+        || {
+            let pool = Pool::new(2);
+            let workers: Vec<_> = (0..2)
+                .map(|index| {
+                    let pool = pool.clone();
+                    thread::spawn(move || {
+                        let ran = pool.worker(index);
+                        if ran.is_some() {
+                            pool.close();
+                        }
+                        ran
+                    })
+                })
+                .collect();
+            pool.push_remote(7);
+            let ran: Vec<_> = workers
+                .into_iter()
+                .filter_map(|worker| worker.join().unwrap())
+                .collect();
+            assert_eq!(ran, [7], "the task must run exactly once");
+            assert_eq!(pool.idle.num_parked(), 0);
+        },
+    );
+}
+
+/// `claim_parked` (a pinned push) against the worker announcing that it
+/// parks and then checking its inbox.
+#[test]
+fn claim_parked_vs_park_and_inbox_check() {
+    check("idle: claim_parked vs park + inbox check", None, || {
+        let pool = Pool::new(1);
+        let producer = {
+            let pool = pool.clone();
+            thread::spawn(move || pool.push_pinned(0, 7))
+        };
+        assert_eq!(pool.worker(0), Some(7));
+        producer.join().unwrap();
+        assert_eq!(pool.idle.num_parked(), 0);
+        assert_eq!(pool.idle.num_searching(), 0);
+    });
+}
