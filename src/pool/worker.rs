@@ -429,6 +429,19 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
     }
 }
 
+/// Runs `task`. While it runs, its own waker is trusted (see
+/// `task::join`): a task awaiting a `JoinHandle` then costs no guard.
+#[inline]
+fn poll_task(task: Runnable) {
+    let raw = task.into_raw();
+    // SAFETY: `raw` comes from `Runnable::into_raw` just above and is
+    // turned back into exactly one `Runnable`.
+    let task = unsafe { Runnable::from_raw(raw) };
+    // async-task's waker for this task has the task pointer as its data.
+    let _trusted = crate::task::trust_waker(raw.as_ptr().cast_const());
+    task.run();
+}
+
 /// Touches [`PREWARM_STACK`] bytes of stack, in a frame of its own: inlined
 /// into `run`, the array would take that much of every worker's stack for
 /// the thread's whole life, pre-warmed or not.
@@ -893,7 +906,7 @@ impl Core {
                 self.polls[task.metadata().priority().index()] += 1;
             }
         }
-        task.run();
+        poll_task(task);
         while let Some(task) = local.lifo.take() {
             let level = task.metadata().priority().index();
             if self.lifo_polls >= self.lifo_cap
@@ -909,7 +922,7 @@ impl Core {
             self.lifo_polls += 1;
             // A LIFO poll is a tick too, for the injector interval.
             self.tick = self.tick.wrapping_add(1);
-            task.run();
+            poll_task(task);
         }
         local.lifo_enabled.set(false);
         if self.per_poll_extras {

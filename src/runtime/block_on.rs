@@ -53,12 +53,15 @@ pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
     let (parker, waker) = cached.unwrap_or_else(new_parker);
     let mut future = pin!(future.into_future());
     let mut cx = Context::from_waker(&waker);
+    // An unparker's wake never panics.
+    let trusted = crate::task::trust_waker(waker.data());
     let output = loop {
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             break output;
         }
         park(&parker);
     };
+    drop(trusted);
     let _ = CACHE.try_with(|cache| *cache.borrow_mut() = Some((parker, waker)));
     output
 }
@@ -76,6 +79,8 @@ pub(crate) fn block_on_in<F: IntoFuture>(future: F, pool: &Arc<Pool>) -> F::Outp
     });
     let waker = Waker::from(state.clone());
     let mut cx = Context::from_waker(&waker);
+    // `BlockOnWaker::wake` never panics.
+    let _trusted = crate::task::trust_waker(waker.data());
     let mut future = pin!(future.into_future());
     // Also when the future panics: a counted wake-up left behind would stop
     // paused time from ever advancing by itself again.

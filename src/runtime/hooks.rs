@@ -93,11 +93,14 @@ impl Hooks {
 /// that holds a snapshot keeps those hooks alive until it lets go, and
 /// after shutdown new users find no hooks at all.
 #[derive(Clone)]
-pub(crate) struct RuntimeHooks(Arc<Mutex<Option<Arc<Hooks>>>>);
+pub(crate) struct RuntimeHooks(Arc<Mutex<Option<Arc<Hooks>>>>, bool);
 
 impl RuntimeHooks {
     pub(crate) fn new(hooks: Hooks) -> Self {
-        RuntimeHooks(Arc::new(Mutex::new(Some(Arc::new(hooks)))))
+        // Whether there are `wrap_thread` wrappers, fixed at build: every
+        // `block_on` asks, and without wrappers it need not lock.
+        let wraps = !hooks.wrap_thread.is_empty();
+        RuntimeHooks(Arc::new(Mutex::new(Some(Arc::new(hooks)))), wraps)
     }
 
     /// The hooks, unless the runtime has shut down. A worker takes this
@@ -118,6 +121,9 @@ impl RuntimeHooks {
     /// Runs `body` inside every `wrap_thread` wrapper, or bare after
     /// shutdown; see [`Hooks::wrapped`].
     pub(crate) fn wrapped<R>(&self, body: impl FnOnce() -> R) -> R {
+        if !self.1 {
+            return body();
+        }
         match self.get() {
             Some(hooks) => hooks.wrapped(body),
             None => body(),

@@ -1,8 +1,10 @@
 //! [`JoinHandle`]: awaiting, aborting and detaching a task.
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::ptr;
 use std::task::{Context, Poll, Wake, Waker};
 
 use atomic_waker::AtomicWaker;
@@ -59,6 +61,40 @@ impl Wake for GuardedWaker {
             });
         }
     }
+}
+
+thread_local! {
+    /// The data pointer of a waker that never panics and that this thread
+    /// is polling a future with right now: a multipool task's own waker
+    /// while its worker runs it, a `block_on`'s while it polls. Null: none.
+    /// A `JoinHandle` polled with it needs no [`GuardedWaker`], which saves
+    /// an allocation per awaited task in the common cases.
+    static TRUSTED_WAKER: Cell<*const ()> = const { Cell::new(ptr::null()) };
+}
+
+/// Marks the waker whose data pointer is `data` as trusted (see
+/// [`TRUSTED_WAKER`]) until the guard drops. `data` must identify a waker
+/// that never panics, for as long as the guard lives.
+pub(crate) fn trust_waker(data: *const ()) -> TrustedWaker {
+    TrustedWaker(TRUSTED_WAKER.with(|trusted| trusted.replace(data)))
+}
+
+/// Restores the previously trusted waker; see [`trust_waker`].
+pub(crate) struct TrustedWaker(*const ());
+
+impl Drop for TrustedWaker {
+    fn drop(&mut self) {
+        let _ = TRUSTED_WAKER.try_with(|trusted| trusted.set(self.0));
+    }
+}
+
+/// Whether `waker` is the trusted one of this thread.
+fn is_trusted(waker: &Waker) -> bool {
+    let data = waker.data();
+    !data.is_null()
+        && TRUSTED_WAKER
+            .try_with(|trusted| ptr::eq(trusted.get(), data))
+            .unwrap_or(false)
 }
 
 impl Drop for GuardedWaker {
@@ -158,8 +194,9 @@ impl<T> Future for JoinHandle<T> {
         };
         // Every task completes with an output (see the `task` module docs), so
         // the `async_task::Task` never reports a dropped runnable.
-        if task.is_finished() {
-            // Nothing to wait for: no waker is stored.
+        if task.is_finished() || is_trusted(cx.waker()) {
+            // Nothing to wait for (no waker is stored), or a waker that
+            // never panics.
             return Pin::new(task).poll(cx).map(super::TaskOutput::into_result);
         }
         let awaiter = this.awaiter.get_or_insert_with(Default::default);

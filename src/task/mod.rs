@@ -23,6 +23,7 @@ mod spawn;
 mod yield_now;
 
 pub use blocking::spawn_blocking;
+pub(crate) use join::trust_waker;
 pub use join::JoinHandle;
 pub use spawn::{Spawn, SpawnFuture};
 pub use yield_now::{yield_now, YieldNow};
@@ -30,6 +31,7 @@ pub use yield_now::{yield_now, YieldNow};
 pub(crate) use spawn::SpawnOptions;
 
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -53,24 +55,27 @@ pub(crate) type RawTask<T> = async_task::Task<TaskOutput<T>, TaskMeta>;
 /// panic payload) whose destructor panics would abort the process. Wrapped
 /// in this type, it is dropped under `catch_unwind` instead, wherever that
 /// happens.
-pub(crate) struct TaskOutput<T>(Option<Result<T, JoinError>>);
+pub(crate) struct TaskOutput<T>(ManuallyDrop<Result<T, JoinError>>);
 
 impl<T> TaskOutput<T> {
     fn new(result: Result<T, JoinError>) -> Self {
-        TaskOutput(Some(result))
+        TaskOutput(ManuallyDrop::new(result))
     }
 
     /// The result, for the handle that awaited it.
-    pub(crate) fn into_result(mut self) -> Result<T, JoinError> {
-        self.0.take().expect("a task's output is taken once")
+    pub(crate) fn into_result(self) -> Result<T, JoinError> {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used again and its `Drop` never runs, so
+        // the result is taken out exactly once.
+        unsafe { ManuallyDrop::take(&mut this.0) }
     }
 }
 
 impl<T> Drop for TaskOutput<T> {
     fn drop(&mut self) {
-        if let Some(result) = self.0.take() {
-            drop_quietly(result);
-        }
+        // SAFETY: `drop` runs once, and `into_result` (the only other
+        // taker) forgets the wrapper: the result is taken exactly once.
+        drop_quietly(unsafe { ManuallyDrop::take(&mut self.0) });
     }
 }
 
