@@ -131,6 +131,10 @@ fn handle_enter_scopes_the_current_runtime() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "the global runtime's workers outlive `main`, which miri reports as an error"
+)]
 fn global_runtime_needs_no_setup() {
     let (name, worker) = multipool::block_on(multipool::spawn(async {
         (

@@ -242,6 +242,9 @@ struct Local {
     inbox: Arc<OnceLock<Box<Inbox>>>,
     /// Set once the worker ran its last task (its stop hooks run).
     stopping: Cell<bool>,
+    /// The task being polled (its pointer, which is also its waker's
+    /// data), or null: its own waker is trusted (see `task::join`).
+    running: Cell<*const ()>,
 }
 
 /// State only the worker loop touches.
@@ -360,6 +363,7 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
         lifo_enabled: Cell::new(false),
         in_park_hook: Cell::new(false),
         stopping: Cell::new(false),
+        running: Cell::new(ptr::null()),
     };
     // For the thread's whole life: shutdown drops the runtime's hooks, and
     // this worker may be the thread running that shutdown (see `hooks`).
@@ -429,17 +433,25 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
     }
 }
 
-/// Runs `task`. While it runs, its own waker is trusted (see
-/// `task::join`): a task awaiting a `JoinHandle` then costs no guard.
+/// Runs `task` on `local`'s worker. While it runs, its own waker is
+/// trusted (see `task::join`): a task awaiting a `JoinHandle` then costs no
+/// guard. Two plain stores per poll.
 #[inline]
-fn poll_task(task: Runnable) {
+fn poll_task(local: &Local, task: Runnable) {
     let raw = task.into_raw();
     // SAFETY: `raw` comes from `Runnable::into_raw` just above and is
     // turned back into exactly one `Runnable`.
     let task = unsafe { Runnable::from_raw(raw) };
     // async-task's waker for this task has the task pointer as its data.
-    let _trusted = crate::task::trust_waker(raw.as_ptr().cast_const());
+    local.running.set(raw.as_ptr().cast_const());
     task.run();
+    local.running.set(ptr::null());
+}
+
+/// Whether `data` is the waker data of the task this thread's worker is
+/// polling right now.
+pub(crate) fn is_running_task(data: *const ()) -> bool {
+    with_local(|local| local.is_some_and(|local| ptr::eq(local.running.get(), data)))
 }
 
 /// Touches [`PREWARM_STACK`] bytes of stack, in a frame of its own: inlined
@@ -906,7 +918,7 @@ impl Core {
                 self.polls[task.metadata().priority().index()] += 1;
             }
         }
-        poll_task(task);
+        poll_task(local, task);
         while let Some(task) = local.lifo.take() {
             let level = task.metadata().priority().index();
             if self.lifo_polls >= self.lifo_cap
@@ -922,7 +934,7 @@ impl Core {
             self.lifo_polls += 1;
             // A LIFO poll is a tick too, for the injector interval.
             self.tick = self.tick.wrapping_add(1);
-            poll_task(task);
+            poll_task(local, task);
         }
         local.lifo_enabled.set(false);
         if self.per_poll_extras {

@@ -64,11 +64,8 @@ impl Wake for GuardedWaker {
 }
 
 thread_local! {
-    /// The data pointer of a waker that never panics and that this thread
-    /// is polling a future with right now: a multipool task's own waker
-    /// while its worker runs it, a `block_on`'s while it polls. Null: none.
-    /// A `JoinHandle` polled with it needs no [`GuardedWaker`], which saves
-    /// an allocation per awaited task in the common cases.
+    /// The data pointer of a `block_on`'s waker (which never panics) while
+    /// that `block_on` polls on this thread; null: none.
     static TRUSTED_WAKER: Cell<*const ()> = const { Cell::new(ptr::null()) };
 }
 
@@ -88,13 +85,17 @@ impl Drop for TrustedWaker {
     }
 }
 
-/// Whether `waker` is the trusted one of this thread.
+/// Whether `waker` is known never to panic: the waker of the task this
+/// worker is polling, or of the `block_on` polling on this thread. A
+/// `JoinHandle` polled with it needs no [`GuardedWaker`], which saves an
+/// allocation per awaited task in the common cases.
 fn is_trusted(waker: &Waker) -> bool {
     let data = waker.data();
     !data.is_null()
-        && TRUSTED_WAKER
-            .try_with(|trusted| ptr::eq(trusted.get(), data))
-            .unwrap_or(false)
+        && (crate::pool::worker::is_running_task(data)
+            || TRUSTED_WAKER
+                .try_with(|trusted| ptr::eq(trusted.get(), data))
+                .unwrap_or(false))
 }
 
 impl Drop for GuardedWaker {

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 /// Runs `f` on its own thread; panics if it has not finished after `secs`,
 /// so a lost wake-up fails the test instead of hanging CI. The limit is
-/// generous: the outcome never depends on how fast the machine is.
+/// generous: the outcome never depends on how fast the machine is. Under
+/// miri, which interprets every step, it is twenty times longer.
 pub fn watchdog<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let secs = if cfg!(miri) { secs * 20 } else { secs };
     let (tx, rx) = mpsc::channel();
     let worker = thread::spawn(move || {
         let value = f();
