@@ -1,6 +1,6 @@
 //! Fault injection for tests (feature `fault-injection`).
 //!
-//! The runtime calls [`hit`] at named points of its own code. Without the
+//! The runtime calls `hit` at named points of its own code. Without the
 //! feature `hit` is an empty inline function and costs nothing. With it, a
 //! test arms a point with [`arm`], and the next hits of that point panic
 //! with a message naming it, so a test can show that the runtime keeps

@@ -738,6 +738,13 @@ impl Builder {
     /// Runs `hook` once the runtime has shut down: its workers stopped and
     /// every unfinished task cancelled. Runs on the thread that shuts the
     /// runtime down (the one dropping it, usually).
+    ///
+    /// Right after the `on_shutdown` hooks, the runtime drops all its hooks
+    /// (this one, the thread hooks, `wrap_thread`, `park_with`,
+    /// `on_busy_tick`), so a hook may own what keeps the runtime alive (a
+    /// reactor holding task wakers, a `Handle`) without leaking it. A
+    /// `Handle::block_on` after shutdown runs without the `wrap_thread`
+    /// wrappers.
     pub fn on_shutdown(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
         self.hooks.on_shutdown.push(Arc::new(hook));
         self
