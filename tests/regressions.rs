@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
-use common::{hold_worker, watchdog, DropCounter};
+use common::{hold_worker, wait_until, watchdog, DropCounter};
 use multipool::{JoinHandle, Priority, QueuedTask, RunQueue, Runtime};
 
 /// Runs the test `name` of this binary in a child process (with `CHILD`
@@ -40,18 +40,6 @@ fn in_child(name: &str, body: impl FnOnce()) {
     );
     // The child really ran the test (the filter matched it).
     assert!(String::from_utf8_lossy(&output.stdout).contains("1 passed"));
-}
-
-/// Polls until `done()` holds; panics after 30 s (a lost wake-up).
-fn wait_until(mut done: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "condition never held"
-        );
-        thread::yield_now();
-    }
 }
 
 /// Accepts either way a pool task can end when its runtime shuts down
@@ -121,7 +109,10 @@ fn a_wake_from_an_on_thread_stop_hook_is_not_stranded() {
             .unwrap();
         let drops = Arc::new(AtomicUsize::new(0));
         let task = waiting_task(&rt, &slot, &drops);
-        wait_until(|| slot.lock().unwrap().is_some());
+        assert!(wait_until(Duration::from_secs(30), || slot
+            .lock()
+            .unwrap()
+            .is_some()));
         drop(rt);
         assert!(multipool::block_on(task).unwrap_err().is_shutdown());
         assert_eq!(drops.load(Ordering::SeqCst), 1);
@@ -146,7 +137,10 @@ fn a_local_future_waking_a_pool_task_as_it_drops_strands_nothing() {
         let slot = WakerSlot::default();
         let drops = Arc::new(AtomicUsize::new(0));
         let waiting = waiting_task(&rt, &slot, &drops);
-        wait_until(|| slot.lock().unwrap().is_some());
+        assert!(wait_until(Duration::from_secs(30), || slot
+            .lock()
+            .unwrap()
+            .is_some()));
         let (spawned_tx, spawned_rx) = mpsc::channel();
         let local_slot = slot.clone();
         rt.spawn(async move {
@@ -177,7 +171,10 @@ fn an_elastic_pool_with_an_endless_idle_timeout_keeps_serving() {
             .unwrap();
         for round in 0..3 {
             // Every worker parked in between: each spawn meets a sleeper.
-            wait_until(|| rt.handle().num_parked_workers() == rt.handle().num_workers());
+            assert!(wait_until(Duration::from_secs(30), || rt
+                .handle()
+                .num_parked_workers()
+                == rt.handle().num_workers()));
             assert_eq!(rt.block_on(rt.spawn(async move { round })).unwrap(), round);
         }
         assert_eq!(rt.handle().workers_retired(), 0);
@@ -350,7 +347,7 @@ fn a_run_queue_dropping_tasks_under_its_lock_at_shutdown_does_not_deadlock() {
         let stale = rt.spawn(async { 1 }).name("stale").start();
         let fresh = rt.spawn(async { 2 }).start();
         let dropper = thread::spawn(move || drop(rt));
-        wait_until(|| handle.is_shutdown());
+        assert!(wait_until(Duration::from_secs(30), || handle.is_shutdown()));
         held.release();
         dropper.join().unwrap();
         let stale = multipool::block_on(stale).unwrap_err();

@@ -27,9 +27,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::watchdog;
+use common::{wait_until, watchdog};
 use multipool::{Handle, JoinHandle, Placement, Priority, Runtime};
 
 /// Bursts per placement policy.
@@ -63,18 +63,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-}
-
-/// Waits until `condition` holds or `limit` passes; returns whether it held.
-fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_micros(200));
-    }
-    true
 }
 
 /// A task of a burst with the value it must return.

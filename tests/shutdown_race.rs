@@ -60,7 +60,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use common::watchdog;
+use common::{wait_until, watchdog};
 use futures::channel::oneshot;
 use multipool::{Handle, JoinError, JoinHandle, Placement, Priority, Runtime, SpawnError};
 
@@ -1003,18 +1003,6 @@ fn resolve_by<F: Future + Unpin>(mut future: F, deadline: Instant) -> Option<F::
         }
         thread::park_timeout(deadline - now);
     }
-}
-
-/// Waits until `condition` holds or `limit` passes; returns whether it held.
-fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_micros(100));
-    }
-    true
 }
 
 /// What a round did, for the totals.

@@ -88,3 +88,17 @@ impl HeldWorker {
         multipool::block_on(self.task).unwrap();
     }
 }
+
+/// Waits until `condition` holds or `limit` passes, looking again every
+/// 100 µs; returns whether it held. For state the runtime reaches by
+/// itself (a gauge settling), never to let time pass.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while !condition() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_micros(100));
+    }
+    true
+}
