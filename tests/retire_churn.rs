@@ -29,7 +29,7 @@ use std::rc::Rc;
 use std::thread;
 use std::time::Duration;
 
-use common::{wait_until, watchdog};
+use common::{wait_until, watchdog, Rng};
 use multipool::{Handle, JoinHandle, Placement, Priority, Runtime};
 
 /// Bursts per placement policy.
@@ -38,32 +38,6 @@ const BURSTS: u64 = 150;
 /// gauges back to 0). Far beyond what it takes (a few milliseconds);
 /// reaching it fails the test.
 const WAIT_LIMIT: Duration = Duration::from_secs(10);
-
-/// xorshift64*, seeded per burst: the same load shape on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        // splitmix64 of the seed, never zero (xorshift's fixed point).
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// A task of a burst with the value it must return.
 struct Expected {

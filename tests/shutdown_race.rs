@@ -60,7 +60,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use common::{wait_until, watchdog};
+use common::{splitmix64, wait_until, watchdog, Rng};
 use futures::channel::oneshot;
 use multipool::{Handle, JoinError, JoinHandle, Placement, Priority, Runtime, SpawnError};
 
@@ -82,50 +82,14 @@ const INJECTED: &str = "injected panic (shutdown race)";
 // ---------------------------------------------------------------------------
 // Deterministic randomness.
 
-/// splitmix64: spreads consecutive seeds over the whole range.
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// The shutdown race's own draws, on the shared RNG.
+trait RaceDraws {
+    fn priority(&mut self) -> Priority;
+    fn work(&mut self) -> Work;
+    fn fork(&mut self) -> u64;
 }
 
-/// xorshift64*: small, fast and good enough to pick test cases.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        // Never zero: zero is xorshift's fixed point.
-        Rng(splitmix64(seed) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform enough in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn usize_below(&mut self, n: usize) -> usize {
-        self.below(n as u64) as usize
-    }
-
-    fn one_in(&mut self, n: u64) -> bool {
-        self.below(n) == 0
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.usize_below(items.len())]
-    }
-
+impl RaceDraws for Rng {
     fn priority(&mut self) -> Priority {
         self.pick(&[Priority::High, Priority::Normal, Priority::Low])
     }
