@@ -41,6 +41,31 @@
 //! [`Builder::max_workers`], standing in for workers blocked in a poll; a
 //! runtime may hold named pools ([`Builder::pool`]) to isolate kinds of
 //! work; blocking code goes to [`task::spawn_blocking`].
+//!
+//! # Where things are (for readers of the source)
+//!
+//! The public modules (`task`, `time`) are thin faces; the machinery is
+//! under `runtime/`, and they reach it only through `runtime`'s facade.
+//!
+//! | concept | file |
+//! |---|---|
+//! | priority levels, `LevelSet` | `src/priority.rs` |
+//! | spawning (`Spawn`), `JoinHandle` | `src/task/spawn.rs`, `src/task/join.rs` |
+//! | admission, the queue bound | `src/runtime/scheduler/admission.rs` |
+//! | a task's header, wrapper, `spawn_on` | `src/runtime/task/` |
+//! | routing, the push protocol | `src/runtime/scheduler/push.rs` |
+//! | the worker loop, priority order, fairness | `src/runtime/scheduler/worker/core.rs` |
+//! | steal | `steal_level`/`steal_work` in `worker/core.rs`; `queues.rs` |
+//! | park, idle workers, wake-ups | `worker/sleep.rs`, `scheduler/idle.rs`, `scheduler/park.rs` |
+//! | pool, its invariants | `src/runtime/scheduler/mod.rs` |
+//! | growing, retiring, shutdown | `scheduler/lifecycle.rs`, `scheduler/monitor.rs` |
+//! | placement, pinned tasks | `src/runtime/scheduler/placement.rs` |
+//! | timer wheel, timer driver, clock | `src/runtime/time/{wheel,driver,clock}.rs` |
+//! | paused time (`test-util`) | `src/runtime/time/paused.rs` |
+//! | blocking pool, `spawn_blocking` | `src/runtime/blocking/` |
+//! | `Runtime`, `Handle`, builders | `src/runtime/{mod,handle,builder,pool_builder}.rs` |
+//! | hooks, user code guarded | `src/runtime/hooks.rs`, `src/runtime/guard.rs` |
+//! | every lock and atomic (loom switch) | `src/sync.rs` |
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -48,13 +73,11 @@
     clippy::undocumented_unsafe_blocks
 )]
 
-mod blocking;
 mod error;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 #[cfg(not(feature = "fault-injection"))]
 mod fault;
-mod pool;
 mod priority;
 mod runtime;
 mod sync;
@@ -62,11 +85,11 @@ pub mod task;
 pub mod time;
 
 pub use error::{BuildError, JoinError, SpawnError, TryCurrentError};
-pub use pool::park::{Park, Unparked};
-pub use pool::{
+pub use priority::Priority;
+pub use runtime::scheduler::park::{Park, Unparked};
+pub use runtime::scheduler::{
     Placement, PriorityFirst, QueuedTask, RunQueue, Scheduler, SchedulerContext, WeightedFair,
 };
-pub use priority::Priority;
 pub use runtime::{block_on, Builder, EnterGuard, Handle, PoolBuilder, Runtime};
 pub use task::{JoinHandle, Spawn};
 
@@ -143,17 +166,18 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let placed = pool::worker::with_current_worker(|pool, index, stopping| {
+    let placed = runtime::scheduler::worker::with_current_worker(|pool, index, stopping| {
         if stopping {
             // In an `on_thread_stop` hook: nothing would ever run it.
-            return Err(JoinError::shutdown());
+            return Err(SpawnError::shutdown());
         }
-        task::spawn_local_on(pool, index, future)
+        let admission = pool.admit_local(index)?;
+        Ok(runtime::task::spawn_local_on(pool, admission, future))
     });
     match placed {
         Some(Ok(task)) => JoinHandle::new(task),
         // The runtime is shutting down: refused like any spawn.
-        Some(Err(error)) => JoinHandle::refused(error),
+        Some(Err(error)) => JoinHandle::refused(error.into_join_error()),
         None => panic!(
             "`multipool::spawn_local` called outside a multipool worker: a `!Send` task \
              can only be pinned to the worker running the current task; call it from \
@@ -172,7 +196,7 @@ where
 /// assert!(matches!(index, Some(0 | 1)));
 /// ```
 pub fn worker_index() -> Option<usize> {
-    pool::worker::current_index()
+    runtime::scheduler::worker::current_index()
 }
 
 /// The README's examples, compiled and run as doctests.

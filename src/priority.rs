@@ -48,3 +48,54 @@ impl Priority {
         }
     }
 }
+
+/// One value per priority level, indexed by [`Priority::index`].
+pub(crate) type PerLevel<T> = [T; Priority::COUNT];
+
+/// The level indices, most urgent first: `0..Priority::COUNT`.
+pub(crate) fn levels() -> std::ops::Range<usize> {
+    0..Priority::COUNT
+}
+
+/// A set of priority levels: bit `L` stands for level `L`. Also the value
+/// of an `AtomicU8` holding such a set (see [`LevelSet::bits`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LevelSet(u8);
+
+impl LevelSet {
+    /// No level.
+    pub(crate) const EMPTY: LevelSet = LevelSet(0);
+    /// Every level.
+    pub(crate) const ALL: LevelSet = LevelSet((1 << Priority::COUNT) - 1);
+
+    pub(crate) const fn from_bits(bits: u8) -> LevelSet {
+        LevelSet(bits)
+    }
+
+    pub(crate) const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set holding only level `level`.
+    pub(crate) const fn level(level: usize) -> LevelSet {
+        LevelSet(1 << level)
+    }
+
+    pub(crate) const fn contains(self, level: usize) -> bool {
+        self.0 & (1 << level) != 0
+    }
+
+    pub(crate) const fn with(self, priority: Priority) -> LevelSet {
+        LevelSet(self.0 | 1 << priority.index())
+    }
+
+    pub(crate) const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl FromIterator<Priority> for LevelSet {
+    fn from_iter<I: IntoIterator<Item = Priority>>(priorities: I) -> Self {
+        priorities.into_iter().fold(LevelSet::EMPTY, LevelSet::with)
+    }
+}

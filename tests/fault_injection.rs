@@ -65,8 +65,11 @@ fn a_fault_in_a_hook_is_caught_and_the_runtime_serves_on() {
         let starts = Arc::new(AtomicUsize::new(0));
         let counted = starts.clone();
         fault::arm("hook", 1);
+        // `prewarm`: `build` returns once both start hooks ran, so the
+        // second `arm` below cannot reach a start hook.
         let rt = Runtime::builder()
             .workers(2)
+            .prewarm(true)
             .on_thread_start(move || {
                 counted.fetch_add(1, Ordering::SeqCst);
             })

@@ -7,8 +7,8 @@
 //! run under loom (its thread-locals, crossbeam's queues on `std`'s
 //! atomics, `std::task::Wake`). Instead it compiles the real code of the
 //! protocols that can, by path: `src/sync.rs` (which hands out loom's
-//! primitives under `cfg(loom)`), `src/pool/idle.rs` and
-//! `src/pool/registry.rs`. Protocols that live in code loom cannot build
+//! primitives under `cfg(loom)`), `src/runtime/scheduler/idle.rs` and
+//! `src/runtime/scheduler/registry.rs`. Protocols that live in code loom cannot build
 //! are modelled by hand in `models`, each model naming the functions it
 //! mirrors, with the same atomics and orderings.
 #![cfg(loom)]
@@ -19,13 +19,13 @@ mod sync;
 
 /// `crate::pool::idle` in multipool, the real file.
 #[allow(dead_code)]
-#[path = "../../src/pool/idle.rs"]
+#[path = "../../src/runtime/scheduler/idle.rs"]
 pub(crate) mod idle;
 
 /// `crate::pool::registry` in multipool, the real file. (Under loom its
 /// shard-spreading thread-local and the imports it uses are compiled out.)
 #[allow(dead_code, unused_imports)]
-#[path = "../../src/pool/registry.rs"]
+#[path = "../../src/runtime/scheduler/registry.rs"]
 pub(crate) mod registry;
 
 #[cfg(test)]

@@ -3,12 +3,13 @@
 use std::cell::RefCell;
 use std::future::{Future, IntoFuture};
 use std::pin::pin;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::Duration;
 
-use crate::pool::{worker, Pool};
-use crate::sync::{Arc, AtomicU8, Ordering};
+use crate::runtime::scheduler::{worker, Pool};
+use crate::runtime::task::trust_waker;
+use crate::sync::Arc;
 
 /// Runs a future to completion on the calling thread, parking the thread
 /// while the future waits. Anything that turns into a future works, a
@@ -54,7 +55,7 @@ pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
     let mut future = pin!(future.into_future());
     let mut cx = Context::from_waker(&waker);
     // An unparker's wake never panics.
-    let trusted = crate::task::trust_waker(waker.data());
+    let trusted = trust_waker(waker.data());
     let output = loop {
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             break output;
@@ -66,47 +67,20 @@ pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
     output
 }
 
-/// `block_on` for `Runtime::block_on`: the thread counts as busy in `pool`
-/// while it polls and from the moment it is woken, so paused time never
-/// jumps ahead while it has something to do (see `Pool::try_auto_advance`).
+/// `block_on` for `Runtime::block_on`. With `test-util` the thread counts
+/// as busy in `pool`'s runtime while it polls and from the moment it is
+/// woken, so paused time never jumps ahead while it has something to do
+/// (see `runtime::time::paused`); without, it is the plain `block_on`.
 pub(crate) fn block_on_in<F: IntoFuture>(future: F, pool: &Arc<Pool>) -> F::Output {
-    assert_not_on_worker();
-    let parker = parking::Parker::new();
-    let state = Arc::new(BlockOnWaker {
-        unparker: parker.unparker(),
-        pool: pool.clone(),
-        state: AtomicU8::new(0),
-    });
-    let waker = Waker::from(state.clone());
-    let mut cx = Context::from_waker(&waker);
-    // `BlockOnWaker::wake` never panics.
-    let _trusted = crate::task::trust_waker(waker.data());
-    let mut future = pin!(future.into_future());
-    // Also when the future panics: a counted wake-up left behind would stop
-    // paused time from ever advancing by itself again.
-    let _finish = Finish(&state);
-    loop {
-        let poll = pool.blocker_poll(|| {
-            // The poll is counted now; the wake-up that led here need not be.
-            state.consume_wake();
-            let _outer = CountedPoll::enter(pool);
-            future.as_mut().poll(&mut cx)
-        });
-        if let Poll::Ready(output) = poll {
-            return output;
-        }
-        // With paused time, the last one to go idle moves the clock.
-        pool.try_auto_advance();
-        park(&parker);
+    #[cfg(feature = "test-util")]
+    {
+        assert_not_on_worker();
+        crate::runtime::time::paused::block_on_counted(future, pool, park)
     }
-}
-
-/// Calls [`BlockOnWaker::finish`] when dropped.
-struct Finish<'a>(&'a BlockOnWaker);
-
-impl Drop for Finish<'_> {
-    fn drop(&mut self) {
-        self.0.finish();
+    #[cfg(not(feature = "test-util"))]
+    {
+        let _ = pool;
+        block_on(future)
     }
 }
 
@@ -118,55 +92,6 @@ fn assert_not_on_worker() {
          and every task queued behind it. Use `.await` instead, or run the blocking \
          part on a thread of its own"
     );
-}
-
-/// The waker of a `Runtime::block_on`; counts a pending wake-up in the
-/// pool's `active_blockers`.
-struct BlockOnWaker {
-    unparker: parking::Unparker,
-    pool: Arc<Pool>,
-    /// `WOKEN`: a wake-up is counted and not consumed yet; `DONE`: the
-    /// `block_on` returned, later wake-ups are not counted.
-    state: AtomicU8,
-}
-
-const WOKEN: u8 = 1;
-const DONE: u8 = 2;
-
-impl BlockOnWaker {
-    fn consume_wake(&self) {
-        if self.state.fetch_and(!WOKEN, Ordering::SeqCst) & WOKEN != 0 {
-            self.pool
-                .runtime
-                .active_blockers
-                .fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-
-    fn finish(&self) {
-        if self.state.fetch_or(DONE, Ordering::SeqCst) & (WOKEN | DONE) == WOKEN {
-            self.pool
-                .runtime
-                .active_blockers
-                .fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-}
-
-impl Wake for BlockOnWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if self.state.fetch_or(WOKEN, Ordering::SeqCst) & (WOKEN | DONE) == 0 {
-            self.pool
-                .runtime
-                .active_blockers
-                .fetch_add(1, Ordering::SeqCst);
-        }
-        self.unparker.unpark();
-    }
 }
 
 /// How many times `block_on` yields its time slice, checking for a wake-up,
@@ -186,73 +111,10 @@ fn park(parker: &parking::Parker) {
         }
         thread::yield_now();
     }
-    // A `block_on` nested in the poll of a `Runtime::block_on` sleeps while
-    // that outer poll is counted as busy; it must not keep paused time from
-    // advancing (nothing else could wake it).
-    match COUNTED_POLL
-        .try_with(|outer| outer.borrow().clone())
-        .ok()
-        .flatten()
-    {
-        Some(outer) => {
-            outer.runtime.active_blockers.fetch_sub(1, Ordering::SeqCst);
-            outer.try_auto_advance();
-            parker.park();
-            outer.runtime.active_blockers.fetch_add(1, Ordering::SeqCst);
-        }
-        None => parker.park(),
-    }
-}
-
-/// Runs a `spawn_blocking` task on a blocking thread.
-///
-/// With paused time possible (feature `test-util`), the task was counted
-/// in its runtime's `active_blockers` when it was queued (see
-/// `BlockingPool::push`): paused time does not advance while blocking code
-/// runs, as in tokio. A `block_on` nested in the closure sleeps uncounted,
-/// as one nested in a counted poll does. Once the task has run, the count
-/// drops and this thread tries the advance itself: the workers may all be
-/// parked already.
-pub(crate) fn run_blocking(runnable: crate::task::Runnable) {
+    // A `block_on` nested in a counted poll sleeps uncounted (see
+    // `runtime::time::paused`).
     #[cfg(feature = "test-util")]
-    {
-        let pool = runnable.metadata().pool.clone();
-        {
-            let _counted = CountedPoll::enter(&pool);
-            runnable.run();
-        }
-        pool.runtime.active_blockers.fetch_sub(1, Ordering::SeqCst);
-        pool.try_auto_advance();
-    }
+    crate::runtime::time::paused::park_uncounted(|| parker.park());
     #[cfg(not(feature = "test-util"))]
-    runnable.run();
-}
-
-thread_local! {
-    /// The runtime whose `Runtime::block_on` is polling its future on this
-    /// thread right now (and counts as busy), if any.
-    static COUNTED_POLL: RefCell<Option<Arc<Pool>>> = const { RefCell::new(None) };
-}
-
-/// Marks a counted poll of `Runtime::block_on` on this thread; restores the
-/// previous mark when dropped.
-struct CountedPoll {
-    previous: Option<Arc<Pool>>,
-}
-
-impl CountedPoll {
-    fn enter(pool: &Arc<Pool>) -> Self {
-        let previous = COUNTED_POLL
-            .try_with(|outer| outer.borrow_mut().replace(pool.clone()))
-            .ok()
-            .flatten();
-        CountedPoll { previous }
-    }
-}
-
-impl Drop for CountedPoll {
-    fn drop(&mut self) {
-        let previous = self.previous.take();
-        let _ = COUNTED_POLL.try_with(|outer| *outer.borrow_mut() = previous);
-    }
+    parker.park();
 }

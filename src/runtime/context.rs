@@ -17,11 +17,11 @@
 
 use std::cell::{Cell, RefCell};
 
+use super::scheduler::Pool;
+use super::task::{run_cancelled, Runnable};
 use super::{global, Handle};
 use crate::error::TryCurrentError;
-use crate::pool::Pool;
 use crate::sync::Arc;
-use crate::task::{run_cancelled, Runnable};
 
 /// This thread's runtime context.
 struct Context {

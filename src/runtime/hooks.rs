@@ -29,9 +29,9 @@
 //!   the hook.
 
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::pool::park::Park;
+use crate::runtime::guard::guard_user;
+use crate::runtime::scheduler::park::Park;
 use crate::sync::{Arc, Mutex};
 
 type Wrapper = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
@@ -142,9 +142,7 @@ impl RuntimeHooks {
             return;
         };
         hooks.shut_down();
-        if catch_unwind(AssertUnwindSafe(move || drop(hooks))).is_err() {
-            eprintln!("multipool: dropping a `Builder` hook panicked; the panic was caught");
-        }
+        guard_user("dropping a `Builder` hook", move || drop(hooks));
     }
 }
 
@@ -158,14 +156,10 @@ fn wrap(wrappers: &[Wrapper], body: &mut dyn FnMut()) {
 
 fn run_all(name: &str, hooks: &[Hook]) {
     for hook in hooks {
-        if catch_unwind(AssertUnwindSafe(|| {
+        guard_user(format_args!("a `Builder::{name}` hook"), || {
             crate::fault::hit("hook");
             hook()
-        }))
-        .is_err()
-        {
-            eprintln!("multipool: a `Builder::{name}` hook panicked; the panic was caught");
-        }
+        });
     }
 }
 

@@ -9,13 +9,15 @@
 //! * One clock for the whole runtime: a deadline means the same instant in
 //!   every pool, and paused time pauses every pool at once.
 //! * Paused time moves by itself only when every pool of the runtime is
-//!   idle and no `block_on` of the runtime is polling.
+//!   idle and nothing else of the runtime is active (see `time::paused`).
 
+use super::blocking::BlockingPool;
 use super::hooks::{Hooks, RuntimeHooks};
-use crate::blocking::BlockingPool;
-use crate::pool::Pool;
-use crate::sync::{Arc, AtomicUsize, Mutex, OnceLock, Ordering, Weak};
-use crate::time::clock::Clock;
+use super::scheduler::Pool;
+use super::time::Clock;
+#[cfg(feature = "test-util")]
+use super::time::PausedTime;
+use crate::sync::{Arc, OnceLock, Weak};
 
 /// Name of the pool that the runtime's own builder settings configure.
 pub(crate) const DEFAULT_POOL: &str = "default";
@@ -28,12 +30,9 @@ pub(crate) struct RuntimeShared {
     pub(crate) hooks: RuntimeHooks,
     pub(crate) clock: Arc<Clock>,
     pub(crate) blocking: Arc<BlockingPool>,
-    /// Number of `Runtime::block_on` calls polling their future right now
-    /// or woken and about to; paused time only advances by itself while this
-    /// is zero.
-    pub(crate) active_blockers: AtomicUsize,
-    /// Serialises paused-time auto-advances (see `try_auto_advance`).
-    advancing: Mutex<()>,
+    /// What keeps paused time from moving (see `time::paused`).
+    #[cfg(feature = "test-util")]
+    pub(crate) paused: PausedTime,
 }
 
 impl RuntimeShared {
@@ -46,8 +45,8 @@ impl RuntimeShared {
             hooks,
             clock,
             blocking,
-            active_blockers: AtomicUsize::new(0),
-            advancing: Mutex::new(()),
+            #[cfg(feature = "test-util")]
+            paused: PausedTime::default(),
         }
     }
 
@@ -83,62 +82,12 @@ impl RuntimeShared {
     }
 
     /// Every pool of the runtime that is still alive.
+    #[cfg(feature = "test-util")]
     pub(crate) fn pools(&self) -> impl Iterator<Item = Arc<Pool>> + '_ {
         self.pools
             .get()
             .into_iter()
             .flat_map(|pools| pools.iter())
             .filter_map(|(_, pool)| pool.upgrade())
-    }
-
-    /// With paused time and nothing left to do anywhere in the runtime,
-    /// jumps the clock to the next timer and fires it. Returns whether time
-    /// moved. Called by whoever is about to sleep (a parking worker, a
-    /// `block_on` thread); only the last of them finds the runtime idle.
-    pub(crate) fn try_auto_advance(&self) -> bool {
-        if !self.clock.is_paused() {
-            return false;
-        }
-        // Held until the wake-ups are delivered: the next idleness check
-        // must see the tasks they queued and the `block_on`s they woke.
-        let _advancing = self.advancing.lock();
-        let pools: Vec<Arc<Pool>> = self.pools().collect();
-        let idle = self.active_blockers.load(Ordering::SeqCst) == 0
-            && pools.iter().all(|pool| pool.is_idle());
-        if !idle {
-            return false;
-        }
-        #[cfg(feature = "test-util")]
-        while let Some(next) = pools
-            .iter()
-            .filter_map(|pool| pool.timers.next_expiration())
-            .min()
-        {
-            // `next` may be a cascade point that fires nothing: go on to the
-            // next one until something fires.
-            self.clock.advance_to(next);
-            let fired: usize = pools.iter().map(|pool| pool.timers.fire_all_due()).sum();
-            if fired > 0 {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Wakes every worker of every pool, so each re-parks with a deadline
-    /// that fits the clock's new mode (after `pause`/`resume`).
-    #[cfg(feature = "test-util")]
-    pub(crate) fn unpark_all(&self) {
-        for pool in self.pools() {
-            pool.timers.unpark_all();
-        }
-    }
-
-    /// Fires every timer due in every pool (after `advance`).
-    #[cfg(feature = "test-util")]
-    pub(crate) fn fire_all_due(&self) {
-        for pool in self.pools() {
-            pool.timers.fire_all_due();
-        }
     }
 }

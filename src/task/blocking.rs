@@ -1,11 +1,7 @@
 //! [`spawn_blocking`]: run blocking code on the runtime's blocking threads.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use super::{spawn_on, Enqueue, JoinHandle, Runnable, SpawnOptions};
-use crate::runtime::context;
+use super::JoinHandle;
+use crate::runtime::{spawn_blocking_on, with_current_pool};
 
 /// Runs `f` on a thread of the current runtime's blocking pool (the global
 /// runtime's outside any runtime) and returns a handle to its result.
@@ -47,36 +43,12 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    let spawned = context::with_current_pool(|pool| {
-        let default = pool.runtime.default_pool().unwrap_or_else(|| pool.clone());
-        spawn_on(
-            &default,
-            BlockingCall(Some(f)),
-            SpawnOptions::default(),
-            false,
-            Enqueue::Blocking,
-        )
-    });
-    JoinHandle::new(spawned.finish())
-}
-
-/// The schedule function of blocking tasks. A blocking task is only ever
-/// scheduled once: its future completes in its first poll.
-pub(super) fn schedule(runnable: Runnable, _info: async_task::ScheduleInfo) {
-    let pool = runnable.metadata().pool.clone();
-    pool.runtime.blocking.push(runnable);
-}
-
-/// A closure as a future that runs it in its first poll.
-struct BlockingCall<F>(Option<F>);
-
-impl<F> Unpin for BlockingCall<F> {}
-
-impl<F: FnOnce() -> R, R> Future for BlockingCall<F> {
-    type Output = R;
-
-    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<R> {
-        let f = self.0.take().expect("a blocking call runs once");
-        Poll::Ready(f())
+    match with_current_pool(|pool| spawn_blocking_on(pool, f)) {
+        Ok(spawned) => JoinHandle::new(spawned.finish()),
+        Err((error, f)) => {
+            // Dropped here, outside the runtime context's borrow.
+            drop(f);
+            JoinHandle::refused(error.into_join_error())
+        }
     }
 }

@@ -1,16 +1,12 @@
 //! [`JoinHandle`]: awaiting, aborting and detaching a task.
 
-use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::ptr;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
-use atomic_waker::AtomicWaker;
-
-use super::{cancel, drop_quietly, RawTask};
 use crate::error::JoinError;
+use crate::runtime::{is_trusted, GuardedWaker, RawTask, TaskOutput};
 use crate::sync::Arc;
 
 /// An owned permission to await, abort or detach a spawned task.
@@ -40,70 +36,6 @@ pub struct JoinHandle<T> {
     /// What the task wakes when it finishes, in place of the awaiter's own
     /// waker; created at the first poll that has to wait.
     awaiter: Option<Arc<GuardedWaker>>,
-}
-
-/// The waker a task wakes when it finishes. async-task calls it inside an
-/// abort-on-panic guard, so the awaiter's own waker (user code, perhaps of
-/// another executor) is called, and dropped, here under `catch_unwind`: a
-/// waker that panics is reported and cannot take the process down.
-#[derive(Default)]
-struct GuardedWaker(AtomicWaker);
-
-impl Wake for GuardedWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if let Some(waker) = self.0.take() {
-            crate::pool::guard_user("Waker::wake of a task awaiting a JoinHandle", || {
-                waker.wake()
-            });
-        }
-    }
-}
-
-thread_local! {
-    /// The data pointer of a `block_on`'s waker (which never panics) while
-    /// that `block_on` polls on this thread; null: none.
-    static TRUSTED_WAKER: Cell<*const ()> = const { Cell::new(ptr::null()) };
-}
-
-/// Marks the waker whose data pointer is `data` as trusted (see
-/// [`TRUSTED_WAKER`]) until the guard drops. `data` must identify a waker
-/// that never panics, for as long as the guard lives.
-pub(crate) fn trust_waker(data: *const ()) -> TrustedWaker {
-    TrustedWaker(TRUSTED_WAKER.with(|trusted| trusted.replace(data)))
-}
-
-/// Restores the previously trusted waker; see [`trust_waker`].
-pub(crate) struct TrustedWaker(*const ());
-
-impl Drop for TrustedWaker {
-    fn drop(&mut self) {
-        let _ = TRUSTED_WAKER.try_with(|trusted| trusted.set(self.0));
-    }
-}
-
-/// Whether `waker` is known never to panic: the waker of the task this
-/// worker is polling, or of the `block_on` polling on this thread. A
-/// `JoinHandle` polled with it needs no [`GuardedWaker`], which saves an
-/// allocation per awaited task in the common cases.
-fn is_trusted(waker: &Waker) -> bool {
-    let data = waker.data();
-    !data.is_null()
-        && (crate::pool::worker::is_running_task(data)
-            || TRUSTED_WAKER
-                .try_with(|trusted| ptr::eq(trusted.get(), data))
-                .unwrap_or(false))
-}
-
-impl Drop for GuardedWaker {
-    fn drop(&mut self) {
-        if let Some(waker) = self.0.take() {
-            drop_quietly(waker);
-        }
-    }
 }
 
 impl<T> JoinHandle<T> {
@@ -152,14 +84,7 @@ impl<T> JoinHandle<T> {
         let Some(task) = self.task() else {
             return; // refused: it never ran, and its handle says why
         };
-        let meta = task.metadata();
-        meta.set_cancel(cancel::ABORTED);
-        // A registered (idle) task must be scheduled to see the flag; an
-        // unregistered one is queued or running and will see it anyway (see
-        // `Registration::register` for the race between the two). The
-        // registry only wakes the entry if it is still this task's: a
-        // finished task's key may name another task by now.
-        meta.registry().wake(meta.registry_key(), meta.owner_id());
+        task.metadata().abort();
     }
 
     /// Whether the task has finished: completed, panicked or been cancelled.
@@ -198,14 +123,14 @@ impl<T> Future for JoinHandle<T> {
         if task.is_finished() || is_trusted(cx.waker()) {
             // Nothing to wait for (no waker is stored), or a waker that
             // never panics.
-            return Pin::new(task).poll(cx).map(super::TaskOutput::into_result);
+            return Pin::new(task).poll(cx).map(TaskOutput::into_result);
         }
         let awaiter = this.awaiter.get_or_insert_with(Default::default);
-        awaiter.0.register(cx.waker());
+        awaiter.register(cx.waker());
         let waker = Waker::from(awaiter.clone());
         Pin::new(task)
             .poll(&mut Context::from_waker(&waker))
-            .map(super::TaskOutput::into_result)
+            .map(TaskOutput::into_result)
     }
 }
 

@@ -8,35 +8,14 @@ use std::time::Duration;
 
 use event_listener::EventListener;
 
-use super::{spawn_on, Enqueue, Home, JoinHandle, RawTask, Spawned};
+use super::JoinHandle;
 use crate::error::SpawnError;
-use crate::pool::{placement, Pool, NO_HOME};
-use crate::runtime::{context, Handle};
+use crate::runtime::{
+    key_hash, spawn_on, with_current_pool, Enqueue, Handle, Home, Pool, RawTask, SpawnOptions,
+    Spawned,
+};
 use crate::sync::Arc;
 use crate::{JoinError, Priority};
-
-/// Options of one task, collected by [`Spawn`].
-#[derive(Debug)]
-pub(crate) struct SpawnOptions {
-    pub(crate) priority: Priority,
-    pub(crate) name: Option<String>,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) home: Home,
-    /// `home` resolved against the pool (`pool::NO_HOME`: not pinned).
-    pub(crate) resolved_home: u32,
-}
-
-impl Default for SpawnOptions {
-    fn default() -> Self {
-        SpawnOptions {
-            priority: Priority::default(),
-            name: None,
-            timeout: None,
-            home: Home::None,
-            resolved_home: NO_HOME,
-        }
-    }
-}
 
 /// Which runtime a [`Spawn`] puts its task on.
 enum Target {
@@ -225,7 +204,7 @@ where
     /// assert!(workers.windows(2).all(|w| w[0].as_ref().unwrap() == w[1].as_ref().unwrap()));
     /// ```
     pub fn key(mut self, key: impl std::hash::Hash) -> Self {
-        self.options.home = Home::Key(placement::key_hash(&key));
+        self.options.home = Home::Key(key_hash(&key));
         self
     }
 
@@ -286,7 +265,7 @@ where
         let spawned = match (pool, target) {
             // The common case, kept short: the target's own pool.
             (None, Target::Current) => {
-                context::with_current_pool(|pool| spawn_checked(pool, future, options, force))
+                with_current_pool(|pool| spawn_checked(pool, future, options, force))
             }
             (None, Target::Handle(handle)) => spawn_checked(handle.pool(), future, options, force),
             (Some(name), target) => with_pool(target, Some(&name), |resolved| match resolved {
@@ -306,36 +285,29 @@ where
     }
 }
 
-/// Checks that `pool` takes the task, takes a queue place, and spawns. A
-/// refused future is handed back, for the caller to drop outside any
-/// borrow of the runtime context.
+/// Spawns on `pool` if it admits the task. A refused future is handed
+/// back, for the caller to drop outside any borrow of the runtime context.
 #[inline(always)]
 fn spawn_checked<F>(
     pool: &Arc<Pool>,
     future: F,
-    mut options: SpawnOptions,
+    options: SpawnOptions,
     force: bool,
 ) -> Result<Spawned<F::Output>, (SpawnError, F)>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let admitted = admit(pool, &mut options).and_then(|()| pool.reserve_place(force));
-    match admitted {
-        Ok(reserved) => Ok(spawn_on(pool, future, options, reserved, Enqueue::Schedule)),
+    match pool.admit(options.priority, options.home, force) {
+        Ok(admission) => Ok(spawn_on(
+            pool,
+            future,
+            options,
+            admission,
+            Enqueue::Schedule,
+        )),
         Err(error) => Err((error, future)),
     }
-}
-
-/// Whether `pool` takes a task with `options` (priority served, runtime
-/// not shut down); resolves where a pinned task goes.
-#[inline(always)]
-fn admit(pool: &Pool, options: &mut SpawnOptions) -> Result<(), SpawnError> {
-    pool.check_spawn(options.priority)?;
-    if options.home != Home::None {
-        options.resolved_home = pool.home_for(options.home)?;
-    }
-    Ok(())
 }
 
 /// Calls `f` with the pool a spawn goes to: the named pool of the target
@@ -356,7 +328,7 @@ fn with_pool<R>(
     };
     match target {
         Target::Handle(handle) => pick(handle.pool()),
-        Target::Current => context::with_current_pool(pick),
+        Target::Current => with_current_pool(pick),
     }
 }
 
@@ -389,12 +361,7 @@ where
             pool,
             options,
         } = self;
-        let mut options = options;
-        let resolved = with_pool(target, pool.as_deref(), |resolved| {
-            let pool = resolved?;
-            admit(pool, &mut options)?;
-            Ok(pool.clone())
-        });
+        let resolved = with_pool(target, pool.as_deref(), |resolved| resolved.cloned());
         let state = match resolved {
             Ok(pool) => State::Waiting {
                 pool,
@@ -443,27 +410,35 @@ where
                     pool,
                     spawn,
                     listener,
-                } => match pool.reserve_place(false) {
-                    Ok(reserved) => {
-                        let (future, options) = spawn.take().expect("spawned once");
-                        let spawned = spawn_on(pool, future, options, reserved, Enqueue::Schedule);
-                        self.state = State::Running(JoinHandle::new(spawned.finish()));
-                    }
-                    Err(error) if error.is_full() => match listener {
-                        // Listen first, then re-check: a place freed in
-                        // between is not missed.
-                        None => *listener = pool.listen_for_room(),
-                        Some(waiting) => {
-                            if Pin::new(waiting).poll(cx).is_pending() {
-                                return Poll::Pending;
-                            }
-                            *listener = None;
+                } => {
+                    let (priority, home) = match spawn {
+                        Some((_, options)) => (options.priority, options.home),
+                        None => unreachable!("a waiting spawn holds its future"),
+                    };
+                    match pool.admit(priority, home, false) {
+                        Ok(admission) => {
+                            let (future, options) = spawn.take().expect("spawned once");
+                            let spawned =
+                                spawn_on(pool, future, options, admission, Enqueue::Schedule);
+                            self.state = State::Running(JoinHandle::new(spawned.finish()));
                         }
-                    },
-                    Err(error) => {
-                        self.state = State::Running(JoinHandle::refused(error.into_join_error()));
+                        Err(error) if error.is_full() => match listener {
+                            // Listen first, then re-check: a place freed in
+                            // between is not missed.
+                            None => *listener = pool.listen_for_room(),
+                            Some(waiting) => {
+                                if Pin::new(waiting).poll(cx).is_pending() {
+                                    return Poll::Pending;
+                                }
+                                *listener = None;
+                            }
+                        },
+                        Err(error) => {
+                            self.state =
+                                State::Running(JoinHandle::refused(error.into_join_error()));
+                        }
                     }
-                },
+                }
             }
         }
     }

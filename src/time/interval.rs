@@ -85,7 +85,7 @@ impl MissedTickBehavior {
 fn add(instant: Instant, duration: Duration) -> Instant {
     instant
         .checked_add(duration)
-        .unwrap_or_else(|| super::far_future(instant))
+        .unwrap_or_else(|| crate::runtime::far_future(instant))
 }
 
 /// A stream of ticks; see [`interval`].

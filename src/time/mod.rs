@@ -19,20 +19,17 @@
 //! A task can also be given a deadline when spawned, with
 //! [`Spawn::timeout`](crate::Spawn::timeout).
 
-pub(crate) mod clock;
-pub(crate) mod driver;
 mod interval;
 mod sleep;
 mod timeout;
-pub(crate) mod wheel;
 
 pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub use sleep::{sleep, sleep_until, Sleep};
 pub use timeout::{timeout, timeout_at, Elapsed, Timeout};
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::runtime::context;
+use crate::runtime::with_current_pool;
 
 /// The current time of the current runtime's clock (the global runtime's
 /// outside any runtime). Equal to `Instant::now()` unless time is paused.
@@ -42,14 +39,7 @@ use crate::runtime::context;
 /// assert!(multipool::time::now() >= before);
 /// ```
 pub fn now() -> Instant {
-    context::with_current_pool(|pool| pool.timers.clock.now())
-}
-
-/// A deadline that never comes, for durations that overflow `Instant`.
-pub(crate) fn far_future(now: Instant) -> Instant {
-    // Thirty years, like tokio: far enough, and representable everywhere.
-    now.checked_add(Duration::from_secs(86_400 * 365 * 30))
-        .unwrap_or(now)
+    with_current_pool(|pool| pool.timers.clock.now())
 }
 
 #[cfg(feature = "test-util")]
@@ -85,7 +75,7 @@ mod test_util {
     #[track_caller]
     pub fn pause() {
         let handle = Handle::current();
-        let runtime = &handle.pool().runtime;
+        let runtime = handle.shared();
         runtime.clock.pause();
         // Parked workers re-park without a deadline; the last to do so
         // advances the clock if the runtime is idle.
@@ -101,7 +91,7 @@ mod test_util {
     #[track_caller]
     pub fn resume() {
         let handle = Handle::current();
-        let runtime = &handle.pool().runtime;
+        let runtime = handle.shared();
         runtime.clock.resume();
         // Workers parked without a deadline re-park until their next timer.
         runtime.unpark_all();
@@ -134,7 +124,7 @@ mod test_util {
     #[track_caller]
     pub fn advance(duration: Duration) -> impl std::future::Future<Output = ()> {
         let handle = Handle::current();
-        let runtime = &handle.pool().runtime;
+        let runtime = handle.shared();
         assert!(
             runtime.clock.advance(duration),
             "`time::advance` needs paused time: call `time::pause()` first"

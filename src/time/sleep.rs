@@ -6,10 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::driver::{Registered, TimerKey, TimerState};
-use crate::pool::{worker, Pool};
-use crate::runtime::context;
-use crate::sync::Arc;
+use crate::runtime::{far_future, Timer};
 
 /// Waits until `duration` has passed.
 ///
@@ -29,10 +26,7 @@ use crate::sync::Arc;
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
     let now = super::now();
-    Sleep::new(
-        now.checked_add(duration)
-            .unwrap_or_else(|| super::far_future(now)),
-    )
+    Sleep::new(now.checked_add(duration).unwrap_or_else(|| far_future(now)))
 }
 
 /// Waits until `deadline`. A deadline in the past completes at the first poll.
@@ -65,39 +59,24 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 /// thread, can.)
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct Sleep {
-    deadline: Instant,
-    state: State,
-}
-
-enum State {
-    /// Not in any wheel yet.
-    Unregistered,
-    /// In a wheel (possibly fired already).
-    Registered { pool: Arc<Pool>, timer: TimerKey },
-    /// Completed without ever being registered.
-    Elapsed,
+    timer: Timer,
 }
 
 impl Sleep {
     pub(crate) fn new(deadline: Instant) -> Self {
         Sleep {
-            deadline,
-            state: State::Unregistered,
+            timer: Timer::new(deadline),
         }
     }
 
     /// The instant at which this future completes.
     pub fn deadline(&self) -> Instant {
-        self.deadline
+        self.timer.deadline()
     }
 
     /// Whether the deadline has been reached (as observed by the timer).
     pub fn is_elapsed(&self) -> bool {
-        match &self.state {
-            State::Unregistered => false,
-            State::Registered { pool, timer } => pool.timers.is_fired(*timer),
-            State::Elapsed => true,
-        }
+        self.timer.is_elapsed()
     }
 
     /// Moves the deadline, earlier or later, re-arming the timer in place
@@ -114,100 +93,23 @@ impl Sleep {
     /// });
     /// ```
     pub fn reset(self: Pin<&mut Self>, deadline: Instant) {
-        let this = self.get_mut();
-        this.deadline = deadline;
-        match &this.state {
-            State::Registered { pool, timer } => {
-                let ticks = pool.timers.clock.deadline_ticks(deadline);
-                // A deadline already passed leaves the timer fired, which
-                // the next poll reports.
-                pool.timers.reset(*timer, ticks);
-            }
-            State::Elapsed => this.state = State::Unregistered,
-            State::Unregistered => {}
-        }
+        self.get_mut().timer.reset(deadline);
     }
-
-    /// Registers the timer with the current runtime, or completes.
-    fn register(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let state = context::with_current_pool(|pool| {
-            if pool.is_closed() {
-                return dead_runtime(pool);
-            }
-            let timers = &pool.timers;
-            let ticks = timers.clock.deadline_ticks(self.deadline);
-            if ticks <= timers.clock.now_ticks() {
-                return State::Elapsed;
-            }
-            let wheel = timers.wheel_for(worker::index_in(pool));
-            match timers.insert(wheel, ticks, cx.waker().clone()) {
-                Registered::Armed(timer) => State::Registered {
-                    pool: pool.clone(),
-                    timer,
-                },
-                Registered::Expired => State::Elapsed,
-                Registered::ShutDown => dead_runtime(pool),
-            }
-        });
-        self.state = state;
-        match self.state {
-            State::Elapsed => Poll::Ready(()),
-            _ => Poll::Pending,
-        }
-    }
-}
-
-/// What a timer of a runtime that has shut down does. Polled by one of that
-/// runtime's workers (a task polled in the moment between shutdown starting
-/// and its worker stopping), it stays pending: the task is about to be
-/// cancelled. Anywhere else nothing will ever fire it, so waiting would hang
-/// and completing would lie about the time: it panics.
-#[track_caller]
-fn dead_runtime(pool: &Pool) -> State {
-    assert!(
-        worker::index_in(pool).is_some(),
-        "a multipool timer was polled after its runtime shut down; \
-         timers only work while their runtime is alive"
-    );
-    State::Unregistered
 }
 
 impl Future for Sleep {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        match &this.state {
-            State::Elapsed => Poll::Ready(()),
-            State::Registered { pool, timer } => match pool.timers.poll(*timer, cx.waker()) {
-                TimerState::Fired => Poll::Ready(()),
-                TimerState::Pending => Poll::Pending,
-                TimerState::ShutDown => match dead_runtime(pool) {
-                    State::Elapsed => Poll::Ready(()),
-                    _ => Poll::Pending,
-                },
-            },
-            State::Unregistered => this.register(cx),
-        }
-    }
-}
-
-impl Drop for Sleep {
-    fn drop(&mut self) {
-        if let State::Registered { pool, timer } = &self.state {
-            pool.timers.remove(*timer);
-        }
+        self.get_mut().timer.poll_fired(cx)
     }
 }
 
 impl fmt::Debug for Sleep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sleep")
-            .field("deadline", &self.deadline)
-            .field(
-                "registered",
-                &matches!(self.state, State::Registered { .. }),
-            )
+            .field("deadline", &self.timer.deadline())
+            .field("registered", &self.timer.is_registered())
             .finish()
     }
 }

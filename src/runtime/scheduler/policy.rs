@@ -13,6 +13,7 @@
 //! * the built-in minimum shares are off under a custom scheduler (the
 //!   scheduler is the whole policy).
 
+use crate::priority::PerLevel;
 use crate::Priority;
 
 /// What a worker knows when it asks its pool's [`Scheduler`] which level to
@@ -21,8 +22,8 @@ use crate::Priority;
 pub struct SchedulerContext {
     pub(crate) worker: usize,
     pub(crate) tick: u32,
-    pub(crate) queued: [usize; Priority::COUNT],
-    pub(crate) polls: [u64; Priority::COUNT],
+    pub(crate) queued: PerLevel<usize>,
+    pub(crate) polls: PerLevel<u64>,
 }
 
 impl SchedulerContext {
@@ -100,7 +101,7 @@ pub trait Scheduler: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy)]
 pub struct PriorityFirst {
     /// Per level: at least one poll in this many; 0 for none.
-    one_in: [u64; Priority::COUNT],
+    one_in: PerLevel<u64>,
 }
 
 impl PriorityFirst {
@@ -162,7 +163,7 @@ impl Scheduler for PriorityFirst {
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct WeightedFair {
-    weights: [u64; Priority::COUNT],
+    weights: PerLevel<u64>,
 }
 
 impl WeightedFair {

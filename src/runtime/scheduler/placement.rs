@@ -21,8 +21,8 @@ use std::hash::{Hash, Hasher};
 
 use crossbeam_deque::{Injector, Steal};
 
-use crate::task::Runnable;
-use crate::Priority;
+use crate::priority::PerLevel;
+use crate::runtime::task::Runnable;
 
 /// Where new tasks start (set with
 /// [`Builder::placement`](crate::Builder::placement)). Whatever the policy,
@@ -60,11 +60,11 @@ pub enum Placement {
 /// A worker's inboxes, one queue per level for each kind; created the first
 /// time something is placed on or pinned to the worker.
 pub(crate) struct Inbox {
-    pub(crate) placed: [Injector<Runnable>; Priority::COUNT],
-    pub(crate) pinned: [Injector<Runnable>; Priority::COUNT],
+    pub(crate) placed: PerLevel<Injector<Runnable>>,
+    pub(crate) pinned: PerLevel<Injector<Runnable>>,
     /// `spawn_local` tasks: taken only by this worker, on its own thread,
     /// even at shutdown (never by [`drain`](Self::drain)).
-    pub(crate) local: [Injector<Runnable>; Priority::COUNT],
+    pub(crate) local: PerLevel<Injector<Runnable>>,
 }
 
 impl Inbox {
@@ -135,6 +135,21 @@ pub(crate) fn jump_hash(mut key: u64, buckets: usize) -> usize {
         next = ((bucket + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
     }
     bucket as usize
+}
+
+/// `TaskMeta::home` of a task that is not pinned to a worker.
+pub(crate) const NO_HOME: u32 = u32::MAX;
+
+/// Where a task asked to run (`Spawn::worker`, `Spawn::key`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Home {
+    /// Anywhere (the pool's placement decides where it starts).
+    #[default]
+    None,
+    /// Pinned to this worker.
+    Worker(usize),
+    /// Pinned to the worker this key hashes to.
+    Key(u64),
 }
 
 #[cfg(test)]

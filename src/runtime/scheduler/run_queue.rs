@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use crate::task::{cancel, Runnable};
+use crate::runtime::task::{cancel, Runnable};
 use crate::Priority;
 
 /// A task waiting in a [`RunQueue`]. Opaque: a queue can look at it to

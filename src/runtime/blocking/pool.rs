@@ -13,19 +13,22 @@
 //!   running closures cannot be interrupted and are waited for.
 //! * A thread runs its tasks inside their runtime (entered at its first
 //!   task), so `spawn` and `Handle::current` in a closure are the runtime's.
-//! * With feature `test-util`, a task is counted in the runtime's
-//!   `active_blockers` from the moment it is queued until it has run or was
-//!   cancelled unrun, so paused time never jumps ahead of blocking code
-//!   (tokio behaves the same).
+//! * With feature `test-util`, a task counts as active paused-time work
+//!   from the moment it is queued until it has run or was cancelled unrun,
+//!   so paused time never jumps ahead of blocking code (tokio behaves the
+//!   same; see `runtime::time::paused`).
 
 use std::collections::VecDeque;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::run_blocking;
 use crate::runtime::hooks::RuntimeHooks;
-use crate::runtime::{context, run_blocking, EnterGuard, Handle};
+use crate::runtime::task::{cancel, run_cancelled, Runnable};
+#[cfg(feature = "test-util")]
+use crate::runtime::time::paused::BlockingCount;
+use crate::runtime::{context, EnterGuard, Handle};
 use crate::sync::{Arc, Condvar, Mutex, OnceLock};
-use crate::task::{cancel, run_cancelled, Runnable};
 
 /// Ends a blocking thread's count, also when a hook panicked or never ran
 /// the thread's body, and wakes a shutdown waiting for it.
@@ -44,17 +47,10 @@ impl Drop for ThreadExit<'_> {
     }
 }
 
-/// The count, runtime-wide, of work that keeps paused time from advancing;
-/// a queued blocking task is in it until it has run.
-#[cfg(feature = "test-util")]
-fn active_count(runnable: &Runnable) -> &crate::sync::AtomicUsize {
-    &runnable.metadata().pool.runtime.active_blockers
-}
-
 /// Cancels a task taken from the queue unrun.
 fn cancel_queued(runnable: Runnable) {
     #[cfg(feature = "test-util")]
-    active_count(&runnable).fetch_sub(1, crate::sync::Ordering::SeqCst);
+    BlockingCount::cancelled(&runnable);
     run_cancelled(runnable);
 }
 
@@ -127,7 +123,7 @@ impl BlockingPool {
         // Counted until it has run (or is cancelled unrun): paused time
         // does not advance meanwhile (see `run_blocking`).
         #[cfg(feature = "test-util")]
-        active_count(&runnable).fetch_add(1, crate::sync::Ordering::SeqCst);
+        BlockingCount::queued(&runnable);
         state.queue.push_back(runnable);
         if state.idle > state.notified {
             state.notified += 1;

@@ -125,7 +125,9 @@ fn run(pool: &Arc<Pool>, parker: &parking::Parker) {
                 blocked += 1;
             }
         }
-        pool.blocked_workers.store(blocked, Ordering::Relaxed);
+        pool.counters
+            .blocked_workers
+            .store(blocked, Ordering::Relaxed);
 
         let active = pool.idle.num_active();
         let nobody_idle = pool.idle.num_parked() == 0 && pool.idle.num_searching() == 0;

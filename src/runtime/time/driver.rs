@@ -44,7 +44,7 @@ use crossbeam_utils::CachePadded;
 
 use super::clock::Clock;
 use super::wheel::{Inserted, Wheel};
-use crate::pool::park::WorkerUnparker;
+use crate::runtime::scheduler::park::WorkerUnparker;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 
 /// How overdue (µs) a timer in another worker's wheel must be before a

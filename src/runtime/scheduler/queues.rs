@@ -1,0 +1,154 @@
+//! The shared queues as the workers see them: taking work from the
+//! injectors, asking whether any queue holds work, and the level hint.
+//!
+//! Invariants:
+//! * The injector of a level is replaced by the user's `RunQueue` for that
+//!   level when there is one; the injector then only holds tasks that
+//!   queue dropped (to be run cancelled), which are taken first.
+//! * `level_hint` is a hint: a set bit may be stale (cleared by the next
+//!   scan that finds nothing), and a push racing with such a scan may stay
+//!   unmarked (its owner still runs it after its current poll). Exact
+//!   marking would cost a `SeqCst` fence on every push.
+
+use crossbeam_deque::{Steal, Worker as Deque};
+
+use super::run_queue::QueuedTask;
+use super::Pool;
+use crate::priority::{levels, LevelSet};
+use crate::runtime::guard::guard_user;
+use crate::runtime::task::Runnable;
+use crate::sync::Ordering;
+use crate::Priority;
+
+/// Most tasks a worker moves from an injector to its own queue at once.
+const MAX_INJECT_BATCH: usize = 256;
+
+/// Runs a steal operation until it gives a definite answer: the task, or
+/// `None` for an empty queue. (`Steal::Retry` means it lost a race with
+/// another thief and the queue may still hold work.)
+#[inline]
+pub(super) fn steal<T>(mut op: impl FnMut() -> Steal<T>) -> Option<T> {
+    loop {
+        match op() {
+            Steal::Success(task) => return Some(task),
+            Steal::Empty => return None,
+            Steal::Retry => {}
+        }
+    }
+}
+
+impl Pool {
+    /// Pops one task from the injector at `level` and moves a batch more
+    /// into `dest` (the caller's own queue for that level): this worker's
+    /// fair share of what waits, `len / workers + 1`, at most
+    /// [`MAX_INJECT_BATCH`]. Taking many at once is what keeps a burst of
+    /// remote spawns from trickling in while the worker also has local work.
+    ///
+    /// The empty check is inlined: every tick looks at the levels above the
+    /// one it serves, and those are empty nearly always.
+    #[inline]
+    pub(super) fn pop_injector(&self, level: usize, dest: &Deque<Runnable>) -> Option<Runnable> {
+        if !self.has_custom_queues && self.injector[level].is_empty() {
+            return None;
+        }
+        self.pop_injector_slow(level, dest)
+    }
+
+    #[inline(never)]
+    fn pop_injector_slow(&self, level: usize, dest: &Deque<Runnable>) -> Option<Runnable> {
+        if let Some(queue) = &self.custom_queues[level] {
+            // Tasks the queue dropped first (they only need cancelling),
+            // then one at a time: the user's queue keeps deciding the order.
+            if let Some(task) = steal(|| self.injector[level].steal()) {
+                return Some(task);
+            }
+            return guard_user("`RunQueue::pop`", || queue.pop())
+                .flatten()
+                .map(QueuedTask::into_runnable);
+        }
+        let injector = &self.injector[level];
+        if injector.is_empty() {
+            return None;
+        }
+        // Shared among the slots rather than the workers running now: no
+        // read of the contended idle state on this path.
+        let want = (injector.len() / self.slots.len() + 1).min(MAX_INJECT_BATCH);
+        // The popped task counts towards `want`.
+        let target = dest.len() + want - 1;
+        let task = steal(|| injector.steal_batch_with_limit_and_pop(dest, want))?;
+        // crossbeam moves at most half the queue (and one block) per call.
+        while dest.len() < target {
+            let before = dest.len();
+            match injector.steal_batch_with_limit(dest, target - before) {
+                Steal::Success(()) if dest.len() > before => {}
+                Steal::Retry => {}
+                _ => break,
+            }
+        }
+        Some(task)
+    }
+
+    /// Whether the injector of `level` (or the user's queue) is empty.
+    pub(crate) fn injector_is_empty(&self, level: usize) -> bool {
+        self.injector[level].is_empty()
+            && self.custom_queues[level].as_ref().is_none_or(|queue| {
+                guard_user("`RunQueue::is_empty`", || queue.is_empty()).unwrap_or(true)
+            })
+    }
+
+    /// Tasks in the injector of `level` (or the user's queue).
+    pub(crate) fn injector_len_at(&self, level: usize) -> usize {
+        self.injector[level].len()
+            + self.custom_queues[level].as_ref().map_or(0, |queue| {
+                guard_user("`RunQueue::len`", || queue.len()).unwrap_or(0)
+            })
+    }
+
+    /// Whether any queue of the pool holds work that any worker may take
+    /// (pinned tasks wait for their own worker, which is woken by name).
+    pub(super) fn has_queued_work(&self) -> bool {
+        self.slots.iter().any(|slot| {
+            slot.stealers.iter().any(|s| !s.is_empty())
+                || slot
+                    .inbox
+                    .get()
+                    .is_some_and(|inbox| inbox.placed.iter().any(|q| !q.is_empty()))
+        }) || levels().any(|level| !self.injector_is_empty(level))
+    }
+
+    /// Whether every worker is parked and no queue holds work.
+    #[cfg(feature = "test-util")]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.idle.num_parked() == self.idle.num_active()
+            && !self.has_queued_work()
+            && self
+                .slots
+                .iter()
+                .all(|slot| slot.inbox.get().is_none_or(|inbox| inbox.is_empty()))
+    }
+
+    /// Wakes a worker if any queue holds work. Run by the last searcher to
+    /// park, so work queued while it searched is not left behind.
+    pub(super) fn notify_if_work_pending(&self) {
+        if self.has_queued_work() {
+            self.notify_parked();
+        }
+    }
+
+    /// Notes that a local queue may hold a task of `level`.
+    pub(super) fn mark_level(&self, level: usize) {
+        if level < Priority::Low.index() && !self.level_marked(level) {
+            self.level_hint
+                .fetch_or(LevelSet::level(level).bits(), Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn level_marked(&self, level: usize) -> bool {
+        LevelSet::from_bits(self.level_hint.load(Ordering::Relaxed)).contains(level)
+    }
+
+    pub(super) fn clear_level(&self, level: usize) {
+        self.level_hint
+            .fetch_and(!LevelSet::level(level).bits(), Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,467 @@
+//! The worker loop: finding the next task in priority order (with the
+//! minimum shares and the injector interval), running it and what it put
+//! in the LIFO slot, and stealing from siblings. See the module docs of
+//! `worker` for the order.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_deque::Steal;
+
+use super::local::{poll_task, Local};
+use crate::priority::{levels, PerLevel};
+use crate::runtime::guard::guard_user;
+use crate::runtime::hooks::{Hook, Hooks, ParkHook};
+use crate::runtime::scheduler::{SchedulerContext, NO_SHARE};
+use crate::runtime::task::Runnable;
+use crate::sync::Ordering;
+use crate::Priority;
+
+/// How long, at most, work in the injector waits behind local work: the
+/// injector interval is this divided by the mean poll time. tokio targets
+/// 200 µs; half that keeps a burst of remote spawns from waiting behind long
+/// local polls (`spawn_many_remote_busy*` in the benches).
+const INJECTOR_TARGET: Duration = Duration::from_micros(100);
+
+/// Upper bound of the injector interval in ticks (tokio seeds its interval
+/// at 61, as Go fixes it).
+const MAX_INJECTOR_INTERVAL: u32 = 61;
+
+/// Longest run of LIFO-slot polls after a task (as in tokio).
+pub(super) const MAX_LIFO_POLLS: u32 = 3;
+
+/// The LIFO slot only pays off for short polls (message passing); a run of
+/// slot polls is cut once it would exceed this much time at the mean poll
+/// time, so long polls cannot use the slot to jump ahead of queued work.
+const LIFO_BUDGET: Duration = Duration::from_micros(10);
+
+/// How many more times a searcher looks at every queue, [`SPIN_PAUSES`]
+/// spin hints apart, before it parks. While a worker searches, producers
+/// skip the futex wake-up (see `idle`), so a steady stream of remote spawns
+/// arriving a few hundred nanoseconds apart is taken in without a park and
+/// unpark per task; the cost is a few microseconds of spinning, by at most
+/// half the workers, each time the pool runs dry. Under miri, where every
+/// look costs thousands of times more, one short spin round keeps that path
+/// checked without dominating the run.
+#[cfg(not(miri))]
+const SEARCH_SPINS: u32 = 16;
+#[cfg(not(miri))]
+const SPIN_PAUSES: u32 = 64;
+#[cfg(miri)]
+const SEARCH_SPINS: u32 = 1;
+#[cfg(miri)]
+const SPIN_PAUSES: u32 = 1;
+
+/// Whether `tick` has reached `due` (tick counters wrap).
+pub(super) fn tick_reached(tick: u32, due: u32) -> bool {
+    (tick.wrapping_sub(due) as i32) >= 0
+}
+
+/// The next fairness turn of each level below High (see `Core::fair_turn`).
+pub(super) struct FairTurns {
+    /// Whether any level has a minimum share.
+    pub(super) enabled: bool,
+    /// Per level: the tick its next turn is due.
+    pub(super) due: PerLevel<u32>,
+    /// The earliest of `due` over the levels with a share.
+    pub(super) next: u32,
+}
+
+impl FairTurns {
+    /// `every_tick`: a user's `Scheduler` is asked at every tick.
+    pub(super) fn new(shares: &PerLevel<u32>, every_tick: bool) -> Self {
+        let due = shares.map(|share| if share == NO_SHARE { 0 } else { share });
+        let mut turns = FairTurns {
+            enabled: every_tick || shares.iter().any(|&share| share != NO_SHARE),
+            due,
+            next: 0,
+        };
+        turns.next = turns.earliest(shares, 0);
+        turns
+    }
+
+    /// The earliest due tick at or after `tick` over the levels with a share.
+    pub(super) fn earliest(&self, shares: &PerLevel<u32>, tick: u32) -> u32 {
+        levels()
+            .filter(|&level| shares[level] != NO_SHARE)
+            .map(|level| self.due[level])
+            // Signed: a turn already due (both were due on one tick) is
+            // the earliest.
+            .min_by_key(|&due| due.wrapping_sub(tick) as i32)
+            .unwrap_or(tick)
+    }
+}
+
+/// State only the worker loop touches.
+pub(super) struct Core {
+    pub(super) tick: u32,
+    /// Ticks between two injector-first checks; see `INJECTOR_TARGET`.
+    pub(super) injector_interval: u32,
+    /// LIFO polls allowed in a row at the current mean poll time; see
+    /// `LIFO_BUDGET`.
+    pub(super) lifo_cap: u32,
+    /// Set when an injector-first check found work: the injector stays
+    /// first until it is empty, so a burst of remote work is taken in
+    /// without a long local poll between each batch.
+    pub(super) draining: bool,
+    /// Tick and time of the last injector-first check, to measure the mean
+    /// poll time; reset after parking so idle time does not count.
+    pub(super) interval_start: (u32, Instant),
+    pub(super) searching: bool,
+    /// Set when the worker retired (see the module docs): the loop ends.
+    pub(super) retired: bool,
+    /// Mirror of this worker's `Slot::activity`.
+    pub(super) activity: u64,
+    /// Whether `Slot::activity` is kept (only elastic pools have a monitor
+    /// to read it).
+    pub(super) track_activity: bool,
+    /// `track_activity || custom_scheduler`: one check per poll in pools
+    /// that need neither.
+    pub(super) per_poll_extras: bool,
+    /// When each level's next fairness turn is due (see `fair_turn`).
+    pub(super) fair: FairTurns,
+    /// Polls given to each level, kept for a user's `Scheduler` only.
+    pub(super) polls: PerLevel<u64>,
+    pub(super) custom_scheduler: bool,
+    pub(super) lifo_polls: u32,
+    pub(super) rng: u32,
+    pub(super) parker: parking::Parker,
+    /// Reused buffer for the wakers of fired timers.
+    pub(super) fired: Vec<std::task::Waker>,
+    /// The runtime's park hook; dropped if it panics.
+    pub(super) park_hook: Option<ParkHook>,
+    /// The runtime's busy-tick hook; dropped if it panics.
+    pub(super) busy_tick: Option<Hook>,
+}
+
+impl Core {
+    /// The loop state of the worker `local`, with its parker and the
+    /// runtime's hooks.
+    pub(super) fn new(local: &Local, parker: parking::Parker, hooks: &Hooks) -> Self {
+        Core {
+            tick: 0,
+            injector_interval: MAX_INJECTOR_INTERVAL,
+            lifo_cap: MAX_LIFO_POLLS,
+            draining: false,
+            interval_start: (0, Instant::now()),
+            searching: false,
+            retired: false,
+            activity: local.pool.slots[local.index]
+                .activity
+                .load(Ordering::Relaxed),
+            fair: FairTurns::new(&local.pool.min_shares, local.pool.scheduler.is_some()),
+            polls: [0; Priority::COUNT],
+            custom_scheduler: local.pool.scheduler.is_some(),
+            track_activity: local.pool.max_workers() > local.pool.min_workers(),
+            per_poll_extras: local.pool.max_workers() > local.pool.min_workers()
+                || local.pool.scheduler.is_some(),
+            lifo_polls: 0,
+            // Any non-zero seed works for xorshift.
+            rng: (local.index as u32).wrapping_mul(0x9E37_79B9) | 1,
+            parker,
+            fired: Vec::new(),
+            park_hook: hooks.park.clone(),
+            busy_tick: hooks.busy_tick.clone(),
+        }
+    }
+
+    pub(super) fn run(&mut self, local: &Local) {
+        while !local.pool.is_closed() && !self.retired {
+            self.tick = self.tick.wrapping_add(1);
+            crate::fault::hit("worker.tick");
+            if local.pool.timers.is_due(local.index) {
+                local.pool.timers.fire_due(local.index, &mut self.fired);
+            }
+            if let Some(task) = self.next_task(local) {
+                self.run_task(local, task);
+            } else if let Some(task) = self.steal_work(local) {
+                self.run_task(local, task);
+            } else {
+                self.park(local);
+            }
+        }
+    }
+
+    pub(super) fn next_random(&mut self) -> u32 {
+        // xorshift32: cheap, and good enough to pick a steal victim.
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng = x;
+        x
+    }
+
+    /// Finds the next task without becoming a searcher (see the module docs).
+    pub(super) fn next_task(&mut self, local: &Local) -> Option<Runnable> {
+        let pool = &*local.pool;
+        let injector_first = self.injector_due();
+        if injector_first && !self.draining {
+            self.tune_injector_interval(local);
+        }
+        self.draining = false;
+        // An injector-first tick is never given away: a share due now is
+        // served on the next tick (its credit keeps counting).
+        if !injector_first {
+            // Also where a user's `Scheduler` is asked (its turn is due at
+            // every tick): one check per tick for both.
+            if let Some(task) = self.fair_turn(local) {
+                return Some(task);
+            }
+        }
+        for level in levels() {
+            if injector_first {
+                if let Some(task) = pool.pop_injector(level, &local.queues[level]) {
+                    self.draining = true;
+                    return Some(task);
+                }
+            }
+            if let Some(task) = local.pop_queue(level) {
+                return Some(task);
+            }
+            if let Some(task) = local.pop_inbox(level) {
+                return Some(task);
+            }
+            if !injector_first {
+                if let Some(task) = pool.pop_injector(level, &local.queues[level]) {
+                    return Some(task);
+                }
+            }
+            if level < Priority::Low.index() && pool.level_marked(level) {
+                if let Some(task) = self.steal_level(local, level) {
+                    return Some(task);
+                }
+            }
+        }
+        None
+    }
+
+    /// The minimum shares (see the module docs): a level whose share is due
+    /// is served first this tick, from the local queue or the injector. A
+    /// due level is served, or finds nothing, and its next turn is `share`
+    /// ticks later either way; so a level that keeps work waiting gets one
+    /// poll every `share` ticks, whatever floods the levels above it. The
+    /// common case, no turn due, costs one comparison.
+    #[inline]
+    pub(super) fn fair_turn(&mut self, local: &Local) -> Option<Runnable> {
+        if !self.fair.enabled || !tick_reached(self.tick, self.fair.next) {
+            return None;
+        }
+        self.fair_turn_due(local)
+    }
+
+    #[cold]
+    pub(super) fn fair_turn_due(&mut self, local: &Local) -> Option<Runnable> {
+        if self.custom_scheduler {
+            self.fair.next = self.tick.wrapping_add(1);
+            return self.scheduled_turn(local);
+        }
+        let shares = &local.pool.min_shares;
+        // Low first: when both are due on one tick, the rarer turn goes
+        // first and Normal takes the next tick.
+        let due = (Priority::Normal.index()..Priority::COUNT)
+            .rev()
+            .find(|&level| {
+                shares[level] != NO_SHARE && tick_reached(self.tick, self.fair.due[level])
+            });
+        let task = due.and_then(|level| {
+            self.fair.due[level] = self.tick.wrapping_add(shares[level]);
+            local.pop_level(level)
+        });
+        self.fair.next = self.fair.earliest(shares, self.tick);
+        task
+    }
+
+    /// Asks the pool's `Scheduler` which level to serve, and looks for a
+    /// task of that level (see `pool::scheduler`).
+    #[inline(never)]
+    pub(super) fn scheduled_turn(&mut self, local: &Local) -> Option<Runnable> {
+        let pool = &*local.pool;
+        let scheduler = pool.scheduler.as_ref()?;
+        let inbox = local.inbox();
+        let queued = std::array::from_fn(|level| {
+            local.queues[level].len()
+                + pool.injector_len_at(level)
+                + inbox.map_or(0, |inbox| {
+                    inbox.placed[level].len() + inbox.pinned[level].len() + inbox.local[level].len()
+                })
+        });
+        let cx = SchedulerContext {
+            worker: local.index,
+            tick: self.tick,
+            queued,
+            polls: self.polls,
+        };
+        let level = match guard_user("`Scheduler::next_level`", || {
+            crate::fault::hit("scheduler");
+            scheduler.next_level(&cx)
+        }) {
+            Some(level) => level?.index(),
+            None => {
+                // A panicking policy is dropped for this worker: the
+                // built-in order takes over.
+                self.custom_scheduler = false;
+                return None;
+            }
+        };
+        local
+            .pop_level(level)
+            .or_else(|| self.steal_level(local, level))
+    }
+
+    /// Whether the injector interval has passed since the last
+    /// injector-first check.
+    pub(super) fn injector_due(&self) -> bool {
+        self.draining || self.tick.wrapping_sub(self.interval_start.0) >= self.injector_interval
+    }
+
+    /// Re-derives the injector interval from the mean poll time since the
+    /// last check.
+    pub(super) fn tune_injector_interval(&mut self, local: &Local) {
+        // Also the moment to look after siblings' overdue timers, and to
+        // run the busy-tick hook.
+        local
+            .pool
+            .timers
+            .fire_overdue_elsewhere(local.index, &mut self.fired);
+        self.run_busy_tick(local);
+        let now = Instant::now();
+        let (start_tick, start) = self.interval_start;
+        let ticks = self.tick.wrapping_sub(start_tick).max(1);
+        let mean_poll = now.saturating_duration_since(start) / ticks;
+        let interval = INJECTOR_TARGET.as_nanos() / mean_poll.as_nanos().max(1);
+        self.injector_interval = (interval as u32).clamp(1, MAX_INJECTOR_INTERVAL);
+        let lifo_polls = LIFO_BUDGET.as_nanos() / mean_poll.as_nanos().max(1);
+        self.lifo_cap = (lifo_polls as u32).min(MAX_LIFO_POLLS);
+        self.interval_start = (self.tick, now);
+    }
+
+    /// Steals a batch of `level` tasks from a sibling, starting at a random
+    /// one. Clears the pool's hint for the level when every sibling is empty.
+    pub(super) fn steal_level(&mut self, local: &Local, level: usize) -> Option<Runnable> {
+        let slots = &local.pool.slots;
+        let start = self.next_random() as usize % slots.len();
+        loop {
+            let mut retry = false;
+            for offset in 0..slots.len() {
+                let victim = (start + offset) % slots.len();
+                if victim == local.index {
+                    continue;
+                }
+                match slots[victim].stealers[level].steal_batch_and_pop(&local.queues[level]) {
+                    Steal::Success(task) => return Some(task),
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+                if let Some(inbox) = slots[victim].inbox.get() {
+                    match inbox.placed[level].steal_batch_and_pop(&local.queues[level]) {
+                        Steal::Success(task) => return Some(task),
+                        Steal::Retry => retry = true,
+                        Steal::Empty => {}
+                    }
+                }
+            }
+            if !retry {
+                if level < Priority::Low.index() {
+                    local.pool.clear_level(level);
+                }
+                return None;
+            }
+        }
+    }
+
+    /// Becomes a searcher (if not too many are) and steals, most urgent level
+    /// first, from siblings and then the injector.
+    pub(super) fn steal_work(&mut self, local: &Local) -> Option<Runnable> {
+        local
+            .pool
+            .timers
+            .fire_overdue_elsewhere(local.index, &mut self.fired);
+        if local.has_local_work() {
+            // A sibling's timer woke tasks onto our queues.
+            return None;
+        }
+        if !self.searching {
+            self.searching = local.pool.idle.transition_worker_to_searching();
+            if !self.searching {
+                return None;
+            }
+        }
+        for round in 0..=SEARCH_SPINS {
+            if round > 0 {
+                // Nothing anywhere: wait a moment and look again before
+                // parking (see `SEARCH_SPINS`).
+                for _ in 0..SPIN_PAUSES {
+                    std::hint::spin_loop();
+                }
+                if !local.pool.has_queued_work() {
+                    if local.pool.is_closed() {
+                        return None;
+                    }
+                    continue;
+                }
+            }
+            for level in levels() {
+                if let Some(task) = self.steal_level(local, level) {
+                    return Some(task);
+                }
+                if let Some(task) = local.pool.pop_injector(level, &local.queues[level]) {
+                    return Some(task);
+                }
+            }
+        }
+        None
+    }
+
+    /// Polls `task`, then whatever it put in the LIFO slot (bounded).
+    pub(super) fn run_task(&mut self, local: &Local, task: Runnable) {
+        if self.searching {
+            self.searching = false;
+            // The last searcher to find work wakes another worker to search
+            // on: there may be more where this came from.
+            if local.pool.idle.transition_worker_from_searching() {
+                local.pool.notify_parked();
+            }
+        }
+        self.lifo_polls = 0;
+        local.lifo_enabled.set(true);
+        if self.per_poll_extras {
+            self.bump_activity(local);
+            if self.custom_scheduler {
+                self.polls[task.metadata().priority().index()] += 1;
+            }
+        }
+        poll_task(local, task);
+        while let Some(task) = local.lifo.take() {
+            let level = task.metadata().priority().index();
+            if self.lifo_polls >= self.lifo_cap
+                || local.more_urgent_queued(level)
+                || self.injector_due()
+                || local.pool.is_closed()
+            {
+                // The task loses its turn: to the back of its queue, where
+                // `next_task` serves levels (and the injector) in order.
+                local.push_back(task);
+                break;
+            }
+            self.lifo_polls += 1;
+            // A LIFO poll is a tick too, for the injector interval.
+            self.tick = self.tick.wrapping_add(1);
+            poll_task(local, task);
+        }
+        local.lifo_enabled.set(false);
+        if self.per_poll_extras {
+            self.bump_activity(local);
+        }
+    }
+
+    /// Counts a poll starting or ending: odd while polling; see `monitor`.
+    #[inline]
+    pub(super) fn bump_activity(&mut self, local: &Local) {
+        if self.track_activity {
+            self.activity = self.activity.wrapping_add(1);
+            local.pool.slots[local.index]
+                .activity
+                .store(self.activity, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The worker state that the schedule function reaches through the
+//! thread-local `CURRENT` while a task runs on this worker: its queues,
+//! its LIFO slot, its inboxes.
+
+use std::cell::Cell;
+use std::ptr;
+
+use crossbeam_deque::Worker as Deque;
+
+use super::super::placement::Inbox;
+use super::super::queues::steal;
+use super::super::Pool;
+use crate::priority::PerLevel;
+use crate::runtime::task::{run_cancelled, Runnable};
+use crate::sync::{Arc, OnceLock, Ordering};
+
+/// The worker state that the schedule function reaches through the
+/// thread-local [`CURRENT`] while a task runs on this worker.
+pub(super) struct Local {
+    pub(super) pool: Arc<Pool>,
+    pub(super) index: usize,
+    pub(super) queues: PerLevel<Deque<Runnable>>,
+    /// Only ever holds a task while `run_task` runs on this worker: it is
+    /// consumed by `run_task` itself, or pushed to its queue.
+    pub(super) lifo: Cell<Option<Runnable>>,
+    /// Whether a task woken now may go to the LIFO slot: only while
+    /// `run_task` runs a task.
+    pub(super) lifo_enabled: Cell<bool>,
+    /// Set while the park hook runs on this worker (see `park`).
+    pub(super) in_park_hook: Cell<bool>,
+    /// This worker's inboxes (its slot's), reached without indexing.
+    pub(super) inbox: Arc<OnceLock<Box<Inbox>>>,
+    /// Set once the worker ran its last task (its stop hooks run).
+    pub(super) stopping: Cell<bool>,
+    /// The task being polled (its pointer, which is also its waker's
+    /// data), or null: its own waker is trusted (see `task::join`).
+    pub(super) running: Cell<*const ()>,
+}
+
+impl Local {
+    /// Queues a task scheduled on this worker (see the module docs).
+    pub(super) fn schedule(&self, runnable: Runnable, is_yield: bool) {
+        // Only a task woken by the running task goes to the LIFO slot.
+        if is_yield || !self.lifo_enabled.get() {
+            self.push_back(runnable);
+            return;
+        }
+        if let Some(previous) = self.lifo.replace(Some(runnable)) {
+            self.push_back(previous);
+        }
+    }
+
+    /// Pushes a task to the back of its level's queue and makes sure some
+    /// worker will look at it.
+    pub(super) fn push_back(&self, runnable: Runnable) {
+        let level = runnable.metadata().priority().index();
+        self.queues[level].push(runnable);
+        self.pool.mark_level(level);
+        if self.in_park_hook.get() {
+            // This worker runs it as soon as its park hook returns; see
+            // `park`.
+            self.pool.slots[self.index].unparker.unpark();
+        } else {
+            self.pool.notify_parked();
+        }
+    }
+
+    /// Pops this worker's queue of `level`. The empty check is inlined:
+    /// every tick looks at the levels above the one it serves, and those
+    /// are empty nearly always.
+    #[inline]
+    pub(super) fn pop_queue(&self, level: usize) -> Option<Runnable> {
+        let queue = &self.queues[level];
+        if queue.is_empty() {
+            None
+        } else {
+            queue.pop()
+        }
+    }
+
+    /// A task of `level` from this worker's own queue, then its inboxes,
+    /// then the pool's injector (taking a batch from there).
+    pub(super) fn pop_level(&self, level: usize) -> Option<Runnable> {
+        self.pop_queue(level)
+            .or_else(|| self.pop_inbox(level))
+            .or_else(|| self.pool.pop_injector(level, &self.queues[level]))
+    }
+
+    /// Whether a queue this worker serves holds work more urgent than `level`.
+    pub(super) fn more_urgent_queued(&self, level: usize) -> bool {
+        (0..level).any(|l| !self.queues[l].is_empty() || !self.pool.injector_is_empty(l))
+    }
+
+    /// Whether this worker's queues or inboxes hold work (the LIFO slot is
+    /// always empty between ticks).
+    pub(super) fn has_local_work(&self) -> bool {
+        self.queues.iter().any(|q| !q.is_empty()) || self.has_inbox_work()
+    }
+
+    /// Number of tasks in this worker's queues.
+    pub(super) fn local_len(&self) -> usize {
+        self.queues.iter().map(Deque::len).sum()
+    }
+
+    #[inline]
+    pub(super) fn inbox(&self) -> Option<&Inbox> {
+        self.inbox.get().map(|inbox| &**inbox)
+    }
+
+    pub(super) fn has_inbox_work(&self) -> bool {
+        self.inbox().is_some_and(|inbox| !inbox.is_empty())
+    }
+
+    /// A task of `level` from this worker's inboxes: pinned ones first
+    /// (nobody else can run them), then a batch of placed ones.
+    #[inline]
+    pub(super) fn pop_inbox(&self, level: usize) -> Option<Runnable> {
+        let inbox = self.inbox()?;
+        Self::pop_inbox_from(inbox, &self.queues[level], level)
+    }
+
+    #[inline(never)]
+    pub(super) fn pop_inbox_from(
+        inbox: &Inbox,
+        queue: &Deque<Runnable>,
+        level: usize,
+    ) -> Option<Runnable> {
+        for pinned in [&inbox.pinned[level], &inbox.local[level]] {
+            if let Some(task) = steal(|| pinned.steal()) {
+                return Some(task);
+            }
+        }
+        steal(|| inbox.placed[level].steal_batch_and_pop(queue))
+    }
+
+    /// Cancels every task this worker holds, on its way out; the pool is
+    /// closed. Local (`!Send`) tasks are cancelled here, on their own
+    /// thread: the ones that wait are woken (each wake-up puts the task in
+    /// the local inbox, see `Pool::push_local`). Cancelling a task can wake
+    /// others onto this worker's queues (a task awaiting a local task's
+    /// handle, a future whose destructor wakes another), so the queues and
+    /// the local inbox are drained together until both stay empty and
+    /// every local task's future is dropped (a wake-up from another thread
+    /// may still be on its way into the inbox).
+    pub(super) fn cancel_everything(&self) {
+        let slot = &self.pool.slots[self.index];
+        // Only set while a task runs; an unwind out of `run_task` may have
+        // left it set, and a task in the slot.
+        self.lifo_enabled.set(false);
+        for waker in slot.local_registry.close() {
+            waker.wake();
+        }
+        loop {
+            let mut cancelled = false;
+            let mut cancel = |task| {
+                run_cancelled(task);
+                cancelled = true;
+            };
+            if let Some(task) = self.lifo.take() {
+                cancel(task);
+            }
+            for queue in &self.queues {
+                while let Some(task) = queue.pop() {
+                    cancel(task);
+                }
+            }
+            if let Some(inbox) = self.inbox() {
+                inbox.drain(&mut cancel);
+                inbox.drain_local(&mut cancel);
+            }
+            if !cancelled {
+                if slot.local_alive.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Runs `task` on `local`'s worker. While it runs, its own waker is
+/// trusted (see `task::join`): a task awaiting a `JoinHandle` then costs no
+/// guard. Two plain stores per poll.
+#[inline]
+pub(super) fn poll_task(local: &Local, task: Runnable) {
+    let raw = task.into_raw();
+    // SAFETY: `raw` comes from `Runnable::into_raw` just above and is
+    // turned back into exactly one `Runnable`.
+    let task = unsafe { Runnable::from_raw(raw) };
+    // async-task's waker for this task has the task pointer as its data.
+    local.running.set(raw.as_ptr().cast_const());
+    task.run();
+    local.running.set(ptr::null());
+}

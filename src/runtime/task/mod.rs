@@ -1,0 +1,191 @@
+//! Task machinery: what a spawned task is, how it is wrapped, and how it
+//! is created and queued. The public side (`Spawn`, `JoinHandle`) is
+//! `crate::task`.
+//!
+//! A task is one `async_task` allocation holding the user's future wrapped in
+//! a `TaskFuture`, a `TaskMeta` header and the output slot. The wrapper
+//! gives every task the same end-of-life contract:
+//!
+//! * it always completes with `Result<T, JoinError>`: the value, the panic it
+//!   caught, or the reason it was cancelled. The runtime never drops a
+//!   `Runnable` to cancel a task; it sets `TaskMeta::cancel` and runs the
+//!   task once more, so the wrapper drops the future and records why. The
+//!   `JoinHandle` therefore always finds an output.
+//! * a panic in the future's `poll` or `Drop` is caught inside the wrapper, so
+//!   it never unwinds into a worker.
+//! * from the first time it returns `Pending` until its future is dropped,
+//!   the task is in its pool's registry, which is how shutdown finds tasks
+//!   that nobody may ever wake again. (Until then it is always in a queue or
+//!   being polled, where shutdown finds it anyway; tasks that complete in
+//!   their first poll never touch the registry.)
+//!
+//! Files: this one holds the task header ([`TaskMeta`]) and the types every
+//! part of the runtime names; `future` the wrapper around the user's future
+//! (the contract above) and its registry entry; `spawn` the one function
+//! every spawn ends in, [`spawn_on`]; `waker` the guard around wakers of
+//! tasks that await a `JoinHandle`.
+
+mod future;
+mod spawn;
+mod waker;
+
+pub(crate) use spawn::{run_cancelled, spawn_local_on, spawn_on, Enqueue, SpawnOptions, Spawned};
+pub(crate) use waker::{is_trusted, trust_waker, GuardedWaker};
+
+use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::error::JoinError;
+use crate::runtime::scheduler::registry::Registry;
+use crate::runtime::scheduler::Pool;
+use crate::sync::{Arc, AtomicU8, AtomicUsize, Ordering};
+use crate::Priority;
+
+/// The runnable half of a multipool task, as queued by the scheduler.
+pub(crate) type Runnable = async_task::Runnable<TaskMeta>;
+
+/// The `async_task` half of a task's handle.
+pub(crate) type RawTask<T> = async_task::Task<TaskOutput<T>, TaskMeta>;
+
+/// What a task completes with: its value or why there is none.
+///
+/// async-task drops the output of a detached task itself, inside an
+/// abort-on-panic guard; so an output (a value, or a `JoinError` holding a
+/// panic payload) whose destructor panics would abort the process. Wrapped
+/// in this type, it is dropped under `catch_unwind` instead, wherever that
+/// happens.
+pub(crate) struct TaskOutput<T>(ManuallyDrop<Result<T, JoinError>>);
+
+impl<T> TaskOutput<T> {
+    pub(super) fn new(result: Result<T, JoinError>) -> Self {
+        TaskOutput(ManuallyDrop::new(result))
+    }
+
+    /// The result, for the handle that awaited it.
+    pub(crate) fn into_result(self) -> Result<T, JoinError> {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used again and its `Drop` never runs, so
+        // the result is taken out exactly once.
+        unsafe { ManuallyDrop::take(&mut this.0) }
+    }
+}
+
+impl<T> Drop for TaskOutput<T> {
+    fn drop(&mut self) {
+        // SAFETY: `drop` runs once, and `into_result` (the only other
+        // taker) forgets the wrapper: the result is taken exactly once.
+        drop_quietly(unsafe { ManuallyDrop::take(&mut self.0) });
+    }
+}
+
+/// Drops `value`, containing a panic from its destructor. A panic payload
+/// whose own destructor panics is leaked rather than dropped: a second
+/// unwind has nowhere safe to go.
+pub(crate) fn drop_quietly<T>(value: T) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        if let Err(inner) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            std::mem::forget(inner);
+        }
+    }
+}
+
+/// Why a task is being cancelled; stored in [`TaskMeta::cancel`].
+pub(crate) mod cancel {
+    /// Not cancelled.
+    pub(crate) const NONE: u8 = 0;
+    /// `JoinHandle::abort` was called.
+    pub(crate) const ABORTED: u8 = 1;
+    /// The runtime shut down.
+    pub(crate) const SHUTDOWN: u8 = 2;
+    /// Refused at spawn: a zero `Spawn::timeout`.
+    pub(crate) const ZERO_TIMEOUT: u8 = 3;
+    /// Refused by the blocking pool: its queue is full.
+    pub(crate) const BLOCKING_FULL: u8 = 4;
+    /// Dropped by a user's `RunQueue` instead of handed back.
+    pub(crate) const DROPPED_BY_QUEUE: u8 = 5;
+    /// Refused by the blocking pool: the OS refused it a thread, and no
+    /// other blocking thread runs.
+    pub(crate) const NO_THREAD: u8 = 6;
+}
+
+/// Per-task data the scheduler routes by, stored in the task header.
+pub(crate) struct TaskMeta {
+    /// The pool the task belongs to; wake-ups go back to it.
+    pub(crate) pool: Arc<Pool>,
+    /// Index of the task's [`Priority`] level. Atomic so that a later policy
+    /// may change it while the task lives.
+    priority: AtomicU8,
+    /// One of the [`cancel`] constants; the first reason set wins.
+    pub(super) cancel: AtomicU8,
+    /// The task's key in its pool's registry, or `usize::MAX` while it is not
+    /// registered. Written once, by the poll that registers the task; read
+    /// by `JoinHandle::abort` (see `Registration::register` for the order).
+    pub(super) registry_key: AtomicUsize,
+    /// The name given with [`Spawn::name`].
+    pub(crate) name: Option<Box<str>>,
+    /// The worker the task is pinned to, or `scheduler::NO_HOME`.
+    pub(crate) home: u32,
+    /// A `spawn_local` task: `!Send`, so it is polled and dropped only on
+    /// its home worker's thread (see `scheduler::placement`).
+    pub(crate) local: bool,
+}
+
+impl TaskMeta {
+    #[inline]
+    pub(super) fn new(
+        pool: &Arc<Pool>,
+        priority: Priority,
+        cancel: u8,
+        name: Option<String>,
+        home: u32,
+        local: bool,
+    ) -> Self {
+        TaskMeta {
+            pool: pool.clone(),
+            priority: AtomicU8::new(priority.index() as u8),
+            cancel: AtomicU8::new(cancel),
+            registry_key: AtomicUsize::new(usize::MAX),
+            name: name.map(String::into_boxed_str),
+            home,
+            local,
+        }
+    }
+
+    pub(crate) fn priority(&self) -> Priority {
+        Priority::from_index(self.priority.load(Ordering::Relaxed))
+    }
+
+    /// Records `reason` unless another reason was recorded first.
+    pub(crate) fn set_cancel(&self, reason: u8) {
+        let _ =
+            self.cancel
+                .compare_exchange(cancel::NONE, reason, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// `JoinHandle::abort`: records the reason, then wakes the task if it
+    /// is registered (idle). An unregistered task is queued or running and
+    /// sees the reason anyway (see `Registration::register` for the race
+    /// between the two). The registry only wakes the entry if it is still
+    /// this task's: a finished task's key may name another task by now.
+    pub(crate) fn abort(&self) {
+        self.set_cancel(cancel::ABORTED);
+        self.registry()
+            .wake(self.registry_key.load(Ordering::SeqCst), self.owner_id());
+    }
+
+    /// This task's identity in its registry: the address of its metadata,
+    /// unique among live tasks (see `scheduler::registry`).
+    pub(crate) fn owner_id(&self) -> usize {
+        self as *const TaskMeta as usize
+    }
+
+    /// The registry the task registers in: its home worker's for a local
+    /// task (so that worker cancels it on its own thread), else its pool's.
+    pub(crate) fn registry(&self) -> &Registry {
+        if self.local {
+            self.pool.local_registry(self.home as usize)
+        } else {
+            &self.pool.registry
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! [`spawn_on`]: where every way of spawning ends. Creates the task and
+//! queues it on its pool (or the blocking pool).
+//!
+//! Invariant: a task is created only after its pool admitted it (see
+//! `scheduler::admission`); from then on it either runs, or is run once
+//! with a cancel reason that its handle reports. Nothing is dropped
+//! silently.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use super::future::{Deadline, NoDeadline, TaskFuture};
+use super::{cancel, RawTask, Runnable, TaskMeta};
+use crate::runtime::scheduler::{Admission, Home, Pool};
+use crate::runtime::time::{far_future, Timer};
+use crate::sync::Arc;
+use crate::Priority;
+
+/// Options of one task, collected by `Spawn`.
+#[derive(Debug, Default)]
+pub(crate) struct SpawnOptions {
+    pub(crate) priority: Priority,
+    pub(crate) name: Option<String>,
+    pub(crate) timeout: Option<Duration>,
+    /// Where the task asked to run; resolved by admission.
+    pub(crate) home: Home,
+}
+
+/// The schedule function of every pool task: wake-ups go back to the
+/// task's pool.
+fn schedule(runnable: Runnable, info: async_task::ScheduleInfo) {
+    Pool::schedule_woken(runnable, info.woken_while_running);
+}
+
+/// Where a new task is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Enqueue {
+    /// The usual way: the spawning worker's queues, or the injector with a
+    /// worker woken.
+    Schedule,
+    /// Part of a batch: the injector, without waking anyone (the batch
+    /// wakes a worker once at its end).
+    Quiet,
+    /// The runtime's blocking pool (`spawn_blocking`).
+    Blocking,
+}
+
+/// A task just created by [`spawn_on`].
+pub(crate) struct Spawned<T> {
+    task: RawTask<T>,
+    /// Set if the task was refused (a zero timeout): it must be cancelled,
+    /// which drops the user's future and so runs user code.
+    /// [`finish`](Self::finish) does that once the caller holds no
+    /// thread-local state (`spawn_on` may run inside a borrow of it).
+    refused: Option<Runnable>,
+}
+
+impl<T> Spawned<T> {
+    pub(crate) fn finish(self) -> RawTask<T> {
+        if let Some(runnable) = self.refused {
+            run_cancelled(runnable);
+        }
+        self.task
+    }
+}
+
+/// Creates a task on `pool`, which admitted it, and queues it. Every way
+/// of spawning ends here.
+pub(crate) fn spawn_on<F>(
+    pool: &Arc<Pool>,
+    future: F,
+    options: SpawnOptions,
+    admission: Admission,
+    enqueue: Enqueue,
+) -> Spawned<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match (options.timeout, enqueue) {
+        (None, Enqueue::Blocking) => spawn_with_deadline(
+            pool,
+            future,
+            options,
+            NoDeadline,
+            admission,
+            enqueue,
+            crate::runtime::blocking::schedule,
+        ),
+        (None, _) => spawn_with_deadline(
+            pool, future, options, NoDeadline, admission, enqueue, schedule,
+        ),
+        (Some(timeout), _) => {
+            // `spawn_blocking` sets no timeout: only pool tasks get here.
+            let now = pool.timers.clock.now();
+            let deadline = now.checked_add(timeout).unwrap_or_else(|| far_future(now));
+            let deadline = Timer::new(deadline);
+            spawn_with_deadline(
+                pool, future, options, deadline, admission, enqueue, schedule,
+            )
+        }
+    }
+}
+
+/// `schedule_fn` is a plain `fn` item (zero-sized, called directly):
+/// [`schedule`] for pool tasks, `blocking::schedule` for blocking ones.
+fn spawn_with_deadline<F, D, S>(
+    pool: &Arc<Pool>,
+    future: F,
+    options: SpawnOptions,
+    deadline: D,
+    admission: Admission,
+    enqueue: Enqueue,
+    schedule_fn: S,
+) -> Spawned<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    D: Deadline,
+    S: Fn(Runnable, async_task::ScheduleInfo) + Send + Sync + 'static,
+{
+    let rejected = options.timeout == Some(Duration::ZERO);
+    let cancel = if rejected {
+        cancel::ZERO_TIMEOUT
+    } else {
+        cancel::NONE
+    };
+    let meta = TaskMeta::new(
+        pool,
+        options.priority,
+        cancel,
+        options.name,
+        admission.home,
+        false,
+    );
+    let builder = async_task::Builder::new()
+        .metadata(meta)
+        .propagate_panic(false);
+    let make_future = |meta| TaskFuture::new(future, deadline, meta, admission.reserved);
+    // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
+    // - `Send`: `TaskFuture` is `Send` because `F: Send`, `D: Send`, and it
+    //   otherwise holds only `&TaskMeta`, which is `Send` since
+    //   `TaskMeta: Sync`.
+    // - `'static`: the only borrow is of the task's own metadata, which lives
+    //   in the task allocation and is dropped only after the future has been
+    //   dropped (async-task frees the header last), so it outlives the
+    //   future and every `Runnable`.
+    // - the schedule function is `Send + Sync + 'static` by its bounds.
+    let (runnable, task) =
+        unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule_fn)) };
+    pool.count_spawned();
+    // A rejected task ends at once and its handle says why. (A shutdown
+    // that began after admission is caught where the task is queued.)
+    let refused = if rejected {
+        Some(runnable)
+    } else {
+        match enqueue {
+            Enqueue::Schedule => pool.schedule_new(runnable),
+            Enqueue::Quiet => pool.schedule_quiet(runnable),
+            Enqueue::Blocking => pool.runtime.blocking.push(runnable),
+        }
+        None
+    };
+    Spawned { task, refused }
+}
+
+/// Creates a `!Send` task pinned to worker `home` of `pool`, which must be
+/// the worker running on this thread, and queues it there.
+pub(crate) fn spawn_local_on<F>(
+    pool: &Arc<Pool>,
+    admission: Admission,
+    future: F,
+) -> RawTask<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let home = admission.home as usize;
+    debug_assert_eq!(
+        crate::runtime::scheduler::worker::index_in(pool),
+        Some(home)
+    );
+    let meta = TaskMeta::new(
+        pool,
+        Priority::Normal,
+        cancel::NONE,
+        None,
+        admission.home,
+        true,
+    );
+    let builder = async_task::Builder::new()
+        .metadata(meta)
+        .propagate_panic(false);
+    let make_future = |meta| TaskFuture::new(future, NoDeadline, meta, admission.reserved);
+    // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
+    // - `Send` of the future: the task is pinned to `home`, the worker
+    //   running on this thread. Its runnable only ever goes to that
+    //   worker's `local` inbox, which no other thread takes from; the
+    //   worker polls it there, and cancels it there (on shutdown it wakes
+    //   its local registry and drains that inbox on its own thread before
+    //   it ends, waiting until every local task's future was dropped; see
+    //   `worker::Local::cancel_local_tasks`). A wake-up from another thread
+    //   only moves the runnable into that inbox. The `JoinHandle` never
+    //   cancels by dropping (it detaches), so the future is never dropped
+    //   by whoever holds the handle.
+    // - `'static`: as in `spawn_with_deadline`, the only borrow is of the
+    //   task's own metadata.
+    // - the schedule function is a plain `fn` item.
+    let (runnable, task) =
+        unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule)) };
+    pool.count_spawned();
+    pool.local_task_spawned(home);
+    pool.push_local(home, runnable);
+    task
+}
+
+/// Runs a task whose cancel reason is set, so its future is dropped on this
+/// thread and its handle gets the reason. Never unwinds.
+pub(crate) fn run_cancelled(runnable: Runnable) {
+    runnable.metadata().set_cancel(cancel::SHUTDOWN);
+    // Inside a spawn that holds the runtime context's borrow, the future
+    // is dropped once that borrow is released (see `runtime::context`).
+    let Some(runnable) = crate::runtime::context::defer_cancel(runnable) else {
+        return;
+    };
+    // The wrapper catches panics itself; this guards against a panic in a
+    // waker the completion notifies.
+    let _ = catch_unwind(AssertUnwindSafe(|| runnable.run()));
+}

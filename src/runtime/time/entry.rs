@@ -1,0 +1,145 @@
+//! [`Timer`]: one timer as its owner holds it. The public `time::Sleep` is
+//! a `Timer`, and so is the deadline of a task spawned with
+//! `Spawn::timeout`.
+//!
+//! Invariants:
+//! * A timer is registered in a wheel at its first poll, with the runtime
+//!   entered there (the global runtime outside any), and removed from the
+//!   wheel when the `Timer` is dropped: an unpolled timer costs nothing.
+//! * A deadline at or before the present completes at the first poll
+//!   without touching a wheel.
+//! * A timer of a runtime that has shut down never completes silently:
+//!   polled by one of that runtime's workers (a task about to be
+//!   cancelled) it stays pending; polled anywhere else it panics, since
+//!   nothing will ever fire it.
+
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use super::driver::{Registered, TimerKey, TimerState};
+use crate::runtime::context;
+use crate::runtime::scheduler::{worker, Pool};
+use crate::sync::Arc;
+
+/// One timer: a deadline and where it is registered.
+pub(crate) struct Timer {
+    deadline: Instant,
+    state: State,
+}
+
+enum State {
+    /// Not in any wheel yet.
+    Unregistered,
+    /// In a wheel (possibly fired already).
+    Registered { pool: Arc<Pool>, timer: TimerKey },
+    /// Completed without ever being registered.
+    Elapsed,
+}
+
+impl Timer {
+    pub(crate) fn new(deadline: Instant) -> Self {
+        Timer {
+            deadline,
+            state: State::Unregistered,
+        }
+    }
+
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Whether the deadline has been reached (as observed by the wheel).
+    pub(crate) fn is_elapsed(&self) -> bool {
+        match &self.state {
+            State::Unregistered => false,
+            State::Registered { pool, timer } => pool.timers.is_fired(*timer),
+            State::Elapsed => true,
+        }
+    }
+
+    /// Whether the timer is in a wheel.
+    pub(crate) fn is_registered(&self) -> bool {
+        matches!(self.state, State::Registered { .. })
+    }
+
+    /// Moves the deadline, re-arming the timer in place (also after it
+    /// fired).
+    pub(crate) fn reset(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        match &self.state {
+            State::Registered { pool, timer } => {
+                let ticks = pool.timers.clock.deadline_ticks(deadline);
+                // A deadline already passed leaves the timer fired, which
+                // the next poll reports.
+                pool.timers.reset(*timer, ticks);
+            }
+            State::Elapsed => self.state = State::Unregistered,
+            State::Unregistered => {}
+        }
+    }
+
+    /// `Ready` once the deadline has passed; otherwise `cx` is woken when
+    /// it does.
+    pub(crate) fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &self.state {
+            State::Elapsed => Poll::Ready(()),
+            State::Registered { pool, timer } => match pool.timers.poll(*timer, cx.waker()) {
+                TimerState::Fired => Poll::Ready(()),
+                TimerState::Pending => Poll::Pending,
+                TimerState::ShutDown => match dead_runtime(pool) {
+                    State::Elapsed => Poll::Ready(()),
+                    _ => Poll::Pending,
+                },
+            },
+            State::Unregistered => self.register(cx),
+        }
+    }
+
+    /// Registers the timer with the current runtime, or completes.
+    fn register(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let state = context::with_current_pool(|pool| {
+            if pool.is_closed() {
+                return dead_runtime(pool);
+            }
+            let timers = &pool.timers;
+            let ticks = timers.clock.deadline_ticks(self.deadline);
+            if ticks <= timers.clock.now_ticks() {
+                return State::Elapsed;
+            }
+            let wheel = timers.wheel_for(worker::index_in(pool));
+            match timers.insert(wheel, ticks, cx.waker().clone()) {
+                Registered::Armed(timer) => State::Registered {
+                    pool: pool.clone(),
+                    timer,
+                },
+                Registered::Expired => State::Elapsed,
+                Registered::ShutDown => dead_runtime(pool),
+            }
+        });
+        self.state = state;
+        match self.state {
+            State::Elapsed => Poll::Ready(()),
+            _ => Poll::Pending,
+        }
+    }
+}
+
+/// What a timer of a runtime that has shut down does (see the module
+/// docs).
+#[track_caller]
+fn dead_runtime(pool: &Pool) -> State {
+    assert!(
+        worker::index_in(pool).is_some(),
+        "a multipool timer was polled after its runtime shut down; \
+         timers only work while their runtime is alive"
+    );
+    State::Unregistered
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if let State::Registered { pool, timer } = &self.state {
+            pool.timers.remove(*timer);
+        }
+    }
+}
