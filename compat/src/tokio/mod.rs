@@ -112,7 +112,9 @@
 //!   tokio's "A Tokio 1.x context was found, but it is being shutdown."
 
 mod compat;
-mod context;
+mod config;
+mod driver;
+mod lifecycle;
 
 pub use compat::{Compat, CompatExt};
-pub use context::{BuilderExt, TokioContext};
+pub use config::{BuilderExt, TokioContext};
