@@ -17,12 +17,12 @@
 #[path = "../../src/sync.rs"]
 mod sync;
 
-/// `crate::pool::idle` in multipool, the real file.
+/// `crate::runtime::scheduler::idle` in multipool, the real file.
 #[allow(dead_code)]
 #[path = "../../src/runtime/scheduler/idle.rs"]
 pub(crate) mod idle;
 
-/// `crate::pool::registry` in multipool, the real file. (Under loom its
+/// `crate::runtime::scheduler::registry` in multipool, the real file. (Under loom its
 /// shard-spreading thread-local and the imports it uses are compiled out.)
 #[allow(dead_code, unused_imports)]
 #[path = "../../src/runtime/scheduler/registry.rs"]

@@ -22,7 +22,7 @@
 //!   a shutdown timeout, a worker that dropped its own runtime) keeps the
 //!   hooks it started with until it ends.
 //! * `park` (at most one) runs on an idle worker instead of its default
-//!   sleep; see `pool::park` for its contract. `busy_tick` (at most one)
+//!   sleep; see `scheduler::park` for its contract. `busy_tick` (at most one)
 //!   runs on a busy worker between two polls, once per injector check
 //!   (about every 100 µs of polling, or after every poll longer than that);
 //!   a panic in either is caught and printed, and that worker stops calling

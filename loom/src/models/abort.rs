@@ -1,9 +1,9 @@
 //! Model 4: `JoinHandle::abort` against `Registration::register`, a
 //! finished task's slot being reused, and `Registry::close`, on the real
-//! `pool::registry` code.
+//! `runtime::scheduler::registry` code.
 //!
 //! Hand-written copies (same atomics and orderings) of, in multipool
-//! (`src/task/mod.rs`, `src/task/join.rs`): `TaskMeta::set_cancel`, the
+//! (`src/runtime/task/`, `src/task/join.rs`): `TaskMeta::set_cancel`, the
 //! `registry_key` field, `Registration::register`, `Registration::drop`
 //! and `JoinHandle::abort`. A task's waker counts its wake-ups; its owner
 //! (`TaskMeta::owner_id`, the metadata's address, unique among live tasks)

@@ -1,4 +1,4 @@
-//! Model 1: the idle protocol, on the real `pool::idle` code.
+//! Model 1: the idle protocol, on the real `runtime::scheduler::idle` code.
 //!
 //! Mirrors, in multipool:
 //! * the producer: `Pool::push_remote` (push to the injector, then

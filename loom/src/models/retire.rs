@@ -110,8 +110,8 @@ impl Pool {
         }
     }
 
-    /// `Pool::push_placed(1, ..)` on an open pool (`drain_if_closed` is
-    /// model 2's).
+    /// `Pool::push_placed(1, ..)` on an open pool (the re-check of
+    /// `after_push` is model 2's).
     fn push_placed(&self, task: usize) {
         self.placed.push(task);
         // `wake_worker`.

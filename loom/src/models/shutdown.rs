@@ -2,8 +2,8 @@
 //!
 //! The pool code cannot be built under loom, so this is a hand-written copy
 //! of its shutdown paths with the same atomics and orderings, on the real
-//! `Idle`. Each function names the one it mirrors in `src/pool/mod.rs` or
-//! `src/pool/worker.rs`; a step left out says so.
+//! `Idle`. Each function names the one it mirrors in `src/runtime/scheduler/`
+//! (`push.rs`, `lifecycle.rs`, `worker/`); a step left out says so.
 //!
 //! The pool has one worker (slot 0) and these tasks:
 //! * `A` sits in the worker's own deque at the start; whoever completes it
@@ -238,7 +238,7 @@ impl Pool {
             return;
         }
         self.placed.push(task);
-        // `wake_worker`.
+        // `Pool::after_push(Notify::Placed(0), Drain::All)`: `wake_worker`.
         if self.idle.claim_parked(0) {
             self.parker.unpark();
         } else {
@@ -247,7 +247,7 @@ impl Pool {
             // Always running here; `rehome_placed` is model 3.
             assert!(self.running.load(SeqCst));
         }
-        self.drain_if_closed();
+        self.recheck_closed();
     }
 
     /// `Pool::push_local`: never cancels (only the worker may drop a local
@@ -259,8 +259,9 @@ impl Pool {
         }
     }
 
-    /// `Pool::drain_if_closed`.
-    fn drain_if_closed(&self) {
+    /// The end of `Pool::after_push` after a wake that was not a
+    /// read-modify-write of the idle state: a fence, then `closed`.
+    fn recheck_closed(&self) {
         fence(SeqCst);
         if self.closed.load(SeqCst) {
             self.drain_injector(Here::Foreign);

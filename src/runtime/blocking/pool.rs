@@ -121,7 +121,7 @@ impl BlockingPool {
             return;
         }
         // Counted until it has run (or is cancelled unrun): paused time
-        // does not advance meanwhile (see `run_blocking`).
+        // does not advance meanwhile (see `runtime::time::paused`).
         #[cfg(feature = "test-util")]
         BlockingCount::queued(&runnable);
         state.queue.push_back(runnable);

@@ -225,7 +225,7 @@ impl Pool {
         // Pairs with the read-modify-write in `push_remote` (see
         // `Idle::sync_with_pushers`): either the pusher sees `closed`, or
         // the drains that follow see its task. The fence does the same for
-        // the pushes that re-check with a fence (`drain_if_closed`).
+        // the pushes that re-check with a fence (`after_push`).
         self.idle.sync_with_pushers();
         fence(Ordering::SeqCst);
         for slot in self.slots.iter() {

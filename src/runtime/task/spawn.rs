@@ -104,7 +104,7 @@ where
 }
 
 /// `schedule_fn` is a plain `fn` item (zero-sized, called directly):
-/// [`schedule`] for pool tasks, `blocking::schedule` for blocking ones.
+/// [`schedule`] for pool tasks, `runtime::blocking::schedule` for blocking ones.
 fn spawn_with_deadline<F, D, S>(
     pool: &Arc<Pool>,
     future: F,
@@ -200,7 +200,7 @@ where
     //   worker polls it there, and cancels it there (on shutdown it wakes
     //   its local registry and drains that inbox on its own thread before
     //   it ends, waiting until every local task's future was dropped; see
-    //   `worker::Local::cancel_local_tasks`). A wake-up from another thread
+    //   `worker::Local::cancel_everything`). A wake-up from another thread
     //   only moves the runnable into that inbox. The `JoinHandle` never
     //   cancels by dropping (it detaches), so the future is never dropped
     //   by whoever holds the handle.

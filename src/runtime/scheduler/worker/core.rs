@@ -272,7 +272,7 @@ impl Core {
     }
 
     /// Asks the pool's `Scheduler` which level to serve, and looks for a
-    /// task of that level (see `pool::scheduler`).
+    /// task of that level (see `scheduler::policy`).
     #[inline(never)]
     pub(super) fn scheduled_turn(&mut self, local: &Local) -> Option<Runnable> {
         let pool = &*local.pool;

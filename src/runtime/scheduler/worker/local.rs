@@ -33,7 +33,7 @@ pub(super) struct Local {
     /// Set once the worker ran its last task (its stop hooks run).
     pub(super) stopping: Cell<bool>,
     /// The task being polled (its pointer, which is also its waker's
-    /// data), or null: its own waker is trusted (see `task::join`).
+    /// data), or null: its own waker is trusted (see `runtime::task::waker`).
     pub(super) running: Cell<*const ()>,
 }
 
@@ -179,7 +179,7 @@ impl Local {
 }
 
 /// Runs `task` on `local`'s worker. While it runs, its own waker is
-/// trusted (see `task::join`): a task awaiting a `JoinHandle` then costs no
+/// trusted (see `runtime::task::waker`): a task awaiting a `JoinHandle` then costs no
 /// guard. Two plain stores per poll.
 #[inline]
 pub(super) fn poll_task(local: &Local, task: Runnable) {
