@@ -7,6 +7,9 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
+pub mod settings;
+pub mod time;
+
 /// Runs `f` on its own thread; panics if it has not finished after `secs`,
 /// so a lost wake-up fails the test instead of hanging CI. The limit is
 /// generous: the outcome never depends on how fast the machine is. Under
@@ -88,6 +91,11 @@ impl HeldWorker {
         multipool::block_on(self.task).unwrap();
     }
 }
+
+/// A bound for [`wait_until`] in a test whose watchdog (60 s) already
+/// bounds it: as long as that watchdog, so the outcome never depends on how
+/// fast the machine is.
+pub const WATCHDOG_WAIT: Duration = Duration::from_secs(60);
 
 /// Waits until `condition` holds or `limit` passes, looking again every
 /// 100 µs; returns whether it held. For state the runtime reaches by
