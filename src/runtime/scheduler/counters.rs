@@ -47,14 +47,17 @@ impl Counters {
 impl Pool {
     /// The counter slot of the current thread: its worker's, or the shared
     /// one for threads that are not this pool's workers.
+    #[inline]
     fn counter_slot(&self) -> usize {
         worker::index_in(self).unwrap_or(self.slots.len())
     }
 
+    #[inline]
     pub(crate) fn count_spawned(&self) {
         self.counters.spawned[self.counter_slot()].fetch_add(1, Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn count_completed(&self) {
         self.counters.completed[self.counter_slot()].fetch_add(1, Ordering::Relaxed);
         if !self.accepts_spawns() {

@@ -313,6 +313,7 @@ impl Pool {
         self.slots.len()
     }
 
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }

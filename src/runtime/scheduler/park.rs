@@ -63,13 +63,13 @@
 use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::Pool;
+use crate::runtime::guard::guard_user;
 use crate::sync::{Arc, Mutex};
 
 /// How a worker is woken: its parker, and with a park hook, the waker of the
@@ -196,15 +196,16 @@ impl Park<'_> {
     /// Runs the worker's park `hook` with this `Park`, which code the hook
     /// calls on this thread reaches through
     /// [`with_current`](Self::with_current); catches a panic.
-    pub(crate) fn run_hook(
-        &self,
-        hook: &(dyn Fn(&Park<'_>) + Send + Sync),
-    ) -> std::thread::Result<()> {
+    pub(crate) fn run_hook(&self, hook: &(dyn Fn(&Park<'_>) + Send + Sync)) -> Option<()> {
         // Only the lifetime changes: see `with_current` for why the pointer
         // is not used beyond this borrow.
         let this = ptr::from_ref(self).cast::<Park<'static>>();
         let _reset = CurrentGuard(CURRENT.with(|current| current.replace(this)));
-        catch_unwind(AssertUnwindSafe(|| hook(self)))
+        let what = format_args!(
+            "the `Builder::park_with` hook (on worker {}, which parks without it from now on)",
+            self.index
+        );
+        guard_user(what, || hook(self))
     }
 
     /// Calls `f` with the `Park` of the park hook running on this thread,

@@ -135,6 +135,7 @@ impl Pool {
 
     /// The schedule function of every task: routes a woken task back to its
     /// own pool.
+    #[inline]
     pub(crate) fn schedule_woken(runnable: Runnable, woken_while_running: bool) {
         let meta = runnable.metadata();
         if meta.home != NO_HOME || meta.pool.has_custom_queues {
@@ -304,6 +305,7 @@ impl Pool {
     }
 
     /// Wakes a parked worker if work is waiting and nobody searches for it.
+    #[inline]
     pub(crate) fn notify_parked(&self) {
         if let Some(index) = self.idle.worker_to_notify() {
             self.slots[index].unparker.unpark();

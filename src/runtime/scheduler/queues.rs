@@ -89,6 +89,7 @@ impl Pool {
     }
 
     /// Whether the injector of `level` (or the user's queue) is empty.
+    #[inline]
     pub(crate) fn injector_is_empty(&self, level: usize) -> bool {
         self.injector[level].is_empty()
             && self.custom_queues[level].as_ref().is_none_or(|queue| {
@@ -136,6 +137,7 @@ impl Pool {
     }
 
     /// Notes that a local queue may hold a task of `level`.
+    #[inline]
     pub(super) fn mark_level(&self, level: usize) {
         if level < Priority::Low.index() && !self.level_marked(level) {
             self.level_hint
@@ -143,6 +145,7 @@ impl Pool {
         }
     }
 
+    #[inline]
     pub(super) fn level_marked(&self, level: usize) -> bool {
         LevelSet::from_bits(self.level_hint.load(Ordering::Relaxed)).contains(level)
     }

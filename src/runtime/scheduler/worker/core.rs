@@ -192,6 +192,7 @@ impl Core {
     }
 
     /// Finds the next task without becoming a searcher (see the module docs).
+    #[inline]
     pub(super) fn next_task(&mut self, local: &Local) -> Option<Runnable> {
         let pool = &*local.pool;
         let injector_first = self.injector_due();
@@ -413,6 +414,9 @@ impl Core {
     }
 
     /// Polls `task`, then whatever it put in the LIFO slot (bounded).
+    // Always inlined into `run`'s two call sites: out of line it costs a
+    // frame per poll (measured with callgrind: +4% on `yield_many`).
+    #[inline(always)]
     pub(super) fn run_task(&mut self, local: &Local, task: Runnable) {
         if self.searching {
             self.searching = false;

@@ -39,6 +39,7 @@ pub(super) struct Local {
 
 impl Local {
     /// Queues a task scheduled on this worker (see the module docs).
+    #[inline]
     pub(super) fn schedule(&self, runnable: Runnable, is_yield: bool) {
         // Only a task woken by the running task goes to the LIFO slot.
         if is_yield || !self.lifo_enabled.get() {
@@ -52,6 +53,7 @@ impl Local {
 
     /// Pushes a task to the back of its level's queue and makes sure some
     /// worker will look at it.
+    #[inline]
     pub(super) fn push_back(&self, runnable: Runnable) {
         let level = runnable.metadata().priority().index();
         self.queues[level].push(runnable);
@@ -87,12 +89,14 @@ impl Local {
     }
 
     /// Whether a queue this worker serves holds work more urgent than `level`.
+    #[inline]
     pub(super) fn more_urgent_queued(&self, level: usize) -> bool {
         (0..level).any(|l| !self.queues[l].is_empty() || !self.pool.injector_is_empty(l))
     }
 
     /// Whether this worker's queues or inboxes hold work (the LIFO slot is
     /// always empty between ticks).
+    #[inline]
     pub(super) fn has_local_work(&self) -> bool {
         self.queues.iter().any(|q| !q.is_empty()) || self.has_inbox_work()
     }
@@ -107,6 +111,7 @@ impl Local {
         self.inbox.get().map(|inbox| &**inbox)
     }
 
+    #[inline]
     pub(super) fn has_inbox_work(&self) -> bool {
         self.inbox().is_some_and(|inbox| !inbox.is_empty())
     }

@@ -99,6 +99,7 @@ fn with_local<R>(f: impl FnOnce(Option<&Local>) -> R) -> R {
 }
 
 /// The index of the worker running on this thread, if any.
+#[inline]
 pub(crate) fn current_index() -> Option<usize> {
     with_local(|local| local.map(|local| local.index))
 }
@@ -111,6 +112,7 @@ pub(crate) fn with_current_worker<R>(f: impl FnOnce(&Arc<Pool>, usize, bool) -> 
 }
 
 /// The index of this thread's worker if it belongs to `pool`.
+#[inline]
 pub(crate) fn index_in(pool: &Pool) -> Option<usize> {
     with_local(|local| match local {
         Some(local) if ptr::eq(Arc::as_ptr(&local.pool), pool) => Some(local.index),
@@ -205,6 +207,7 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
 
 /// Whether `data` is the waker data of the task this thread's worker is
 /// polling right now.
+#[inline]
 pub(crate) fn is_running_task(data: *const ()) -> bool {
     with_local(|local| local.is_some_and(|local| ptr::eq(local.running.get(), data)))
 }

@@ -136,12 +136,7 @@ impl Core {
         let result = park.run_hook(&**hook);
         local.in_park_hook.set(false);
         waker.clear();
-        if result.is_err() {
-            eprintln!(
-                "multipool: the `Builder::park_with` hook panicked on worker {}; \
-                 the panic was caught and the worker parks without the hook from now on",
-                local.index
-            );
+        if result.is_none() {
             self.park_hook = None;
         }
         park.is_busy()
