@@ -30,6 +30,8 @@
 //! never names a worker whose thread has stopped, so a notifier never wakes
 //! a worker that is gone.
 
+use crossbeam_utils::CachePadded;
+
 use crate::sync::{AtomicU64, Mutex, Ordering::SeqCst};
 
 /// Each count in `state` takes 16 bits.
@@ -41,8 +43,12 @@ const ACTIVE_ONE: u64 = 1 << (2 * FIELD_BITS);
 
 pub(crate) struct Idle {
     /// Packed: number of searching workers (bits 0..16), of unparked workers
-    /// (bits 16..32) and of active workers (bits 32..48).
-    state: AtomicU64,
+    /// (bits 16..32) and of active workers (bits 32..48). On a cache line
+    /// of its own: every push does a read-modify-write of it, which would
+    /// take the line from every core that reads what the compiler happens
+    /// to lay out next to it (the re-layering of issue #12 once put the
+    /// slots' pointer there, which every push reads).
+    state: CachePadded<AtomicU64>,
     /// Indices of parked workers.
     sleepers: Mutex<Vec<usize>>,
 }
@@ -66,7 +72,7 @@ impl Idle {
     pub(crate) fn new(max_workers: usize) -> Self {
         assert!((max_workers as u64) < FIELD_MASK, "too many workers");
         Idle {
-            state: AtomicU64::new(0),
+            state: CachePadded::new(AtomicU64::new(0)),
             sleepers: Mutex::new(Vec::with_capacity(max_workers)),
         }
     }

@@ -201,11 +201,13 @@ impl Park<'_> {
         // is not used beyond this borrow.
         let this = ptr::from_ref(self).cast::<Park<'static>>();
         let _reset = CurrentGuard(CURRENT.with(|current| current.replace(this)));
-        let what = format_args!(
-            "the `Builder::park_with` hook (on worker {}, which parks without it from now on)",
-            self.index
-        );
-        guard_user(what, || hook(self))
+        guard_user(
+            format_args!(
+                "the `Builder::park_with` hook (on worker {}, which parks without it from now on)",
+                self.index
+            ),
+            || hook(self),
+        )
     }
 
     /// Calls `f` with the `Park` of the park hook running on this thread,

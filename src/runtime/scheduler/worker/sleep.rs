@@ -109,11 +109,15 @@ impl Core {
         let Some(hook) = &self.busy_tick else {
             return;
         };
-        let what = format_args!(
-            "the `Builder::on_busy_tick` hook (on worker {}, which no longer calls it)",
-            local.index
-        );
-        if guard_user(what, || hook()).is_none() {
+        if guard_user(
+            format_args!(
+                "the `Builder::on_busy_tick` hook (on worker {}, which no longer calls it)",
+                local.index
+            ),
+            || hook(),
+        )
+        .is_none()
+        {
             self.busy_tick = None;
         }
     }
