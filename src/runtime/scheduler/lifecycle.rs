@@ -182,7 +182,7 @@ impl Pool {
         self.timers.close_wheel_if(index, || {
             self.idle.retire_parked(index, self.min_workers, || {
                 // Last check passed: the worker retires. Counted before
-                // the active count drops (see `workers_started`).
+                // the active count drops (see `counters`).
                 self.counters.workers_retired.fetch_add(1, Ordering::SeqCst);
                 true
             })
@@ -222,10 +222,11 @@ impl Pool {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        // Pairs with the read-modify-write in `push_remote` (see
+        // The closer's half of the push protocol (see `push`): pairs with
+        // the read-modify-write of the idle state in `after_push` (see
         // `Idle::sync_with_pushers`): either the pusher sees `closed`, or
         // the drains that follow see its task. The fence does the same for
-        // the pushes that re-check with a fence (`after_push`).
+        // the pushes that re-check after a fence.
         self.idle.sync_with_pushers();
         fence(Ordering::SeqCst);
         for slot in self.slots.iter() {
