@@ -77,7 +77,10 @@ fn high_task_woken_by_a_timer_runs_before_queued_low_work() {
                 })
                 .collect();
             ready_rx.recv().unwrap();
-            let yielded = advance(ms(1));
+            // `advance` moves the clock at its first poll (as tokio's);
+            // what is left to await after that is its yield.
+            let mut yielded = std::pin::pin!(advance(ms(1)));
+            assert!(futures::poll!(yielded.as_mut()).is_pending());
             advanced_tx.send(()).unwrap();
             yielded.await;
             for low in lows {

@@ -232,6 +232,15 @@ fn shutdown_pools(pools: &[Arc<Pool>], deadline: Option<Instant>) -> bool {
     done
 }
 
+// As tokio's: a `Runtime` (and a `Handle`) stays consistent when a panic
+// unwinds past it. The runtime's state is only changed by its own code,
+// which never unwinds half-way (a bug in it shuts the pool down, see
+// `scheduler::worker`); user code it calls runs guarded (`guard`), and
+// tasks catch their own panics. What is not unwind-safe by itself is the
+// user's hooks, schedulers and queues the runtime holds as trait objects.
+impl std::panic::UnwindSafe for Runtime {}
+impl std::panic::RefUnwindSafe for Runtime {}
+
 impl Drop for Runtime {
     /// Stops the workers and cancels every unfinished task; see the module
     /// docs. Waits for tasks that are being polled to return from `poll`,

@@ -34,13 +34,13 @@ pub fn interval(period: Duration) -> Interval {
 ///
 /// Panics if `period` is zero.
 #[track_caller]
-pub fn interval_at(start: Instant, period: Duration) -> Interval {
+pub fn interval_at(start: impl Into<Instant>, period: Duration) -> Interval {
     assert!(
         !period.is_zero(),
         "`interval` period must be greater than zero"
     );
     Interval {
-        delay: sleep_until(start),
+        delay: sleep_until(start.into()),
         period,
         missed_tick_behavior: MissedTickBehavior::default(),
     }
@@ -114,14 +114,45 @@ impl Interval {
         } else {
             add(due, self.period)
         };
-        Pin::new(&mut self.delay).reset(next);
+        // Out of the wheel until the next poll: a timer left armed would
+        // wake this task once per tick whether it awaits the next tick or
+        // not (tokio's `Interval` does not either).
+        self.delay.reset_unarmed(next);
         Poll::Ready(due)
     }
 
     /// Restarts the schedule: the next tick is one period from now.
     pub fn reset(&mut self) {
-        let next = add(super::now(), self.period);
-        Pin::new(&mut self.delay).reset(next);
+        self.reset_after(self.period);
+    }
+
+    /// Restarts the schedule with a tick due now.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = multipool::Runtime::builder().workers(1).start_paused(true).build().unwrap();
+    /// rt.block_on(async {
+    ///     let start = multipool::time::Instant::now();
+    ///     let mut ticks = multipool::time::interval(Duration::from_secs(10));
+    ///     ticks.tick().await; // the first tick is immediate
+    ///     ticks.reset_immediately();
+    ///     ticks.tick().await; // and so is this one
+    ///     assert_eq!(start.elapsed(), Duration::ZERO);
+    /// });
+    /// ```
+    pub fn reset_immediately(&mut self) {
+        self.reset_at(super::now());
+    }
+
+    /// Restarts the schedule with the next tick `after` from now.
+    pub fn reset_after(&mut self, after: Duration) {
+        self.reset_at(add(super::now(), after));
+    }
+
+    /// Restarts the schedule with the next tick at `deadline`.
+    pub fn reset_at(&mut self, deadline: impl Into<Instant>) {
+        Pin::new(&mut self.delay).reset(deadline.into());
     }
 
     /// The period.

@@ -8,8 +8,10 @@
 //!   millisecond, so a 1 ms sleep here wakes about 1 ms after it started, not
 //!   up to 2 ms;
 //! * [`Sleep`] is `Unpin`;
-//! * deadlines are `std::time::Instant`s; [`now`] reads the runtime's clock
-//!   (which differs from `Instant::now()` only while paused).
+//! * deadlines are `std::time::Instant`s or [`Instant`]s (every function
+//!   taking one takes either); [`Instant::now`] and [`now`] read the
+//!   runtime's clock, which differs from `std::time::Instant::now()` only
+//!   while time is paused (or after it was).
 //!
 //! Timers work in tasks on any runtime, in `multipool::block_on` (they then
 //! use the global runtime's timers) and with paused time in tests (feature
@@ -19,15 +21,21 @@
 //! A task can also be given a deadline when spawned, with
 //! [`Spawn::timeout`](crate::Spawn::timeout).
 
+mod instant;
 mod interval;
 mod sleep;
 mod timeout;
 
+pub use instant::Instant;
 pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub use sleep::{sleep, sleep_until, Sleep};
+pub use std::time::Duration;
 pub use timeout::{timeout, timeout_at, Elapsed, Timeout};
 
-use std::time::Instant;
+/// Errors of the time functions, at tokio's path (`time::error::Elapsed`).
+pub mod error {
+    pub use super::timeout::Elapsed;
+}
 
 use crate::runtime::with_current_pool;
 
@@ -38,7 +46,7 @@ use crate::runtime::with_current_pool;
 /// let before = std::time::Instant::now();
 /// assert!(multipool::time::now() >= before);
 /// ```
-pub fn now() -> Instant {
+pub fn now() -> std::time::Instant {
     with_current_pool(|pool| pool.timers.clock.now())
 }
 
@@ -59,7 +67,8 @@ mod test_util {
     ///
     /// # Panics
     ///
-    /// Panics outside a runtime.
+    /// Panics outside a runtime, or if time is already paused (as tokio's
+    /// does).
     ///
     /// ```
     /// use std::time::Duration;
@@ -76,7 +85,10 @@ mod test_util {
     pub fn pause() {
         let handle = Handle::current();
         let runtime = handle.shared();
-        runtime.clock.pause();
+        assert!(
+            runtime.clock.pause(),
+            "`time::pause` called while time is already paused"
+        );
         // Parked workers re-park without a deadline; the last to do so
         // advances the clock if the runtime is idle.
         runtime.unpark_all();
@@ -87,18 +99,24 @@ mod test_util {
     ///
     /// # Panics
     ///
-    /// Panics outside a runtime.
+    /// Panics outside a runtime, or if time is not paused (as tokio's
+    /// does).
     #[track_caller]
     pub fn resume() {
         let handle = Handle::current();
         let runtime = handle.shared();
-        runtime.clock.resume();
+        assert!(
+            runtime.clock.resume(),
+            "`time::resume` called while time is not paused"
+        );
         // Workers parked without a deadline re-park until their next timer.
         runtime.unpark_all();
     }
 
     /// Moves paused time forward by `duration`, firing every timer that
-    /// becomes due, then yields so the woken tasks can run.
+    /// becomes due, then yields so the woken tasks can run. As in tokio,
+    /// this is an `async fn`: time moves when the future is first polled,
+    /// not when it is created.
     ///
     /// The clock's range ends about 36 000 years after the runtime started.
     /// A `duration` that reaches past that end (`Duration::MAX`, say) moves
@@ -109,7 +127,7 @@ mod test_util {
     ///
     /// # Panics
     ///
-    /// Panics outside a runtime or if time is not paused.
+    /// The first poll panics outside a runtime or if time is not paused.
     ///
     /// ```
     /// use std::time::Duration;
@@ -121,16 +139,17 @@ mod test_util {
     ///     timer.await.unwrap();
     /// });
     /// ```
-    #[track_caller]
-    pub fn advance(duration: Duration) -> impl std::future::Future<Output = ()> {
-        let handle = Handle::current();
-        let runtime = handle.shared();
-        assert!(
-            runtime.clock.advance(duration),
-            "`time::advance` needs paused time: call `time::pause()` first"
-        );
-        runtime.fire_all_due();
-        crate::task::yield_now()
+    pub async fn advance(duration: Duration) {
+        {
+            let handle = Handle::current();
+            let runtime = handle.shared();
+            assert!(
+                runtime.clock.advance(duration),
+                "`time::advance` needs paused time: call `time::pause()` first"
+            );
+            runtime.fire_all_due();
+        }
+        crate::task::yield_now().await;
     }
 }
 

@@ -40,8 +40,8 @@ pub fn sleep(duration: Duration) -> Sleep {
 ///     assert!(Instant::now() >= deadline);
 /// });
 /// ```
-pub fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep::new(deadline)
+pub fn sleep_until(deadline: impl Into<Instant>) -> Sleep {
+    Sleep::new(deadline.into())
 }
 
 /// A future that completes at its deadline; see [`sleep`].
@@ -92,8 +92,15 @@ impl Sleep {
     ///     sleep.await; // an hour became a millisecond
     /// });
     /// ```
-    pub fn reset(self: Pin<&mut Self>, deadline: Instant) {
-        self.get_mut().timer.reset(deadline);
+    pub fn reset(self: Pin<&mut Self>, deadline: impl Into<Instant>) {
+        self.get_mut().timer.reset(deadline.into());
+    }
+
+    /// Moves the deadline and takes the timer out of its wheel: nothing is
+    /// woken until the `Sleep` is polled again (as `Interval` wants after a
+    /// tick).
+    pub(crate) fn reset_unarmed(&mut self, deadline: Instant) {
+        self.timer.reset_unarmed(deadline);
     }
 }
 

@@ -129,33 +129,39 @@ impl Clock {
             .map_or(self.end, |now| now.min(self.end))
     }
 
-    pub(crate) fn pause(&self) {
+    /// Freezes the clock; `false` if it was frozen already.
+    pub(crate) fn pause(&self) -> bool {
         let mut frozen = self.frozen.lock();
-        if !self.paused.load(Ordering::Acquire) {
-            // The clock's present (real time plus what earlier pauses
-            // added), rounded up to a whole tick: pausing never moves time
-            // backwards, and deadlines a whole number of microseconds away
-            // are then reached exactly when time auto-advances.
-            let present = self.ahead_of_real_time(self.offset());
-            let nanos = present.saturating_duration_since(self.base).as_nanos();
-            let ticks = u64::try_from(nanos.div_ceil(1_000)).unwrap_or(MAX_DEADLINE);
-            *frozen = self
-                .instant_of(ticks)
-                .map_or(self.end, |instant| instant.min(self.end));
-            self.paused.store(true, Ordering::Release);
+        if self.paused.load(Ordering::Acquire) {
+            return false;
         }
+        // The clock's present (real time plus what earlier pauses added),
+        // rounded up to a whole tick: pausing never moves time backwards,
+        // and deadlines a whole number of microseconds away are then
+        // reached exactly when time auto-advances.
+        let present = self.ahead_of_real_time(self.offset());
+        let nanos = present.saturating_duration_since(self.base).as_nanos();
+        let ticks = u64::try_from(nanos.div_ceil(1_000)).unwrap_or(MAX_DEADLINE);
+        *frozen = self
+            .instant_of(ticks)
+            .map_or(self.end, |instant| instant.min(self.end));
+        self.paused.store(true, Ordering::Release);
+        true
     }
 
-    pub(crate) fn resume(&self) {
+    /// Lets real time run again; `false` if the clock was not frozen.
+    pub(crate) fn resume(&self) -> bool {
         let frozen = self.frozen.lock();
-        if self.paused.load(Ordering::Acquire) {
-            // Rounded up: time never goes backwards. At most the clock's
-            // range (`frozen <= end`), which fits.
-            let ahead = frozen.saturating_duration_since(Instant::now());
-            let micros = u64::try_from(ahead.as_nanos().div_ceil(1_000)).unwrap_or(u64::MAX);
-            self.offset_micros.store(micros, Ordering::Release);
-            self.paused.store(false, Ordering::Release);
+        if !self.paused.load(Ordering::Acquire) {
+            return false;
         }
+        // Rounded up: time never goes backwards. At most the clock's range
+        // (`frozen <= end`), which fits.
+        let ahead = frozen.saturating_duration_since(Instant::now());
+        let micros = u64::try_from(ahead.as_nanos().div_ceil(1_000)).unwrap_or(u64::MAX);
+        self.offset_micros.store(micros, Ordering::Release);
+        self.paused.store(false, Ordering::Release);
+        true
     }
 
     /// Moves paused time forward by `duration`, or to the end of the

@@ -78,6 +78,16 @@ impl Timer {
         }
     }
 
+    /// Moves the deadline and takes the timer out of its wheel, so that
+    /// nothing is woken until it is polled again.
+    pub(crate) fn reset_unarmed(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        if let State::Registered { pool, timer } = &self.state {
+            pool.timers.remove(*timer);
+        }
+        self.state = State::Unregistered;
+    }
+
     /// `Ready` once the deadline has passed; otherwise `cx` is woken when
     /// it does.
     pub(crate) fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
