@@ -1,7 +1,7 @@
-//! [`Builder`]: how a runtime is configured. Every setting is validated
-//! by [`Builder::build`]; a bad value is a [`BuildError`] naming the
+//! [`Builder`](crate::Builder): how a runtime is configured. Every setting is validated
+//! by [`Builder::build`](crate::Builder::build); a bad value is a [`BuildError`] naming the
 //! setting, never a silent default. The settings of one pool are
-//! [`PoolBuilder`]'s (see `pool_builder`); the builder's own methods of
+//! [`PoolBuilder`](crate::PoolBuilder)'s (see `pool_builder`); the builder's own methods of
 //! the same names set its default pool's.
 
 use std::time::Duration;
@@ -33,7 +33,7 @@ const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
 /// Default time an idle blocking thread waits for work before it exits.
 const DEFAULT_BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
-/// Configures and builds a [`Runtime`].
+/// Configures and builds a [`Runtime`](crate::Runtime).
 ///
 /// The runtime's own settings ([`workers`](Self::workers),
 /// [`max_queued`](Self::max_queued), ...) configure its *default pool*,
@@ -221,7 +221,7 @@ impl Builder {
     }
 
     /// Runs every worker thread's whole life, and every
-    /// [`Runtime::block_on`]/[`Handle::block_on`] call, inside `wrapper`: the
+    /// [`Runtime::block_on`](crate::Runtime::block_on)/[`Handle::block_on`] call, inside `wrapper`: the
     /// wrapper gets the body as a closure and must call it exactly once. It
     /// is how a thread-wide context (another runtime's `enter` guard, a
     /// tracing dispatcher, a thread-local arena) is set for everything the
@@ -476,8 +476,8 @@ impl Builder {
     }
 }
 
-/// Generates [`Builder`]'s settings of its default pool: each forwards to
-/// the [`PoolBuilder`] method of the same name, so the two cannot drift.
+/// Generates [`Builder`](crate::Builder)'s settings of its default pool: each forwards to
+/// the [`PoolBuilder`](crate::PoolBuilder) method of the same name, so the two cannot drift.
 macro_rules! default_pool_settings {
     ($($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),*);)*) => {
         impl Builder {
@@ -494,12 +494,12 @@ macro_rules! default_pool_settings {
 
 default_pool_settings! {
     /// Number of worker threads of the default pool, fixed (default:
-    /// `std::thread::available_parallelism`); see [`PoolBuilder::workers`].
+    /// `std::thread::available_parallelism`); see [`PoolBuilder::workers`](crate::PoolBuilder::workers).
     /// Zero is rejected by [`build`](Self::build).
     fn workers(workers: usize);
 
     /// The fewest workers of the default pool; see
-    /// [`PoolBuilder::min_workers`].
+    /// [`PoolBuilder::min_workers`](crate::PoolBuilder::min_workers).
     ///
     /// ```
     /// let rt = multipool::Runtime::builder()
@@ -516,11 +516,11 @@ default_pool_settings! {
     fn min_workers(workers: usize);
 
     /// The most workers of the default pool; see
-    /// [`PoolBuilder::max_workers`] for when the pool grows.
+    /// [`PoolBuilder::max_workers`](crate::PoolBuilder::max_workers) for when the pool grows.
     fn max_workers(workers: usize);
 
     /// How long a worker of the default pool above `min_workers` stays
-    /// parked before it retires; see [`PoolBuilder::idle_timeout`].
+    /// parked before it retires; see [`PoolBuilder::idle_timeout`](crate::PoolBuilder::idle_timeout).
     fn idle_timeout(timeout: Duration);
 
     /// Prefix of the default pool's worker thread names; worker `N` is
@@ -528,35 +528,35 @@ default_pool_settings! {
     fn thread_name(name: impl Into<String>);
 
     /// Bounds the tasks waiting to start in the default pool; see
-    /// [`PoolBuilder::max_queued`].
+    /// [`PoolBuilder::max_queued`](crate::PoolBuilder::max_queued).
     fn max_queued(max: usize);
 
     /// The priorities the default pool takes; see
-    /// [`PoolBuilder::priorities`].
+    /// [`PoolBuilder::priorities`](crate::PoolBuilder::priorities).
     fn priorities(priorities: impl IntoIterator<Item = Priority>);
 
     /// Guarantees `priority` a minimum share of the default pool's polls;
-    /// see [`PoolBuilder::min_share`].
+    /// see [`PoolBuilder::min_share`](crate::PoolBuilder::min_share).
     fn min_share(priority: Priority, one_in: u32);
 
-    /// The default pool's scheduling policy; see [`PoolBuilder::scheduler`].
+    /// The default pool's scheduling policy; see [`PoolBuilder::scheduler`](crate::PoolBuilder::scheduler).
     fn scheduler(scheduler: impl Scheduler);
 
     /// A user's run-queue for one level of the default pool; see
-    /// [`PoolBuilder::queue`].
+    /// [`PoolBuilder::queue`](crate::PoolBuilder::queue).
     fn queue(priority: Priority, queue: impl RunQueue);
 
     /// Where the default pool's new tasks start; see [`Placement`].
     fn placement(placement: Placement);
 
     /// Pins the default pool's workers to cores; see
-    /// [`PoolBuilder::pin_workers`].
+    /// [`PoolBuilder::pin_workers`](crate::PoolBuilder::pin_workers).
     fn pin_workers(pin: bool);
 
-    /// LIFO order for a level of the default pool; see [`PoolBuilder::lifo`].
+    /// LIFO order for a level of the default pool; see [`PoolBuilder::lifo`](crate::PoolBuilder::lifo).
     fn lifo(priority: Priority);
 
     /// Strict priority order in the default pool; see
-    /// [`PoolBuilder::strict_priority`].
+    /// [`PoolBuilder::strict_priority`](crate::PoolBuilder::strict_priority).
     fn strict_priority();
 }

@@ -13,7 +13,7 @@ use crate::sync::Arc;
 use crate::task::{JoinHandle, Spawn};
 use crate::Priority;
 
-/// A cheap, cloneable reference to a [`Runtime`], usable from any thread.
+/// A cheap, cloneable reference to a [`Runtime`](crate::Runtime), usable from any thread.
 ///
 /// ```
 /// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
@@ -105,7 +105,7 @@ impl Handle {
     }
 
     /// Runs `future` on the calling thread with this runtime entered; see
-    /// [`Runtime::block_on`].
+    /// [`Runtime::block_on`](crate::Runtime::block_on).
     pub fn block_on<F: IntoFuture>(&self, future: F) -> F::Output {
         let _enter = self.enter();
         self.shared
@@ -118,7 +118,7 @@ impl Handle {
     /// rather than once per task (the woken worker wakes the next as it
     /// finds more work). Returns their handles in order.
     ///
-    /// A bounded pool (see [`Builder::max_queued`]) takes what fits; the
+    /// A bounded pool (see [`Builder::max_queued`](crate::Builder::max_queued)) takes what fits; the
     /// handles of the rest report the refusal
     /// ([`JoinError::is_rejected`](crate::JoinError::is_rejected)).
     ///
@@ -182,7 +182,7 @@ impl Handle {
     }
 
     /// A handle to this runtime's pool called `name` (see
-    /// [`Builder::pool`]; the runtime's own pool is `"default"`), or `None`
+    /// [`Builder::pool`](crate::Builder::pool); the runtime's own pool is `"default"`), or `None`
     /// if there is no such pool.
     pub fn named_pool(&self, name: &str) -> Option<Handle> {
         self.shared.pool(name).map(Handle::from_pool)
@@ -244,7 +244,7 @@ impl Handle {
     }
 
     /// Tasks waiting to start (spawned, not yet polled) in a pool with
-    /// [`Builder::max_queued`]; 0 for an unbounded pool, which does not
+    /// [`Builder::max_queued`](crate::Builder::max_queued); 0 for an unbounded pool, which does not
     /// count them.
     pub fn num_queued(&self) -> usize {
         self.pool.num_queued()
@@ -290,7 +290,7 @@ impl Handle {
     }
 
     /// Whether the runtime has shut down or begun to (see
-    /// [`Runtime::shutdown_timeout`]); spawns then fail with a shutdown
+    /// [`Runtime::shutdown_timeout`](crate::Runtime::shutdown_timeout)); spawns then fail with a shutdown
     /// error on their handle.
     pub fn is_shutdown(&self) -> bool {
         !self.pool.accepts_spawns()

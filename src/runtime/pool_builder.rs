@@ -1,4 +1,4 @@
-//! [`PoolBuilder`]: the settings of one pool of workers, and their
+//! [`PoolBuilder`](crate::PoolBuilder): the settings of one pool of workers, and their
 //! validation into the scheduler's `PoolConfig`.
 
 use std::time::Duration;
@@ -25,8 +25,8 @@ const MAX_SHARE: u32 = i32::MAX as u32;
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The settings of one pool of workers: the runtime's default pool (set
-/// through [`Builder`]'s methods of the same names) or a named pool (set in
-/// [`Builder::pool`]).
+/// through [`Builder`](crate::Builder)'s methods of the same names) or a named pool (set in
+/// [`Builder::pool`](crate::Builder::pool)).
 ///
 /// ```
 /// use std::time::Duration;
@@ -112,7 +112,7 @@ impl Default for PoolBuilder {
 impl PoolBuilder {
     /// A fixed number of workers: `min_workers` and `max_workers` both
     /// `workers`. Zero, and more than 4096, are rejected by
-    /// [`Builder::build`].
+    /// [`Builder::build`](crate::Builder::build).
     pub fn workers(mut self, workers: usize) -> Self {
         self.min_workers = Some(workers);
         self.max_workers = Some(workers);
@@ -165,7 +165,7 @@ impl PoolBuilder {
     /// `{name}-{N}`. Default: `multipool-worker` for the default pool,
     /// `multipool-{pool}` for a named one. An empty name, or one with a NUL
     /// byte (which no thread name can hold), is rejected by
-    /// [`Builder::build`].
+    /// [`Builder::build`](crate::Builder::build).
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
         self.thread_name = Some(name.into());
         self
@@ -203,7 +203,7 @@ impl PoolBuilder {
     /// there is (default: Normal 1 in 16, Low 1 in 64). High is always
     /// served first and takes no share.
     ///
-    /// [`Builder::build`] rejects a share for High, and a `one_in` of 0, of
+    /// [`Builder::build`](crate::Builder::build) rejects a share for High, and a `one_in` of 0, of
     /// 1 (every poll: High would get none), or above `2^31 - 1` (turns are
     /// counted in ticks that wrap at `2^32`), as well as Normal and Low both
     /// at 1 in 2 (they would take every poll between them).
@@ -243,7 +243,7 @@ impl PoolBuilder {
     /// Pins worker `N` to the `N`-th CPU the process may run on (modulo
     /// their number; under `taskset` or a cgroup CPU set that is not CPU
     /// `N`), so the operating system never moves it: warm caches, no
-    /// migrations. Linux only; elsewhere [`Builder::build`] reports an
+    /// migrations. Linux only; elsewhere [`Builder::build`](crate::Builder::build) reports an
     /// error.
     pub fn pin_workers(mut self, pin: bool) -> Self {
         self.pin_workers = pin;
