@@ -2,7 +2,9 @@
 //! `benches/rt_multi_threaded.rs`, run side by side on four executors.
 //!
 //! Every workload is a criterion benchmark group (`spawn_many_local`,
-//! `spawn_many_remote_idle`, ...) with one function per executor:
+//! `spawn_many_remote_idle`, ...) with one function per executor (plus
+//! `spawn_many_in_task`, which is not upstream: the spawns of
+//! `spawn_many_local`, made from inside a task):
 //! `multipool`, `tokio`, `async_std` and `smol`. Like upstream, these are
 //! scheduler regression benchmarks, not a demonstration of real-world
 //! performance.
@@ -316,6 +318,40 @@ fn spawn_many_local<E: Exec>(g: &mut Group<'_>) {
     });
 }
 
+/// 10_000 spawns from inside a task, so each is a spawn local to a worker
+/// (the shape of issue #15); each task decrements a shared counter and the
+/// last one signals. The bench thread only starts the spawner and waits.
+/// `spawn_many_local` spawns from `block_on`, which is not a worker.
+fn spawn_many_in_task<E: Exec>(g: &mut Group<'_>) {
+    let rt = E::build();
+
+    let (tx, rx) = mpsc::sync_channel(1000);
+    let rem = Arc::new(AtomicUsize::new(0));
+
+    g.bench_function(E::NAME, |b| {
+        b.iter(|| {
+            rem.store(NUM_SPAWN, Relaxed);
+            let tx = tx.clone();
+            let rem = rem.clone();
+
+            rt.spawn_remote_detach(async move {
+                for _ in 0..NUM_SPAWN {
+                    let tx = tx.clone();
+                    let rem = rem.clone();
+
+                    E::spawn(async move {
+                        if 1 == rem.fetch_sub(1, Relaxed) {
+                            tx.send(()).unwrap();
+                        }
+                    });
+                }
+            });
+
+            rx.recv().unwrap();
+        })
+    });
+}
+
 /// 10_000 spawns from the bench thread into an idle runtime, then await all.
 fn spawn_many_remote_idle<E: Exec>(g: &mut Group<'_>) {
     let rt = E::build();
@@ -544,6 +580,7 @@ fn main() {
         .configure_from_args();
 
     compare!(c, spawn_many_local, SamplingMode::Auto);
+    compare!(c, spawn_many_in_task, SamplingMode::Auto);
     compare!(c, spawn_many_remote_idle, SamplingMode::Auto);
     compare!(c, spawn_many_remote_busy1, SamplingMode::Flat);
     compare!(c, spawn_many_remote_busy2, SamplingMode::Flat);
