@@ -289,6 +289,21 @@ fn stall() {
     }
 }
 
+/// Spawns `NUM_SPAWN` tasks on the current runtime; each decrements `rem`,
+/// and the one that takes it to zero signals on `tx`.
+fn spawn_countdown<E: Exec>(tx: &mpsc::SyncSender<()>, rem: &Arc<AtomicUsize>) {
+    for _ in 0..NUM_SPAWN {
+        let tx = tx.clone();
+        let rem = rem.clone();
+
+        E::spawn(async move {
+            if 1 == rem.fetch_sub(1, Relaxed) {
+                tx.send(()).unwrap();
+            }
+        });
+    }
+}
+
 /// 10_000 spawns from inside `block_on`; the last task to finish signals.
 fn spawn_many_local<E: Exec>(g: &mut Group<'_>) {
     let rt = E::build();
@@ -301,17 +316,7 @@ fn spawn_many_local<E: Exec>(g: &mut Group<'_>) {
             rem.store(NUM_SPAWN, Relaxed);
 
             rt.block_on(async {
-                for _ in 0..NUM_SPAWN {
-                    let tx = tx.clone();
-                    let rem = rem.clone();
-
-                    E::spawn(async move {
-                        if 1 == rem.fetch_sub(1, Relaxed) {
-                            tx.send(()).unwrap();
-                        }
-                    });
-                }
-
+                spawn_countdown::<E>(&tx, &rem);
                 rx.recv().unwrap();
             });
         })
@@ -334,18 +339,7 @@ fn spawn_many_in_task<E: Exec>(g: &mut Group<'_>) {
             let tx = tx.clone();
             let rem = rem.clone();
 
-            rt.spawn_remote_detach(async move {
-                for _ in 0..NUM_SPAWN {
-                    let tx = tx.clone();
-                    let rem = rem.clone();
-
-                    E::spawn(async move {
-                        if 1 == rem.fetch_sub(1, Relaxed) {
-                            tx.send(()).unwrap();
-                        }
-                    });
-                }
-            });
+            rt.spawn_remote_detach(async move { spawn_countdown::<E>(&tx, &rem) });
 
             rx.recv().unwrap();
         })

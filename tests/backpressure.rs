@@ -5,38 +5,23 @@
 //! bounded pool refuses the excess of a batch.
 //!
 //! Nothing here sleeps to "let things happen": tests wait for a condition
-//! (under a watchdog) or block the worker on a gate the test opens.
+//! (under a watchdog) or hold the worker (`common::hold_worker`) until the test releases it.
 
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread;
 
-use common::{wait_until, watchdog, Gate, WATCHDOG_WAIT};
+use common::{hold_worker, wait_until, watchdog, WATCHDOG_WAIT};
 use multipool::Runtime;
-
-/// Occupies the only worker of `rt` until the returned gate opens.
-fn occupy_the_worker(rt: &Runtime) -> (Gate, multipool::JoinHandle<()>) {
-    let gate = Gate::default();
-    let (started_tx, started_rx) = mpsc::channel();
-    let g = gate.clone();
-    let hog = rt
-        .spawn(async move {
-            started_tx.send(()).unwrap();
-            g.wait();
-        })
-        .start();
-    started_rx.recv().unwrap();
-    (gate, hog)
-}
 
 #[test]
 fn a_full_queue_gives_backpressure_on_await_and_full_on_try_start() {
     watchdog(60, || {
         let rt = Runtime::builder().workers(1).max_queued(2).build().unwrap();
         let handle = rt.handle();
-        let (gate, hog) = occupy_the_worker(&rt);
+        let held = hold_worker(&rt);
         assert_eq!(handle.num_queued(), 0);
         let done = Arc::new(AtomicUsize::new(0));
         let task = |done: &Arc<AtomicUsize>| {
@@ -64,8 +49,7 @@ fn a_full_queue_gives_backpressure_on_await_and_full_on_try_start() {
             thread::yield_now();
         }
         assert_eq!(done.load(Ordering::SeqCst), 0);
-        gate.open();
-        multipool::block_on(hog).unwrap();
+        held.release();
         multipool::block_on(first).unwrap();
         multipool::block_on(second).unwrap();
         waiter.join().unwrap().unwrap();
@@ -79,7 +63,7 @@ fn a_full_queue_gives_backpressure_on_await_and_full_on_try_start() {
 fn detach_queues_beyond_the_bound_and_the_task_still_runs() {
     watchdog(60, || {
         let rt = Runtime::builder().workers(1).max_queued(1).build().unwrap();
-        let (gate, hog) = occupy_the_worker(&rt);
+        let held = hold_worker(&rt);
         let done = Arc::new(AtomicUsize::new(0));
         for _ in 0..3 {
             let done = done.clone();
@@ -89,8 +73,7 @@ fn detach_queues_beyond_the_bound_and_the_task_still_runs() {
             .detach();
         }
         assert_eq!(rt.handle().num_queued(), 3);
-        gate.open();
-        multipool::block_on(hog).unwrap();
+        held.release();
         assert!(
             wait_until(WATCHDOG_WAIT, || done.load(Ordering::SeqCst) == 3),
             "the detached tasks did not all run"
@@ -147,12 +130,11 @@ fn spawn_batch_runs_every_task_and_bounded_pools_refuse_the_excess() {
         assert_eq!(sum, 49_995_000);
 
         let bounded = Runtime::builder().workers(1).max_queued(3).build().unwrap();
-        let (gate, hog) = occupy_the_worker(&bounded);
+        let held = hold_worker(&bounded);
         let handles = bounded
             .handle()
             .spawn_batch((0..5).map(|i| async move { i }));
-        gate.open();
-        multipool::block_on(hog).unwrap();
+        held.release();
         let results: Vec<_> = handles.into_iter().map(multipool::block_on).collect();
         assert!(results[..3].iter().all(Result::is_ok));
         assert!(results[3..]

@@ -411,11 +411,8 @@ where
                     spawn,
                     listener,
                 } => {
-                    let (priority, home) = match spawn {
-                        Some((_, options)) => (options.priority, options.home),
-                        None => unreachable!("a waiting spawn holds its future"),
-                    };
-                    match pool.admit(priority, home, false) {
+                    let (_, options) = spawn.as_ref().expect("a waiting spawn holds its future");
+                    match pool.admit(options.priority, options.home, false) {
                         Ok(admission) => {
                             let (future, options) = spawn.take().expect("spawned once");
                             let spawned =
