@@ -79,6 +79,14 @@ fn interval_resets_as_tokio_defines_them() {
             // After a reset the period goes on from the new tick.
             ticks.tick().await;
             assert_eq!(start.elapsed(), ms(250));
+            // Bad input: a reset that overflows `Instant` is a tick that
+            // never comes (thirty years, as `sleep(Duration::MAX)`), not a
+            // panic; a later reset brings the schedule back.
+            ticks.reset_after(Duration::MAX);
+            assert!(futures::poll!(std::pin::pin!(ticks.tick())).is_pending());
+            ticks.reset_at(start + ms(300));
+            ticks.tick().await;
+            assert_eq!(start.elapsed(), ms(300));
         });
     });
 }
