@@ -196,8 +196,8 @@ fn blocking_mix(g: &mut Group) {
     let handle = rt.handle();
     println!(
         "    multipool_max8: {} workers now, {} started in all",
-        handle.num_workers(),
-        handle.workers_started()
+        handle.metrics().num_workers(),
+        handle.metrics().workers_started()
     );
     drop(rt);
 
@@ -477,7 +477,7 @@ fn blocking_mix_cold() {
         .map(|_| {
             let rt = multipool_elastic();
             let elapsed = time(&|| mix_multipool(&rt));
-            grown.push(rt.handle().workers_started());
+            grown.push(rt.handle().metrics().workers_started());
             elapsed
         })
         .collect();

@@ -19,8 +19,8 @@ fn main() {
     let handle = rt.handle();
     println!(
         "built: {} worker(s), at most {}",
-        handle.num_workers(),
-        handle.max_workers()
+        handle.metrics().num_workers(),
+        handle.metrics().max_workers()
     );
 
     // Three tasks that block their worker for 100 ms each (a synchronous
@@ -44,17 +44,17 @@ fn main() {
     println!(
         "blocking tasks done after {:?}; workers: {}, started so far: {}",
         start.elapsed(),
-        handle.num_workers(),
-        handle.workers_started()
+        handle.metrics().num_workers(),
+        handle.metrics().workers_started()
     );
 
     // Idle: the extra workers retire after the idle timeout.
-    while handle.num_workers() > handle.min_workers() {
+    while handle.metrics().num_workers() > handle.metrics().min_workers() {
         std::thread::sleep(Duration::from_millis(20));
     }
     println!(
         "idle again: {} worker(s); {} retired",
-        handle.num_workers(),
-        handle.workers_retired()
+        handle.metrics().num_workers(),
+        handle.metrics().workers_retired()
     );
 }

@@ -248,7 +248,7 @@ impl From<JoinError> for io::Error {
 /// let (tx, rx) = std::sync::mpsc::channel::<()>();
 /// // Occupy the only worker, then fill the one queue place.
 /// let busy = rt.spawn(async move { rx.recv().unwrap() }).start();
-/// while rt.handle().num_alive_tasks() == 0 || rt.handle().num_queued() > 0 {
+/// while rt.handle().metrics().num_alive_tasks() == 0 || rt.handle().metrics().num_queued() > 0 {
 ///     std::thread::yield_now();
 /// }
 /// let queued = rt.spawn(async {}).try_start().unwrap();

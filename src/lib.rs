@@ -90,7 +90,9 @@ pub use runtime::scheduler::park::{Park, Unparked};
 pub use runtime::scheduler::{
     Placement, PriorityFirst, QueuedTask, RunQueue, Scheduler, SchedulerContext, WeightedFair,
 };
-pub use runtime::{block_on, Builder, EnterGuard, Handle, PoolBuilder, Runtime};
+pub use runtime::{
+    block_on, Builder, EnterGuard, Handle, Histogram, PoolBuilder, Runtime, RuntimeMetrics,
+};
 pub use task::{JoinHandle, Spawn};
 
 #[cfg(feature = "macros")]
@@ -110,6 +112,7 @@ use std::future::Future;
 ///     assert_eq!(result.unwrap(), 3);
 /// });
 /// ```
+#[track_caller]
 pub fn spawn<F>(future: F) -> Spawn<F>
 where
     F: Future + Send + 'static,
@@ -166,13 +169,23 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
+    let location = std::panic::Location::caller();
     let placed = runtime::scheduler::worker::with_current_worker(|pool, index, stopping| {
-        if stopping {
+        let admission = if stopping {
             // In an `on_thread_stop` hook: nothing would ever run it.
-            return Err(SpawnError::shutdown());
+            Err(SpawnError::shutdown())
+        } else {
+            pool.admit_local(index)
+        };
+        match admission {
+            Ok(admission) => Ok(runtime::task::spawn_local_on(
+                pool, admission, future, location,
+            )),
+            Err(error) => {
+                pool.count_refused(Priority::Normal);
+                Err(error)
+            }
         }
-        let admission = pool.admit_local(index)?;
-        Ok(runtime::task::spawn_local_on(pool, admission, future))
     });
     match placed {
         Some(Ok(task)) => JoinHandle::new(task),

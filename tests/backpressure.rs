@@ -22,7 +22,7 @@ fn a_full_queue_gives_backpressure_on_await_and_full_on_try_start() {
         let rt = Runtime::builder().workers(1).max_queued(2).build().unwrap();
         let handle = rt.handle();
         let held = hold_worker(&rt);
-        assert_eq!(handle.num_queued(), 0);
+        assert_eq!(handle.metrics().num_queued(), 0);
         let done = Arc::new(AtomicUsize::new(0));
         let task = |done: &Arc<AtomicUsize>| {
             let done = done.clone();
@@ -32,7 +32,7 @@ fn a_full_queue_gives_backpressure_on_await_and_full_on_try_start() {
         };
         let first = rt.spawn(task(&done)).try_start().unwrap();
         let second = rt.spawn(task(&done)).try_start().unwrap();
-        assert_eq!(handle.num_queued(), 2);
+        assert_eq!(handle.metrics().num_queued(), 2);
         let err = rt.spawn(task(&done)).try_start().unwrap_err();
         assert!(err.is_full(), "{err}");
         let refused = rt.spawn(task(&done)).start();
@@ -45,7 +45,7 @@ fn a_full_queue_gives_backpressure_on_await_and_full_on_try_start() {
         let waiter = thread::spawn(move || multipool::block_on(waiter_handle.spawn(waiter_task)));
         // It cannot get in while the queue is full.
         for _ in 0..100 {
-            assert!(handle.num_queued() <= 2);
+            assert!(handle.metrics().num_queued() <= 2);
             thread::yield_now();
         }
         assert_eq!(done.load(Ordering::SeqCst), 0);
@@ -55,7 +55,7 @@ fn a_full_queue_gives_backpressure_on_await_and_full_on_try_start() {
         waiter.join().unwrap().unwrap();
         // Three ran; the two refused never did, and said so.
         assert_eq!(done.load(Ordering::SeqCst), 3);
-        assert_eq!(handle.num_queued(), 0);
+        assert_eq!(handle.metrics().num_queued(), 0);
     });
 }
 
@@ -72,7 +72,7 @@ fn detach_queues_beyond_the_bound_and_the_task_still_runs() {
             })
             .detach();
         }
-        assert_eq!(rt.handle().num_queued(), 3);
+        assert_eq!(rt.handle().metrics().num_queued(), 3);
         held.release();
         assert!(
             wait_until(WATCHDOG_WAIT, || done.load(Ordering::SeqCst) == 3),
@@ -109,7 +109,7 @@ fn many_awaiting_spawners_on_a_tiny_bound_all_get_through() {
             spawner.join().unwrap();
         }
         assert_eq!(total.load(Ordering::SeqCst), 2000);
-        assert_eq!(rt.handle().num_queued(), 0);
+        assert_eq!(rt.handle().metrics().num_queued(), 0);
     });
 }
 

@@ -31,7 +31,7 @@ fn max_blocking_threads_zero_one_and_max() {
         for (i, call) in calls.into_iter().enumerate() {
             assert_eq!(multipool::block_on(call).unwrap(), i);
         }
-        assert!(handle.num_blocking_threads() <= 1);
+        assert!(handle.metrics().num_blocking_threads() <= 1);
         // No cap but the load: threads start only when none is idle.
         works(
             Runtime::builder()
@@ -84,7 +84,7 @@ fn blocking_keep_alive_max_means_threads_never_expire() {
         }
         // The threads stay (how many depends on whether a call came before
         // the previous thread was back to idle).
-        assert!(handle.num_blocking_threads() >= 1);
+        assert!(handle.metrics().num_blocking_threads() >= 1);
         drop(rt); // shutdown still ends the idle thread
     });
 }

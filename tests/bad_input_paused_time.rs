@@ -46,7 +46,7 @@ mod paused {
             assert_eq!(now(), end);
             sleep(Duration::from_millis(1)).await;
             drop((forever, far));
-            assert_eq!(multipool::Handle::current().num_timers(), 0);
+            assert_eq!(multipool::Handle::current().metrics().num_timers(), 0);
         });
     }
 

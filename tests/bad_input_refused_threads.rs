@@ -122,7 +122,7 @@ mod refused_threads {
                 .start();
             started_rx.recv().unwrap();
             // Counted by the monitor: its thread is running too.
-            while rt.handle().num_blocked_workers() == 0 {
+            while rt.handle().metrics().num_blocked_workers() == 0 {
                 thread::sleep(Duration::from_millis(1));
             }
             cap_address_space();
@@ -130,7 +130,11 @@ mod refused_threads {
             let waiting = rt.spawn(async { 7 }).start();
             rt.block_on(blocked).unwrap();
             assert_eq!(rt.block_on(waiting).unwrap(), 7);
-            assert_eq!(rt.handle().workers_started(), 1, "no thread was started");
+            assert_eq!(
+                rt.handle().metrics().workers_started(),
+                1,
+                "no thread was started"
+            );
             println!("child done");
             return;
         }
@@ -178,7 +182,7 @@ mod refused_threads {
                 assert!(err.is_rejected() && !err.is_shutdown(), "{err:?}");
                 assert!(!handle.is_shutdown());
             }
-            assert_eq!(handle.num_blocking_threads(), 0);
+            assert_eq!(handle.metrics().num_blocking_threads(), 0);
             assert_eq!(rt.block_on(rt.spawn(async { 7 })).unwrap(), 7);
             println!("child done");
             return;

@@ -33,7 +33,7 @@ fn max_queued_zero_one_and_max() {
     watchdog(60, || {
         // One task waits; the next is refused.
         let rt = works(Runtime::builder().workers(1).max_queued(1));
-        assert_eq!(rt.handle().max_queued(), Some(1));
+        assert_eq!(rt.handle().metrics().max_queued(), Some(1));
         let held = hold_worker(&rt);
         let queued = rt.spawn(async { 1 }).try_start().unwrap();
         assert!(rt.spawn(async {}).try_start().unwrap_err().is_full());

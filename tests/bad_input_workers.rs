@@ -33,7 +33,7 @@ fn workers_zero_one_and_max() {
         "must be at least 1, got 0",
     );
     let rt = works(Runtime::builder().workers(1));
-    assert_eq!(rt.handle().num_workers(), 1);
+    assert_eq!(rt.handle().metrics().num_workers(), 1);
     rejects(
         Runtime::builder().workers(usize::MAX),
         "workers",
@@ -61,7 +61,7 @@ fn min_workers_zero_one_and_max() {
         "must be at least 1",
     );
     let rt = works(Runtime::builder().min_workers(1).max_workers(2));
-    assert_eq!(rt.handle().min_workers(), 1);
+    assert_eq!(rt.handle().metrics().min_workers(), 1);
     // Named for what was set, not for the `max_workers` it implies.
     rejects(
         Runtime::builder().min_workers(usize::MAX),
@@ -90,7 +90,10 @@ fn max_workers_zero_one_and_max() {
     );
     let rt = works(Runtime::builder().max_workers(1));
     assert_eq!(
-        (rt.handle().min_workers(), rt.handle().max_workers()),
+        (
+            rt.handle().metrics().min_workers(),
+            rt.handle().metrics().max_workers()
+        ),
         (1, 1)
     );
     rejects(
@@ -118,7 +121,7 @@ fn grow_to_two(rt: &Runtime) {
     let waiting = rt.spawn(async { 1 }).start();
     // Only an added worker can run it.
     assert_eq!(multipool::block_on(waiting).unwrap(), 1);
-    assert_eq!(rt.handle().workers_started(), 2);
+    assert_eq!(rt.handle().metrics().workers_started(), 2);
     held.release();
 }
 
@@ -147,7 +150,7 @@ fn idle_timeout_of_a_nanosecond_retires_added_workers_at_once() {
         );
         grow_to_two(&rt);
         let handle = rt.handle();
-        while handle.workers_retired() == 0 {
+        while handle.metrics().workers_retired() == 0 {
             thread::yield_now();
         }
         for i in 0..20 {
@@ -171,14 +174,14 @@ fn idle_timeout_max_means_added_workers_never_retire() {
         grow_to_two(&rt);
         let handle = rt.handle();
         // Both park; the added one computes its retirement deadline.
-        while handle.num_parked_workers() < 2 {
+        while handle.metrics().num_parked_workers() < 2 {
             thread::yield_now();
         }
         for i in 0..20 {
             assert_eq!(rt.block_on(rt.spawn(async move { i })).unwrap(), i);
         }
-        assert_eq!(handle.workers_retired(), 0);
-        assert_eq!(handle.num_workers(), 2);
+        assert_eq!(handle.metrics().workers_retired(), 0);
+        assert_eq!(handle.metrics().num_workers(), 2);
     });
 }
 

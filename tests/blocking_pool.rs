@@ -40,10 +40,10 @@ fn spawn_blocking_honours_its_cap_and_runs_everything() {
             })
             .collect();
         let settled = wait_until(WATCHDOG_WAIT, || {
-            running.load(Ordering::SeqCst) == 2 && handle.blocking_queue_depth() == 8
+            running.load(Ordering::SeqCst) == 2 && handle.metrics().blocking_queue_depth() == 8
         });
         assert!(settled, "never two calls running and eight queued");
-        assert_eq!(handle.num_blocking_threads(), 2);
+        assert_eq!(handle.metrics().num_blocking_threads(), 2);
         gate.open();
         let results: Vec<usize> = multipool::block_on(async {
             let mut results = Vec::new();

@@ -184,7 +184,7 @@ fn a_worker_thread_that_fails_to_start_fails_the_build() {
         ran_rx.recv().unwrap();
         held.release();
         serves(&rt, 20);
-        assert!(rt.handle().workers_started() >= 2);
+        assert!(rt.handle().metrics().workers_started() >= 2);
     });
 }
 
@@ -208,7 +208,7 @@ fn a_fault_in_the_monitor_is_caught_and_it_samples_on() {
             .start();
         let queued = rt.spawn(async { 5 }).start();
         let start = std::time::Instant::now();
-        while rt.handle().num_workers() < 2 {
+        while rt.handle().metrics().num_workers() < 2 {
             assert!(start.elapsed() < Duration::from_secs(30), "never grew");
             std::thread::sleep(Duration::from_millis(1));
         }

@@ -33,19 +33,19 @@ async fn spawned_tasks_run_and_can_be_awaited() {
 async fn the_body_runs_inside_a_runtime_with_default_workers() {
     let handle = multipool::Handle::try_current().expect("the body must run inside the runtime");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert_eq!(handle.num_workers(), cores);
+    assert_eq!(handle.metrics().num_workers(), cores);
     // The body itself runs on the test thread, not on a worker.
     assert_eq!(multipool::worker_index(), None);
 }
 
 #[multipool::test(workers = 1)]
 async fn workers_option_sets_the_number_of_workers() {
-    assert_eq!(multipool::Handle::current().num_workers(), 1);
+    assert_eq!(multipool::Handle::current().metrics().num_workers(), 1);
     let mut handles = Vec::new();
     for _ in 0..16 {
         handles.push(
             multipool::spawn(async {
-                let workers = multipool::Handle::try_current().map(|h| h.num_workers());
+                let workers = multipool::Handle::try_current().map(|h| h.metrics().num_workers());
                 (workers.ok(), multipool::worker_index())
             })
             .start(),

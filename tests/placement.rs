@@ -48,7 +48,12 @@ fn place_400(placement: Placement, check: impl FnOnce(Vec<usize>) + Send + 'stat
         let tasks: Vec<_> = (0..400u64)
             .map(|i| rt.spawn(async move { i }).start())
             .collect();
-        check(rt.handle().worker_queue_depths());
+        let metrics = rt.handle().metrics();
+        check(
+            (0..4)
+                .map(|w| metrics.worker_local_queue_depth(w))
+                .collect(),
+        );
         gate.open();
         let sum: u64 = tasks
             .into_iter()

@@ -173,11 +173,12 @@ fn an_elastic_pool_with_an_endless_idle_timeout_keeps_serving() {
             // Every worker parked in between: each spawn meets a sleeper.
             assert!(wait_until(Duration::from_secs(30), || rt
                 .handle()
+                .metrics()
                 .num_parked_workers()
-                == rt.handle().num_workers()));
+                == rt.handle().metrics().num_workers()));
             assert_eq!(rt.block_on(rt.spawn(async move { round })).unwrap(), round);
         }
-        assert_eq!(rt.handle().workers_retired(), 0);
+        assert_eq!(rt.handle().metrics().workers_retired(), 0);
     });
 }
 
@@ -447,7 +448,7 @@ impl Wake for ReadsTimersOnDrop {
 
 impl Drop for ReadsTimersOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.num_timers();
+        let _ = self.0.metrics().num_timers();
         self.1.fetch_add(1, Ordering::SeqCst);
     }
 }

@@ -224,33 +224,34 @@ fn churn(placement: Placement) {
         let tasks = burst(&handle, k);
         let trickled = (k % 3 == 1).then(|| trickle(handle.clone(), k ^ 0xC0FFEE, 6));
         check_all(tasks, &context);
-        most_workers = most_workers.max(handle.num_workers());
+        most_workers = most_workers.max(handle.metrics().num_workers());
         if let Some(trickled) = trickled {
             check_all(trickled.join().expect("the trickle thread"), &context);
         }
         match k % 3 {
             0 => {
                 // Back to the permanent worker: retirement happened.
-                let retired_before = handle.workers_retired();
+                let retired_before = handle.metrics().workers_retired();
                 assert!(
-                    wait_until(WAIT_LIMIT, || handle.num_workers() == 1),
+                    wait_until(WAIT_LIMIT, || handle.metrics().num_workers() == 1),
                     "{context}: still {} workers after {WAIT_LIMIT:?}",
-                    handle.num_workers()
+                    handle.metrics().num_workers()
                 );
                 // At rest the counters agree with the gauge (each moves
                 // before `num_workers` does, so wait for them to settle).
                 // Retired first: it never exceeds a later read of started.
                 assert!(
                     wait_until(WAIT_LIMIT, || {
-                        let retired = handle.workers_retired();
-                        handle.workers_started() - retired == handle.num_workers()
+                        let retired = handle.metrics().workers_retired();
+                        handle.metrics().workers_started() - retired
+                            == handle.metrics().num_workers()
                     }),
                     "{context}: started {} - retired {} != {} workers",
-                    handle.workers_started(),
-                    handle.workers_retired(),
-                    handle.num_workers()
+                    handle.metrics().workers_started(),
+                    handle.metrics().workers_retired(),
+                    handle.metrics().num_workers()
                 );
-                if handle.workers_retired() > retired_before {
+                if handle.metrics().workers_retired() > retired_before {
                     full_retirements += 1;
                 }
             }
@@ -263,9 +264,9 @@ fn churn(placement: Placement) {
         }
     }
     assert!(
-        handle.workers_retired() > 0,
+        handle.metrics().workers_retired() > 0,
         "{placement:?}: no worker ever retired (started {})",
-        handle.workers_started()
+        handle.metrics().workers_started()
     );
     assert!(
         full_retirements > 0,
@@ -273,25 +274,29 @@ fn churn(placement: Placement) {
     );
     // Every task has completed, and a task's future (with its timers) is
     // dropped before its handle resolves: both gauges are 0 now, not later.
-    let timers = handle.num_timers();
+    let timers = handle.metrics().num_timers();
     if timers != 0 {
-        let later = wait_until(WAIT_LIMIT, || handle.num_timers() == 0);
+        let later = wait_until(WAIT_LIMIT, || handle.metrics().num_timers() == 0);
         panic!(
             "{placement:?}: num_timers() is {timers} after every task completed ({})",
             if later { "0 later" } else { "and stays so" }
         );
     }
-    assert_eq!(handle.num_alive_tasks(), 0, "{placement:?}: tasks alive");
+    assert_eq!(
+        handle.metrics().num_alive_tasks(),
+        0,
+        "{placement:?}: tasks alive"
+    );
     eprintln!(
         "retire churn, {placement:?}: {BURSTS} bursts, workers started {}, retired {}, \
          most at once {}, workers retired during {full_retirements} of {} waits for 1 worker",
-        handle.workers_started(),
-        handle.workers_retired(),
+        handle.metrics().workers_started(),
+        handle.metrics().workers_retired(),
         most_workers,
         BURSTS.div_ceil(3)
     );
     drop(rt);
-    assert_eq!(handle.num_alive_tasks(), 0);
+    assert_eq!(handle.metrics().num_alive_tasks(), 0);
 }
 
 #[test]

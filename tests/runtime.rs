@@ -24,7 +24,7 @@ fn zero_workers_is_a_build_error_naming_the_setting() {
 fn default_workers_is_available_parallelism() {
     let rt = Runtime::new().unwrap();
     let expected = thread::available_parallelism().map_or(1, usize::from);
-    assert_eq!(rt.handle().num_workers(), expected);
+    assert_eq!(rt.handle().metrics().num_workers(), expected);
 }
 
 #[test]
@@ -58,7 +58,7 @@ fn block_on_enters_the_runtime() {
     assert!(Handle::try_current().is_err());
     rt.block_on(async {
         let handle = Handle::current();
-        assert_eq!(handle.num_workers(), 1);
+        assert_eq!(handle.metrics().num_workers(), 1);
         let name = multipool::spawn(async { thread::current().name().unwrap().to_owned() })
             .await
             .unwrap();
@@ -76,7 +76,7 @@ fn tasks_see_their_runtime_as_current() {
     let handle = rt.handle();
     let inner = multipool::block_on(handle.spawn(async {
         // Spawned from inside a task: same runtime.
-        multipool::spawn(async { Handle::current().num_workers() })
+        multipool::spawn(async { Handle::current().metrics().num_workers() })
             .await
             .unwrap()
     }))
@@ -206,12 +206,12 @@ fn handle_works_from_other_threads_and_as_futures_spawn() {
 fn runtime_metrics_reflect_live_tasks() {
     let rt = Runtime::builder().workers(1).build().unwrap();
     let handle = rt.handle();
-    assert_eq!(handle.num_alive_tasks(), 0);
+    assert_eq!(handle.metrics().num_alive_tasks(), 0);
     let (tx, rx) = futures::channel::oneshot::channel::<()>();
     let task = rt.spawn(async move { rx.await.unwrap() }).start();
-    assert_eq!(handle.num_alive_tasks(), 1);
+    assert_eq!(handle.metrics().num_alive_tasks(), 1);
     tx.send(()).unwrap();
     rt.block_on(task).unwrap();
-    assert_eq!(handle.num_alive_tasks(), 0);
+    assert_eq!(handle.metrics().num_alive_tasks(), 0);
     assert!(format!("{handle:?}").contains("workers: 1"));
 }

@@ -25,7 +25,7 @@ fn a_pool_grows_when_its_workers_block_and_normal_tasks_keep_completing() {
             .build()
             .unwrap();
         let handle = rt.handle();
-        assert_eq!(handle.num_workers(), 1);
+        assert_eq!(handle.metrics().num_workers(), 1);
         let gate = Gate::default();
         let blocked = Arc::new(AtomicUsize::new(0));
         let blockers: Vec<_> = (0..2)
@@ -58,12 +58,12 @@ fn a_pool_grows_when_its_workers_block_and_normal_tasks_keep_completing() {
         });
         assert_eq!(sum, 4950);
         assert!(
-            handle.num_workers() >= 3,
+            handle.metrics().num_workers() >= 3,
             "{} workers",
-            handle.num_workers()
+            handle.metrics().num_workers()
         );
-        assert!(handle.num_workers() <= 4);
-        assert!(handle.workers_started() >= 3);
+        assert!(handle.metrics().num_workers() <= 4);
+        assert!(handle.metrics().workers_started() >= 3);
         gate.open();
         for blocker in blockers {
             multipool::block_on(blocker).unwrap();
@@ -105,19 +105,22 @@ fn a_pool_shrinks_back_to_min_after_the_idle_timeout() {
             wait_until(WATCHDOG_WAIT, || started.load(Ordering::SeqCst) == 2),
             "the two blockers never both started"
         );
-        assert!(handle.num_workers() >= 2);
+        assert!(handle.metrics().num_workers() >= 2);
         gate.open();
         for blocker in blockers {
             multipool::block_on(blocker).unwrap();
         }
         assert!(
-            wait_until(WATCHDOG_WAIT, || handle.num_workers() == 1),
+            wait_until(WATCHDOG_WAIT, || handle.metrics().num_workers() == 1),
             "the pool did not shrink back to one worker"
         );
-        assert_eq!(handle.workers_retired(), handle.workers_started() - 1);
+        assert_eq!(
+            handle.metrics().workers_retired(),
+            handle.metrics().workers_started() - 1
+        );
         // The retired thread runs its stop hook after it stopped counting.
         let hooks_ran = wait_until(WATCHDOG_WAIT, || {
-            stopped.load(Ordering::SeqCst) == handle.workers_retired()
+            stopped.load(Ordering::SeqCst) == handle.metrics().workers_retired()
         });
         assert!(
             hooks_ran,
@@ -162,7 +165,7 @@ fn retiring_and_growing_under_churn_loses_no_task() {
             // Let some workers retire between rounds.
             if round % 5 == 4 {
                 assert!(
-                    wait_until(WATCHDOG_WAIT, || rt.handle().num_workers() == 1),
+                    wait_until(WATCHDOG_WAIT, || rt.handle().metrics().num_workers() == 1),
                     "the pool did not shrink back to one worker between rounds"
                 );
             }
@@ -184,7 +187,7 @@ fn prewarm_starts_min_workers_before_build_returns() {
         .build()
         .unwrap();
     assert_eq!(started.load(Ordering::SeqCst), 3);
-    assert_eq!(rt.handle().workers_started(), 3);
+    assert_eq!(rt.handle().metrics().workers_started(), 3);
 }
 
 #[test]
@@ -274,13 +277,13 @@ fn metrics_describe_the_pool() {
     let handle: Handle = rt.handle();
     assert_eq!(
         (
-            handle.min_workers(),
-            handle.max_workers(),
-            handle.num_workers()
+            handle.metrics().min_workers(),
+            handle.metrics().max_workers(),
+            handle.metrics().num_workers()
         ),
         (1, 3, 1)
     );
-    assert_eq!(handle.max_queued(), Some(10));
-    assert_eq!(handle.num_blocked_workers(), 0);
-    assert_eq!(handle.workers_retired(), 0);
+    assert_eq!(handle.metrics().max_queued(), Some(10));
+    assert_eq!(handle.metrics().num_blocked_workers(), 0);
+    assert_eq!(handle.metrics().workers_retired(), 0);
 }

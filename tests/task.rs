@@ -212,7 +212,7 @@ fn panics_are_reported_and_workers_survive() {
             assert_eq!(handle.await.unwrap(), i);
         }
     });
-    assert_eq!(rt.handle().num_workers(), 2);
+    assert_eq!(rt.handle().metrics().num_workers(), 2);
 }
 
 #[test]

@@ -46,7 +46,7 @@ fn advance_fires_exactly_the_timers_that_become_due() {
         let start = now();
         let early = multipool::spawn(sleep(ms(10))).start();
         let late = multipool::spawn(sleep(ms(20))).start();
-        while Handle::current().num_timers() < 2 {
+        while Handle::current().metrics().num_timers() < 2 {
             multipool::task::yield_now().await;
         }
         advance(ms(10)).await;
@@ -79,7 +79,7 @@ fn advance_without_pause_panics() {
 fn block_on_sleep_on_an_idle_paused_runtime_completes() {
     watchdog(10, || {
         let rt = paused_runtime(1);
-        while rt.handle().num_parked_workers() < 1 {
+        while rt.handle().metrics().num_parked_workers() < 1 {
             thread::yield_now();
         }
         // Makes it likely that the worker has finished its own (empty)

@@ -53,7 +53,7 @@ fn high_task_woken_by_a_timer_runs_before_queued_low_work() {
             // The High task has run and is waiting on its timer. This
             // `block_on` poll goes on until after the advance, so paused time
             // cannot move by itself meanwhile.
-            while Handle::current().num_timers() == 0 {
+            while Handle::current().metrics().num_timers() == 0 {
                 thread::yield_now();
             }
             let mut trigger = Some((ready_tx, advanced_rx));

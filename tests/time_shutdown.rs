@@ -37,7 +37,7 @@ fn dropping_the_runtime_while_1000_tasks_sleep() {
                 .start()
             })
             .collect();
-        while handle.num_timers() < 1000 {
+        while handle.metrics().num_timers() < 1000 {
             thread::yield_now();
         }
         drop(rt);
@@ -46,7 +46,7 @@ fn dropping_the_runtime_while_1000_tasks_sleep() {
             assert!(err.is_shutdown(), "{err:?}");
         }
         assert_eq!(dropped.load(Ordering::SeqCst), 1000);
-        assert_eq!(handle.num_timers(), 0);
+        assert_eq!(handle.metrics().num_timers(), 0);
     });
 }
 
@@ -77,7 +77,7 @@ fn dropping_the_runtime_while_timers_are_firing() {
                 }
             }
             assert_eq!(dropped.load(Ordering::SeqCst), 1000);
-            assert_eq!(handle.num_timers(), 0);
+            assert_eq!(handle.metrics().num_timers(), 0);
         }
     });
 }

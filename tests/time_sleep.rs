@@ -90,28 +90,32 @@ fn dropping_a_sleep_before_its_deadline_removes_its_timer() {
         let handle = Handle::current();
         let start = now();
         let mut long = sleep(Duration::from_secs(10));
-        assert_eq!(handle.num_timers(), 0, "registered at first poll only");
+        assert_eq!(
+            handle.metrics().num_timers(),
+            0,
+            "registered at first poll only"
+        );
         assert!(poll!(&mut long).is_pending());
-        assert_eq!(handle.num_timers(), 1);
+        assert_eq!(handle.metrics().num_timers(), 1);
         assert!(!long.is_elapsed());
         drop(long);
-        assert_eq!(handle.num_timers(), 0);
+        assert_eq!(handle.metrics().num_timers(), 0);
 
         // Many at once, dropped in an interleaved order.
         let mut sleeps: Vec<_> = (1..=100).map(|i| sleep(ms(i))).collect();
         for s in &mut sleeps {
             assert!(poll!(s).is_pending());
         }
-        assert_eq!(handle.num_timers(), 100);
+        assert_eq!(handle.metrics().num_timers(), 100);
         let mut i = 0;
         sleeps.retain(|_| {
             i += 1;
             i % 2 == 0
         });
-        assert_eq!(handle.num_timers(), 50);
+        assert_eq!(handle.metrics().num_timers(), 50);
         // Dropped on another thread than the one that registered them.
         thread::spawn(move || drop(sleeps)).join().unwrap();
-        assert_eq!(handle.num_timers(), 0);
+        assert_eq!(handle.metrics().num_timers(), 0);
 
         // The clock never stopped at a cancelled deadline.
         sleep(Duration::from_secs(1)).await;
@@ -129,11 +133,11 @@ fn dropping_a_sleep_after_its_deadline_removes_its_timer() {
         assert!(short.is_elapsed());
         assert!(poll!(&mut short).is_ready());
         drop(short);
-        assert_eq!(handle.num_timers(), 0);
+        assert_eq!(handle.metrics().num_timers(), 0);
 
         // Awaited to completion: gone as well.
         sleep(ms(1)).await;
-        assert_eq!(handle.num_timers(), 0);
+        assert_eq!(handle.metrics().num_timers(), 0);
     });
 }
 
@@ -143,17 +147,17 @@ fn aborting_a_sleeping_task_or_finishing_a_timeout_early_removes_the_timer() {
         let handle = Handle::current();
         let start = now();
         let sleeper = multipool::spawn(sleep(Duration::from_secs(10))).start();
-        while handle.num_timers() == 0 {
+        while handle.metrics().num_timers() == 0 {
             multipool::task::yield_now().await;
         }
         sleeper.abort();
         assert!(sleeper.await.unwrap_err().is_cancelled());
-        assert_eq!(handle.num_timers(), 0);
+        assert_eq!(handle.metrics().num_timers(), 0);
         assert_eq!(now(), start, "no time passed");
 
         assert_eq!(timeout(Duration::from_secs(10), async { 3 }).await, Ok(3));
         assert_eq!(timeout(Duration::from_secs(10), sleep(ms(5))).await, Ok(()));
-        assert_eq!(handle.num_timers(), 0);
+        assert_eq!(handle.metrics().num_timers(), 0);
         assert_eq!(now() - start, ms(5));
     });
 }
@@ -188,7 +192,11 @@ fn sleep_reset_to_an_earlier_deadline() {
         let mut s = sleep(Duration::from_secs(3600));
         assert!(poll!(&mut s).is_pending());
         Pin::new(&mut s).reset(start + ms(5));
-        assert_eq!(handle.num_timers(), 1, "moved in place, not duplicated");
+        assert_eq!(
+            handle.metrics().num_timers(),
+            1,
+            "moved in place, not duplicated"
+        );
         (&mut s).await;
         assert_eq!(now() - start, ms(5));
         drop(s);
@@ -196,7 +204,7 @@ fn sleep_reset_to_an_earlier_deadline() {
         // after an hour.
         sleep(Duration::from_secs(1)).await;
         assert_eq!(now() - start, ms(5) + Duration::from_secs(1));
-        assert_eq!(handle.num_timers(), 0);
+        assert_eq!(handle.metrics().num_timers(), 0);
     });
 }
 
@@ -260,7 +268,7 @@ fn deadline_now_completes_at_the_first_poll_without_a_timer() {
         assert!(zero.is_elapsed());
         let mut until_now = sleep_until(now());
         assert!(poll!(&mut until_now).is_ready());
-        assert_eq!(handle.num_timers(), 0);
+        assert_eq!(handle.metrics().num_timers(), 0);
     });
 }
 
@@ -325,7 +333,7 @@ fn duration_max_neither_panics_nor_completes() {
             let mut far = sleep_until(far);
             assert!(poll!(&mut far).is_pending());
         }
-        assert_eq!(handle.num_timers(), 0);
+        assert_eq!(handle.metrics().num_timers(), 0);
     });
 }
 
@@ -355,7 +363,7 @@ fn hundred_thousand_concurrent_sleeps_all_fire() {
         for handle in handles {
             handle.await.unwrap();
         }
-        assert_eq!(Handle::current().num_timers(), 0);
+        assert_eq!(Handle::current().metrics().num_timers(), 0);
         (counter.load(Ordering::Relaxed), now() - start, longest)
     });
     assert_eq!(count, 100_000);

@@ -37,7 +37,7 @@ fn spawn_timeout_cancels_a_task_that_runs_late() {
         assert_eq!(err.to_string(), "task timed out");
         assert_eq!(dropped.load(Ordering::SeqCst), 1, "the future was dropped");
         assert_eq!(now() - start, Duration::from_secs(1));
-        assert_eq!(Handle::current().num_timers(), 0);
+        assert_eq!(Handle::current().metrics().num_timers(), 0);
     });
 }
 
@@ -61,7 +61,7 @@ fn spawn_timeout_lets_a_task_that_finishes_in_time_complete() {
         let forever = multipool::spawn(async { 6 }).timeout(Duration::MAX).await;
         assert_eq!(forever.unwrap(), 6);
         assert_eq!(now() - start, Duration::from_secs(2));
-        assert_eq!(Handle::current().num_timers(), 0);
+        assert_eq!(Handle::current().metrics().num_timers(), 0);
     });
 }
 

@@ -29,7 +29,7 @@ fn timeout_with_zero_duration() {
             std::io::ErrorKind::TimedOut
         );
         assert_eq!(now(), start);
-        assert_eq!(Handle::current().num_timers(), 0);
+        assert_eq!(Handle::current().metrics().num_timers(), 0);
     });
 }
 
@@ -48,7 +48,7 @@ fn timeout_elapses_exactly_at_its_deadline() {
         // A slower one loses, and is dropped at the deadline.
         assert!(timeout(ms(10), sleep(ms(11))).await.is_err());
         assert_eq!(now() - start, ms(25));
-        assert_eq!(Handle::current().num_timers(), 0);
+        assert_eq!(Handle::current().metrics().num_timers(), 0);
     });
 }
 
@@ -63,6 +63,6 @@ fn timeout_at_a_deadline_in_the_past() {
             .is_err());
         assert!(timeout_at(past, sleep(ms(1))).await.is_err());
         assert_eq!(now() - past, ms(10), "no time passed");
-        assert_eq!(Handle::current().num_timers(), 0);
+        assert_eq!(Handle::current().metrics().num_timers(), 0);
     });
 }

@@ -109,7 +109,11 @@ fn a_ticked_interval_does_not_wake_its_task_again() {
             advance(ms(5)).await;
             assert_eq!(counter.0.load(Ordering::SeqCst), 1);
             assert!(ticks.poll_tick(&mut cx).is_ready());
-            assert_eq!(Handle::current().num_timers(), 0, "left in the wheel");
+            assert_eq!(
+                Handle::current().metrics().num_timers(),
+                0,
+                "left in the wheel"
+            );
             // Six periods pass without a poll: nobody is woken.
             advance(ms(30)).await;
             assert_eq!(counter.0.load(Ordering::SeqCst), 1, "woken between ticks");

@@ -253,17 +253,17 @@ fn an_elastic_pool_driving_tokio_still_shrinks_after_its_idle_timeout() {
                 .recv_timeout(MUST_RUN_WITHIN)
                 .expect("the pool did not grow for a blocked worker");
         }
-        assert!(handle.num_workers() >= 2);
+        assert!(handle.metrics().num_workers() >= 2);
         drop(release);
         for blocker in blockers {
             rt.block_on(common::guard(blocker)).unwrap();
         }
         let give_up = std::time::Instant::now() + MUST_RUN_WITHIN;
-        while handle.num_workers() > 1 {
+        while handle.metrics().num_workers() > 1 {
             assert!(
                 std::time::Instant::now() < give_up,
                 "{} workers still active",
-                handle.num_workers()
+                handle.metrics().num_workers()
             );
             thread::sleep(Duration::from_millis(1));
         }
@@ -353,7 +353,7 @@ fn a_worker_waiting_for_tokio_held_by_a_busy_turn_stays_claimable() {
             }
         };
         let give_up = std::time::Instant::now() + MUST_RUN_WITHIN;
-        while rt.handle().num_parked_workers() != 1 {
+        while rt.handle().metrics().num_parked_workers() != 1 {
             assert!(
                 std::time::Instant::now() < give_up,
                 "the free worker, waiting for tokio's core in its hook, never counted as parked"

@@ -15,6 +15,7 @@ use super::time::Clock;
 use super::{Handle, Runtime};
 use crate::error::BuildError;
 use crate::sync::Arc;
+use crate::task::{Outcome, SlowPoll, TaskInfo, UnhandledPanic};
 use crate::{Placement, Priority, RunQueue, Scheduler};
 
 /// Smallest thread stack size. A worker's own frames need about 100 KiB in
@@ -46,7 +47,7 @@ const DEFAULT_BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(10);
 ///     .thread_name("app-worker")
 ///     .build()
 ///     .expect("valid configuration");
-/// assert_eq!(rt.handle().num_workers(), 4);
+/// assert_eq!(rt.handle().metrics().num_workers(), 4);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Builder {
@@ -59,6 +60,7 @@ pub struct Builder {
     max_blocking_threads: usize,
     blocking_keep_alive: Duration,
     max_blocking_queued: Option<usize>,
+    histograms: bool,
 }
 
 impl Default for Builder {
@@ -73,6 +75,7 @@ impl Default for Builder {
             max_blocking_threads: DEFAULT_MAX_BLOCKING_THREADS,
             blocking_keep_alive: DEFAULT_BLOCKING_KEEP_ALIVE,
             max_blocking_queued: None,
+            histograms: false,
         }
     }
 }
@@ -136,7 +139,7 @@ impl Builder {
     /// ```
     /// let rt = multipool::Runtime::builder().workers(2).prewarm(true).build().unwrap();
     /// // Both workers are up: they park as soon as they find nothing to do.
-    /// while rt.handle().num_parked_workers() < 2 {
+    /// while rt.handle().metrics().num_parked_workers() < 2 {
     ///     std::thread::yield_now();
     /// }
     /// ```
@@ -367,6 +370,192 @@ impl Builder {
         self
     }
 
+    /// Records, per priority, each poll's schedule latency (from the task's
+    /// spawn or wake-up to the start of the poll) and its duration, in the
+    /// histograms of [`RuntimeMetrics::schedule_latency`] and
+    /// [`RuntimeMetrics::poll_time`]; the task hooks then see both in
+    /// [`TaskInfo`]. Off by default: it costs two clock reads per poll and
+    /// one per wake-up.
+    ///
+    /// [`RuntimeMetrics::schedule_latency`]: crate::RuntimeMetrics::schedule_latency
+    /// [`RuntimeMetrics::poll_time`]: crate::RuntimeMetrics::poll_time
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(1)
+    ///     .enable_latency_histograms()
+    ///     .build()
+    ///     .unwrap();
+    /// rt.block_on(multipool::spawn(async {})).unwrap();
+    /// let polls = rt.handle().metrics().poll_time(multipool::Priority::Normal).unwrap();
+    /// assert_eq!(polls.count(), 1);
+    /// ```
+    pub fn enable_latency_histograms(mut self) -> Self {
+        self.histograms = true;
+        self
+    }
+
+    /// Calls `hook` for every task spawned on the runtime (blocking and
+    /// local tasks included), once, before the task can be polled, on the
+    /// spawning thread. See [`TaskInfo`] for what it learns, and the example
+    /// there. A panic in the hook is caught and printed; the task runs
+    /// anyway. Setting it again replaces the hook.
+    pub fn on_task_spawn(mut self, hook: impl Fn(&TaskInfo<'_>) + Send + Sync + 'static) -> Self {
+        self.hooks.task.spawn = Some(Arc::new(hook));
+        self
+    }
+
+    /// Calls `hook` once for every task when it ends, after its future was
+    /// dropped, with the [`Outcome`]; on the thread that ran it last (a
+    /// task cancelled at shutdown: the thread that shut the runtime down).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use multipool::task::Outcome;
+    ///
+    /// let ended = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = ended.clone();
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(1)
+    ///     .on_task_terminate(move |_, outcome| seen.lock().unwrap().push(outcome))
+    ///     .build()
+    ///     .unwrap();
+    /// rt.block_on(async {
+    ///     multipool::spawn(async {}).await.unwrap();
+    ///     let stuck = multipool::spawn(std::future::pending::<()>()).start();
+    ///     stuck.abort();
+    ///     let _ = stuck.await;
+    /// });
+    /// assert_eq!(*ended.lock().unwrap(), [Outcome::Completed, Outcome::Cancelled]);
+    /// ```
+    pub fn on_task_terminate(
+        mut self,
+        hook: impl Fn(&TaskInfo<'_>, Outcome) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.task.terminate = Some(Arc::new(hook));
+        self
+    }
+
+    /// Calls `hook` before every poll of every task, on the polling thread.
+    /// With [`enable_latency_histograms`](Self::enable_latency_histograms),
+    /// [`TaskInfo::schedule_latency`] is set. Keep it short: it runs on
+    /// the hot path.
+    pub fn on_before_task_poll(
+        mut self,
+        hook: impl Fn(&TaskInfo<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.task.before_poll = Some(Arc::new(hook));
+        self
+    }
+
+    /// Calls `hook` after every poll of every task, on the polling thread
+    /// (also after a poll that panicked). With
+    /// [`enable_latency_histograms`](Self::enable_latency_histograms),
+    /// [`TaskInfo::poll_time`] is set.
+    pub fn on_after_task_poll(
+        mut self,
+        hook: impl Fn(&TaskInfo<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.task.after_poll = Some(Arc::new(hook));
+        self
+    }
+
+    /// Calls `hook` when a task's poll panics, with the panic's message,
+    /// before the panic is handed to the task's
+    /// [`JoinHandle`](crate::JoinHandle). This is where the panic of a
+    /// detached task, which nobody awaits, can be reported.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let panics = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = panics.clone();
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(1)
+    ///     .on_task_panic(move |task, message| {
+    ///         seen.lock().unwrap().push(format!("{}: {message}", task.name().unwrap_or("?")));
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let result = rt.block_on(multipool::spawn(async { panic!("boom") }).name("job"));
+    /// assert!(result.unwrap_err().is_panic());
+    /// assert_eq!(*panics.lock().unwrap(), ["job: boom"]);
+    /// ```
+    pub fn on_task_panic(
+        mut self,
+        hook: impl Fn(&TaskInfo<'_>, &str) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.task.panic = Some(Arc::new(hook));
+        self
+    }
+
+    /// What the runtime does when a task panics (default:
+    /// [`UnhandledPanic::Ignore`]); as tokio's `unhandled_panic`.
+    ///
+    /// ```
+    /// use multipool::task::UnhandledPanic;
+    ///
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(1)
+    ///     .unhandled_panic(UnhandledPanic::ShutdownRuntime)
+    ///     .build()
+    ///     .unwrap();
+    /// let stuck = rt.spawn(std::future::pending::<()>()).start();
+    /// let panicked = rt.block_on(rt.spawn(async { panic!("fatal") }));
+    /// assert!(panicked.unwrap_err().is_panic());
+    /// // The runtime shut down: the other task was cancelled.
+    /// assert!(rt.block_on(stuck).unwrap_err().is_shutdown());
+    /// assert!(rt.handle().is_shutdown());
+    /// ```
+    pub fn unhandled_panic(mut self, policy: UnhandledPanic) -> Self {
+        self.hooks.task.unhandled_panic = policy;
+        self
+    }
+
+    /// Reports a task whose single poll has lasted `threshold` or longer,
+    /// while it is still stuck in it: `hook` runs on the pool's monitor
+    /// thread with the task's id, name, priority and worker (see
+    /// [`SlowPoll`]), once per slow poll. Every pool with this hook gets a
+    /// monitor thread (elastic pools have one anyway); it looks every
+    /// millisecond while all workers are busy, every 10 ms otherwise, and
+    /// at least every `threshold / 2`, so a report comes within about
+    /// that much after the threshold.
+    ///
+    /// A zero threshold is rejected by [`build`](Self::build).
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    ///
+    /// let (tx, rx) = mpsc::sync_channel(1);
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(1)
+    ///     .on_slow_poll(Duration::from_millis(20), move |slow| {
+    ///         let _ = tx.try_send(slow.name().map(String::from));
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let (release, stuck) = mpsc::channel::<()>();
+    /// let task = rt
+    ///     .spawn(async move {
+    ///         // A blocking call inside a task: the poll is stuck until released.
+    ///         let _ = stuck.recv();
+    ///     })
+    ///     .name("stuck")
+    ///     .start();
+    /// assert_eq!(rx.recv().unwrap().as_deref(), Some("stuck")); // still stuck here
+    /// release.send(()).unwrap();
+    /// rt.block_on(task).unwrap();
+    /// ```
+    pub fn on_slow_poll(
+        mut self,
+        threshold: Duration,
+        hook: impl Fn(&SlowPoll) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.task.slow_poll = Some((threshold, Arc::new(hook)));
+        self
+    }
+
     /// Checks the settings and starts the runtime's workers.
     ///
     /// # Errors
@@ -440,6 +629,18 @@ impl Builder {
                 "must be longer than zero",
             ));
         }
+        if self
+            .hooks
+            .task
+            .slow_poll
+            .as_ref()
+            .is_some_and(|(threshold, _)| threshold.is_zero())
+        {
+            return Err(BuildError::invalid(
+                "on_slow_poll",
+                "the threshold must be longer than zero (every poll would be slow)",
+            ));
+        }
         if self.max_blocking_queued == Some(0) {
             return Err(BuildError::invalid(
                 "max_blocking_queued",
@@ -454,7 +655,12 @@ impl Builder {
             stack_size: self.stack_size,
         });
         let clock = Arc::new(Clock::new(self.start_paused));
-        let shared = Arc::new(RuntimeShared::new(self.hooks, clock, blocking));
+        let shared = Arc::new(RuntimeShared::new(
+            self.hooks,
+            self.histograms,
+            clock,
+            blocking,
+        ));
         let mut pools: Vec<Arc<Pool>> = Vec::with_capacity(configs.len());
         for config in configs {
             match Pool::start(config, shared.clone()) {
@@ -507,8 +713,8 @@ default_pool_settings! {
     ///     .max_workers(8)
     ///     .build()
     ///     .unwrap();
-    /// assert_eq!(rt.handle().num_workers(), 1); // grows when work waits
-    /// assert_eq!(rt.handle().max_workers(), 8);
+    /// assert_eq!(rt.handle().metrics().num_workers(), 1); // grows when work waits
+    /// assert_eq!(rt.handle().metrics().max_workers(), 8);
     ///
     /// let err = multipool::Runtime::builder().min_workers(4).max_workers(2).build().unwrap_err();
     /// assert_eq!(err.setting(), Some("min_workers"));

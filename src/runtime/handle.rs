@@ -5,6 +5,7 @@ use std::future::{Future, IntoFuture};
 
 use super::block_on::block_on_in;
 use super::context::{self, EnterGuard};
+use super::metrics::RuntimeMetrics;
 use super::scheduler::{Home, Pool};
 use super::shared::RuntimeShared;
 use super::task::{spawn_on, Enqueue, SpawnOptions};
@@ -61,7 +62,7 @@ impl Handle {
     /// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
     /// rt.block_on(async {
     ///     let handle = multipool::Handle::current();
-    ///     assert_eq!(handle.num_workers(), 1);
+    ///     assert_eq!(handle.metrics().num_workers(), 1);
     /// });
     /// ```
     #[track_caller]
@@ -96,6 +97,7 @@ impl Handle {
     }
 
     /// Describes a task to run on this runtime; see [`Spawn`].
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> Spawn<F>
     where
         F: Future + Send + 'static,
@@ -134,6 +136,7 @@ impl Handle {
     /// });
     /// assert_eq!(total, 9900);
     /// ```
+    #[track_caller]
     pub fn spawn_batch<I>(&self, futures: I) -> Vec<JoinHandle<<I::Item as Future>::Output>>
     where
         I: IntoIterator,
@@ -150,6 +153,7 @@ impl Handle {
             }
         }
         let _finish = FinishBatch(pool);
+        let location = std::panic::Location::caller();
         futures
             .into_iter()
             .map(
@@ -158,13 +162,16 @@ impl Handle {
                         spawn_on(
                             pool,
                             future,
-                            SpawnOptions::default(),
+                            SpawnOptions::at(location),
                             admission,
                             Enqueue::Quiet,
                         )
                         .finish(),
                     ),
-                    Err(error) => JoinHandle::refused(error.into_join_error()),
+                    Err(error) => {
+                        pool.count_refused(Priority::Normal);
+                        JoinHandle::refused(error.into_join_error())
+                    }
                 },
             )
             .collect()
@@ -172,6 +179,7 @@ impl Handle {
 
     /// Runs `f` on this runtime's blocking pool; see
     /// [`task::spawn_blocking`](crate::task::spawn_blocking).
+    #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,
@@ -193,100 +201,18 @@ impl Handle {
         &self.pool.name
     }
 
-    /// Number of worker threads running now (between
-    /// [`min_workers`](Self::min_workers) and
-    /// [`max_workers`](Self::max_workers)).
-    pub fn num_workers(&self) -> usize {
-        self.pool.num_workers()
-    }
-
-    /// Tasks queued on each worker slot of the pool, in worker order (its
-    /// local queues and the tasks placed on or pinned to it; the shared
-    /// injector is [`injector_depth`](Self::injector_depth)). Dormant slots
-    /// of an elastic pool count zero.
-    pub fn worker_queue_depths(&self) -> Vec<usize> {
-        self.pool.worker_queue_depths()
-    }
-
-    /// The fewest workers the pool runs.
-    pub fn min_workers(&self) -> usize {
-        self.pool.min_workers()
-    }
-
-    /// The most workers the pool runs.
-    pub fn max_workers(&self) -> usize {
-        self.pool.max_workers()
-    }
-
-    /// Workers the pool has started since it was built (the first
-    /// `min_workers` included). A worker counts from the moment the pool
-    /// decides to start it, before [`num_workers`](Self::num_workers)
-    /// includes it: once `num_workers` has grown, this has too. (A start
-    /// whose thread the OS refuses is counted back out.)
-    pub fn workers_started(&self) -> usize {
-        self.pool.workers_started()
-    }
-
-    /// Workers that have retired after the idle timeout. A worker counts
-    /// from the moment it decides to retire, before
-    /// [`num_workers`](Self::num_workers) drops; its thread then runs the
-    /// `on_thread_stop` hooks and exits, so those may still be running
-    /// when this has already grown.
-    pub fn workers_retired(&self) -> usize {
-        self.pool.workers_retired()
-    }
-
-    /// Workers found stuck in one poll for 2 ms or more at the pool
-    /// monitor's last look (only elastic pools, `max_workers >
-    /// min_workers`, have a monitor; others report 0).
-    pub fn num_blocked_workers(&self) -> usize {
-        self.pool.num_blocked_workers()
-    }
-
-    /// Tasks waiting to start (spawned, not yet polled) in a pool with
-    /// [`Builder::max_queued`](crate::Builder::max_queued); 0 for an unbounded pool, which does not
-    /// count them.
-    pub fn num_queued(&self) -> usize {
-        self.pool.num_queued()
-    }
-
-    /// The pool's queue bound, if it has one.
-    pub fn max_queued(&self) -> Option<usize> {
-        self.pool.max_queued()
-    }
-
-    /// Threads of the runtime's blocking pool, busy or idle.
-    pub fn num_blocking_threads(&self) -> usize {
-        self.shared.blocking.num_threads()
-    }
-
-    /// `spawn_blocking` calls waiting for a blocking thread.
-    pub fn blocking_queue_depth(&self) -> usize {
-        self.shared.blocking.queue_depth()
-    }
-
-    /// Number of tasks alive on this runtime: spawned and not yet completed
-    /// or cancelled.
-    pub fn num_alive_tasks(&self) -> usize {
-        self.pool.num_alive()
-    }
-
-    /// Number of tasks waiting in the runtime's injection queues (spawned or
-    /// woken from outside its workers and not yet picked up).
-    pub fn injector_depth(&self) -> usize {
-        self.pool.injector_len()
-    }
-
-    /// Number of workers currently parked (idle).
-    pub fn num_parked_workers(&self) -> usize {
-        self.pool.num_parked()
-    }
-
-    /// Number of timers registered: sleeps, time-outs, intervals and task
-    /// deadlines that have been polled and not yet dropped (a fired timer
-    /// counts until its `Sleep` is dropped).
-    pub fn num_timers(&self) -> usize {
-        self.pool.timers.len()
+    /// The pool's metrics: gauges, counters per worker, priority and
+    /// outcome, and latency histograms; see [`RuntimeMetrics`]. Cheap: a
+    /// handle that reads the counters when asked.
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder().workers(2).build().unwrap();
+    /// let metrics = rt.handle().metrics();
+    /// assert_eq!(metrics.num_workers(), 2);
+    /// assert_eq!(metrics.num_alive_tasks(), 0);
+    /// ```
+    pub fn metrics(&self) -> RuntimeMetrics {
+        RuntimeMetrics::new(self.pool.clone(), self.shared.clone())
     }
 
     /// Whether the runtime has shut down or begun to (see
@@ -304,7 +230,8 @@ impl std::panic::RefUnwindSafe for Handle {}
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")
-            .field("workers", &self.num_workers())
+            .field("pool", &self.pool.name)
+            .field("workers", &self.pool.num_workers())
             .field("shutdown", &self.is_shutdown())
             .finish_non_exhaustive()
     }

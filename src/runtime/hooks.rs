@@ -32,6 +32,7 @@ use std::fmt;
 
 use crate::runtime::guard::guard_user;
 use crate::runtime::scheduler::park::Park;
+use crate::runtime::task::TaskHooks;
 use crate::sync::{Arc, Mutex};
 
 type Wrapper = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
@@ -47,6 +48,8 @@ pub(crate) struct Hooks {
     pub(crate) on_shutdown: Vec<Hook>,
     pub(crate) park: Option<ParkHook>,
     pub(crate) busy_tick: Option<Hook>,
+    /// Hooks around tasks' lives (see `task::info`).
+    pub(crate) task: TaskHooks,
 }
 
 impl Hooks {
@@ -172,6 +175,7 @@ impl fmt::Debug for Hooks {
             .field("on_shutdown", &self.on_shutdown.len())
             .field("park", &self.park.is_some())
             .field("busy_tick", &self.busy_tick.is_some())
+            .field("task", &self.task)
             .finish()
     }
 }

@@ -36,6 +36,7 @@ mod global;
 pub(crate) mod guard;
 mod handle;
 pub(crate) mod hooks;
+pub(crate) mod metrics;
 mod pool_builder;
 pub(crate) mod scheduler;
 pub(crate) mod shared;
@@ -46,6 +47,7 @@ pub use block_on::block_on;
 pub use builder::Builder;
 pub use context::EnterGuard;
 pub use handle::Handle;
+pub use metrics::{Histogram, RuntimeMetrics};
 pub use pool_builder::PoolBuilder;
 
 // The facade of `crate::task` and `crate::time`: all they use of the
@@ -55,8 +57,10 @@ pub(crate) use context::with_current_pool;
 pub(crate) use scheduler::placement::key_hash;
 pub(crate) use scheduler::{Home, Pool};
 pub(crate) use task::{
-    is_trusted, spawn_on, Enqueue, GuardedWaker, RawTask, SpawnOptions, Spawned, TaskOutput,
+    is_trusted, spawn_on, with_current_task, Enqueue, GuardedWaker, RawTask, SpawnOptions, Spawned,
+    TaskOutput,
 };
+pub use task::{Id, Outcome, SlowPoll, TaskInfo, UnhandledPanic};
 pub(crate) use time::{far_future, Timer};
 
 use std::fmt;
@@ -122,6 +126,7 @@ impl Runtime {
     }
 
     /// Describes a task to run on this runtime; see [`Spawn`].
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> Spawn<F>
     where
         F: Future + Send + 'static,

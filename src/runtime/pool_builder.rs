@@ -44,7 +44,7 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 ///     .build()
 ///     .unwrap();
 /// let urgent = rt.handle().named_pool("urgent").unwrap();
-/// assert_eq!(urgent.num_workers(), 1);
+/// assert_eq!(urgent.metrics().num_workers(), 1);
 /// ```
 #[derive(Debug, Clone)]
 pub struct PoolBuilder {

@@ -14,6 +14,7 @@
 use super::blocking::BlockingPool;
 use super::hooks::{Hooks, RuntimeHooks};
 use super::scheduler::Pool;
+use super::task::Observe;
 use super::time::Clock;
 #[cfg(feature = "test-util")]
 use super::time::PausedTime;
@@ -30,13 +31,22 @@ pub(crate) struct RuntimeShared {
     pub(crate) hooks: RuntimeHooks,
     pub(crate) clock: Arc<Clock>,
     pub(crate) blocking: Arc<BlockingPool>,
+    /// What the pools observe of their tasks (hooks, histograms), fixed at
+    /// build.
+    pub(crate) observe: Observe,
     /// What keeps paused time from moving (see `time::paused`).
     #[cfg(feature = "test-util")]
     pub(crate) paused: PausedTime,
 }
 
 impl RuntimeShared {
-    pub(crate) fn new(hooks: Hooks, clock: Arc<Clock>, blocking: BlockingPool) -> Self {
+    pub(crate) fn new(
+        hooks: Hooks,
+        histograms: bool,
+        clock: Arc<Clock>,
+        blocking: BlockingPool,
+    ) -> Self {
+        let observe = hooks.task.observe(histograms);
         let hooks = RuntimeHooks::new(hooks);
         blocking.set_hooks(hooks.clone());
         let blocking = Arc::new(blocking);
@@ -45,6 +55,7 @@ impl RuntimeShared {
             hooks,
             clock,
             blocking,
+            observe,
             #[cfg(feature = "test-util")]
             paused: PausedTime::default(),
         }
@@ -82,12 +93,47 @@ impl RuntimeShared {
     }
 
     /// Every pool of the runtime that is still alive.
-    #[cfg(feature = "test-util")]
     pub(crate) fn pools(&self) -> impl Iterator<Item = Arc<Pool>> + '_ {
         self.pools
             .get()
             .into_iter()
             .flat_map(|pools| pools.iter())
             .filter_map(|(_, pool)| pool.upgrade())
+    }
+}
+
+impl RuntimeShared {
+    /// Shuts the runtime down from inside (the panic policy, see
+    /// `UnhandledPanic::ShutdownRuntime`) without waiting: the pools close
+    /// now, refusing spawns and stopping their workers after their current
+    /// poll; a thread of its own cancels what is left, as
+    /// `Runtime::shutdown_background` does. The `Runtime`, when dropped,
+    /// finds it done. Idempotent.
+    pub(crate) fn shutdown_in_background(&self) {
+        let pools: Vec<Arc<Pool>> = self.pools().collect();
+        if pools.iter().all(|pool| pool.is_closed()) {
+            return;
+        }
+        for pool in &pools {
+            pool.close();
+        }
+        let finish = {
+            let pools = pools.clone();
+            move || {
+                for pool in &pools {
+                    pool.shutdown();
+                }
+            }
+        };
+        if std::thread::Builder::new()
+            .name("multipool-shutdown".to_owned())
+            .spawn(finish)
+            .is_err()
+        {
+            eprintln!(
+                "multipool: no thread to shut the runtime down in the background after a task \
+                 panicked; its pools are closed, and the rest happens when the runtime is dropped"
+            );
+        }
     }
 }

@@ -38,12 +38,14 @@ use crate::runtime::{spawn_blocking_on, with_current_pool};
 /// });
 /// assert_eq!(sum.unwrap(), 5050);
 /// ```
+#[track_caller]
 pub fn spawn_blocking<F, R>(f: F) -> JoinHandle<R>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    match with_current_pool(|pool| spawn_blocking_on(pool, f)) {
+    let location = std::panic::Location::caller();
+    match with_current_pool(|pool| spawn_blocking_on(pool, f, location)) {
         Ok(spawned) => JoinHandle::new(spawned.finish()),
         Err((error, f)) => {
             // Dropped here, outside the runtime context's borrow.

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::JoinError;
-use crate::runtime::{is_trusted, GuardedWaker, RawTask, TaskOutput};
+use crate::runtime::{is_trusted, GuardedWaker, Id, RawTask, TaskOutput};
 use crate::sync::Arc;
 
 /// An owned permission to await, abort or detach a spawned task.
@@ -30,9 +30,9 @@ use crate::sync::Arc;
 pub struct JoinHandle<T> {
     /// `None` once detached (only in `Drop` and `detach`).
     task: Option<RawTask<T>>,
-    /// Why the task was never created (its pool refused it); yielded once.
-    /// Boxed: the common handle stays small.
-    refused: Option<Box<JoinError>>,
+    /// Why the task was never created (its pool refused it), yielded
+    /// once, and the id it was given. Boxed: the common handle stays small.
+    refused: Option<Box<(Option<JoinError>, Id)>>,
     /// What the task wakes when it finishes, in place of the awaiter's own
     /// waker; created at the first poll that has to wait.
     awaiter: Option<Arc<GuardedWaker>>,
@@ -51,7 +51,7 @@ impl<T> JoinHandle<T> {
     pub(crate) fn refused(error: JoinError) -> Self {
         JoinHandle {
             task: None,
-            refused: Some(Box::new(error)),
+            refused: Some(Box::new((Some(error), Id::next()))),
             awaiter: None,
         }
     }
@@ -92,6 +92,23 @@ impl<T> JoinHandle<T> {
         self.task().is_none_or(|task| task.is_finished())
     }
 
+    /// The task's id, unique among the process's tasks (a spawn the pool
+    /// refused gets one too, which no task has).
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
+    /// let a = rt.spawn(async {}).start();
+    /// let b = rt.spawn(async {}).start();
+    /// assert_ne!(a.id(), b.id());
+    /// ```
+    pub fn id(&self) -> Id {
+        match (&self.task, &self.refused) {
+            (Some(task), _) => task.metadata().id,
+            (None, Some(refused)) => refused.1,
+            (None, None) => unreachable!("a JoinHandle holds its task until detached"),
+        }
+    }
+
     /// The name given with [`Spawn::name`](crate::Spawn::name), if any.
     pub fn name(&self) -> Option<&str> {
         self.task()?.metadata().name.as_deref()
@@ -114,9 +131,10 @@ impl<T> Future for JoinHandle<T> {
         let Some(task) = this.task.as_mut() else {
             let error = this
                 .refused
-                .take()
+                .as_mut()
+                .and_then(|refused| refused.0.take())
                 .expect("JoinHandle polled after it completed");
-            return Poll::Ready(Err(*error));
+            return Poll::Ready(Err(error));
         };
         // Every task completes with an output (see the `task` module docs), so
         // the `async_task::Task` never reports a dropped runnable.

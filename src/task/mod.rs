@@ -7,11 +7,14 @@
 //! saying why. The machinery behind this is `runtime::task`.
 
 mod blocking;
+mod id;
 mod join;
 mod spawn;
 mod yield_now;
 
+pub use crate::runtime::{Id, Outcome, SlowPoll, TaskInfo, UnhandledPanic};
 pub use blocking::spawn_blocking;
+pub use id::{id, try_id};
 pub use join::JoinHandle;
 pub use spawn::{Spawn, SpawnFuture};
 pub use yield_now::{yield_now, YieldNow};

@@ -74,21 +74,23 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    #[track_caller]
     pub(crate) fn current(future: F) -> Self {
         Spawn {
             future,
             target: Target::Current,
             pool: None,
-            options: SpawnOptions::default(),
+            options: SpawnOptions::at(std::panic::Location::caller()),
         }
     }
 
+    #[track_caller]
     pub(crate) fn on(handle: Handle, future: F) -> Self {
         Spawn {
             future,
             target: Target::Handle(handle),
             pool: None,
-            options: SpawnOptions::default(),
+            options: SpawnOptions::at(std::panic::Location::caller()),
         }
     }
 
@@ -306,7 +308,10 @@ where
             admission,
             Enqueue::Schedule,
         )),
-        Err(error) => Err((error, future)),
+        Err(error) => {
+            pool.count_refused(options.priority);
+            Err((error, future))
+        }
     }
 }
 
@@ -431,6 +436,7 @@ where
                             }
                         },
                         Err(error) => {
+                            pool.count_refused(options.priority);
                             self.state =
                                 State::Running(JoinHandle::refused(error.into_join_error()));
                         }

@@ -186,17 +186,19 @@ pub(crate) fn run_round(seed: u64, phase: &Phase) -> Result<RoundReport, String>
 
     // Gauges: a task is counted out before its handle resolves, so both
     // are 0 once every handle has (and a stranded task shows up here too).
-    let alive = handle.num_alive_tasks();
+    let alive = handle.metrics().num_alive_tasks();
     if alive != 0 {
         let later = stuck.is_empty()
-            && wait_until(Duration::from_secs(1), || handle.num_alive_tasks() == 0);
+            && wait_until(Duration::from_secs(1), || {
+                handle.metrics().num_alive_tasks() == 0
+            });
         failures.push(format!(
             "num_alive_tasks() is {alive} after the handles resolved ({} a second later)",
             if later { "0" } else { "still not 0" }
         ));
     }
     if stuck.is_empty() {
-        let timers = handle.num_timers();
+        let timers = handle.metrics().num_timers();
         if timers != 0 {
             failures.push(format!("num_timers() is {timers} after shutdown"));
         }

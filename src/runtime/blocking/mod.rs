@@ -19,12 +19,18 @@ use crate::error::SpawnError;
 use crate::runtime::scheduler::Pool;
 use crate::runtime::task::{spawn_on, Enqueue, Runnable, SpawnOptions, Spawned};
 use crate::sync::Arc;
+use crate::Priority;
+use std::panic::Location;
 
 /// Creates the task of a `spawn_blocking` call on the default pool of
 /// `pool`'s runtime and queues it on the blocking pool. A refusal hands the
 /// closure back, for the caller to drop outside any borrow of the runtime
 /// context (it is user code).
-pub(crate) fn spawn<F, R>(pool: &Arc<Pool>, f: F) -> Result<Spawned<R>, (SpawnError, F)>
+pub(crate) fn spawn<F, R>(
+    pool: &Arc<Pool>,
+    f: F,
+    location: &'static Location<'static>,
+) -> Result<Spawned<R>, (SpawnError, F)>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
@@ -34,11 +40,14 @@ where
         Ok(admission) => Ok(spawn_on(
             &default,
             BlockingCall(Some(f)),
-            SpawnOptions::default(),
+            SpawnOptions::at(location),
             admission,
             Enqueue::Blocking,
         )),
-        Err(error) => Err((error, f)),
+        Err(error) => {
+            default.count_refused(Priority::Normal);
+            Err((error, f))
+        }
     }
 }
 

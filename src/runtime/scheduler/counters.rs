@@ -1,26 +1,74 @@
 //! What a pool counts, and the gauges read from those counts.
 //!
 //! Invariants:
-//! * The hot path writes no shared line: tasks spawned and completed are
-//!   counted per worker slot (the last entry for threads that are not the
-//!   pool's workers), with `Relaxed` adds, and summed on read.
-//! * A task is counted spawned before it can complete, and completions
-//!   are read before spawns, so `num_alive` never underflows.
+//! * The hot path writes no shared line: tasks spawned and ended (per
+//!   outcome), polls, steals and parks are counted per worker slot (the
+//!   last entry for threads that are not the pool's workers) and summed on
+//!   read. A worker's own counters are written with a load and a store
+//!   (only it writes them); the shared entry with read-modify-writes.
+//! * A task is counted spawned before it can end, and ends are read
+//!   before spawns, so `num_alive` never underflows; every task ends with
+//!   exactly one outcome, so spawned = the sum of the outcomes + alive.
 //! * Workers started and retired are counted before `Idle`'s active count
 //!   moves, so a reader who sees `num_workers` change also sees the
 //!   counter that explains it.
 
+use std::time::Duration;
+
 use crossbeam_utils::CachePadded;
 
 use super::{worker, Pool};
-use crate::priority::levels;
-use crate::sync::{AtomicUsize, Ordering};
+use crate::priority::{levels, PerLevel};
+use crate::runtime::metrics::HistogramCells;
+use crate::runtime::task::Outcome;
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::Priority;
+
+/// What one worker slot counts. Written by the slot's worker only (the
+/// shared entry by any thread that is not a worker: its spawns and
+/// ends use read-modify-writes).
+#[derive(Default)]
+pub(crate) struct SlotCounts {
+    /// Tasks spawned, per priority.
+    pub(crate) spawned: PerLevel<AtomicU64>,
+    /// Tasks ended, per [`Outcome`].
+    pub(crate) ended: [AtomicU64; Outcome::COUNT],
+    /// Polls, per priority of the polled task.
+    pub(crate) polls: PerLevel<AtomicU64>,
+    /// Tasks taken from siblings, and the steals that took them.
+    pub(crate) stolen: AtomicU64,
+    pub(crate) steals: AtomicU64,
+    /// Times the worker parked, and of those, the times it had found no
+    /// work since it last woke.
+    pub(crate) parks: AtomicU64,
+    pub(crate) noops: AtomicU64,
+    /// Time spent between waking and parking, in nanoseconds.
+    pub(crate) busy_ns: AtomicU64,
+}
+
+/// Adds `n` to a counter only its owner writes: a plain load and store,
+/// no read-modify-write on the hot path.
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+/// The latency histograms of one worker slot, per priority.
+pub(crate) struct SlotHistograms {
+    pub(crate) schedule_latency: PerLevel<HistogramCells>,
+    pub(crate) poll_time: PerLevel<HistogramCells>,
+}
 
 /// The counts of one pool.
 pub(super) struct Counters {
-    /// Tasks spawned and completed, per worker slot plus one shared entry.
-    spawned: Box<[CachePadded<AtomicUsize>]>,
-    completed: Box<[CachePadded<AtomicUsize>]>,
+    /// Per worker slot, plus one shared entry for other threads.
+    pub(crate) slots: Box<[CachePadded<SlotCounts>]>,
+    /// Per worker slot, with latency histograms on (see
+    /// `Builder::enable_latency_histograms`).
+    pub(crate) histograms: Option<Box<[SlotHistograms]>>,
     pub(super) workers_started: AtomicUsize,
     pub(super) workers_retired: AtomicUsize,
     /// Workers found stuck in one poll at the monitor's last sample.
@@ -28,15 +76,19 @@ pub(super) struct Counters {
 }
 
 impl Counters {
-    pub(super) fn new(max_workers: usize) -> Self {
-        let per_slot = || {
-            (0..=max_workers)
-                .map(|_| CachePadded::new(AtomicUsize::new(0)))
-                .collect()
-        };
+    pub(super) fn new(max_workers: usize, histograms: bool) -> Self {
         Counters {
-            spawned: per_slot(),
-            completed: per_slot(),
+            slots: (0..=max_workers)
+                .map(|_| CachePadded::new(SlotCounts::default()))
+                .collect(),
+            histograms: histograms.then(|| {
+                (0..max_workers)
+                    .map(|_| SlotHistograms {
+                        schedule_latency: Default::default(),
+                        poll_time: Default::default(),
+                    })
+                    .collect()
+            }),
             workers_started: AtomicUsize::new(0),
             workers_retired: AtomicUsize::new(0),
             blocked_workers: AtomicUsize::new(0),
@@ -53,28 +105,81 @@ impl Pool {
     }
 
     #[inline]
-    pub(crate) fn count_spawned(&self) {
-        self.counters.spawned[self.counter_slot()].fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn count_spawned(&self, priority: Priority) {
+        self.counters.slots[self.counter_slot()].spawned[priority.index()]
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A spawn the pool refused before a task existed (a full queue, a
+    /// shutdown): counted as spawned and rejected, or shut down, so the
+    /// outcome counts add up to the spawns.
+    #[cold]
+    pub(crate) fn count_refused(&self, priority: Priority) {
+        self.count_spawned(priority);
+        let outcome = if self.accepts_spawns() {
+            Outcome::Rejected
+        } else {
+            Outcome::Shutdown
+        };
+        self.count_ended(outcome);
     }
 
     #[inline]
-    pub(crate) fn count_completed(&self) {
-        self.counters.completed[self.counter_slot()].fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn count_ended(&self, outcome: Outcome) {
+        self.counters.slots[self.counter_slot()].ended[outcome.index()]
+            .fetch_add(1, Ordering::Release);
         if !self.accepts_spawns() {
             // A graceful shutdown may be waiting for the last task.
             self.drained.notify(usize::MAX);
         }
     }
 
+    /// Records one poll's schedule latency and poll time in the histograms
+    /// of this worker (polls off the pool's workers are not recorded).
+    pub(crate) fn record_poll(&self, priority: Priority, latency: Duration, poll_time: Duration) {
+        let (Some(histograms), Some(index)) = (&self.counters.histograms, worker::index_in(self))
+        else {
+            return;
+        };
+        let slot = &histograms[index];
+        slot.schedule_latency[priority.index()].record(latency);
+        slot.poll_time[priority.index()].record(poll_time);
+    }
+
+    /// The counts of worker slot `index` (the shared entry at
+    /// `max_workers`).
+    pub(crate) fn slot_counts(&self, index: usize) -> &SlotCounts {
+        &self.counters.slots[index]
+    }
+
+    pub(crate) fn histograms(&self) -> Option<&[SlotHistograms]> {
+        self.counters.histograms.as_deref()
+    }
+
+    /// `f` summed over every counter slot.
+    pub(crate) fn sum_counts(&self, f: impl Fn(&SlotCounts) -> u64) -> u64 {
+        self.counters
+            .slots
+            .iter()
+            .map(|slot| f(slot))
+            .fold(0, u64::wrapping_add)
+    }
+
     /// Tasks spawned and not yet completed or cancelled.
     pub(crate) fn num_alive(&self) -> usize {
-        let sum = |counts: &[CachePadded<AtomicUsize>]| -> usize {
-            counts.iter().map(|c| c.load(Ordering::Acquire)).sum()
-        };
-        // Completions first (see the module docs).
-        let completed = sum(&self.counters.completed);
-        let spawned = sum(&self.counters.spawned);
-        spawned.saturating_sub(completed)
+        // Ends first (see the module docs).
+        let ended = self.sum_counts(|slot| {
+            slot.ended
+                .iter()
+                .map(|count| count.load(Ordering::Acquire))
+                .sum()
+        });
+        let spawned = self.sum_counts(|slot| {
+            levels()
+                .map(|level| slot.spawned[level].load(Ordering::Acquire))
+                .sum()
+        });
+        spawned.saturating_sub(ended) as usize
     }
 
     /// Number of parked workers.
@@ -98,14 +203,6 @@ impl Pool {
     /// Workers found stuck in one poll at the monitor's last sample.
     pub(crate) fn num_blocked_workers(&self) -> usize {
         self.counters.blocked_workers.load(Ordering::Relaxed)
-    }
-
-    /// Tasks queued on each worker slot, in slot order: its local queues and
-    /// inboxes (the injector is shared and not counted).
-    pub(crate) fn worker_queue_depths(&self) -> Vec<usize> {
-        (0..self.slots.len())
-            .map(|index| self.worker_load(index))
-            .collect()
     }
 
     /// Number of tasks waiting in the injectors.

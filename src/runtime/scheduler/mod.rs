@@ -47,7 +47,7 @@
 //!   `lifecycle`).
 
 mod admission;
-mod counters;
+pub(crate) mod counters;
 mod idle;
 mod lifecycle;
 pub(crate) mod monitor;
@@ -77,7 +77,7 @@ use event_listener::Event;
 use crate::error::BuildError;
 use crate::priority::{LevelSet, PerLevel};
 use crate::runtime::shared::RuntimeShared;
-use crate::runtime::task::Runnable;
+use crate::runtime::task::{Observe, Runnable};
 use crate::runtime::time::Timers;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Mutex, OnceLock, Ordering};
 use crate::Priority;
@@ -125,6 +125,9 @@ struct Slot {
     /// Bumped before and after every `run_task`: odd while the worker polls.
     /// The monitor reads it to find workers stuck in one poll.
     activity: CachePadded<AtomicU64>,
+    /// The task the worker polls (or polled last), published only in pools
+    /// that report slow polls, for the monitor to name.
+    current_poll: Mutex<Option<CurrentPoll>>,
     /// The worker's own ends while no thread holds them.
     parts: Mutex<Option<worker::WorkerParts>>,
     /// Set while a thread runs (or is about to run) the slot's worker.
@@ -141,6 +144,13 @@ struct Slot {
     /// Local tasks of this worker whose future is not dropped yet.
     local_alive: AtomicUsize,
 }
+
+/// What a worker publishes about the task it polls: id, name, priority.
+type CurrentPoll = (
+    crate::runtime::task::Id,
+    Option<std::sync::Arc<str>>,
+    Priority,
+);
 
 /// One pool of a runtime. The fields are grouped by the file that owns
 /// them (see the module docs); the rest are the settings, fixed at build.
@@ -187,6 +197,11 @@ pub(crate) struct Pool {
     bound: Option<QueueBound>,
     monitor: Mutex<Option<monitor::MonitorHandle>>,
     counters: Counters,
+    /// What the pool observes of its tasks (`RuntimeShared::observe`).
+    pub(crate) observe: Observe,
+    /// `has_custom_queues || observe.histograms`: the one check of the wake
+    /// path for both.
+    wake_extras: bool,
     /// Notified when a task completes while a graceful shutdown waits.
     drained: Event,
 }
@@ -198,6 +213,8 @@ impl Pool {
         runtime: Arc<RuntimeShared>,
     ) -> Result<Arc<Pool>, BuildError> {
         let max = config.max_workers;
+        let runtime_observe = runtime.observe;
+        let has_custom_queues = config.custom_queues.iter().any(Option::is_some);
         let mut slots = Vec::with_capacity(max);
         let mut unparkers = Vec::with_capacity(max);
         for index in 0..max {
@@ -221,6 +238,7 @@ impl Pool {
                 unparker,
                 hook_waker,
                 activity: CachePadded::new(AtomicU64::new(0)),
+                current_poll: Mutex::new(None),
                 parts: Mutex::new(Some(worker::WorkerParts {
                     index,
                     queues,
@@ -258,14 +276,16 @@ impl Pool {
             },
             placement: config.placement,
             scheduler: config.scheduler,
-            has_custom_queues: config.custom_queues.iter().any(Option::is_some),
+            has_custom_queues,
             custom_queues: config.custom_queues,
             place_cursor: AtomicUsize::new(0),
             pin_workers: config.pin_workers,
             prewarm: config.prewarm,
             bound: config.max_queued.map(QueueBound::new),
             monitor: Mutex::new(None),
-            counters: Counters::new(max),
+            counters: Counters::new(max, runtime_observe.histograms),
+            observe: runtime_observe,
+            wake_extras: runtime_observe.histograms || has_custom_queues,
             drained: Event::new(),
         });
         // A build waits for its workers to start with `prewarm`, and with
@@ -293,7 +313,7 @@ impl Pool {
                 )));
             }
         }
-        if config.max_workers > config.min_workers {
+        if config.max_workers > config.min_workers || monitor::reports_slow_polls(&pool) {
             match monitor::start(&pool) {
                 Ok(handle) => *pool.monitor.lock() = Some(handle),
                 Err(err) => {

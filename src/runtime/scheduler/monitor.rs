@@ -1,6 +1,8 @@
-//! The monitor thread of an elastic pool: adds workers when work waits.
+//! The monitor thread of an elastic pool: adds workers when work waits;
+//! and of any pool with `Builder::on_slow_poll`: reports slow polls.
 //!
-//! Runs only in pools whose `max_workers` exceeds `min_workers`. It samples
+//! Runs only in pools whose `max_workers` exceeds `min_workers`, or that
+//! report slow polls. It samples
 //! each worker's activity counter (see `Slot::activity`): a worker whose
 //! counter is odd and has not changed for [`BLOCKED_AFTER`] is stuck in one
 //! poll: it is *blocked* (a blocking call inside a task, what Go's sysmon
@@ -44,6 +46,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::Pool;
+use crate::runtime::guard::guard_user;
+use crate::runtime::task::{SlowPoll, SlowPollHook};
 use crate::sync::{Arc, Ordering};
 
 /// How long one poll must last for its worker to count as blocked. Far
@@ -78,6 +82,15 @@ impl MonitorHandle {
     }
 }
 
+/// Whether `pool` reports slow polls (and so has a monitor, and its
+/// workers publish what they poll).
+pub(crate) fn reports_slow_polls(pool: &Pool) -> bool {
+    pool.runtime
+        .hooks
+        .get()
+        .is_some_and(|hooks| hooks.task.slow_poll.is_some())
+}
+
 /// Starts the monitor of `pool`.
 pub(crate) fn start(pool: &Arc<Pool>) -> io::Result<MonitorHandle> {
     let (parker, unparker) = parking::pair();
@@ -108,21 +121,44 @@ fn run(pool: &Arc<Pool>, parker: &parking::Parker) {
     let mut next_add = Instant::now();
     let mut period = IDLE_SAMPLE;
     let mut failures = SpawnFailures::default();
+    let slow_poll: Option<(Duration, SlowPollHook)> = pool
+        .runtime
+        .hooks
+        .get()
+        .and_then(|hooks| hooks.task.slow_poll.clone());
+    // Sample at least twice per threshold (and at most every millisecond).
+    let max_period = slow_poll.as_ref().map_or(IDLE_SAMPLE, |(threshold, _)| {
+        (*threshold / 2).max(BUSY_SAMPLE)
+    });
+    // Per slot: the activity value already reported as a slow poll.
+    let mut reported = vec![u64::MAX; pool.slots.len()];
     while !pool.is_closed() {
-        parker.park_timeout(period);
+        parker.park_timeout(period.min(max_period));
         if pool.is_closed() {
             break;
         }
         crate::fault::hit("monitor");
         let now = Instant::now();
         let mut blocked = 0;
-        for (slot, (last, since)) in pool.slots.iter().zip(seen.iter_mut()) {
+        for (index, (slot, (last, since))) in pool.slots.iter().zip(seen.iter_mut()).enumerate() {
             let activity = slot.activity.load(Ordering::Relaxed);
             if activity != *last {
                 *last = activity;
                 *since = now;
-            } else if activity % 2 == 1 && now.duration_since(*since) >= BLOCKED_AFTER {
+                continue;
+            }
+            if activity % 2 == 0 {
+                continue;
+            }
+            let stuck_for = now.duration_since(*since);
+            if stuck_for >= BLOCKED_AFTER {
                 blocked += 1;
+            }
+            if let Some((threshold, hook)) = &slow_poll {
+                if stuck_for >= *threshold && reported[index] != activity {
+                    reported[index] = activity;
+                    report_slow_poll(pool, index, stuck_for, hook);
+                }
             }
         }
         pool.counters
@@ -163,6 +199,25 @@ fn run(pool: &Arc<Pool>, parker: &parking::Parker) {
             }
         }
     }
+}
+
+/// Runs the slow-poll hook for the task worker `index` is stuck in.
+fn report_slow_poll(pool: &Pool, index: usize, elapsed: Duration, hook: &SlowPollHook) {
+    let Some((id, name, priority)) = pool.slots[index].current_poll.lock().clone() else {
+        return;
+    };
+    let slow = SlowPoll {
+        id,
+        name,
+        priority,
+        pool: pool.name.clone(),
+        worker: index,
+        elapsed,
+    };
+    guard_user("the `Builder::on_slow_poll` hook", || {
+        crate::fault::hit("hook");
+        hook(&slow)
+    });
 }
 
 /// Which failures to start a worker are reported: the first of each streak.

@@ -121,7 +121,7 @@ impl Pool {
     }
 
     /// Tasks queued on worker `index` (its queues and inboxes).
-    pub(super) fn worker_load(&self, index: usize) -> usize {
+    pub(crate) fn worker_load(&self, index: usize) -> usize {
         let slot = &self.slots[index];
         slot.stealers.iter().map(Stealer::len).sum::<usize>()
             + slot.inbox.get().map_or(0, |inbox| inbox.len())
@@ -138,7 +138,7 @@ impl Pool {
     #[inline]
     pub(crate) fn schedule_woken(runnable: Runnable, woken_while_running: bool) {
         let meta = runnable.metadata();
-        if meta.home != NO_HOME || meta.pool.has_custom_queues {
+        if meta.home != NO_HOME || meta.pool.wake_extras {
             Self::schedule_woken_special(runnable, woken_while_running);
             return;
         }
@@ -156,6 +156,9 @@ impl Pool {
     fn schedule_woken_special(runnable: Runnable, woken_while_running: bool) {
         let meta = runnable.metadata();
         let pool = meta.pool.clone();
+        if pool.observe.histograms {
+            meta.stamp_scheduled();
+        }
         if meta.home != NO_HOME {
             if meta.local {
                 pool.push_local(meta.home as usize, runnable);

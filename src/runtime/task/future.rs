@@ -5,9 +5,12 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use super::{cancel, drop_quietly, TaskMeta, TaskOutput};
+use super::info::{panic_message, run_task_hook, with_task_hooks, Outcome, TaskInfo};
+use super::{cancel, drop_quietly, CurrentTask, TaskMeta, TaskOutput, UnhandledPanic};
 use crate::error::JoinError;
+use crate::runtime::metrics;
 use crate::runtime::time::Timer;
 use crate::sync::Ordering;
 
@@ -48,10 +51,16 @@ impl Deadline for Timer {
 }
 
 /// The task's entry in its pool's registry; counts the task as alive and
-/// unregisters it when the task's future is dropped.
+/// unregisters it when the task's future is dropped. It is also where the
+/// task's end is counted (by [`Outcome`]) and the `on_task_terminate` hook
+/// runs: after the future was dropped.
 struct Registration<'a> {
     meta: &'a TaskMeta,
     registered: bool,
+    /// How the task ended; set with its output. A future dropped without
+    /// an output (its `Runnable` dropped, which the runtime never does)
+    /// counts as shut down.
+    outcome: Outcome,
 }
 
 impl Registration<'_> {
@@ -92,7 +101,16 @@ impl Drop for Registration<'_> {
         if self.meta.local {
             self.meta.pool.local_task_dropped(self.meta.home as usize);
         }
-        self.meta.pool.count_completed();
+        let pool = &self.meta.pool;
+        if pool.observe.lifecycle {
+            let (meta, outcome) = (self.meta, self.outcome);
+            with_task_hooks(&pool.runtime, |hooks| {
+                if let Some(hook) = &hooks.terminate {
+                    run_task_hook("on_task_terminate", || hook(&TaskInfo::new(meta), outcome));
+                }
+            });
+        }
+        pool.count_ended(self.outcome);
     }
 }
 
@@ -108,6 +126,7 @@ impl<'a, F, D> TaskFuture<'a, F, D> {
             registration: Registration {
                 meta,
                 registered: false,
+                outcome: Outcome::Shutdown,
             },
         }
     }
@@ -118,6 +137,15 @@ impl<F: Future, D: Deadline> Future for TaskFuture<'_, F, D> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.poll_result(cx).map(TaskOutput::new)
+    }
+}
+
+/// The outcome a cancel reason ends a task with.
+fn cancel_outcome(reason: u8) -> Outcome {
+    match reason {
+        cancel::ABORTED => Outcome::Cancelled,
+        cancel::SHUTDOWN => Outcome::Shutdown,
+        _ => Outcome::Rejected,
     }
 }
 
@@ -150,48 +178,142 @@ impl<F: Future, D: Deadline> TaskFuture<'_, F, D> {
                 ),
                 _ => JoinError::shutdown(),
             };
+            let _current = CurrentTask::enter(this.meta);
             return Poll::Ready(match drop_future(this.future) {
-                Ok(()) => Err(error),
-                Err(panic) => Err(panic),
+                Ok(()) => {
+                    this.registration.outcome = cancel_outcome(reason);
+                    Err(error)
+                }
+                Err(panic) => {
+                    this.registration.outcome = Outcome::Panicked;
+                    Err(panic)
+                }
             });
         }
         let Some(future) = this.future.as_mut().as_pin_mut() else {
             // async-task never polls a future again after it returned `Ready`.
             unreachable!("multipool task polled after it completed");
         };
-        match catch_unwind(AssertUnwindSafe(|| {
-            crate::fault::hit("task.poll");
-            future.poll(cx)
-        })) {
+        let meta = *this.meta;
+        let _current = CurrentTask::enter(meta);
+        let polled = if meta.pool.observe.any {
+            poll_observed(future, cx, meta)
+        } else {
+            catch_unwind(AssertUnwindSafe(|| {
+                crate::fault::hit("task.poll");
+                future.poll(cx)
+            }))
+        };
+        let result = match polled {
             Ok(Poll::Pending) => {
                 // The future first, then the deadline: a future that is
                 // ready at its deadline wins.
                 if this.deadline.poll_expired(cx) {
-                    return Poll::Ready(match drop_future(this.future) {
-                        Ok(()) => Err(JoinError::timed_out()),
+                    match drop_future(this.future) {
+                        Ok(()) => {
+                            this.registration.outcome = Outcome::TimedOut;
+                            Err(JoinError::timed_out())
+                        }
                         Err(panic) => Err(panic),
-                    });
+                    }
+                } else {
+                    if !this.registration.registered {
+                        this.registration.register(cx.waker());
+                    }
+                    return Poll::Pending;
                 }
-                if !this.registration.registered {
-                    this.registration.register(cx.waker());
-                }
-                Poll::Pending
             }
             Ok(Poll::Ready(value)) => {
                 // Drop the future here, inside `catch_unwind`: async-task would
                 // otherwise drop it outside, where a panicking destructor
                 // would unwind into the worker.
-                Poll::Ready(drop_future(this.future).map(|()| value))
+                let dropped = drop_future(this.future);
+                if dropped.is_ok() {
+                    this.registration.outcome = Outcome::Completed;
+                }
+                dropped.map(|()| value)
             }
             Err(payload) => {
+                if meta.pool.observe.panics {
+                    task_panicked(meta, &*payload);
+                }
                 // The panic is what the handle reports; a second panic from
                 // the destructor is swallowed (its payload dropped quietly).
                 if let Err(second) = drop_future(this.future) {
                     drop_quietly(second);
                 }
-                Poll::Ready(Err(JoinError::panic(payload)))
+                Err(JoinError::panic(payload))
             }
+        };
+        if result.is_err() && this.registration.outcome == Outcome::Shutdown {
+            // Only a panic leaves the outcome unset on this path (the
+            // future's own, or its destructor's).
+            this.registration.outcome = Outcome::Panicked;
         }
+        Poll::Ready(result)
+    }
+}
+
+type Polled<T> = std::thread::Result<Poll<T>>;
+
+/// A poll with the task hooks, histograms or panic reports that the pool
+/// observes (see `info::Observe`); out of line, so the plain path stays
+/// short.
+#[inline(never)]
+fn poll_observed<F: Future>(
+    future: Pin<&mut F>,
+    cx: &mut Context<'_>,
+    meta: &TaskMeta,
+) -> Polled<F::Output> {
+    let observe = meta.pool.observe;
+    let start = observe.histograms.then(metrics::now_ns);
+    let latency = start.map(|start| {
+        Duration::from_nanos(start.saturating_sub(meta.scheduled_at.load(Ordering::Relaxed)))
+    });
+    if observe.poll_hooks {
+        with_task_hooks(&meta.pool.runtime, |hooks| {
+            if let Some(hook) = &hooks.before_poll {
+                run_task_hook("on_before_task_poll", || {
+                    hook(&TaskInfo::with_latency(meta, latency, None))
+                });
+            }
+        });
+    }
+    let polled = catch_unwind(AssertUnwindSafe(|| {
+        crate::fault::hit("task.poll");
+        future.poll(cx)
+    }));
+    let poll_time =
+        start.map(|start| Duration::from_nanos(metrics::now_ns().saturating_sub(start)));
+    if let (Some(latency), Some(poll_time)) = (latency, poll_time) {
+        meta.pool.record_poll(meta.priority(), latency, poll_time);
+    }
+    if observe.poll_hooks {
+        with_task_hooks(&meta.pool.runtime, |hooks| {
+            if let Some(hook) = &hooks.after_poll {
+                run_task_hook("on_after_task_poll", || {
+                    hook(&TaskInfo::with_latency(meta, latency, poll_time))
+                });
+            }
+        });
+    }
+    polled
+}
+
+/// A task's poll panicked: the `on_task_panic` hook, then the panic policy.
+#[cold]
+fn task_panicked(meta: &TaskMeta, payload: &(dyn std::any::Any + Send)) {
+    let mut policy = UnhandledPanic::Ignore;
+    with_task_hooks(&meta.pool.runtime, |hooks| {
+        policy = hooks.unhandled_panic;
+        if let Some(hook) = &hooks.panic {
+            run_task_hook("on_task_panic", || {
+                hook(&TaskInfo::new(meta), panic_message(payload))
+            });
+        }
+    });
+    if policy == UnhandledPanic::ShutdownRuntime {
+        meta.pool.runtime.shutdown_in_background();
     }
 }
 

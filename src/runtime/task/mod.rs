@@ -26,19 +26,25 @@
 //! tasks that await a `JoinHandle`.
 
 mod future;
+mod id;
+mod info;
 mod spawn;
 mod waker;
 
+pub use id::Id;
+pub(crate) use id::{with_current_task, CurrentTask};
+pub(crate) use info::{Observe, SlowPollHook, TaskHooks, ThreadHooks};
+pub use info::{Outcome, SlowPoll, TaskInfo, UnhandledPanic};
 pub(crate) use spawn::{run_cancelled, spawn_local_on, spawn_on, Enqueue, SpawnOptions, Spawned};
 pub(crate) use waker::{is_trusted, trust_waker, GuardedWaker};
 
 use std::mem::ManuallyDrop;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 
 use crate::error::JoinError;
 use crate::runtime::scheduler::registry::Registry;
 use crate::runtime::scheduler::Pool;
-use crate::sync::{Arc, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::{Arc, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use crate::Priority;
 
 /// The runnable half of a multipool task, as queued by the scheduler.
@@ -112,6 +118,13 @@ pub(crate) mod cancel {
 pub(crate) struct TaskMeta {
     /// The pool the task belongs to; wake-ups go back to it.
     pub(crate) pool: Arc<Pool>,
+    pub(crate) id: Id,
+    /// Where the task was spawned (`#[track_caller]` on every spawn).
+    pub(crate) location: &'static Location<'static>,
+    /// When the task was last spawned or woken, in nanoseconds of
+    /// `metrics::now_ns`; kept only with latency histograms (see
+    /// `Observe::histograms`).
+    pub(crate) scheduled_at: AtomicU64,
     /// Index of the task's [`Priority`] level. Atomic so that a later policy
     /// may change it while the task lives.
     priority: AtomicU8,
@@ -121,8 +134,9 @@ pub(crate) struct TaskMeta {
     /// registered. Written once, by the poll that registers the task; read
     /// by `JoinHandle::abort` (see `Registration::register` for the order).
     pub(super) registry_key: AtomicUsize,
-    /// The name given with [`Spawn::name`].
-    pub(crate) name: Option<Box<str>>,
+    /// The name given with [`Spawn::name`]. An `Arc` (std's: the name is
+    /// never shared under loom) so a slow-poll report can hold it.
+    pub(crate) name: Option<std::sync::Arc<str>>,
     /// The worker the task is pinned to, or `scheduler::NO_HOME`.
     pub(crate) home: u32,
     /// A `spawn_local` task: `!Send`, so it is polled and dropped only on
@@ -132,23 +146,40 @@ pub(crate) struct TaskMeta {
 
 impl TaskMeta {
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         pool: &Arc<Pool>,
         priority: Priority,
         cancel: u8,
         name: Option<String>,
+        location: &'static Location<'static>,
         home: u32,
         local: bool,
     ) -> Self {
+        let scheduled_at = if pool.observe.histograms {
+            crate::runtime::metrics::now_ns()
+        } else {
+            0
+        };
         TaskMeta {
             pool: pool.clone(),
+            id: Id::next(),
+            location,
+            scheduled_at: AtomicU64::new(scheduled_at),
             priority: AtomicU8::new(priority.index() as u8),
             cancel: AtomicU8::new(cancel),
             registry_key: AtomicUsize::new(usize::MAX),
-            name: name.map(String::into_boxed_str),
+            name: name.map(std::sync::Arc::from),
             home,
             local,
         }
+    }
+
+    /// Records that the task was just woken (for the schedule latency).
+    #[inline]
+    pub(crate) fn stamp_scheduled(&self) {
+        self.scheduled_at
+            .store(crate::runtime::metrics::now_ns(), Ordering::Relaxed);
     }
 
     pub(crate) fn priority(&self) -> Priority {

@@ -7,10 +7,11 @@
 //! silently.
 
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::time::Duration;
 
 use super::future::{Deadline, NoDeadline, TaskFuture};
+use super::info::{run_task_hook, with_task_hooks, TaskInfo};
 use super::{cancel, RawTask, Runnable, TaskMeta};
 use crate::runtime::scheduler::{Admission, Home, Pool};
 use crate::runtime::time::{far_future, Timer};
@@ -18,13 +19,28 @@ use crate::sync::Arc;
 use crate::Priority;
 
 /// Options of one task, collected by `Spawn`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SpawnOptions {
     pub(crate) priority: Priority,
     pub(crate) name: Option<String>,
     pub(crate) timeout: Option<Duration>,
     /// Where the task asked to run; resolved by admission.
     pub(crate) home: Home,
+    /// Where the spawn was called.
+    pub(crate) location: &'static Location<'static>,
+}
+
+impl SpawnOptions {
+    /// The defaults, for a spawn called at `location`.
+    pub(crate) fn at(location: &'static Location<'static>) -> Self {
+        SpawnOptions {
+            priority: Priority::default(),
+            name: None,
+            timeout: None,
+            home: Home::default(),
+            location,
+        }
+    }
 }
 
 /// The schedule function of every pool task: wake-ups go back to the
@@ -54,14 +70,45 @@ pub(crate) struct Spawned<T> {
     /// [`finish`](Self::finish) does that once the caller holds no
     /// thread-local state (`spawn_on` may run inside a borrow of it).
     refused: Option<Runnable>,
+    /// Set if the runtime has an `on_task_spawn` hook: the task is queued
+    /// by [`finish`](Self::finish), after the hook ran (outside any borrow,
+    /// and before any worker can poll the task).
+    unqueued: Option<(Runnable, Enqueue)>,
 }
 
 impl<T> Spawned<T> {
     pub(crate) fn finish(self) -> RawTask<T> {
+        if let Some((runnable, enqueue)) = self.unqueued {
+            spawn_hook(runnable.metadata());
+            let pool = runnable.metadata().pool.clone();
+            enqueue_task(&pool, runnable, enqueue);
+        }
         if let Some(runnable) = self.refused {
+            spawn_hook(runnable.metadata());
             run_cancelled(runnable);
         }
         self.task
+    }
+}
+
+/// Runs the `on_task_spawn` hook, if the runtime has one, for a task.
+fn spawn_hook(meta: &TaskMeta) {
+    if meta.pool.observe.lifecycle {
+        with_task_hooks(&meta.pool.runtime, |hooks| {
+            if let Some(hook) = &hooks.spawn {
+                run_task_hook("on_task_spawn", || hook(&TaskInfo::new(meta)));
+            }
+        });
+    }
+}
+
+/// Queues a new task where `enqueue` says.
+#[inline]
+fn enqueue_task(pool: &Arc<Pool>, runnable: Runnable, enqueue: Enqueue) {
+    match enqueue {
+        Enqueue::Schedule => pool.schedule_new(runnable),
+        Enqueue::Quiet => pool.schedule_quiet(runnable),
+        Enqueue::Blocking => pool.runtime.blocking.push(runnable),
     }
 }
 
@@ -131,6 +178,7 @@ where
         options.priority,
         cancel,
         options.name,
+        options.location,
         admission.home,
         false,
     );
@@ -149,20 +197,29 @@ where
     // - the schedule function is `Send + Sync + 'static` by its bounds.
     let (runnable, task) =
         unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule_fn)) };
-    pool.count_spawned();
+    pool.count_spawned(options.priority);
     // A rejected task ends at once and its handle says why. (A shutdown
     // that began after admission is caught where the task is queued.)
-    let refused = if rejected {
-        Some(runnable)
-    } else {
-        match enqueue {
-            Enqueue::Schedule => pool.schedule_new(runnable),
-            Enqueue::Quiet => pool.schedule_quiet(runnable),
-            Enqueue::Blocking => pool.runtime.blocking.push(runnable),
-        }
-        None
-    };
-    Spawned { task, refused }
+    if rejected {
+        return Spawned {
+            task,
+            refused: Some(runnable),
+            unqueued: None,
+        };
+    }
+    if pool.observe.lifecycle {
+        return Spawned {
+            task,
+            refused: None,
+            unqueued: Some((runnable, enqueue)),
+        };
+    }
+    enqueue_task(pool, runnable, enqueue);
+    Spawned {
+        task,
+        refused: None,
+        unqueued: None,
+    }
 }
 
 /// Creates a `!Send` task pinned to worker `home` of `pool`, which must be
@@ -171,6 +228,7 @@ pub(crate) fn spawn_local_on<F>(
     pool: &Arc<Pool>,
     admission: Admission,
     future: F,
+    location: &'static Location<'static>,
 ) -> RawTask<F::Output>
 where
     F: Future + 'static,
@@ -186,6 +244,7 @@ where
         Priority::Normal,
         cancel::NONE,
         None,
+        location,
         admission.home,
         true,
     );
@@ -209,8 +268,11 @@ where
     // - the schedule function is a plain `fn` item.
     let (runnable, task) =
         unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule)) };
-    pool.count_spawned();
+    pool.count_spawned(Priority::Normal);
     pool.local_task_spawned(home);
+    // No borrow of the runtime context is held here (the caller only reads
+    // the worker's thread-local pointer): the hook may run before the push.
+    spawn_hook(runnable.metadata());
     pool.push_local(home, runnable);
     task
 }

@@ -11,6 +11,7 @@ use super::local::{poll_task, Local};
 use crate::priority::{levels, PerLevel};
 use crate::runtime::guard::guard_user;
 use crate::runtime::hooks::{Hook, Hooks, ParkHook};
+use crate::runtime::scheduler::counters::bump;
 use crate::runtime::scheduler::{SchedulerContext, NO_SHARE};
 use crate::runtime::task::Runnable;
 use crate::sync::Ordering;
@@ -131,6 +132,9 @@ pub(super) struct Core {
     pub(super) park_hook: Option<ParkHook>,
     /// The runtime's busy-tick hook; dropped if it panics.
     pub(super) busy_tick: Option<Hook>,
+    /// When the worker last woke, and its poll count then (for the busy
+    /// time and no-op parks of the metrics).
+    pub(super) awake_since: (Instant, u64),
 }
 
 impl Core {
@@ -151,8 +155,10 @@ impl Core {
             fair: FairTurns::new(&local.pool.min_shares, local.pool.scheduler.is_some()),
             polls: [0; Priority::COUNT],
             custom_scheduler: local.pool.scheduler.is_some(),
-            track_activity: local.pool.max_workers() > local.pool.min_workers(),
+            track_activity: local.pool.max_workers() > local.pool.min_workers()
+                || local.publish_polls,
             per_poll_extras: local.pool.max_workers() > local.pool.min_workers()
+                || local.publish_polls
                 || local.pool.scheduler.is_some(),
             lifo_polls: 0,
             // Any non-zero seed works for xorshift.
@@ -161,6 +167,14 @@ impl Core {
             fired: Vec::new(),
             park_hook: hooks.park.clone(),
             busy_tick: hooks.busy_tick.clone(),
+            awake_since: (
+                Instant::now(),
+                local.pool.counters.slots[local.index]
+                    .polls
+                    .iter()
+                    .map(|polls| polls.load(Ordering::Relaxed))
+                    .sum(),
+            ),
         }
     }
 
@@ -349,13 +363,19 @@ impl Core {
                     continue;
                 }
                 match slots[victim].stealers[level].steal_batch_and_pop(&local.queues[level]) {
-                    Steal::Success(task) => return Some(task),
+                    Steal::Success(task) => {
+                        self.count_steal(local, level);
+                        return Some(task);
+                    }
                     Steal::Retry => retry = true,
                     Steal::Empty => {}
                 }
                 if let Some(inbox) = slots[victim].inbox.get() {
                     match inbox.placed[level].steal_batch_and_pop(&local.queues[level]) {
-                        Steal::Success(task) => return Some(task),
+                        Steal::Success(task) => {
+                            self.count_steal(local, level);
+                            return Some(task);
+                        }
                         Steal::Retry => retry = true,
                         Steal::Empty => {}
                     }
@@ -368,6 +388,16 @@ impl Core {
                 return None;
             }
         }
+    }
+
+    /// Counts a steal that took the task it returned plus the rest of a
+    /// batch, now in our queue of `level` (which was empty: a worker steals
+    /// a level only once its own queue of it is).
+    #[cold]
+    fn count_steal(&self, local: &Local, level: usize) {
+        let counts = &local.pool.counters.slots[local.index];
+        bump(&counts.steals, 1);
+        bump(&counts.stolen, 1 + local.queues[level].len() as u64);
     }
 
     /// Becomes a searcher (if not too many are) and steals, most urgent level

@@ -7,6 +7,7 @@ use std::ptr;
 
 use crossbeam_deque::Worker as Deque;
 
+use super::super::counters::bump;
 use super::super::placement::Inbox;
 use super::super::queues::steal;
 use super::super::Pool;
@@ -35,6 +36,9 @@ pub(super) struct Local {
     /// The task being polled (its pointer, which is also its waker's
     /// data), or null: its own waker is trusted (see `runtime::task::waker`).
     pub(super) running: Cell<*const ()>,
+    /// Whether the pool reports slow polls: each poll publishes its task
+    /// in the slot's `current_poll` (see `monitor`).
+    pub(super) publish_polls: bool,
 }
 
 impl Local {
@@ -188,6 +192,13 @@ impl Local {
 /// guard. Two plain stores per poll.
 #[inline]
 pub(super) fn poll_task(local: &Local, task: Runnable) {
+    let meta = task.metadata();
+    let level = meta.priority().index();
+    bump(&local.pool.counters.slots[local.index].polls[level], 1);
+    if local.publish_polls {
+        *local.pool.slots[local.index].current_poll.lock() =
+            Some((meta.id, meta.name.clone(), meta.priority()));
+    }
     let raw = task.into_raw();
     // SAFETY: `raw` comes from `Runnable::into_raw` just above and is
     // turned back into exactly one `Runnable`.

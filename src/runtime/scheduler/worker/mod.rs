@@ -77,7 +77,7 @@ use std::ptr;
 
 use self::core::Core;
 use super::Pool;
-use crate::runtime::task::Runnable;
+use crate::runtime::task::{Runnable, ThreadHooks};
 use crate::runtime::{context, Handle};
 use crate::sync::Arc;
 use local::Local;
@@ -150,6 +150,7 @@ impl Drop for CurrentGuard {
 pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
     super::os::exact_timer_slack();
     let _enter = context::enter(Handle::from_pool(pool.clone()));
+    let publish_polls = super::monitor::reports_slow_polls(&pool);
     let local = Local {
         inbox: pool.slots[parts.index].inbox.clone(),
         pool,
@@ -160,10 +161,13 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
         in_park_hook: Cell::new(false),
         stopping: Cell::new(false),
         running: Cell::new(ptr::null()),
+        publish_polls,
     };
     // For the thread's whole life: shutdown drops the runtime's hooks, and
     // this worker may be the thread running that shutdown (see `hooks`).
     let hooks = local.pool.runtime.hooks.get().unwrap_or_default();
+    // Unpublished before `hooks` is dropped (declared after it).
+    let _thread_hooks = ThreadHooks::publish(&local.pool.runtime, &hooks);
     let mut core = Core::new(&local, parts.parker, &hooks);
     CURRENT.with(|current| current.set(&local));
     let guard = CurrentGuard;

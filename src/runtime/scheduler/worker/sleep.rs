@@ -7,7 +7,9 @@ use std::time::Instant;
 use super::core::Core;
 use super::local::Local;
 use crate::runtime::guard::guard_user;
+use crate::runtime::scheduler::counters::bump;
 use crate::runtime::scheduler::park::Park;
+use crate::sync::Ordering;
 
 impl Core {
     /// Sleeps until a producer wakes this worker, its next timer is due, or
@@ -37,6 +39,7 @@ impl Core {
             self.searching = !pool.idle.unpark_worker_by_id(local.index);
             return;
         }
+        self.count_park(local);
         // `None`: never (a fixed pool, or an idle timeout too long to
         // represent, which means the same).
         let mut retire_at = (pool.max_workers() > pool.min_workers())
@@ -96,12 +99,37 @@ impl Core {
             }
         }
         pool.timers.unparked(local.index);
-        self.interval_start = (self.tick, Instant::now());
+        let now = Instant::now();
+        self.interval_start = (self.tick, now);
+        self.awake_since = (now, self.total_polls(local));
         if self.park_hook.is_some() && local.local_len() > 1 {
             // The hook woke several tasks onto our queues: let a sibling
             // take some (as tokio's worker does after a driver turn).
             pool.notify_parked();
         }
+    }
+
+    /// Counts a park, whether it follows a wake-up without polls (a no-op),
+    /// and the time awake before it.
+    fn count_park(&self, local: &Local) {
+        let counts = &local.pool.counters.slots[local.index];
+        let (since, polls) = self.awake_since;
+        bump(&counts.parks, 1);
+        if self.total_polls(local) == polls {
+            bump(&counts.noops, 1);
+        }
+        let busy = Instant::now().saturating_duration_since(since);
+        bump(&counts.busy_ns, busy.as_nanos() as u64);
+    }
+
+    /// This worker's polls so far.
+    fn total_polls(&self, local: &Local) -> u64 {
+        let counts = &local.pool.counters.slots[local.index];
+        counts
+            .polls
+            .iter()
+            .map(|polls| polls.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Runs the busy-tick hook, if any (see `Builder::on_busy_tick`).
