@@ -485,6 +485,10 @@ impl RuntimeMetrics {
     }
 }
 
+// As `Handle`'s (see `Runtime`'s): reading counters leaves nothing half-done.
+impl std::panic::UnwindSafe for RuntimeMetrics {}
+impl std::panic::RefUnwindSafe for RuntimeMetrics {}
+
 impl fmt::Debug for RuntimeMetrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RuntimeMetrics")
