@@ -33,41 +33,42 @@ use super::SpawnFuture;
 use crate::time::{sleep, Sleep};
 use crate::{JoinError, Priority};
 
-/// Backoff policies for [`retry`](super::retry()): iterators of the delays
-/// between attempts, from the [`backon`](https://docs.rs/backon) crate.
-///
-/// Pass any [`BackoffBuilder`] to [`Retry::backoff`]:
-///
-/// * [`ExponentialBuilder`] (the default: delays of 1 s, 2 s and 4 s, so
-///   four attempts at most), with a factor, a minimum and maximum delay, a
-///   limit on the total delay and optional jitter;
-/// * [`ConstantBuilder`]: the same delay every time;
-/// * [`FibonacciBuilder`]: delays growing as the Fibonacci sequence;
-/// * any iterator of `Duration`s that is `Send + Sync + Unpin` (an array's
-///   `into_iter()`, say): each item is one delay, and the end of the
-///   iterator ends the retries.
-///
-/// Each builder's `with_max_times(n)` allows `n` retries after the first
-/// attempt. Without jitter (or with a seeded one, `with_jitter_seed`) the
-/// delays are the same on every run, so a test with paused time can add
-/// them up. backon computes exponential delays in `f32`: a delay may be a
-/// few nanoseconds off its round figure (10 ms × 4 comes out as
-/// 39.999999 ms), and multipool's timer rounds each deadline up to the
-/// microsecond.
-///
-/// ```
-/// use std::time::Duration;
-///
-/// use multipool::task::backoff::{BackoffBuilder, ExponentialBuilder};
-///
-/// let delays: Vec<_> = ExponentialBuilder::new()
-///     .with_min_delay(Duration::from_secs(1))
-///     .with_max_times(3)
-///     .build()
-///     .collect();
-/// assert_eq!(delays, [1, 2, 4].map(Duration::from_secs));
-/// ```
 pub mod backoff {
+    //! Backoff policies for [`retry`](super::retry()): iterators of the delays
+    //! between attempts, from the [`backon`](https://docs.rs/backon) crate.
+    //!
+    //! Pass any [`BackoffBuilder`] to [`Retry::backoff`](super::Retry::backoff):
+    //!
+    //! * [`ExponentialBuilder`] (the default: delays of 1 s, 2 s and 4 s, so
+    //!   four attempts at most), with a factor, a minimum and maximum delay, a
+    //!   limit on the total delay and optional jitter;
+    //! * [`ConstantBuilder`]: the same delay every time;
+    //! * [`FibonacciBuilder`]: delays growing as the Fibonacci sequence;
+    //! * any iterator of `Duration`s that is `Send + Sync + Unpin` (an array's
+    //!   `into_iter()`, say): each item is one delay, and the end of the
+    //!   iterator ends the retries.
+    //!
+    //! Each builder's `with_max_times(n)` allows `n` retries after the first
+    //! attempt. Without jitter (or with a seeded one, `with_jitter_seed`) the
+    //! delays are the same on every run, so a test with paused time can add
+    //! them up. backon computes exponential delays in `f32`: a delay may be a
+    //! few nanoseconds off its round figure (10 ms × 4 comes out as
+    //! 39.999999 ms), and multipool's timer rounds each deadline up to the
+    //! microsecond.
+    //!
+    //! ```
+    //! use std::time::Duration;
+    //!
+    //! use multipool::task::backoff::{BackoffBuilder, ExponentialBuilder};
+    //!
+    //! let delays: Vec<_> = ExponentialBuilder::new()
+    //!     .with_min_delay(Duration::from_secs(1))
+    //!     .with_max_times(3)
+    //!     .build()
+    //!     .collect();
+    //! assert_eq!(delays, [1, 2, 4].map(Duration::from_secs));
+    //! ```
+
     pub use backon::{
         Backoff, BackoffBuilder, ConstantBackoff, ConstantBuilder, ExponentialBackoff,
         ExponentialBuilder, FibonacciBackoff, FibonacciBuilder,
