@@ -51,6 +51,7 @@
 //! |---|---|
 //! | priority levels, `LevelSet` | `src/priority.rs` |
 //! | spawning (`Spawn`), `JoinHandle` | `src/task/spawn.rs`, `src/task/join.rs` |
+//! | retry with backoff, fallback (`task::retry`) | `src/task/retry.rs` |
 //! | admission, the queue bound | `src/runtime/scheduler/admission.rs` |
 //! | a task's header, wrapper, `spawn_on` | `src/runtime/task/` |
 //! | routing, the push protocol | `src/runtime/scheduler/push.rs` |

@@ -1,5 +1,6 @@
 //! Tasks: spawning them ([`Spawn`], [`spawn_blocking`]), awaiting, aborting
-//! and detaching them ([`JoinHandle`]), and yielding ([`yield_now`]).
+//! and detaching them ([`JoinHandle`]), yielding ([`yield_now`]), and
+//! retrying a fallible one with backoff and a fallback ([`retry`]).
 //!
 //! Every task completes with `Result<T, JoinError>`: its value, the panic
 //! it caught, or why it was cancelled (aborted, timed out, refused, or its
@@ -9,6 +10,7 @@
 mod blocking;
 mod id;
 mod join;
+mod retry;
 mod spawn;
 mod yield_now;
 
@@ -16,5 +18,6 @@ pub use crate::runtime::{Id, Outcome, SlowPoll, TaskInfo, UnhandledPanic};
 pub use blocking::spawn_blocking;
 pub use id::{id, try_id};
 pub use join::JoinHandle;
+pub use retry::{backoff, retry, AttemptError, Fallback, NoFallback, Retry, RetryAll, RetryError};
 pub use spawn::{Spawn, SpawnFuture};
 pub use yield_now::{yield_now, YieldNow};

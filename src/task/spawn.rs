@@ -400,6 +400,20 @@ enum State<F: Future> {
 // The user's future is only moved, never pinned, before it is spawned.
 impl<F: Future> Unpin for SpawnFuture<F> {}
 
+impl<F: Future> SpawnFuture<F> {
+    /// Aborts the task if it has started and not finished, as
+    /// [`JoinHandle::abort`] does; a task still waiting for room has nothing
+    /// to abort (dropping the `SpawnFuture` drops its future unstarted).
+    /// Used by `task::retry`, whose attempts end with it.
+    pub(crate) fn abort(&self) {
+        if let State::Running(handle) = &self.state {
+            if !handle.is_finished() {
+                handle.abort();
+            }
+        }
+    }
+}
+
 impl<F> Future for SpawnFuture<F>
 where
     F: Future + Send + 'static,
