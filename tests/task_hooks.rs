@@ -18,7 +18,8 @@ use multipool::{Priority, Runtime};
 fn ids_are_unique_and_stable_across_polls() {
     watchdog(60, || {
         let rt = Runtime::builder().workers(2).build().unwrap();
-        let handles: Vec<_> = (0..1_000)
+        let count = if cfg!(miri) { 50 } else { 1_000 };
+        let handles: Vec<_> = (0..count)
             .map(|_| {
                 rt.spawn(async {
                     let first = multipool::task::id();
@@ -354,6 +355,7 @@ fn ignore_policy_keeps_the_runtime_serving() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "real-time sampling by the monitor thread")]
 fn a_slow_poll_is_reported_while_it_still_runs() {
     for workers in [1, 2] {
         // With one worker (a fixed pool) and with an elastic pool.
@@ -436,5 +438,49 @@ fn poll_hooks_see_latency_with_histograms_on() {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 1);
         assert!(seen[0].0.is_some() && seen[0].1.is_some());
+    });
+}
+
+#[test]
+fn each_retry_attempt_is_a_task_the_hooks_see() {
+    use multipool::task::backoff::ConstantBuilder;
+
+    watchdog(60, || {
+        let names = Arc::new(Mutex::new(Vec::new()));
+        let seen = names.clone();
+        let rt = Runtime::builder()
+            .workers(1)
+            .on_task_spawn(move |task| seen.lock().unwrap().push(task.name().map(String::from)))
+            .build()
+            .unwrap();
+        let tries = Arc::new(AtomicUsize::new(0));
+        let counter = tries.clone();
+        let result = rt.block_on(
+            multipool::task::retry(move || {
+                let attempt = counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if attempt < 2 {
+                        Err("not yet")
+                    } else {
+                        Ok(attempt)
+                    }
+                }
+            })
+            .backoff(
+                ConstantBuilder::default()
+                    .with_delay(Duration::ZERO)
+                    .with_max_times(5),
+            )
+            .name("fetch"),
+        );
+        assert_eq!(result.unwrap(), 2);
+        assert_eq!(
+            *names.lock().unwrap(),
+            [
+                Some("fetch attempt 1".to_string()),
+                Some("fetch attempt 2".to_string()),
+                Some("fetch attempt 3".to_string()),
+            ]
+        );
     });
 }
