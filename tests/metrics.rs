@@ -39,6 +39,10 @@ fn spawns_polls_and_outcomes_are_counted() {
         assert_eq!(metrics.spawned_count(Priority::Low), 333);
         assert_eq!(metrics.completed_count(), 1_000);
         assert_eq!(metrics.num_alive_tasks(), 0);
+        // Workers publish their poll counts when they park.
+        assert!(common::wait_until(common::WATCHDOG_WAIT, || metrics
+            .num_parked_workers()
+            == 2));
         // Each task yields once: two polls.
         let per_worker: u64 = (0..metrics.max_workers())
             .map(|w| metrics.worker_poll_count(w))

@@ -231,7 +231,8 @@ impl fmt::Debug for Histogram {
 /// let metrics = rt.handle().metrics();
 /// assert_eq!(metrics.spawned_tasks_count(), 1_000);
 /// assert_eq!(metrics.completed_count(), 1_000);
-/// let polls: u64 = (0..metrics.num_workers()).map(|w| metrics.worker_poll_count(w)).sum();
+/// drop(rt); // workers publish their poll counts as they stop (and when they park)
+/// let polls: u64 = (0..metrics.max_workers()).map(|w| metrics.worker_poll_count(w)).sum();
 /// assert!(polls >= 1_000);
 /// ```
 #[derive(Clone)]
@@ -373,7 +374,10 @@ impl RuntimeMetrics {
         self.sum(|slot| &slot.spawned[priority.index()])
     }
 
-    /// Polls of tasks of `priority`, summed over the workers.
+    /// Polls of tasks of `priority`, summed over the workers (as of their
+    /// last publication; see [`worker_poll_count`](Self::worker_poll_count)).
+    /// Only polls by the pool's workers count: a `spawn_blocking` call runs
+    /// on the blocking pool.
     pub fn poll_count(&self, priority: Priority) -> u64 {
         self.sum(|slot| &slot.polls[priority.index()])
     }
@@ -416,7 +420,11 @@ impl RuntimeMetrics {
 
     // ---- Per worker ----
 
-    /// Polls by worker `worker` since the pool was built.
+    /// Polls by worker `worker` since the pool was built. A worker
+    /// publishes its poll counts when it parks and about every 100 µs
+    /// while busy (it counts them in its own state on the hot path), so a
+    /// busy worker's figure can lag that much; this holds for
+    /// [`poll_count`](Self::poll_count) too.
     ///
     /// # Panics
     ///

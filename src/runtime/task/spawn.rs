@@ -77,17 +77,28 @@ pub(crate) struct Spawned<T> {
 }
 
 impl<T> Spawned<T> {
+    #[inline]
     pub(crate) fn finish(self) -> RawTask<T> {
-        if let Some((runnable, enqueue)) = self.unqueued {
-            spawn_hook(runnable.metadata());
-            let pool = runnable.metadata().pool.clone();
-            enqueue_task(&pool, runnable, enqueue);
-        }
-        if let Some(runnable) = self.refused {
-            spawn_hook(runnable.metadata());
-            run_cancelled(runnable);
+        if self.unqueued.is_some() || self.refused.is_some() {
+            finish_slow(self.unqueued, self.refused);
         }
         self.task
+    }
+}
+
+/// The rare half of [`Spawned::finish`]: the spawn hook, then the queueing
+/// it held back, or the cancellation of a refused task.
+#[cold]
+#[inline(never)]
+fn finish_slow(unqueued: Option<(Runnable, Enqueue)>, refused: Option<Runnable>) {
+    if let Some((runnable, enqueue)) = unqueued {
+        spawn_hook(runnable.metadata());
+        let pool = runnable.metadata().pool.clone();
+        enqueue_task(&pool, runnable, enqueue);
+    }
+    if let Some(runnable) = refused {
+        spawn_hook(runnable.metadata());
+        run_cancelled(runnable);
     }
 }
 

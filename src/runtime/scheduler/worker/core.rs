@@ -120,7 +120,9 @@ pub(super) struct Core {
     pub(super) per_poll_extras: bool,
     /// When each level's next fairness turn is due (see `fair_turn`).
     pub(super) fair: FairTurns,
-    /// Polls given to each level, kept for a user's `Scheduler` only.
+    /// Polls per level since the worker slot was created: kept here on the
+    /// hot path, published to the slot's counters (see `publish_polls`)
+    /// for the metrics, and shown to a user's `Scheduler`.
     pub(super) polls: PerLevel<u64>,
     pub(super) custom_scheduler: bool,
     pub(super) lifo_polls: u32,
@@ -153,7 +155,10 @@ impl Core {
                 .activity
                 .load(Ordering::Relaxed),
             fair: FairTurns::new(&local.pool.min_shares, local.pool.scheduler.is_some()),
-            polls: [0; Priority::COUNT],
+            // Continues the slot's count across a worker's retirement.
+            polls: std::array::from_fn(|level| {
+                local.pool.counters.slots[local.index].polls[level].load(Ordering::Relaxed)
+            }),
             custom_scheduler: local.pool.scheduler.is_some(),
             track_activity: local.pool.max_workers() > local.pool.min_workers()
                 || local.publish_polls,
@@ -167,14 +172,7 @@ impl Core {
             fired: Vec::new(),
             park_hook: hooks.park.clone(),
             busy_tick: hooks.busy_tick.clone(),
-            awake_since: (
-                Instant::now(),
-                local.pool.counters.slots[local.index]
-                    .polls
-                    .iter()
-                    .map(|polls| polls.load(Ordering::Relaxed))
-                    .sum(),
-            ),
+            awake_since: (Instant::now(), 0),
         }
     }
 
@@ -227,18 +225,18 @@ impl Core {
             if injector_first {
                 if let Some(task) = pool.pop_injector(level, &local.queues[level]) {
                     self.draining = true;
-                    return Some(task);
+                    return Some(self.took(level, task));
                 }
             }
             if let Some(task) = local.pop_queue(level) {
-                return Some(task);
+                return Some(self.took(level, task));
             }
             if let Some(task) = local.pop_inbox(level) {
-                return Some(task);
+                return Some(self.took(level, task));
             }
             if !injector_first {
                 if let Some(task) = pool.pop_injector(level, &local.queues[level]) {
-                    return Some(task);
+                    return Some(self.took(level, task));
                 }
             }
             if level < Priority::Low.index() && pool.level_marked(level) {
@@ -280,7 +278,8 @@ impl Core {
             });
         let task = due.and_then(|level| {
             self.fair.due[level] = self.tick.wrapping_add(shares[level]);
-            local.pop_level(level)
+            let task = local.pop_level(level)?;
+            Some(self.took(level, task))
         });
         self.fair.next = self.fair.earliest(shares, self.tick);
         task
@@ -318,9 +317,10 @@ impl Core {
                 return None;
             }
         };
-        local
-            .pop_level(level)
-            .or_else(|| self.steal_level(local, level))
+        match local.pop_level(level) {
+            Some(task) => Some(self.took(level, task)),
+            None => self.steal_level(local, level),
+        }
     }
 
     /// Whether the injector interval has passed since the last
@@ -345,6 +345,7 @@ impl Core {
         let mean_poll = now.saturating_duration_since(start) / ticks;
         let interval = INJECTOR_TARGET.as_nanos() / mean_poll.as_nanos().max(1);
         self.injector_interval = (interval as u32).clamp(1, MAX_INJECTOR_INTERVAL);
+        self.publish_polls(local);
         let lifo_polls = LIFO_BUDGET.as_nanos() / mean_poll.as_nanos().max(1);
         self.lifo_cap = (lifo_polls as u32).min(MAX_LIFO_POLLS);
         self.interval_start = (self.tick, now);
@@ -365,7 +366,7 @@ impl Core {
                 match slots[victim].stealers[level].steal_batch_and_pop(&local.queues[level]) {
                     Steal::Success(task) => {
                         self.count_steal(local, level);
-                        return Some(task);
+                        return Some(self.took(level, task));
                     }
                     Steal::Retry => retry = true,
                     Steal::Empty => {}
@@ -374,7 +375,7 @@ impl Core {
                     match inbox.placed[level].steal_batch_and_pop(&local.queues[level]) {
                         Steal::Success(task) => {
                             self.count_steal(local, level);
-                            return Some(task);
+                            return Some(self.took(level, task));
                         }
                         Steal::Retry => retry = true,
                         Steal::Empty => {}
@@ -436,7 +437,7 @@ impl Core {
                     return Some(task);
                 }
                 if let Some(task) = local.pool.pop_injector(level, &local.queues[level]) {
-                    return Some(task);
+                    return Some(self.took(level, task));
                 }
             }
         }
@@ -460,9 +461,6 @@ impl Core {
         local.lifo_enabled.set(true);
         if self.per_poll_extras {
             self.bump_activity(local);
-            if self.custom_scheduler {
-                self.polls[task.metadata().priority().index()] += 1;
-            }
         }
         poll_task(local, task);
         while let Some(task) = local.lifo.take() {
@@ -480,12 +478,37 @@ impl Core {
             self.lifo_polls += 1;
             // A LIFO poll is a tick too, for the injector interval.
             self.tick = self.tick.wrapping_add(1);
+            self.polls[level] += 1;
             poll_task(local, task);
         }
         local.lifo_enabled.set(false);
         if self.per_poll_extras {
             self.bump_activity(local);
         }
+    }
+
+    /// Counts the poll of `task`, just taken from a queue of `level` (every
+    /// task the loop takes is polled): counted where the level is known,
+    /// rather than read back from the task.
+    #[inline(always)]
+    fn took(&mut self, level: usize, task: Runnable) -> Runnable {
+        self.polls[level] += 1;
+        task
+    }
+
+    /// Makes this worker's poll counts visible to the metrics: done when it
+    /// parks and at each injector-first check (about every 100 µs while
+    /// busy), so the hot path only adds to `polls`.
+    pub(super) fn publish_polls(&self, local: &Local) {
+        let counts = &local.pool.counters.slots[local.index].polls;
+        for level in levels() {
+            counts[level].store(self.polls[level], Ordering::Relaxed);
+        }
+    }
+
+    /// This worker's polls since its slot was created.
+    pub(super) fn total_polls(&self) -> u64 {
+        self.polls.iter().sum()
     }
 
     /// Counts a poll starting or ending: odd while polling; see `monitor`.

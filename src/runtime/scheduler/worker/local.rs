@@ -7,7 +7,6 @@ use std::ptr;
 
 use crossbeam_deque::Worker as Deque;
 
-use super::super::counters::bump;
 use super::super::placement::Inbox;
 use super::super::queues::steal;
 use super::super::Pool;
@@ -57,7 +56,7 @@ impl Local {
 
     /// Pushes a task to the back of its level's queue and makes sure some
     /// worker will look at it.
-    #[inline]
+    #[inline(never)]
     pub(super) fn push_back(&self, runnable: Runnable) {
         let level = runnable.metadata().priority().index();
         self.queues[level].push(runnable);
@@ -192,12 +191,8 @@ impl Local {
 /// guard. Two plain stores per poll.
 #[inline]
 pub(super) fn poll_task(local: &Local, task: Runnable) {
-    let meta = task.metadata();
-    let level = meta.priority().index();
-    bump(&local.pool.counters.slots[local.index].polls[level], 1);
     if local.publish_polls {
-        *local.pool.slots[local.index].current_poll.lock() =
-            Some((meta.id, meta.name.clone(), meta.priority()));
+        local.publish_poll(&task);
     }
     let raw = task.into_raw();
     // SAFETY: `raw` comes from `Runnable::into_raw` just above and is
@@ -207,4 +202,15 @@ pub(super) fn poll_task(local: &Local, task: Runnable) {
     local.running.set(raw.as_ptr().cast_const());
     task.run();
     local.running.set(ptr::null());
+}
+
+impl Local {
+    /// Publishes the task about to be polled, for the monitor's slow-poll
+    /// report (only in pools that report slow polls).
+    #[cold]
+    fn publish_poll(&self, task: &Runnable) {
+        let meta = task.metadata();
+        *self.pool.slots[self.index].current_poll.lock() =
+            Some((meta.id, meta.name.clone(), meta.priority()));
+    }
 }

@@ -122,6 +122,7 @@ pub(crate) fn index_in(pool: &Pool) -> Option<usize> {
 
 /// Schedules `runnable` on this thread's worker if that worker belongs to
 /// `pool`; hands the task back otherwise.
+#[inline]
 pub(crate) fn try_schedule_local(
     pool: *const Pool,
     runnable: Runnable,
@@ -184,6 +185,7 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
         worker_panicked(&local, payload);
         core.retired = false;
     }
+    core.publish_polls(&local);
     if !core.retired {
         local.cancel_everything();
     }

@@ -9,12 +9,14 @@ use super::local::Local;
 use crate::runtime::guard::guard_user;
 use crate::runtime::scheduler::counters::bump;
 use crate::runtime::scheduler::park::Park;
-use crate::sync::Ordering;
 
 impl Core {
     /// Sleeps until a producer wakes this worker, its next timer is due, or
     /// the pool closes; or retires the worker after the idle timeout.
     pub(super) fn park(&mut self, local: &Local) {
+        // Before the worker counts as parked: a reader who sees it parked
+        // sees its polls.
+        self.publish_polls(local);
         if local.has_local_work() {
             return;
         }
@@ -101,7 +103,7 @@ impl Core {
         pool.timers.unparked(local.index);
         let now = Instant::now();
         self.interval_start = (self.tick, now);
-        self.awake_since = (now, self.total_polls(local));
+        self.awake_since = (now, self.total_polls());
         if self.park_hook.is_some() && local.local_len() > 1 {
             // The hook woke several tasks onto our queues: let a sibling
             // take some (as tokio's worker does after a driver turn).
@@ -115,21 +117,11 @@ impl Core {
         let counts = &local.pool.counters.slots[local.index];
         let (since, polls) = self.awake_since;
         bump(&counts.parks, 1);
-        if self.total_polls(local) == polls {
+        if self.total_polls() == polls {
             bump(&counts.noops, 1);
         }
         let busy = Instant::now().saturating_duration_since(since);
         bump(&counts.busy_ns, busy.as_nanos() as u64);
-    }
-
-    /// This worker's polls so far.
-    fn total_polls(&self, local: &Local) -> u64 {
-        let counts = &local.pool.counters.slots[local.index];
-        counts
-            .polls
-            .iter()
-            .map(|polls| polls.load(Ordering::Relaxed))
-            .sum()
     }
 
     /// Runs the busy-tick hook, if any (see `Builder::on_busy_tick`).
