@@ -65,7 +65,7 @@
 //! | blocking pool, `spawn_blocking` | `src/runtime/blocking/` |
 //! | `Runtime`, `Handle`, builders | `src/runtime/{mod,handle,builder,pool_builder}.rs` |
 //! | hooks, user code guarded | `src/runtime/hooks.rs`, `src/runtime/guard.rs` |
-//! | every lock and atomic (loom switch) | `src/sync.rs` |
+//! | every lock and atomic (loom switch); the public `sync` re-exports | `src/sync.rs` |
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -80,7 +80,7 @@ pub mod fault;
 mod fault;
 mod priority;
 mod runtime;
-mod sync;
+pub mod sync;
 pub mod task;
 pub mod time;
 
