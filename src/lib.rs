@@ -66,6 +66,7 @@
 //! | `Runtime`, `Handle`, builders | `src/runtime/{mod,handle,builder,pool_builder}.rs` |
 //! | hooks, user code guarded | `src/runtime/hooks.rs`, `src/runtime/guard.rs` |
 //! | every lock and atomic (loom switch); the public `sync` re-exports | `src/sync.rs` |
+//! | `JoinSet`, `AbortHandle` (the cell behind it) | `src/task/join_set.rs`, `src/task/abort.rs` (`src/runtime/task/abort.rs`) |
 #![warn(
     missing_docs,
     missing_debug_implementations,

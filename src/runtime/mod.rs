@@ -55,7 +55,8 @@ pub(crate) use context::with_current_pool;
 pub(crate) use scheduler::placement::key_hash;
 pub(crate) use scheduler::{Home, Pool};
 pub(crate) use task::{
-    is_trusted, spawn_on, Enqueue, GuardedWaker, RawTask, SpawnOptions, Spawned, TaskOutput,
+    is_trusted, spawn_on, AbortCell, Enqueue, GuardedWaker, RawTask, SpawnOptions, Spawned,
+    TaskOutput,
 };
 pub(crate) use time::{far_future, Timer};
 

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use super::AbortHandle;
 use crate::error::JoinError;
 use crate::runtime::{is_trusted, GuardedWaker, RawTask, TaskOutput};
 use crate::sync::Arc;
@@ -87,6 +88,25 @@ impl<T> JoinHandle<T> {
         task.metadata().abort();
     }
 
+    /// A handle that can abort the task from any thread, also after this
+    /// `JoinHandle` is dropped or awaited; it is `Clone`, `Send` and `Sync`.
+    /// See [`AbortHandle`].
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
+    /// rt.block_on(async {
+    ///     let task = multipool::spawn(std::future::pending::<()>()).start();
+    ///     let abort = task.abort_handle();
+    ///     assert!(!abort.is_finished());
+    ///     abort.abort();
+    ///     assert!(task.await.unwrap_err().is_cancelled());
+    ///     assert!(abort.is_finished());
+    /// });
+    /// ```
+    pub fn abort_handle(&self) -> AbortHandle {
+        AbortHandle::new(self.task().map(|task| task.metadata().abort_cell()))
+    }
+
     /// Whether the task has finished: completed, panicked or been cancelled.
     pub fn is_finished(&self) -> bool {
         self.task().is_none_or(|task| task.is_finished())
@@ -103,6 +123,23 @@ impl<T> JoinHandle<T> {
         if let Some(task) = self.task.take() {
             task.detach();
         }
+    }
+}
+
+impl<T> JoinHandle<T> {
+    /// Polls the task with `cx`'s waker itself, without the guard that
+    /// [`poll`](Future::poll) puts around a waker it does not trust. The
+    /// caller vouches that the waker never panics, in `wake` nor in `drop`
+    /// (async-task calls both where a panic aborts the process).
+    pub(crate) fn poll_trusted(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
+        let Some(task) = self.task.as_mut() else {
+            let error = self
+                .refused
+                .take()
+                .expect("JoinHandle polled after it completed");
+            return Poll::Ready(Err(*error));
+        };
+        Pin::new(task).poll(cx).map(TaskOutput::into_result)
     }
 }
 
