@@ -23,7 +23,7 @@
 
 #[cfg(feature = "fault-injection")]
 mod armed {
-    use crate::sync::{AtomicBool, Mutex, Ordering};
+    use crate::sync::{AtomicBool, Ordering, RtMutex as Mutex};
 
     /// Whether any point is armed: the one load a `hit` costs otherwise.
     static ANY: AtomicBool = AtomicBool::new(false);

@@ -66,7 +66,8 @@
 //! | blocking pool, `spawn_blocking` | `src/runtime/blocking/` |
 //! | `Runtime`, `Handle`, builders | `src/runtime/{mod,handle,builder,pool_builder}.rs` |
 //! | hooks, user code guarded | `src/runtime/hooks.rs`, `src/runtime/guard.rs` |
-//! | every lock and atomic (loom switch) | `src/sync.rs` |
+//! | every lock and atomic (loom switch); the public `sync` re-exports | `src/sync.rs` |
+//! | `JoinSet`, `AbortHandle` (the cell behind it) | `src/task/join_set.rs`, `src/task/abort.rs` (`src/runtime/task/abort.rs`) |
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -81,7 +82,7 @@ pub mod fault;
 mod fault;
 mod priority;
 mod runtime;
-mod sync;
+pub mod sync;
 pub mod task;
 pub mod time;
 

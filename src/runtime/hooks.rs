@@ -33,7 +33,7 @@ use std::fmt;
 use crate::runtime::guard::guard_user;
 use crate::runtime::scheduler::park::Park;
 use crate::runtime::task::TaskHooks;
-use crate::sync::{Arc, Mutex};
+use crate::sync::{Arc, RtMutex as Mutex};
 
 type Wrapper = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
 pub(crate) type Hook = Arc<dyn Fn() + Send + Sync>;

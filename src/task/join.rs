@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use super::AbortHandle;
 use crate::error::JoinError;
 use crate::runtime::{is_trusted, GuardedWaker, Id, RawTask, TaskOutput};
 use crate::sync::Arc;
@@ -87,6 +88,25 @@ impl<T> JoinHandle<T> {
         task.metadata().abort();
     }
 
+    /// A handle that can abort the task from any thread, also after this
+    /// `JoinHandle` is dropped or awaited; it is `Clone`, `Send` and `Sync`.
+    /// See [`AbortHandle`].
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
+    /// rt.block_on(async {
+    ///     let task = multipool::spawn(std::future::pending::<()>()).start();
+    ///     let abort = task.abort_handle();
+    ///     assert!(!abort.is_finished());
+    ///     abort.abort();
+    ///     assert!(task.await.unwrap_err().is_cancelled());
+    ///     assert!(abort.is_finished());
+    /// });
+    /// ```
+    pub fn abort_handle(&self) -> AbortHandle {
+        AbortHandle::new(self.task().map(|task| task.metadata().abort_cell()))
+    }
+
     /// Whether the task has finished: completed, panicked or been cancelled.
     pub fn is_finished(&self) -> bool {
         self.task().is_none_or(|task| task.is_finished())
@@ -123,18 +143,34 @@ impl<T> JoinHandle<T> {
     }
 }
 
+impl<T> JoinHandle<T> {
+    /// Polls the task with `cx`'s waker itself, without the guard that
+    /// [`poll`](Future::poll) puts around a waker it does not trust. The
+    /// caller vouches that the waker never panics, in `wake` nor in `drop`
+    /// (async-task calls both where a panic aborts the process).
+    pub(crate) fn poll_trusted(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
+        let Some(task) = self.task.as_mut() else {
+            return Poll::Ready(Err(self.take_refusal()));
+        };
+        Pin::new(task).poll(cx).map(TaskOutput::into_result)
+    }
+
+    /// The refusal of a handle without a task, taken once.
+    fn take_refusal(&mut self) -> JoinError {
+        self.refused
+            .as_mut()
+            .and_then(|refused| refused.0.take())
+            .expect("JoinHandle polled after it completed")
+    }
+}
+
 impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let Some(task) = this.task.as_mut() else {
-            let error = this
-                .refused
-                .as_mut()
-                .and_then(|refused| refused.0.take())
-                .expect("JoinHandle polled after it completed");
-            return Poll::Ready(Err(error));
+            return Poll::Ready(Err(this.take_refusal()));
         };
         // Every task completes with an output (see the `task` module docs), so
         // the `async_task::Task` never reports a dropped runnable.

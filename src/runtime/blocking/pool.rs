@@ -28,7 +28,7 @@ use crate::runtime::task::{cancel, run_cancelled, Runnable};
 #[cfg(feature = "test-util")]
 use crate::runtime::time::paused::BlockingCount;
 use crate::runtime::{context, EnterGuard, Handle};
-use crate::sync::{Arc, Condvar, Mutex, OnceLock};
+use crate::sync::{Arc, Condvar, OnceLock, RtMutex as Mutex};
 
 /// Ends a blocking thread's count, also when a hook panicked or never ran
 /// the thread's body, and wakes a shutdown waiting for it.

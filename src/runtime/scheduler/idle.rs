@@ -32,7 +32,7 @@
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{AtomicU64, Mutex, Ordering::SeqCst};
+use crate::sync::{AtomicU64, Ordering::SeqCst, RtMutex as Mutex};
 
 /// Each count in `state` takes 16 bits.
 const FIELD_BITS: u32 = 16;

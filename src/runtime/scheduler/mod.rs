@@ -79,7 +79,9 @@ use crate::priority::{LevelSet, PerLevel};
 use crate::runtime::shared::RuntimeShared;
 use crate::runtime::task::{Observe, Runnable};
 use crate::runtime::time::Timers;
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Mutex, OnceLock, Ordering};
+use crate::sync::{
+    Arc, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, OnceLock, Ordering, RtMutex as Mutex,
+};
 use crate::Priority;
 use admission::QueueBound;
 use counters::Counters;

@@ -70,7 +70,7 @@ use std::time::{Duration, Instant};
 
 use super::Pool;
 use crate::runtime::guard::guard_user;
-use crate::sync::{Arc, Mutex};
+use crate::sync::{Arc, RtMutex as Mutex};
 
 /// How a worker is woken: its parker, and with a park hook, the waker of the
 /// hook's [`Unparked`] future.

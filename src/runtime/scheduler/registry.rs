@@ -28,7 +28,7 @@ use std::task::Waker;
 use crossbeam_utils::CachePadded;
 use slab::Slab;
 
-use crate::sync::{AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicUsize, Ordering, RtMutex as Mutex};
 
 /// The registry refused a task because the pool has shut down.
 #[derive(Debug)]

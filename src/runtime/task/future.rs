@@ -98,6 +98,7 @@ impl Drop for Registration<'_> {
             let key = self.meta.registry_key.swap(usize::MAX, Ordering::SeqCst);
             self.meta.registry().remove(key);
         }
+        self.meta.future_dropped();
         if self.meta.local {
             self.meta.pool.local_task_dropped(self.meta.home as usize);
         }

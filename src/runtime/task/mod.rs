@@ -23,14 +23,16 @@
 //! part of the runtime names; `future` the wrapper around the user's future
 //! (the contract above) and its registry entry; `spawn` the one function
 //! every spawn ends in, [`spawn_on`]; `waker` the guard around wakers of
-//! tasks that await a `JoinHandle`.
+//! tasks that await a `JoinHandle`; `abort` the cell behind `AbortHandle`.
 
+mod abort;
 mod future;
 mod id;
 mod info;
 mod spawn;
 mod waker;
 
+pub(crate) use abort::AbortCell;
 pub use id::Id;
 pub(crate) use id::{with_current_task, CurrentTask};
 pub(crate) use info::{Observe, SlowPollHook, TaskHooks, ThreadHooks};
@@ -142,6 +144,9 @@ pub(crate) struct TaskMeta {
     /// A `spawn_local` task: `!Send`, so it is polled and dropped only on
     /// its home worker's thread (see `scheduler::placement`).
     pub(crate) local: bool,
+    /// The cell shared by the task's `AbortHandle`s; null until the first
+    /// is made (see `abort`).
+    abort: abort::AbortSlot,
 }
 
 impl TaskMeta {
@@ -174,6 +179,7 @@ impl TaskMeta {
             name: name.map(std::sync::Arc::from),
             home,
             local,
+            abort: abort::AbortSlot::new(),
         }
     }
 
@@ -204,6 +210,18 @@ impl TaskMeta {
         self.set_cancel(cancel::ABORTED);
         self.registry()
             .wake(self.registry_key.load(Ordering::SeqCst), self.owner_id());
+    }
+
+    /// The cell behind the task's `AbortHandle`s, created at the first
+    /// call. The caller keeps the task alive meanwhile (it holds its `Task`).
+    pub(crate) fn abort_cell(&self) -> Arc<AbortCell> {
+        self.abort.get_or_create(self)
+    }
+
+    /// The task's future has been dropped: its `AbortHandle`s now see a
+    /// finished task.
+    pub(super) fn future_dropped(&self) {
+        self.abort.future_dropped();
     }
 
     /// This task's identity in its registry: the address of its metadata,

@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 #[cfg(feature = "test-util")]
-use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Ordering, RtMutex as Mutex};
 
 use super::wheel::MAX_DEADLINE;
 

@@ -45,7 +45,9 @@ use crossbeam_utils::CachePadded;
 use super::clock::Clock;
 use super::wheel::{Inserted, Wheel};
 use crate::runtime::scheduler::park::WorkerUnparker;
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::sync::{
+    Arc, AtomicBool, AtomicU64, AtomicUsize, Ordering, RtMutex as Mutex, RtMutexGuard as MutexGuard,
+};
 
 /// How overdue (µs) a timer in another worker's wheel must be before a
 /// worker fires it on that worker's behalf.

@@ -34,7 +34,7 @@ pub(crate) struct PausedTime {
     /// running.
     active: crate::sync::AtomicUsize,
     /// Serialises auto-advances (see the module docs).
-    advancing: crate::sync::Mutex<()>,
+    advancing: crate::sync::RtMutex<()>,
 }
 
 impl RuntimeShared {

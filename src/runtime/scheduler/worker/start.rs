@@ -6,7 +6,7 @@ use crossbeam_deque::Worker as Deque;
 use super::local::Local;
 use crate::priority::PerLevel;
 use crate::runtime::task::Runnable;
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::sync::{Arc, Condvar, RtMutex as Mutex};
 
 /// A worker's own ends of its queues and parker; kept in its slot while no
 /// thread runs the worker.

@@ -1,0 +1,192 @@
+//! The cell behind `task::AbortHandle`: aborting a task without owning it.
+//!
+//! An `AbortHandle` may outlive everything that keeps its task's allocation
+//! (and so the task's [`TaskMeta`]) alive: async-task's `Task` cannot be
+//! cloned, and it gives out no reference count of its own. So the handle
+//! holds an [`AbortCell`], shared through an `Arc`, which points at the
+//! task's metadata only while it is valid:
+//!
+//! * the first `JoinHandle::abort_handle` creates the cell and installs it
+//!   in the task's header (`TaskMeta::abort_cell`, one pointer, null in a
+//!   task that never had an `AbortHandle`). The header then owns one count
+//!   of the `Arc` until it is dropped.
+//! * the cell's pointer is set while the task lives and cleared, under the
+//!   cell's lock, when the task's future is dropped (its end of life: it
+//!   completed, panicked or was cancelled), and at the latest when its
+//!   header is. The header cannot be freed while an abort holds the lock
+//!   and reads the pointer: the task's end of life waits for the lock.
+//! * an abort never wakes the task under the cell's lock: waking may cancel
+//!   the task on the calling thread during shutdown, and that end of life
+//!   takes the lock.
+//! * a cell made after the task's future was dropped starts cleared: the
+//!   end of life marks an empty slot as ended (one compare-and-swap), and
+//!   creating a cell races with that mark through the same slot.
+//!
+//! A task without an `AbortHandle` pays one pointer in its header and one
+//! uncontended compare-and-swap on it at its end of life. (A waker of the
+//! task would keep the header alive without any of this, but neither a
+//! `Task` nor its metadata can give one out.)
+
+use std::ptr::NonNull;
+
+use super::{cancel, TaskMeta};
+use crate::sync::{Arc, AtomicPtr, Ordering, RtMutex as Mutex};
+
+/// What every `AbortHandle` of one task shares; see the module docs.
+pub(crate) struct AbortCell {
+    /// The task's metadata until the task's future is dropped; `None` after.
+    meta: Mutex<Option<NonNull<TaskMeta>>>,
+}
+
+// SAFETY: the pointer is only dereferenced as `&TaskMeta` (which is `Sync`,
+// so sharing it across threads is sound) under the lock, while it is valid
+// (see the module docs).
+unsafe impl Send for AbortCell {}
+// SAFETY: as for `Send`: the cell hands out nothing but `&TaskMeta` under its
+// lock.
+unsafe impl Sync for AbortCell {}
+
+impl AbortCell {
+    /// Cancels the task as `JoinHandle::abort` does, if it still lives.
+    pub(crate) fn abort(&self) {
+        let wake = {
+            let meta = self.meta.lock();
+            let Some(meta) = *meta else {
+                return; // finished: nothing to abort
+            };
+            // SAFETY: the pointer is set, and we hold the lock: the task's
+            // header is alive until its end of life clears the pointer, which
+            // waits for the lock (see the module docs).
+            let meta = unsafe { meta.as_ref() };
+            meta.set_cancel(cancel::ABORTED);
+            // The same order as `TaskMeta::abort`: the reason, then the key.
+            let key = meta.registry_key.load(Ordering::SeqCst);
+            if key == usize::MAX {
+                // Queued or running: it sees the reason by itself.
+                return;
+            }
+            (
+                meta.pool.clone(),
+                meta.local,
+                meta.home,
+                key,
+                meta.owner_id(),
+            )
+        };
+        // Outside the lock (see the module docs). The registry checks the
+        // owner: a stale key, or an owner address reused by a later task,
+        // costs at worst a spurious wake-up, never a cancellation.
+        let (pool, local, home, key, owner) = wake;
+        let registry = if local {
+            pool.local_registry(home as usize)
+        } else {
+            &pool.registry
+        };
+        registry.wake(key, owner);
+    }
+
+    /// Whether the task's future has been dropped: it completed, panicked or
+    /// was cancelled.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.meta.lock().is_none()
+    }
+
+    /// The task's end of life: aborts see no task from now on.
+    fn clear(&self) {
+        *self.meta.lock() = None;
+    }
+}
+
+/// The abort cell slot of a task's header: null (no cell yet), [`ended`]
+/// (the future was dropped before any cell was made), or an
+/// `Arc<AbortCell>` turned into a raw pointer, owned by the header.
+pub(crate) struct AbortSlot(AtomicPtr<AbortCell>);
+
+/// The slot of a task whose future was dropped while it had no cell: a cell
+/// made later starts cleared. Never dereferenced (nor an `Arc`'s address:
+/// those are never this low).
+fn ended() -> *mut AbortCell {
+    NonNull::dangling().as_ptr()
+}
+
+impl AbortSlot {
+    pub(super) fn new() -> Self {
+        AbortSlot(AtomicPtr::new(std::ptr::null_mut()))
+    }
+
+    /// The cell of the task whose header holds this slot, created at the
+    /// first call. `meta` is that header, and the caller keeps it alive (it
+    /// holds the task's `Task` or a `Runnable`).
+    pub(super) fn get_or_create(&self, meta: &TaskMeta) -> Arc<AbortCell> {
+        let mut current = self.0.load(Ordering::Acquire);
+        if current.is_null() {
+            let fresh = Arc::into_raw(Arc::new(AbortCell {
+                meta: Mutex::new(Some(NonNull::from(meta))),
+            }))
+            .cast_mut();
+            // Either this installs the cell before the task's end of life
+            // looks (which then clears it), or it finds `ended()`.
+            match self.0.compare_exchange(
+                std::ptr::null_mut(),
+                fresh,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => current = fresh,
+                Err(installed) => {
+                    // SAFETY: `fresh` came from `Arc::into_raw` above and was
+                    // not installed: this is its only owner.
+                    let fresh = unsafe { Arc::from_raw(fresh) };
+                    if installed == ended() {
+                        fresh.clear();
+                        return fresh;
+                    }
+                    current = installed;
+                }
+            }
+        }
+        if current == ended() {
+            return Arc::new(AbortCell {
+                meta: Mutex::new(None),
+            });
+        }
+        // SAFETY: `current` is the installed pointer, from `Arc::into_raw`;
+        // the slot owns one count of it until the header is dropped, which
+        // cannot happen during this call (the caller keeps the header alive).
+        unsafe {
+            Arc::increment_strong_count(current);
+            Arc::from_raw(current)
+        }
+    }
+
+    /// The task's future was dropped: clears the cell if there is one, and
+    /// otherwise marks the slot so that a cell made later starts cleared.
+    pub(super) fn future_dropped(&self) {
+        if let Err(cell) = self.0.compare_exchange(
+            std::ptr::null_mut(),
+            ended(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            if cell != ended() {
+                // SAFETY: an installed cell lives as long as the slot (which
+                // owns a count of it), and the slot is alive: it is in the
+                // header.
+                unsafe { &*cell }.clear();
+            }
+        }
+    }
+}
+
+impl Drop for AbortSlot {
+    fn drop(&mut self) {
+        let cell = *self.0.get_mut();
+        if !cell.is_null() && cell != ended() {
+            // SAFETY: the slot owns one count of the installed `Arc`, given
+            // up here, once.
+            let cell = unsafe { Arc::from_raw(cell) };
+            // Normally cleared already, when the future was dropped.
+            cell.clear();
+        }
+    }
+}
