@@ -16,7 +16,7 @@
 
 use std::fmt;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::scheduler::counters::{SlotCounts, SlotHistograms};
 use super::scheduler::Pool;
@@ -26,13 +26,26 @@ use crate::priority::{levels, PerLevel};
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::Priority;
 
-/// Nanoseconds since the first call in this process: the time stamps of
-/// the latency histograms.
+/// The clock of the latency histograms: the CPU's time-stamp counter where
+/// it is usable (two stamps per poll and one per wake-up must cost a few
+/// nanoseconds, not a clock call each), else the monotonic clock.
+/// Calibrated once, when the first runtime with histograms is built.
+pub(crate) fn clock() -> &'static quanta::Clock {
+    static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new)
+}
+
+/// A time stamp of [`clock`], in its raw unit.
 #[inline]
-pub(crate) fn now_ns() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    epoch.elapsed().as_nanos() as u64
+pub(crate) fn now_ticks() -> u64 {
+    clock().raw()
+}
+
+/// Nanoseconds from stamp `start` to stamp `end` (zero if `end` is
+/// earlier: stamps from two cores may be that far apart).
+#[inline]
+pub(crate) fn nanos_between(start: u64, end: u64) -> u64 {
+    clock().delta_as_nanos(start, end)
 }
 
 /// Sub-buckets per power of two (as a shift: 2^2 = 4).
@@ -69,14 +82,14 @@ fn bucket_start(index: usize) -> u64 {
 
 /// The buckets of one histogram, written by one worker.
 pub(crate) struct HistogramCells {
-    buckets: Box<[AtomicU64]>,
+    buckets: [AtomicU64; BUCKETS],
     sum_ns: AtomicU64,
 }
 
 impl Default for HistogramCells {
     fn default() -> Self {
         HistogramCells {
-            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_ns: AtomicU64::new(0),
         }
     }
@@ -84,8 +97,15 @@ impl Default for HistogramCells {
 
 impl HistogramCells {
     /// Records one value. Only the owning worker calls it.
-    pub(crate) fn record(&self, value: Duration) {
-        let ns = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
+    #[cfg(test)]
+    fn record(&self, value: Duration) {
+        self.record_ns(u64::try_from(value.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// Records one value of `ns` nanoseconds. Only the owning worker calls
+    /// it.
+    #[inline]
+    pub(crate) fn record_ns(&self, ns: u64) {
         let bucket = &self.buckets[bucket_of(ns)];
         bucket.store(bucket.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         let sum = self.sum_ns.load(Ordering::Relaxed).saturating_add(ns);

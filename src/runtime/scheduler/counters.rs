@@ -13,8 +13,6 @@
 //!   moves, so a reader who sees `num_workers` change also sees the
 //!   counter that explains it.
 
-use std::time::Duration;
-
 use crossbeam_utils::CachePadded;
 
 use super::{worker, Pool};
@@ -136,14 +134,15 @@ impl Pool {
 
     /// Records one poll's schedule latency and poll time in the histograms
     /// of this worker (polls off the pool's workers are not recorded).
-    pub(crate) fn record_poll(&self, priority: Priority, latency: Duration, poll_time: Duration) {
+    #[inline]
+    pub(crate) fn record_poll(&self, priority: Priority, latency_ns: u64, poll_ns: u64) {
         let (Some(histograms), Some(index)) = (&self.counters.histograms, worker::index_in(self))
         else {
             return;
         };
         let slot = &histograms[index];
-        slot.schedule_latency[priority.index()].record(latency);
-        slot.poll_time[priority.index()].record(poll_time);
+        slot.schedule_latency[priority.index()].record_ns(latency_ns);
+        slot.poll_time[priority.index()].record_ns(poll_ns);
     }
 
     /// The counts of worker slot `index` (the shared entry at

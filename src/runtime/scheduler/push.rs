@@ -139,8 +139,13 @@ impl Pool {
     pub(crate) fn schedule_woken(runnable: Runnable, woken_while_running: bool) {
         let meta = runnable.metadata();
         if meta.home != NO_HOME || meta.pool.wake_extras {
-            Self::schedule_woken_special(runnable, woken_while_running);
-            return;
+            if meta.pool.observe.histograms {
+                meta.stamp_scheduled();
+            }
+            if meta.home != NO_HOME || meta.pool.has_custom_queues {
+                Self::schedule_woken_special(runnable, woken_while_running);
+                return;
+            }
         }
         let pool: *const Pool = Arc::as_ptr(&runnable.metadata().pool);
         if let Err(runnable) = worker::try_schedule_local(pool, runnable, woken_while_running) {
@@ -156,9 +161,6 @@ impl Pool {
     fn schedule_woken_special(runnable: Runnable, woken_while_running: bool) {
         let meta = runnable.metadata();
         let pool = meta.pool.clone();
-        if pool.observe.histograms {
-            meta.stamp_scheduled();
-        }
         if meta.home != NO_HOME {
             if meta.local {
                 pool.push_local(meta.home as usize, runnable);

@@ -267,10 +267,10 @@ fn poll_observed<F: Future>(
     meta: &TaskMeta,
 ) -> Polled<F::Output> {
     let observe = meta.pool.observe;
-    let start = observe.histograms.then(metrics::now_ns);
-    let latency = start.map(|start| {
-        Duration::from_nanos(start.saturating_sub(meta.scheduled_at.load(Ordering::Relaxed)))
-    });
+    let start = observe.histograms.then(metrics::now_ticks);
+    let latency_ns =
+        start.map(|start| metrics::nanos_between(meta.scheduled_at.load(Ordering::Relaxed), start));
+    let latency = latency_ns.map(Duration::from_nanos);
     if observe.poll_hooks {
         with_task_hooks(&meta.pool.runtime, |hooks| {
             if let Some(hook) = &hooks.before_poll {
@@ -284,11 +284,11 @@ fn poll_observed<F: Future>(
         crate::fault::hit("task.poll");
         future.poll(cx)
     }));
-    let poll_time =
-        start.map(|start| Duration::from_nanos(metrics::now_ns().saturating_sub(start)));
-    if let (Some(latency), Some(poll_time)) = (latency, poll_time) {
-        meta.pool.record_poll(meta.priority(), latency, poll_time);
+    let poll_ns = start.map(|start| metrics::nanos_between(start, metrics::now_ticks()));
+    if let (Some(latency_ns), Some(poll_ns)) = (latency_ns, poll_ns) {
+        meta.pool.record_poll(meta.priority(), latency_ns, poll_ns);
     }
+    let poll_time = poll_ns.map(Duration::from_nanos);
     if observe.poll_hooks {
         with_task_hooks(&meta.pool.runtime, |hooks| {
             if let Some(hook) = &hooks.after_poll {

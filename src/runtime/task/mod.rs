@@ -123,8 +123,8 @@ pub(crate) struct TaskMeta {
     pub(crate) id: Id,
     /// Where the task was spawned (`#[track_caller]` on every spawn).
     pub(crate) location: &'static Location<'static>,
-    /// When the task was last spawned or woken, in nanoseconds of
-    /// `metrics::now_ns`; kept only with latency histograms (see
+    /// When the task was last spawned or woken, a stamp of
+    /// `metrics::now_ticks`; kept only with latency histograms (see
     /// `Observe::histograms`).
     pub(crate) scheduled_at: AtomicU64,
     /// Index of the task's [`Priority`] level. Atomic so that a later policy
@@ -164,7 +164,7 @@ impl TaskMeta {
         local: bool,
     ) -> Self {
         let scheduled_at = if pool.observe.histograms {
-            crate::runtime::metrics::now_ns()
+            crate::runtime::metrics::now_ticks()
         } else {
             0
         };
@@ -187,7 +187,7 @@ impl TaskMeta {
     #[inline]
     pub(crate) fn stamp_scheduled(&self) {
         self.scheduled_at
-            .store(crate::runtime::metrics::now_ns(), Ordering::Relaxed);
+            .store(crate::runtime::metrics::now_ticks(), Ordering::Relaxed);
     }
 
     pub(crate) fn priority(&self) -> Priority {
