@@ -68,6 +68,7 @@
 //! | hooks, user code guarded | `src/runtime/hooks.rs`, `src/runtime/guard.rs` |
 //! | every lock and atomic (loom switch); the public `sync` re-exports | `src/sync.rs` |
 //! | `JoinSet`, `AbortHandle` (the cell behind it) | `src/task/join_set.rs`, `src/task/abort.rs` (`src/runtime/task/abort.rs`) |
+//! | rate and concurrency limits | `src/limit/` |
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -80,6 +81,7 @@ mod error;
 pub mod fault;
 #[cfg(not(feature = "fault-injection"))]
 mod fault;
+pub mod limit;
 mod priority;
 mod runtime;
 pub mod sync;
@@ -180,9 +182,17 @@ where
             pool.admit_local(index)
         };
         match admission {
-            Ok(admission) => Ok(runtime::task::spawn_local_on(
-                pool, admission, future, location,
-            )),
+            // The pool's rate limit, if it has one (see `limit`).
+            Ok(admission) => Ok(
+                match limit::Limits::default().gate(pool, Priority::Normal) {
+                    limit::Gate::Open => {
+                        runtime::task::spawn_local_on(pool, admission, future, location)
+                    }
+                    gate => {
+                        runtime::task::spawn_local_on(pool, admission, gate.wrap(future), location)
+                    }
+                },
+            ),
             Err(error) => {
                 pool.count_refused(Priority::Normal);
                 Err(error)

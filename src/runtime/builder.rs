@@ -765,4 +765,20 @@ default_pool_settings! {
     /// Strict priority order in the default pool; see
     /// [`PoolBuilder::strict_priority`](crate::PoolBuilder::strict_priority).
     fn strict_priority();
+
+    /// Rate-limits every task spawned on the default pool; see
+    /// [`PoolBuilder::rate_limit`](crate::PoolBuilder::rate_limit).
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use multipool::limit::Quota;
+    ///
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(1)
+    ///     .rate_limit(Quota::per_second(NonZeroU32::new(500).unwrap()))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(rt.block_on(rt.spawn(async { 7 })).unwrap(), 7);
+    /// ```
+    fn rate_limit(quota: crate::limit::Quota);
 }

@@ -10,6 +10,7 @@ use super::scheduler::{Home, Pool};
 use super::shared::RuntimeShared;
 use super::task::{spawn_on, Enqueue, SpawnOptions};
 use crate::error::TryCurrentError;
+use crate::limit::{Gate, Limits};
 use crate::sync::Arc;
 use crate::task::{JoinHandle, Spawn};
 use crate::Priority;
@@ -158,14 +159,24 @@ impl Handle {
             .into_iter()
             .map(
                 |future| match pool.admit(Priority::Normal, Home::None, false) {
+                    // The pool's rate limit, if it has one (see `limit`).
                     Ok(admission) => JoinHandle::new(
-                        spawn_on(
-                            pool,
-                            future,
-                            SpawnOptions::at(location),
-                            admission,
-                            Enqueue::Quiet,
-                        )
+                        match Limits::default().gate(pool, Priority::Normal) {
+                            Gate::Open => spawn_on(
+                                pool,
+                                future,
+                                SpawnOptions::at(location),
+                                admission,
+                                Enqueue::Quiet,
+                            ),
+                            gate => spawn_on(
+                                pool,
+                                gate.wrap(future),
+                                SpawnOptions::at(location),
+                                admission,
+                                Enqueue::Quiet,
+                            ),
+                        }
                         .finish(),
                     ),
                     Err(error) => {

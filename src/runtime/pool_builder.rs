@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::scheduler::{PoolConfig, NO_SHARE};
 use super::shared::DEFAULT_POOL;
 use crate::error::BuildError;
+use crate::limit::Quota;
 use crate::priority::{LevelSet, PerLevel};
 use crate::sync::Arc;
 use crate::{Placement, Priority, RunQueue, Scheduler};
@@ -64,6 +65,7 @@ pub struct PoolBuilder {
     lifo_levels: LevelSet,
     scheduler: Option<SchedulerBox>,
     queues: PerLevel<Option<QueueBox>>,
+    rate_limit: Option<Quota>,
 }
 
 /// A user's [`RunQueue`], shareable by the pool's workers.
@@ -105,6 +107,7 @@ impl Default for PoolBuilder {
             lifo_levels: LevelSet::EMPTY,
             scheduler: None,
             queues: [None, None, None],
+            rate_limit: None,
         }
     }
 }
@@ -278,6 +281,35 @@ impl PoolBuilder {
         self
     }
 
+    /// Rate-limits the pool: every task spawned on it (with
+    /// [`Spawn`](crate::Spawn), [`Handle::spawn_batch`](crate::Handle::spawn_batch)
+    /// or [`spawn_local`](crate::spawn_local)) first takes a cell of one
+    /// [`RateLimiter`](crate::limit::RateLimiter) of `quota`, shared by the
+    /// pool, in priority order; see [`limit`](crate::limit) for how tasks
+    /// wait (parked, on the runtime's timer and clock). Default: no limit.
+    /// A quota is never zero ([`Quota`]'s counts are `NonZeroU32`), so
+    /// there is nothing to reject.
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use multipool::limit::Quota;
+    ///
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(1)
+    ///     .pool("api", |pool| {
+    ///         pool.workers(1)
+    ///             .rate_limit(Quota::per_second(NonZeroU32::new(1000).unwrap()))
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let ok = rt.block_on(multipool::spawn(async { "called" }).pool("api"));
+    /// assert_eq!(ok.unwrap(), "called");
+    /// ```
+    pub fn rate_limit(mut self, quota: Quota) -> Self {
+        self.rate_limit = Some(quota);
+        self
+    }
+
     /// Checks the settings of the pool `name`.
     pub(super) fn config(
         &self,
@@ -428,6 +460,7 @@ impl PoolBuilder {
             scheduler: self.scheduler.as_ref().map(|boxed| boxed.0.clone()),
             custom_queues: self.queues.clone().map(|queue| queue.map(|boxed| boxed.0)),
             prewarm,
+            rate_limit: self.rate_limit,
         })
     }
 }

@@ -10,6 +10,7 @@ use event_listener::EventListener;
 
 use super::JoinHandle;
 use crate::error::SpawnError;
+use crate::limit::{ConcurrencyLimit, ConcurrencyPermit, Gate, Limited, Limits, RateLimiter, Wait};
 use crate::runtime::{
     key_hash, spawn_on, with_current_pool, Enqueue, Handle, Home, Pool, RawTask, SpawnOptions,
     Spawned,
@@ -67,6 +68,7 @@ pub struct Spawn<F> {
     target: Target,
     pool: Option<String>,
     options: SpawnOptions,
+    limits: Limits,
 }
 
 impl<F> Spawn<F>
@@ -81,6 +83,7 @@ where
             target: Target::Current,
             pool: None,
             options: SpawnOptions::at(std::panic::Location::caller()),
+            limits: Limits::default(),
         }
     }
 
@@ -91,6 +94,7 @@ where
             target: Target::Handle(handle),
             pool: None,
             options: SpawnOptions::at(std::panic::Location::caller()),
+            limits: Limits::default(),
         }
     }
 
@@ -210,6 +214,61 @@ where
         self
     }
 
+    /// Rate-limits the task: it takes a cell of `limiter` before its future
+    /// first runs, in priority order among the limiter's waiters (at this
+    /// spawn's [`priority`](Self::priority)). While it waits it costs no
+    /// worker time. `.await` waits before the task is created; `start`,
+    /// `try_start` and `detach` create it at once and it waits in its first
+    /// poll, so its handle can abort it, and reports a shutdown, meanwhile.
+    /// See [`limit`](crate::limit).
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use std::time::Duration;
+    /// use multipool::limit::{Quota, RateLimiter};
+    ///
+    /// let rt = multipool::Runtime::builder().workers(2).start_paused(true).build().unwrap();
+    /// rt.block_on(async {
+    ///     let limiter = RateLimiter::new(
+    ///         Quota::per_second(NonZeroU32::new(2).unwrap()).allow_burst(NonZeroU32::new(1).unwrap()),
+    ///     );
+    ///     let start = multipool::time::Instant::now();
+    ///     let handles: Vec<_> = (0..3)
+    ///         .map(|i| multipool::spawn(async move { i }).rate_limit(&limiter).start())
+    ///         .collect();
+    ///     for handle in handles {
+    ///         handle.await.unwrap();
+    ///     }
+    ///     assert_eq!(start.elapsed(), Duration::from_secs(1)); // at 0, 0.5 s and 1 s
+    /// });
+    /// ```
+    pub fn rate_limit(mut self, limiter: &RateLimiter) -> Self {
+        self.limits.rate = Some(limiter.clone());
+        self
+    }
+
+    /// Limits how many tasks under `limit` run at once: the task takes a
+    /// permit before its future first runs (after any rate limit) and holds
+    /// it until it ends, however it ends (completed, panicked, aborted,
+    /// timed out, cancelled). Waiting for the permit costs no worker time;
+    /// it happens where [`rate_limit`](Self::rate_limit)'s waiting does.
+    ///
+    /// ```
+    /// use multipool::limit::ConcurrencyLimit;
+    ///
+    /// let rt = multipool::Runtime::builder().workers(4).build().unwrap();
+    /// let one_at_a_time = ConcurrencyLimit::new(1);
+    /// rt.block_on(async {
+    ///     let a = multipool::spawn(async { 1 }).concurrency(&one_at_a_time).start();
+    ///     let b = multipool::spawn(async { 2 }).concurrency(&one_at_a_time).await;
+    ///     assert_eq!(a.await.unwrap() + b.unwrap(), 3);
+    /// });
+    /// ```
+    pub fn concurrency(mut self, limit: &ConcurrencyLimit) -> Self {
+        self.limits.concurrency = Some(limit.clone());
+        self
+    }
+
     /// Starts the task now and returns its handle.
     ///
     /// A task that cannot be started ends at once, and its handle says why:
@@ -263,15 +322,18 @@ where
             target,
             pool,
             options,
+            limits,
         } = self;
         let spawned = match (pool, target) {
             // The common case, kept short: the target's own pool.
             (None, Target::Current) => {
-                with_current_pool(|pool| spawn_checked(pool, future, options, force))
+                with_current_pool(|pool| spawn_checked(pool, future, options, limits, force))
             }
-            (None, Target::Handle(handle)) => spawn_checked(handle.pool(), future, options, force),
+            (None, Target::Handle(handle)) => {
+                spawn_checked(handle.pool(), future, options, limits, force)
+            }
             (Some(name), target) => with_pool(target, Some(&name), |resolved| match resolved {
-                Ok(pool) => spawn_checked(pool, future, options, force),
+                Ok(pool) => spawn_checked(pool, future, options, limits, force),
                 Err(error) => Err((error, future)),
             }),
         };
@@ -289,11 +351,14 @@ where
 
 /// Spawns on `pool` if it admits the task. A refused future is handed
 /// back, for the caller to drop outside any borrow of the runtime context.
+/// An admitted task behind limits that are not free yet waits for them in
+/// its first poll (see `limit`).
 #[inline(always)]
 fn spawn_checked<F>(
     pool: &Arc<Pool>,
     future: F,
     options: SpawnOptions,
+    limits: Limits,
     force: bool,
 ) -> Result<Spawned<F::Output>, (SpawnError, F)>
 where
@@ -301,13 +366,16 @@ where
     F::Output: Send + 'static,
 {
     match pool.admit(options.priority, options.home, force) {
-        Ok(admission) => Ok(spawn_on(
-            pool,
-            future,
-            options,
-            admission,
-            Enqueue::Schedule,
-        )),
+        Ok(admission) => Ok(match limits.gate(pool, options.priority) {
+            Gate::Open => spawn_on(pool, future, options, admission, Enqueue::Schedule),
+            gate => spawn_on(
+                pool,
+                gate.wrap(future),
+                options,
+                admission,
+                Enqueue::Schedule,
+            ),
+        }),
         Err(error) => {
             pool.count_refused(options.priority);
             Err((error, future))
@@ -365,24 +433,37 @@ where
             target,
             pool,
             options,
+            limits,
         } = self;
         let resolved = with_pool(target, pool.as_deref(), |resolved| resolved.cloned());
         let state = match resolved {
-            Ok(pool) => State::Waiting {
-                pool,
-                spawn: Some((future, options)),
-                listener: None,
-            },
+            Ok(pool) => {
+                // Limits first, in this task: the task is created once they
+                // let it through.
+                let (permit, wait) = match limits.gate(&pool, options.priority) {
+                    Gate::Open => (None, None),
+                    Gate::Passed(permit) => (Some(permit), None),
+                    Gate::Wait(wait) => (None, Some(wait)),
+                };
+                State::Waiting {
+                    pool,
+                    spawn: Some((future, options)),
+                    listener: None,
+                    wait,
+                    permit,
+                }
+            }
             Err(error) => State::Running(JoinHandle::refused(SpawnError::into_join_error(error))),
         };
         SpawnFuture { state }
     }
 }
 
-/// The future of an awaited [`Spawn`]: waits for room in the pool's queue,
-/// starts the task, then yields its output. Dropping it after the task has
-/// started detaches the task (as dropping a [`JoinHandle`] does); dropping
-/// it while it waits for room drops the future unstarted.
+/// The future of an awaited [`Spawn`]: waits for its limits (see
+/// [`Spawn::rate_limit`]), then for room in the pool's queue, starts the
+/// task, then yields its output. Dropping it after the task has started
+/// detaches the task (as dropping a [`JoinHandle`] does); dropping it while
+/// it waits drops the future unstarted (and gives a waiting turn back).
 #[must_use = "futures do nothing unless polled"]
 pub struct SpawnFuture<F: Future> {
     state: State<F>,
@@ -393,6 +474,10 @@ enum State<F: Future> {
         pool: Arc<Pool>,
         spawn: Option<(F, SpawnOptions)>,
         listener: Option<EventListener>,
+        /// The limits still to pass, before anything else.
+        wait: Option<Wait>,
+        /// The concurrency permit the task will hold.
+        permit: Option<ConcurrencyPermit>,
     },
     Running(JoinHandle<F::Output>),
 }
@@ -429,13 +514,32 @@ where
                     pool,
                     spawn,
                     listener,
+                    wait,
+                    permit,
                 } => {
+                    if let Some(waiting) = wait {
+                        let Poll::Ready(taken) = waiting.as_mut().poll(cx) else {
+                            return Poll::Pending;
+                        };
+                        *permit = taken;
+                        *wait = None;
+                    }
                     let (_, options) = spawn.as_ref().expect("a waiting spawn holds its future");
                     match pool.admit(options.priority, options.home, false) {
                         Ok(admission) => {
                             let (future, options) = spawn.take().expect("spawned once");
-                            let spawned =
-                                spawn_on(pool, future, options, admission, Enqueue::Schedule);
+                            let spawned = match permit.take() {
+                                None => {
+                                    spawn_on(pool, future, options, admission, Enqueue::Schedule)
+                                }
+                                Some(permit) => spawn_on(
+                                    pool,
+                                    Limited::holding(future, permit),
+                                    options,
+                                    admission,
+                                    Enqueue::Schedule,
+                                ),
+                            };
                             self.state = State::Running(JoinHandle::new(spawned.finish()));
                         }
                         Err(error) if error.is_full() => match listener {
@@ -469,6 +573,7 @@ impl<F> fmt::Debug for Spawn<F> {
             .field("timeout", &self.options.timeout)
             .field("pool", &self.pool)
             .field("home", &self.options.home)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -476,6 +581,7 @@ impl<F> fmt::Debug for Spawn<F> {
 impl<F: Future> fmt::Debug for SpawnFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
+            State::Waiting { wait: Some(_), .. } => "waiting for its limits",
             State::Waiting { .. } => "waiting for room",
             State::Running(_) => "started",
         };

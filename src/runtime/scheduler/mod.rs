@@ -114,6 +114,8 @@ pub(crate) struct PoolConfig {
     /// Per level: a user's run-queue replacing the pool's queues.
     pub(crate) custom_queues: PerLevel<Option<Arc<dyn RunQueue>>>,
     pub(crate) prewarm: bool,
+    /// `PoolBuilder::rate_limit`: every task spawned on the pool passes it.
+    pub(crate) rate_limit: Option<crate::limit::Quota>,
 }
 
 /// The shared side of one worker: what other threads use to reach it.
@@ -206,6 +208,9 @@ pub(crate) struct Pool {
     wake_extras: bool,
     /// Notified when a task completes while a graceful shutdown waits.
     drained: Event,
+    /// The pool's rate limit (`PoolBuilder::rate_limit`), on the runtime's
+    /// clock; see `limit::Limits::gate`.
+    pub(crate) rate_limiter: Option<crate::limit::RateLimiter>,
 }
 
 impl Pool {
@@ -253,6 +258,9 @@ impl Pool {
                 local_alive: AtomicUsize::new(0),
             });
         }
+        let rate_limiter = config
+            .rate_limit
+            .map(|quota| crate::limit::RateLimiter::with_clock(quota, runtime.clock.clone()));
         let pool = Arc::new(Pool {
             name: config.name,
             timers: Timers::new(unparkers, runtime.clock.clone()),
@@ -289,6 +297,7 @@ impl Pool {
             observe: runtime_observe,
             wake_extras: runtime_observe.histograms || has_custom_queues,
             drained: Event::new(),
+            rate_limiter,
         });
         // A build waits for its workers to start with `prewarm`, and with
         // `wrap_thread` hooks, which may fail to run a worker: a worker that
