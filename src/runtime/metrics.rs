@@ -41,11 +41,17 @@ pub(crate) fn now_ticks() -> u64 {
     clock().raw()
 }
 
-/// Nanoseconds from stamp `start` to stamp `end` (zero if `end` is
-/// earlier: stamps from two cores may be that far apart).
+/// The time from stamp `start` to stamp `end`, in the clock's raw unit
+/// (zero if `end` is earlier: stamps from two cores may be that far
+/// apart). The histograms record raw units and convert at read.
 #[inline]
-pub(crate) fn nanos_between(start: u64, end: u64) -> u64 {
-    clock().delta_as_nanos(start, end)
+pub(crate) fn ticks_between(start: u64, end: u64) -> u64 {
+    end.saturating_sub(start)
+}
+
+/// `ticks` of the clock in nanoseconds.
+pub(crate) fn ticks_to_nanos(ticks: u64) -> u64 {
+    clock().delta_as_nanos(0, ticks)
 }
 
 /// Sub-buckets per power of two (as a shift: 2^2 = 4).
@@ -80,45 +86,32 @@ fn bucket_start(index: usize) -> u64 {
     (SUB + sub) << (pow - SUB_BITS)
 }
 
-/// The buckets of one histogram, written by one worker.
+/// The buckets of one histogram, written by one worker, in the raw unit of
+/// the histograms' [`clock`] (converted to nanoseconds when read, so a
+/// poll pays no conversion).
 pub(crate) struct HistogramCells {
     buckets: [AtomicU64; BUCKETS],
-    sum_ns: AtomicU64,
+    sum: AtomicU64,
 }
 
 impl Default for HistogramCells {
     fn default() -> Self {
         HistogramCells {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_ns: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
         }
     }
 }
 
 impl HistogramCells {
-    /// Records one value. Only the owning worker calls it.
-    #[cfg(test)]
-    fn record(&self, value: Duration) {
-        self.record_ns(u64::try_from(value.as_nanos()).unwrap_or(u64::MAX));
-    }
-
-    /// Records one value of `ns` nanoseconds. Only the owning worker calls
-    /// it.
+    /// Records one value, in the clock's raw unit. Only the owning worker
+    /// calls it.
     #[inline]
-    pub(crate) fn record_ns(&self, ns: u64) {
-        let bucket = &self.buckets[bucket_of(ns)];
+    pub(crate) fn record(&self, value: u64) {
+        let bucket = &self.buckets[bucket_of(value)];
         bucket.store(bucket.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        let sum = self.sum_ns.load(Ordering::Relaxed).saturating_add(ns);
-        self.sum_ns.store(sum, Ordering::Relaxed);
-    }
-
-    fn add_to(&self, histogram: &mut Histogram) {
-        for (total, bucket) in histogram.counts.iter_mut().zip(self.buckets.iter()) {
-            *total += bucket.load(Ordering::Relaxed);
-        }
-        histogram.sum_ns = histogram
-            .sum_ns
-            .saturating_add(self.sum_ns.load(Ordering::Relaxed));
+        let sum = self.sum.load(Ordering::Relaxed).saturating_add(value);
+        self.sum.store(sum, Ordering::Relaxed);
     }
 }
 
@@ -149,14 +142,39 @@ impl HistogramCells {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Histogram {
     counts: Box<[u64]>,
+    /// Where each bucket starts, in nanoseconds, and where the last ends
+    /// (`u64::MAX`): `BUCKETS + 1` entries.
+    starts_ns: Box<[u64]>,
     sum_ns: u64,
 }
 
 impl Histogram {
-    fn empty() -> Self {
+    /// The sum of `cells`, whose raw unit `to_ns` converts to nanoseconds.
+    fn sum_of<'a>(
+        cells: impl IntoIterator<Item = &'a HistogramCells>,
+        to_ns: impl Fn(u64) -> u64,
+    ) -> Self {
+        let mut counts = vec![0u64; BUCKETS].into_boxed_slice();
+        let mut sum = 0u64;
+        for cell in cells {
+            for (total, bucket) in counts.iter_mut().zip(cell.buckets.iter()) {
+                *total += bucket.load(Ordering::Relaxed);
+            }
+            sum = sum.saturating_add(cell.sum.load(Ordering::Relaxed));
+        }
+        let starts_ns = (0..=BUCKETS)
+            .map(|index| {
+                if index == BUCKETS {
+                    u64::MAX
+                } else {
+                    to_ns(bucket_start(index))
+                }
+            })
+            .collect();
         Histogram {
-            counts: vec![0; BUCKETS].into_boxed_slice(),
-            sum_ns: 0,
+            counts,
+            starts_ns,
+            sum_ns: to_ns(sum),
         }
     }
 
@@ -194,7 +212,7 @@ impl Histogram {
         for (index, &n) in self.counts.iter().enumerate() {
             seen += n;
             if seen >= rank {
-                return Duration::from_nanos(bucket_start(index + 1).saturating_sub(1).max(1));
+                return Duration::from_nanos(self.starts_ns[index + 1].saturating_sub(1).max(1));
             }
         }
         unreachable!("rank is at most the count")
@@ -211,9 +229,9 @@ impl Histogram {
                 let end = if index + 1 == BUCKETS {
                     Duration::MAX
                 } else {
-                    Duration::from_nanos(bucket_start(index + 1))
+                    Duration::from_nanos(self.starts_ns[index + 1])
                 };
-                (Duration::from_nanos(bucket_start(index))..end, n)
+                (Duration::from_nanos(self.starts_ns[index])..end, n)
             })
     }
 }
@@ -505,11 +523,10 @@ impl RuntimeMetrics {
         priority: Priority,
     ) -> Option<Histogram> {
         let slots = self.pool.histograms()?;
-        let mut histogram = Histogram::empty();
-        for slot in slots {
-            which(slot)[priority.index()].add_to(&mut histogram);
-        }
-        Some(histogram)
+        Some(Histogram::sum_of(
+            slots.iter().map(|slot| &which(slot)[priority.index()]),
+            ticks_to_nanos,
+        ))
     }
 }
 
@@ -548,12 +565,11 @@ mod tests {
     #[test]
     fn percentiles_of_a_known_distribution() {
         let cells = HistogramCells::default();
-        // 1..=1000 µs, uniformly.
+        // 1..=1000 µs, uniformly (in a raw unit of nanoseconds).
         for us in 1..=1000u64 {
-            cells.record(Duration::from_micros(us));
+            cells.record(us * 1000);
         }
-        let mut histogram = Histogram::empty();
-        cells.add_to(&mut histogram);
+        let histogram = Histogram::sum_of([&cells], |ns| ns);
         assert_eq!(histogram.count(), 1000);
         assert_eq!(histogram.mean(), Duration::from_nanos(500_500));
         for (q, exact) in [(0.5, 500u64), (0.9, 900), (0.99, 990), (1.0, 1000)] {
@@ -569,20 +585,23 @@ mod tests {
 
     #[test]
     fn empty_and_extreme_values() {
-        let mut histogram = Histogram::empty();
+        let cells = HistogramCells::default();
+        let histogram = Histogram::sum_of([&cells], |ns| ns);
         assert_eq!(histogram.percentile(0.99), Duration::ZERO);
         assert_eq!(histogram.mean(), Duration::ZERO);
-        let cells = HistogramCells::default();
-        cells.record(Duration::MAX);
-        cells.record(Duration::ZERO);
-        cells.add_to(&mut histogram);
+        cells.record(u64::MAX);
+        cells.record(0);
+        let histogram = Histogram::sum_of([&cells], |ns| ns);
         assert_eq!(histogram.count(), 2);
         assert!(histogram.percentile(1.0) > Duration::from_secs(60));
+        // A raw unit of a third of a nanosecond (a 3 GHz counter).
+        let histogram = Histogram::sum_of([&cells], |ticks| ticks / 3);
+        assert_eq!(histogram.count(), 2);
     }
 
     #[test]
     #[should_panic(expected = "within 0.0..=1.0")]
     fn a_percentile_outside_zero_to_one_panics() {
-        Histogram::empty().percentile(f64::NAN);
+        Histogram::sum_of([], |ns| ns).percentile(f64::NAN);
     }
 }

@@ -243,7 +243,7 @@ where
     /// });
     /// ```
     pub fn rate_limit(mut self, limiter: &RateLimiter) -> Self {
-        self.limits.rate = Some(limiter.clone());
+        self.limits.set_rate(limiter);
         self
     }
 
@@ -265,7 +265,7 @@ where
     /// });
     /// ```
     pub fn concurrency(mut self, limit: &ConcurrencyLimit) -> Self {
-        self.limits.concurrency = Some(limit.clone());
+        self.limits.set_concurrency(limit);
         self
     }
 
@@ -366,6 +366,15 @@ where
     F::Output: Send + 'static,
 {
     match pool.admit(options.priority, options.home, force) {
+        // Without limits (the common case) nothing of them is touched, not
+        // even a `Gate` to drop.
+        Ok(admission) if limits.none_on(pool) => Ok(spawn_on(
+            pool,
+            future,
+            options,
+            admission,
+            Enqueue::Schedule,
+        )),
         Ok(admission) => Ok(match limits.gate(pool, options.priority) {
             Gate::Open => spawn_on(pool, future, options, admission, Enqueue::Schedule),
             gate => spawn_on(

@@ -132,17 +132,17 @@ impl Pool {
         }
     }
 
-    /// Records one poll's schedule latency and poll time in the histograms
-    /// of this worker (polls off the pool's workers are not recorded).
+    /// Records one poll's schedule latency and poll time (in the raw unit of
+    /// `metrics::clock`) in the histograms of this worker (polls off the pool's workers are not recorded).
     #[inline]
-    pub(crate) fn record_poll(&self, priority: Priority, latency_ns: u64, poll_ns: u64) {
+    pub(crate) fn record_poll(&self, priority: Priority, latency: u64, poll_time: u64) {
         let (Some(histograms), Some(index)) = (&self.counters.histograms, worker::index_in(self))
         else {
             return;
         };
         let slot = &histograms[index];
-        slot.schedule_latency[priority.index()].record_ns(latency_ns);
-        slot.poll_time[priority.index()].record_ns(poll_ns);
+        slot.schedule_latency[priority.index()].record(latency);
+        slot.poll_time[priority.index()].record(poll_time);
     }
 
     /// The counts of worker slot `index` (the shared entry at

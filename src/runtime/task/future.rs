@@ -268,10 +268,10 @@ fn poll_observed<F: Future>(
 ) -> Polled<F::Output> {
     let observe = meta.pool.observe;
     let start = observe.histograms.then(metrics::now_ticks);
-    let latency_ns =
-        start.map(|start| metrics::nanos_between(meta.scheduled_at.load(Ordering::Relaxed), start));
-    let latency = latency_ns.map(Duration::from_nanos);
+    let latency =
+        start.map(|start| metrics::ticks_between(meta.scheduled_at.load(Ordering::Relaxed), start));
     if observe.poll_hooks {
+        let latency = latency.map(|ticks| Duration::from_nanos(metrics::ticks_to_nanos(ticks)));
         with_task_hooks(&meta.pool.runtime, |hooks| {
             if let Some(hook) = &hooks.before_poll {
                 run_task_hook("on_before_task_poll", || {
@@ -284,12 +284,13 @@ fn poll_observed<F: Future>(
         crate::fault::hit("task.poll");
         future.poll(cx)
     }));
-    let poll_ns = start.map(|start| metrics::nanos_between(start, metrics::now_ticks()));
-    if let (Some(latency_ns), Some(poll_ns)) = (latency_ns, poll_ns) {
-        meta.pool.record_poll(meta.priority(), latency_ns, poll_ns);
+    let poll_time = start.map(|start| metrics::ticks_between(start, metrics::now_ticks()));
+    if let (Some(latency), Some(poll_time)) = (latency, poll_time) {
+        meta.pool.record_poll(meta.priority(), latency, poll_time);
     }
-    let poll_time = poll_ns.map(Duration::from_nanos);
     if observe.poll_hooks {
+        let to_duration = |ticks| Duration::from_nanos(metrics::ticks_to_nanos(ticks));
+        let (latency, poll_time) = (latency.map(to_duration), poll_time.map(to_duration));
         with_task_hooks(&meta.pool.runtime, |hooks| {
             if let Some(hook) = &hooks.after_poll {
                 run_task_hook("on_after_task_poll", || {
