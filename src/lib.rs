@@ -65,6 +65,8 @@
 //! | blocking pool, `spawn_blocking` | `src/runtime/blocking/` |
 //! | `Runtime`, `Handle`, builders | `src/runtime/{mod,handle,builder,pool_builder}.rs` |
 //! | hooks, user code guarded | `src/runtime/hooks.rs`, `src/runtime/guard.rs` |
+//! | `RuntimeMetrics`, latency histograms | `src/runtime/metrics.rs`, `scheduler/counters.rs` |
+//! | export to the `metrics` facade (feature `metrics`) | `src/metrics_export.rs` |
 //! | every lock and atomic (loom switch) | `src/sync.rs` |
 #![warn(
     missing_docs,
@@ -78,6 +80,8 @@ mod error;
 pub mod fault;
 #[cfg(not(feature = "fault-injection"))]
 mod fault;
+#[cfg(feature = "metrics")]
+pub mod metrics_export;
 mod priority;
 mod runtime;
 mod sync;
