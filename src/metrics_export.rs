@@ -420,27 +420,34 @@ impl RuntimeMetrics {
         let thread = thread::Builder::new()
             .name("multipool-metrics".into())
             .spawn(move || {
-                let mut next = Instant::now();
+                let mut next = Some(Instant::now());
                 loop {
                     metrics.export();
                     if metrics.is_shutdown() {
                         return;
                     }
-                    next += period;
+                    // `None`: a period too long for the clock, no next tick.
+                    next = next.and_then(|tick| tick.checked_add(period));
                     let now = Instant::now();
-                    if next <= now {
+                    if next.is_some_and(|tick| tick <= now) {
                         // Fell behind (a slow recorder, a suspended
                         // process): skip the missed ticks.
-                        next = now + period;
+                        next = now.checked_add(period);
                     }
-                    // Woken early only to stop.
-                    while parker.park_deadline(next) {
+                    loop {
+                        let woken = match next {
+                            Some(tick) => parker.park_deadline(tick),
+                            None => {
+                                parker.park();
+                                true
+                            }
+                        };
                         if stopped.load(Ordering::Acquire) {
                             return;
                         }
-                    }
-                    if stopped.load(Ordering::Acquire) {
-                        return;
+                        if !woken {
+                            break; // the tick
+                        }
                     }
                 }
             })?;

@@ -433,16 +433,17 @@ fn export_every_records_on_its_period_and_stops() {
         wait_for(&|| exporter.is_finished());
         drop(exporter);
 
-        // Dropping the handle wakes the thread: no wait for the period.
+        // Dropping the handle wakes the thread: no wait for the period
+        // (not even one the clock cannot reach).
         let rt = Runtime::builder().workers(1).build().unwrap();
-        let exporter = rt
-            .handle()
-            .metrics()
-            .export_every(Duration::from_secs(3600))
-            .unwrap();
-        let start = Instant::now();
-        drop(exporter);
-        assert!(start.elapsed() < Duration::from_secs(10));
+        for period in [Duration::from_secs(3600), Duration::MAX] {
+            let exporter = rt.handle().metrics().export_every(period).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+            assert!(!exporter.is_finished(), "{period:?}");
+            let start = Instant::now();
+            drop(exporter);
+            assert!(start.elapsed() < Duration::from_secs(10));
+        }
     });
 }
 
