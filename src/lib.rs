@@ -66,6 +66,8 @@
 //! | blocking pool, `spawn_blocking` | `src/runtime/blocking/` |
 //! | `Runtime`, `Handle`, builders | `src/runtime/{mod,handle,builder,pool_builder}.rs` |
 //! | hooks, user code guarded | `src/runtime/hooks.rs`, `src/runtime/guard.rs` |
+//! | `RuntimeMetrics`, latency histograms | `src/runtime/metrics.rs`, `scheduler/counters.rs` |
+//! | export to the `metrics` facade (feature `metrics`) | `src/metrics_export.rs` |
 //! | every lock and atomic (loom switch); the public `sync` re-exports | `src/sync.rs` |
 //! | `JoinSet`, `AbortHandle` (the cell behind it) | `src/task/join_set.rs`, `src/task/abort.rs` (`src/runtime/task/abort.rs`) |
 //! | rate and concurrency limits | `src/limit/` |
@@ -82,6 +84,8 @@ pub mod fault;
 #[cfg(not(feature = "fault-injection"))]
 mod fault;
 pub mod limit;
+#[cfg(feature = "metrics")]
+pub mod metrics_export;
 mod priority;
 mod runtime;
 pub mod sync;

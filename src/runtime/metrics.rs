@@ -183,6 +183,13 @@ impl Histogram {
         self.counts.iter().sum()
     }
 
+    /// The sum of the values recorded (saturating at `u64::MAX` ns): the
+    /// `_sum` of an exported summary.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn sum(&self) -> Duration {
+        Duration::from_nanos(self.sum_ns)
+    }
+
     /// The mean of the values recorded (zero when there are none).
     pub fn mean(&self) -> Duration {
         match self.count() {
@@ -259,6 +266,11 @@ impl fmt::Debug for Histogram {
 /// blocking pool. It is cheap to clone and to keep; each call reads the
 /// counters at that moment.
 ///
+/// With the `metrics` feature, [`export`](Self::export) and
+/// [`export_every`](Self::export_every) send all of it to the `metrics`
+/// crate's facade; see [`metrics_export`](crate::metrics_export) for the
+/// names.
+///
 /// ```
 /// let rt = multipool::Runtime::builder().workers(2).build().unwrap();
 /// rt.block_on(async {
@@ -282,6 +294,19 @@ pub struct RuntimeMetrics {
 impl RuntimeMetrics {
     pub(crate) fn new(pool: Arc<Pool>, shared: Arc<RuntimeShared>) -> Self {
         RuntimeMetrics { pool, shared }
+    }
+
+    /// The name of the pool described: the `pool` label of exported
+    /// metrics.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn pool_name(&self) -> &str {
+        &self.pool.name
+    }
+
+    /// Whether the runtime has shut down or begun to.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn is_shutdown(&self) -> bool {
+        !self.pool.accepts_spawns()
     }
 
     fn worker(&self, worker: usize) -> &SlotCounts {
