@@ -23,7 +23,9 @@
 //! Each runtime is built once per group, outside the timed loop, and torn
 //! down (or, for the global ones, left idle) before the next executor runs:
 //!
-//! * multipool: `Runtime::builder().workers(NUM_WORKERS)`.
+//! * multipool: `Runtime::builder().workers(NUM_WORKERS)`; with the
+//!   environment variable `MULTIPOOL_BENCH_HISTOGRAMS` set, also
+//!   `.enable_latency_histograms()` (the cost of the histograms, issue #13).
 //! * tokio: `Builder::new_multi_thread().worker_threads(NUM_WORKERS).enable_all()`.
 //! * async-std: its global executor, sized by `ASYNC_STD_THREAD_COUNT`, which
 //!   `main` sets before anything touches async-std.
@@ -95,12 +97,11 @@ impl Exec for MultiPool {
     const NAME: &'static str = "multipool";
 
     fn build() -> Self {
-        Self(
-            multipool::Runtime::builder()
-                .workers(NUM_WORKERS)
-                .build()
-                .unwrap(),
-        )
+        let mut builder = multipool::Runtime::builder().workers(NUM_WORKERS);
+        if std::env::var_os("MULTIPOOL_BENCH_HISTOGRAMS").is_some() {
+            builder = builder.enable_latency_histograms();
+        }
+        Self(builder.build().unwrap())
     }
 
     fn block_on<F: Future>(&self, fut: F) -> F::Output {
