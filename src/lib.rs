@@ -66,6 +66,8 @@
 //! | blocking pool, `spawn_blocking` | `src/runtime/blocking/` |
 //! | `Runtime`, `Handle`, builders | `src/runtime/{mod,handle,builder,pool_builder}.rs` |
 //! | hooks, user code guarded | `src/runtime/hooks.rs`, `src/runtime/guard.rs` |
+//! | memory limits, `TaskAlloc` (`alloc`) | `src/alloc.rs`; the check in `src/runtime/task/future.rs` |
+//! | worker-local state | `src/runtime/scheduler/worker/state.rs` |
 //! | every lock and atomic (loom switch) | `src/sync.rs` |
 #![warn(
     missing_docs,
@@ -74,6 +76,7 @@
     clippy::undocumented_unsafe_blocks
 )]
 
+pub mod alloc;
 mod error;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
