@@ -97,6 +97,7 @@ pub use runtime::scheduler::{
 pub use runtime::{
     block_on, Builder, EnterGuard, Handle, Histogram, PoolBuilder, Runtime, RuntimeMetrics,
 };
+pub use runtime::scheduler::worker::{try_with_worker_state, with_worker_state};
 pub use task::{JoinHandle, Spawn};
 
 #[cfg(feature = "macros")]

@@ -112,6 +112,8 @@ pub(crate) struct PoolConfig {
     /// Per level: a user's run-queue replacing the pool's queues.
     pub(crate) custom_queues: PerLevel<Option<Arc<dyn RunQueue>>>,
     pub(crate) prewarm: bool,
+    /// The user's worker-local state, made for every slot at start.
+    pub(crate) worker_state: Option<worker::StateInit>,
 }
 
 /// The shared side of one worker: what other threads use to reach it.
@@ -215,6 +217,12 @@ impl Pool {
         let max = config.max_workers;
         let runtime_observe = runtime.observe;
         let has_custom_queues = config.custom_queues.iter().any(Option::is_some);
+        // User code, before any thread starts: a panic fails the build.
+        let mut states = match &config.worker_state {
+            Some(init) => init.make_all(max, &config.name)?.into_iter().map(Some).collect(),
+            None => Vec::new(),
+        }
+        .into_iter();
         let mut slots = Vec::with_capacity(max);
         let mut unparkers = Vec::with_capacity(max);
         for index in 0..max {
@@ -243,6 +251,7 @@ impl Pool {
                     index,
                     queues,
                     parker,
+                    state: states.next().flatten(),
                 })),
                 running: AtomicBool::new(false),
                 thread: Mutex::new(None),
