@@ -251,7 +251,10 @@ impl fmt::Debug for JoinError {
             Repr::Shutdown => f.write_str("JoinError::Cancelled(Shutdown)"),
             Repr::TimedOut => f.write_str("JoinError::TimedOut"),
             Repr::MemoryExceeded { held, limit } => {
-                write!(f, "JoinError::MemoryExceeded {{ held: {held}, limit: {limit} }}")
+                write!(
+                    f,
+                    "JoinError::MemoryExceeded {{ held: {held}, limit: {limit} }}"
+                )
             }
             Repr::Rejected(reason) => write!(f, "JoinError::Rejected({reason:?})"),
             Repr::Panic(_) => write!(f, "JoinError::Panic({self})"),

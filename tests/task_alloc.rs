@@ -114,10 +114,18 @@ fn a_task_over_its_limit_is_cancelled_at_the_next_poll_boundary_and_its_siblings
         let err = rt.block_on(hog_task).unwrap_err();
         assert!(err.is_memory_exceeded(), "{err:?}");
         assert!(!err.is_cancelled() && !err.is_rejected() && !err.is_panic());
-        assert!(err.to_string().contains(&format!("over its limit of {limit}")), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("over its limit of {limit}")),
+            "{err}"
+        );
         // Cancelled at the end of the first poll that went over: the 9th.
         assert_eq!(polls.load(Ordering::SeqCst), 9);
-        assert_eq!(drops.load(Ordering::SeqCst), 1, "the future is dropped once");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "the future is dropped once"
+        );
 
         assert_eq!(rt.block_on(keeper).unwrap(), 4 * CHUNK);
         assert_eq!(rt.block_on(churner).unwrap(), 50 * 4 * CHUNK);
@@ -148,19 +156,28 @@ fn a_task_over_its_limit_is_cancelled_at_the_next_poll_boundary_and_its_siblings
         assert_eq!(outcome, Outcome::MemoryExceeded);
         let memory = memory.expect("a tracked task reports its memory");
         assert_eq!(memory.limit, limit);
-        assert!(memory.peak > limit && memory.peak < limit + 2 * CHUNK, "{memory:?}");
+        assert!(
+            memory.peak > limit && memory.peak < limit + 2 * CHUNK,
+            "{memory:?}"
+        );
         // Its future was dropped (charged to it): it holds nothing now.
         assert!(memory.held < KIB, "{memory:?}");
 
         let (outcome, memory) = ended_as(&ended, "keeper");
         assert_eq!(outcome, Outcome::Completed);
         let memory = memory.unwrap();
-        assert!(memory.peak >= 4 * CHUNK && memory.peak < 5 * CHUNK, "{memory:?}");
+        assert!(
+            memory.peak >= 4 * CHUNK && memory.peak < 5 * CHUNK,
+            "{memory:?}"
+        );
 
         let (outcome, memory) = ended_as(&ended, "churner");
         assert_eq!(outcome, Outcome::Completed);
         let memory = memory.unwrap();
-        assert!(memory.peak >= 4 * CHUNK && memory.peak < 5 * CHUNK, "{memory:?}");
+        assert!(
+            memory.peak >= 4 * CHUNK && memory.peak < 5 * CHUNK,
+            "{memory:?}"
+        );
 
         let (outcome, memory) = ended_as(&ended, "untracked");
         assert_eq!(outcome, Outcome::Completed);

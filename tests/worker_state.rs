@@ -135,7 +135,11 @@ fn a_slot_keeps_its_state_across_its_workers_retirement_and_restart() {
         round(2); // slot 1's new worker finds the value its last one left
         assert_eq!(metrics.workers_started(), 3);
         assert_eq!(metrics.workers_retired(), 2);
-        assert_eq!(inits.load(Ordering::SeqCst), 2, "made once per slot, at build");
+        assert_eq!(
+            inits.load(Ordering::SeqCst),
+            2,
+            "made once per slot, at build"
+        );
         // The retiring workers' stop hooks saw their state too.
         assert!(wait_until(WATCHDOG_WAIT, || stopped.lock().unwrap().len() == 2));
         assert_eq!(*stopped.lock().unwrap(), [Some((1, 1)), Some((1, 2))]);
@@ -188,7 +192,10 @@ fn a_per_key_counter_needs_no_lock() {
                 .unwrap();
                 for (user, count) in shard {
                     assert_eq!(worker_of_user[&user], worker);
-                    assert!(totals.insert(user, count).is_none(), "user {user} on two workers");
+                    assert!(
+                        totals.insert(user, count).is_none(),
+                        "user {user} on two workers"
+                    );
                 }
             }
             totals
@@ -249,11 +256,15 @@ fn a_wrong_type_or_a_pool_without_state_panics_clearly() {
             .workers(1)
             .worker_state(|index| Shard { index, uses: 0 })
             .pool("plain", |pool| pool.workers(1))
-            .pool("strings", |pool| pool.workers(1).worker_state(|i| i.to_string()))
+            .pool("strings", |pool| {
+                pool.workers(1).worker_state(|i| i.to_string())
+            })
             .build()
             .unwrap();
         let err = rt
-            .block_on(multipool::spawn(async { with_worker_state(|n: &mut u64| *n) }))
+            .block_on(multipool::spawn(async {
+                with_worker_state(|n: &mut u64| *n)
+            }))
             .unwrap_err();
         let message = err.to_string();
         assert!(

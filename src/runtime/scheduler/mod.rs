@@ -219,7 +219,11 @@ impl Pool {
         let has_custom_queues = config.custom_queues.iter().any(Option::is_some);
         // User code, before any thread starts: a panic fails the build.
         let mut states = match &config.worker_state {
-            Some(init) => init.make_all(max, &config.name)?.into_iter().map(Some).collect(),
+            Some(init) => init
+                .make_all(max, &config.name)?
+                .into_iter()
+                .map(Some)
+                .collect(),
             None => Vec::new(),
         }
         .into_iter();

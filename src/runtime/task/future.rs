@@ -72,6 +72,7 @@ pub(super) struct Bounded {
 }
 
 impl Limits for Bounded {
+    #[inline]
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
         self.deadline
             .as_mut()

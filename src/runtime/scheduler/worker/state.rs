@@ -41,7 +41,9 @@ pub(crate) struct StateInit {
 }
 
 impl StateInit {
-    pub(crate) fn new<T: Send + 'static>(init: impl Fn(usize) -> T + Send + Sync + 'static) -> Self {
+    pub(crate) fn new<T: Send + 'static>(
+        init: impl Fn(usize) -> T + Send + Sync + 'static,
+    ) -> Self {
         StateInit {
             init: Arc::new(move |index| Box::new(init(index))),
             type_name: std::any::type_name::<T>(),
@@ -52,25 +54,27 @@ impl StateInit {
     /// an init that panics is reported as the build's error.
     pub(crate) fn make_all(&self, slots: usize, pool: &str) -> Result<Vec<State>, BuildError> {
         (0..slots)
-            .map(|index| match catch_unwind(AssertUnwindSafe(|| (self.init)(index))) {
-                Ok(value) => Ok(State {
-                    value,
-                    type_name: self.type_name,
-                }),
-                Err(payload) => {
-                    let message = crate::error::panic_message(&*payload)
-                        .unwrap_or("a panic without a message")
-                        .to_owned();
-                    crate::runtime::task::drop_quietly(payload);
-                    Err(BuildError::invalid(
-                        "worker_state",
-                        format!(
-                            "the init closure panicked for worker slot {index} of pool \
+            .map(
+                |index| match catch_unwind(AssertUnwindSafe(|| (self.init)(index))) {
+                    Ok(value) => Ok(State {
+                        value,
+                        type_name: self.type_name,
+                    }),
+                    Err(payload) => {
+                        let message = crate::error::panic_message(&*payload)
+                            .unwrap_or("a panic without a message")
+                            .to_owned();
+                        crate::runtime::task::drop_quietly(payload);
+                        Err(BuildError::invalid(
+                            "worker_state",
+                            format!(
+                                "the init closure panicked for worker slot {index} of pool \
                              `{pool}`: {message}"
-                        ),
-                    ))
-                }
-            })
+                            ),
+                        ))
+                    }
+                },
+            )
             .collect()
     }
 }
@@ -84,8 +88,13 @@ impl fmt::Debug for StateInit {
 /// Why the state could not be reached.
 enum Missing {
     OffWorker,
-    NoState { pool: Box<str> },
-    OtherType { pool: Box<str>, stored: &'static str },
+    NoState {
+        pool: Box<str>,
+    },
+    OtherType {
+        pool: Box<str>,
+        stored: &'static str,
+    },
 }
 
 /// Calls `f` with this worker's state, or says why it cannot; panics on a
