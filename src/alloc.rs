@@ -31,7 +31,7 @@
 //! * A task is *tracked* when it was spawned with a memory limit
 //!   (`memory_limit(usize::MAX)` tracks without ever cancelling). While a
 //!   tracked task's future is polled, or dropped, the thread's
-//!   [`ACCOUNT`] points at the task's account; every allocation and free
+//!   `ACCOUNT` points at the task's account; every allocation and free
 //!   the allocator sees on that thread then moves the account's `held`
 //!   bytes up or down, and `peak` follows the highest `held`. Nothing else
 //!   is charged: allocations outside a tracked task's poll (the runtime's
@@ -53,13 +53,13 @@
 //!
 //! # Invariants
 //!
-//! * The allocator never allocates, locks or panics: [`ACCOUNT`] is a
+//! * The allocator never allocates, locks or panics: `ACCOUNT` is a
 //!   `const`-initialised thread-local holding a raw pointer (no lazy
 //!   initialisation, no destructor), reached with `try_with`, so it works
 //!   while the thread's other thread-locals are being destroyed.
 //! * An account is written only by the thread that polls its task, and only
-//!   while that thread's [`ACCOUNT`] points at it, which is only while a
-//!   [`Charging`] guard borrowing it lives on that thread: a task is polled
+//!   while that thread's `ACCOUNT` points at it, which is only while a
+//!   `Charging` guard borrowing it lives on that thread: a task is polled
 //!   by one thread at a time, so the account needs no atomics.
 //! * Without `TaskAlloc` as the global allocator nothing is ever charged,
 //!   so a limit could never trigger: such a spawn is refused instead (see
