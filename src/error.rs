@@ -78,7 +78,8 @@ impl std::error::Error for BuildError {
 }
 
 /// Why a task ended without producing its output: it panicked, was aborted,
-/// timed out, was rejected, or its runtime shut down.
+/// timed out, held more memory than its limit, was rejected, or its
+/// runtime shut down.
 ///
 /// Returned by awaiting a [`JoinHandle`](crate::JoinHandle) (or a
 /// [`Spawn`](crate::Spawn)). A task either completes, or its handle says which
@@ -103,6 +104,9 @@ enum Repr {
     Shutdown,
     /// The deadline set with `Spawn::timeout` passed first.
     TimedOut,
+    /// The task held more than its `Spawn::memory_limit` at the end of a
+    /// poll.
+    MemoryExceeded { held: usize, limit: usize },
     /// The task was refused before it ran; the message says why.
     Rejected(Cow<'static, str>),
     /// The task's future panicked. The payload sits in a mutex only so that
@@ -126,6 +130,12 @@ impl JoinError {
     pub(crate) fn timed_out() -> Self {
         JoinError {
             repr: Repr::TimedOut,
+        }
+    }
+
+    pub(crate) fn memory_exceeded(held: usize, limit: usize) -> Self {
+        JoinError {
+            repr: Repr::MemoryExceeded { held, limit },
         }
     }
 
@@ -159,11 +169,20 @@ impl JoinError {
         matches!(self.repr, Repr::TimedOut)
     }
 
+    /// Whether the task was cancelled because it held more memory than
+    /// its [`Spawn::memory_limit`](crate::Spawn::memory_limit) at the end
+    /// of a poll. `Display` gives the bytes it held and its limit.
+    pub fn is_memory_exceeded(&self) -> bool {
+        matches!(self.repr, Repr::MemoryExceeded { .. })
+    }
+
     /// Whether the task was refused before it ran: a zero
     /// [`Spawn::timeout`](crate::Spawn::timeout), a full queue (see
     /// [`Builder::max_queued`](crate::Builder::max_queued)), an unknown
-    /// [`Spawn::pool`](crate::Spawn::pool) name, or a priority its pool does
-    /// not serve; `Display` says which.
+    /// [`Spawn::pool`](crate::Spawn::pool) name, a priority its pool does
+    /// not serve, or a [`Spawn::memory_limit`](crate::Spawn::memory_limit)
+    /// without [`TaskAlloc`](crate::alloc::TaskAlloc) installed; `Display`
+    /// says which.
     pub fn is_rejected(&self) -> bool {
         matches!(self.repr, Repr::Rejected(_))
     }
@@ -208,6 +227,11 @@ impl fmt::Display for JoinError {
             Repr::Aborted => f.write_str("task was cancelled"),
             Repr::Shutdown => f.write_str("task was cancelled because its runtime shut down"),
             Repr::TimedOut => f.write_str("task timed out"),
+            Repr::MemoryExceeded { held, limit } => write!(
+                f,
+                "task exceeded its memory limit: it held {held} bytes after a poll, \
+                 over its limit of {limit}"
+            ),
             Repr::Rejected(reason) => write!(f, "task was rejected: {reason}"),
             Repr::Panic(payload) => {
                 let payload = payload.lock().unwrap_or_else(PoisonError::into_inner);
@@ -226,6 +250,12 @@ impl fmt::Debug for JoinError {
             Repr::Aborted => f.write_str("JoinError::Cancelled(Aborted)"),
             Repr::Shutdown => f.write_str("JoinError::Cancelled(Shutdown)"),
             Repr::TimedOut => f.write_str("JoinError::TimedOut"),
+            Repr::MemoryExceeded { held, limit } => {
+                write!(
+                    f,
+                    "JoinError::MemoryExceeded {{ held: {held}, limit: {limit} }}"
+                )
+            }
             Repr::Rejected(reason) => write!(f, "JoinError::Rejected({reason:?})"),
             Repr::Panic(_) => write!(f, "JoinError::Panic({self})"),
         }

@@ -71,6 +71,8 @@
 //! | every lock and atomic (loom switch); the public `sync` re-exports | `src/sync.rs` |
 //! | `JoinSet`, `AbortHandle` (the cell behind it) | `src/task/join_set.rs`, `src/task/abort.rs` (`src/runtime/task/abort.rs`) |
 //! | rate and concurrency limits | `src/limit/` |
+//! | memory limits, `TaskAlloc` (`alloc`) | `src/alloc.rs`; the check in `src/runtime/task/future.rs` |
+//! | worker-local state | `src/runtime/scheduler/worker/state.rs` |
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -78,6 +80,7 @@
     clippy::undocumented_unsafe_blocks
 )]
 
+pub mod alloc;
 mod error;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
@@ -95,6 +98,7 @@ pub mod time;
 pub use error::{BuildError, JoinError, SpawnError, TryCurrentError};
 pub use priority::Priority;
 pub use runtime::scheduler::park::{Park, Unparked};
+pub use runtime::scheduler::worker::{try_with_worker_state, with_worker_state};
 pub use runtime::scheduler::{
     Placement, PriorityFirst, QueuedTask, RunQueue, Scheduler, SchedulerContext, WeightedFair,
 };

@@ -166,11 +166,12 @@ const POLL_TIME: Summary = Summary {
 /// The quantiles exported for each latency histogram, and their labels.
 const QUANTILES: [(f64, &str); 3] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99")];
 
-const OUTCOMES: [Outcome; 6] = [
+const OUTCOMES: [Outcome; 7] = [
     Outcome::Completed,
     Outcome::Cancelled,
     Outcome::Panicked,
     Outcome::TimedOut,
+    Outcome::MemoryExceeded,
     Outcome::Rejected,
     Outcome::Shutdown,
 ];
@@ -189,6 +190,7 @@ fn outcome_label(outcome: Outcome) -> &'static str {
         Outcome::Cancelled => "cancelled",
         Outcome::Panicked => "panicked",
         Outcome::TimedOut => "timed_out",
+        Outcome::MemoryExceeded => "memory_exceeded",
         Outcome::Rejected => "rejected",
         Outcome::Shutdown => "shutdown",
     }

@@ -57,6 +57,7 @@ fn spawns_polls_and_outcomes_are_counted() {
             Outcome::TimedOut,
             Outcome::Rejected,
             Outcome::Shutdown,
+            Outcome::MemoryExceeded,
         ] {
             assert_eq!(metrics.outcome_count(outcome), 0, "{outcome:?}");
         }

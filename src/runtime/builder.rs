@@ -362,6 +362,45 @@ impl Builder {
         self
     }
 
+    /// Gives each worker slot of the default pool a value of its own, made
+    /// by `init(index)`, reached without a lock through
+    /// [`with_worker_state`](crate::with_worker_state) by the code running
+    /// on that worker; see
+    /// [`PoolBuilder::worker_state`](crate::PoolBuilder::worker_state) for
+    /// when `init` runs and what a panic in it does.
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(2)
+    ///     .worker_state(|index| (index, 0u64)) // (worker, tasks it ran)
+    ///     .build()
+    ///     .unwrap();
+    /// let (worker, ran) = rt
+    ///     .block_on(multipool::spawn(async {
+    ///         multipool::with_worker_state(|(worker, ran): &mut (usize, u64)| {
+    ///             *ran += 1;
+    ///             (*worker, *ran)
+    ///         })
+    ///     }))
+    ///     .unwrap();
+    /// assert!(worker < 2 && ran == 1);
+    ///
+    /// let err = multipool::Runtime::builder()
+    ///     .workers(2)
+    ///     .worker_state(|index| if index == 1 { panic!("no shard 1") } else { index })
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.setting(), Some("worker_state"));
+    /// assert!(err.to_string().contains("no shard 1"));
+    /// ```
+    pub fn worker_state<T: Send + 'static>(
+        mut self,
+        init: impl Fn(usize) -> T + Send + Sync + 'static,
+    ) -> Self {
+        self.default_pool = self.default_pool.worker_state(init);
+        self
+    }
+
     /// Starts the runtime with its clock paused (see
     /// [`time::pause`](crate::time::pause)). Needs the `test-util` feature.
     #[cfg(feature = "test-util")]

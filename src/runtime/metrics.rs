@@ -6,7 +6,7 @@
 //!   counters (see `scheduler::counters`) when asked for; no shared counter
 //!   is written on the hot path.
 //! * The outcome counts add up: `spawned_tasks_count()` equals the sum of
-//!   the six outcome counts plus the tasks still alive, read at a moment
+//!   the seven outcome counts plus the tasks still alive, read at a moment
 //!   when nothing spawns or ends (counters are read one after another, so
 //!   a busy runtime can be off by the tasks that moved in between).
 //! * A histogram's buckets are fixed: four per power of two of nanoseconds
@@ -479,6 +479,12 @@ impl RuntimeMetrics {
     /// Tasks cancelled, or spawns refused, because the runtime shut down.
     pub fn shutdown_count(&self) -> u64 {
         self.outcome_count(Outcome::Shutdown)
+    }
+
+    /// Tasks cancelled for holding more than their
+    /// [`Spawn::memory_limit`](crate::Spawn::memory_limit).
+    pub fn memory_exceeded_count(&self) -> u64 {
+        self.outcome_count(Outcome::MemoryExceeded)
     }
 
     // ---- Per worker ----

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::scheduler::worker::StateInit;
 use super::scheduler::{PoolConfig, NO_SHARE};
 use super::shared::DEFAULT_POOL;
 use crate::error::BuildError;
@@ -66,6 +67,7 @@ pub struct PoolBuilder {
     scheduler: Option<SchedulerBox>,
     queues: PerLevel<Option<QueueBox>>,
     rate_limit: Option<Quota>,
+    worker_state: Option<StateInit>,
 }
 
 /// A user's [`RunQueue`], shareable by the pool's workers.
@@ -108,6 +110,7 @@ impl Default for PoolBuilder {
             scheduler: None,
             queues: [None, None, None],
             rate_limit: None,
+            worker_state: None,
         }
     }
 }
@@ -310,6 +313,42 @@ impl PoolBuilder {
         self
     }
 
+    /// Gives each worker slot of the pool a value of its own, made by
+    /// `init(index)`, that code running on that worker reaches without a
+    /// lock through [`with_worker_state`](crate::with_worker_state) (see
+    /// there, with [`Spawn::key`](crate::Spawn::key) for per-key state).
+    ///
+    /// `init` runs once per slot, for slots `0..max_workers` in order, on
+    /// the thread calling [`Builder::build`](crate::Builder::build), before
+    /// any worker starts (so keep it cheap in an elastic pool with many
+    /// slots). A slot keeps its value across its worker's retirement and
+    /// restart; it is dropped with the runtime. A panic in `init` fails
+    /// the build with a [`BuildError`] whose `setting()` is
+    /// `"worker_state"`. Set again, the last one wins.
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(1)
+    ///     .pool("io", |pool| pool.workers(2).worker_state(|index| format!("io shard {index}")))
+    ///     .build()
+    ///     .unwrap();
+    /// let shard = rt
+    ///     .block_on(
+    ///         multipool::spawn(async { multipool::with_worker_state(|name: &mut String| name.clone()) })
+    ///             .pool("io")
+    ///             .worker(1),
+    ///     )
+    ///     .unwrap();
+    /// assert_eq!(shard, "io shard 1");
+    /// ```
+    pub fn worker_state<T: Send + 'static>(
+        mut self,
+        init: impl Fn(usize) -> T + Send + Sync + 'static,
+    ) -> Self {
+        self.worker_state = Some(StateInit::new(init));
+        self
+    }
+
     /// Checks the settings of the pool `name`.
     pub(super) fn config(
         &self,
@@ -461,6 +500,7 @@ impl PoolBuilder {
             custom_queues: self.queues.clone().map(|queue| queue.map(|boxed| boxed.0)),
             prewarm,
             rate_limit: self.rate_limit,
+            worker_state: self.worker_state.clone(),
         })
     }
 }

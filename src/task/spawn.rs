@@ -33,7 +33,8 @@ enum Target {
 /// [`Runtime::spawn`](crate::Runtime::spawn) and
 /// [`Handle::spawn`](crate::Handle::spawn). Set options with
 /// [`priority`](Self::priority), [`name`](Self::name),
-/// [`timeout`](Self::timeout) and [`pool`](Self::pool), then use it in one
+/// [`timeout`](Self::timeout), [`memory_limit`](Self::memory_limit) and
+/// [`pool`](Self::pool), then use it in one
 /// of these ways:
 ///
 /// * `.await` it: the task starts and you get its `Result<T, JoinError>`.
@@ -134,6 +135,66 @@ where
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.options.timeout = Some(timeout);
+        self
+    }
+
+    /// Limits the heap memory the task may hold, in bytes: once it holds
+    /// more than `bytes` at the end of a poll, it is cancelled there (its
+    /// future dropped) and its handle yields an error with
+    /// [`is_memory_exceeded`](crate::JoinError::is_memory_exceeded); the
+    /// outcome is [`Outcome::MemoryExceeded`](crate::task::Outcome::MemoryExceeded).
+    /// A task that completes in the poll where it went over still
+    /// completes; memory it holds only inside a poll shows in its peak but
+    /// never cancels it.
+    ///
+    /// What it holds is what its polls allocated minus what they freed,
+    /// counted by [`TaskAlloc`](crate::alloc::TaskAlloc), which must be
+    /// the global allocator: without it the task is refused
+    /// ([`is_rejected`](crate::JoinError::is_rejected)), as a limit that
+    /// can never trigger would be a silent no-op. See
+    /// [`alloc`](crate::alloc) for whose frees count (memory handed to
+    /// another task stays charged to the one that allocated it).
+    ///
+    /// `memory_limit(0)`: the task may not hold any heap memory across a
+    /// poll boundary. `memory_limit(usize::MAX)`: never cancelled, only
+    /// tracked, so its hooks see its peak
+    /// ([`TaskInfo::memory_peak`](crate::task::TaskInfo::memory_peak)).
+    /// Tasks without a limit pay nothing for the feature.
+    ///
+    /// ```
+    /// use multipool::alloc::TaskAlloc;
+    ///
+    /// #[global_allocator]
+    /// static GLOBAL: TaskAlloc = TaskAlloc::system();
+    ///
+    /// fn main() {
+    ///     let rt = multipool::Runtime::builder().workers(2).build().unwrap();
+    ///     rt.block_on(async {
+    ///         let hog = multipool::spawn(async {
+    ///             let mut kept: Vec<Vec<u8>> = Vec::new();
+    ///             for _ in 0..100 {
+    ///                 kept.push(vec![0; 100_000]);
+    ///                 multipool::task::yield_now().await; // a poll boundary
+    ///             }
+    ///         })
+    ///         .memory_limit(1_000_000)
+    ///         .await;
+    ///         assert!(hog.unwrap_err().is_memory_exceeded());
+    ///
+    ///         let frugal = multipool::spawn(async {
+    ///             for _ in 0..100 {
+    ///                 drop(vec![0u8; 100_000]); // freed in the same poll
+    ///                 multipool::task::yield_now().await;
+    ///             }
+    ///         })
+    ///         .memory_limit(1_000_000)
+    ///         .await;
+    ///         assert!(frugal.is_ok());
+    ///     });
+    /// }
+    /// ```
+    pub fn memory_limit(mut self, bytes: usize) -> Self {
+        self.options.memory_limit = Some(bytes);
         self
     }
 
@@ -580,6 +641,7 @@ impl<F> fmt::Debug for Spawn<F> {
             .field("priority", &self.options.priority)
             .field("name", &self.options.name)
             .field("timeout", &self.options.timeout)
+            .field("memory_limit", &self.options.memory_limit)
             .field("pool", &self.pool)
             .field("home", &self.options.home)
             .field("limits", &self.limits)

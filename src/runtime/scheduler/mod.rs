@@ -116,6 +116,8 @@ pub(crate) struct PoolConfig {
     pub(crate) prewarm: bool,
     /// `PoolBuilder::rate_limit`: every task spawned on the pool passes it.
     pub(crate) rate_limit: Option<crate::limit::Quota>,
+    /// The user's worker-local state, made for every slot at start.
+    pub(crate) worker_state: Option<worker::StateInit>,
 }
 
 /// The shared side of one worker: what other threads use to reach it.
@@ -222,6 +224,16 @@ impl Pool {
         let max = config.max_workers;
         let runtime_observe = runtime.observe;
         let has_custom_queues = config.custom_queues.iter().any(Option::is_some);
+        // User code, before any thread starts: a panic fails the build.
+        let mut states = match &config.worker_state {
+            Some(init) => init
+                .make_all(max, &config.name)?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => Vec::new(),
+        }
+        .into_iter();
         let mut slots = Vec::with_capacity(max);
         let mut unparkers = Vec::with_capacity(max);
         for index in 0..max {
@@ -250,6 +262,7 @@ impl Pool {
                     index,
                     queues,
                     parker,
+                    state: states.next().flatten(),
                 })),
                 running: AtomicBool::new(false),
                 thread: Mutex::new(None),

@@ -1,5 +1,6 @@
 //! The wrapper around every task's future: the end-of-life contract of the
-//! module docs of `runtime::task`, and the task's registry entry.
+//! module docs of `runtime::task`, the task's registry entry, and its
+//! optional limits (a deadline, a memory limit).
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use super::info::{panic_message, run_task_hook, with_task_hooks, Outcome, TaskInfo};
 use super::{cancel, drop_quietly, CurrentTask, TaskMeta, TaskOutput, UnhandledPanic};
+use crate::alloc::{Charging, MemoryAccount};
 use crate::error::JoinError;
 use crate::runtime::metrics;
 use crate::runtime::time::Timer;
@@ -17,53 +19,92 @@ use crate::sync::Ordering;
 pin_project_lite::pin_project! {
     /// The user's future plus the task's end-of-life contract (see the module
     /// docs). Fields drop in order: the user's future first, then the
-    /// deadline's timer, then the registry entry.
-    pub(super) struct TaskFuture<'a, F, D> {
+    /// registry entry, which drops the deadline's timer before it counts
+    /// the task's end.
+    pub(super) struct TaskFuture<'a, F, L: Limits> {
         #[pin]
         future: Option<F>,
-        deadline: D,
         meta: &'a TaskMeta,
         // Holds a place in the pool's bounded queue until the first poll.
         reserved: bool,
-        registration: Registration<'a>,
+        registration: Registration<'a, L>,
     }
 }
 
-/// What ends a task early besides cancellation: nothing, or a deadline.
-pub(super) trait Deadline: Send + Unpin + 'static {
+/// What ends a task early besides cancellation, and what it is charged:
+/// nothing ([`NoLimits`], every task spawned without options, which pays
+/// nothing for them), or [`Bounded`]. A type parameter of the wrapper, so
+/// each kind of task is compiled with only the checks it needs.
+pub(super) trait Limits: Send + Unpin + 'static {
     /// Whether the deadline has passed; if not, `cx` is woken when it does.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool;
+
+    /// The task's memory account, if it has a memory limit.
+    fn memory(&self) -> Option<&MemoryAccount>;
+
+    /// Drops the deadline's timer (the task ended).
+    fn release(&mut self);
 }
 
-/// A task without a deadline.
-pub(super) struct NoDeadline;
+/// A task without a deadline or a memory limit.
+pub(super) struct NoLimits;
 
-impl Deadline for NoDeadline {
+impl Limits for NoLimits {
+    #[inline(always)]
     fn poll_expired(&mut self, _cx: &mut Context<'_>) -> bool {
         false
     }
+
+    #[inline(always)]
+    fn memory(&self) -> Option<&MemoryAccount> {
+        None
+    }
+
+    #[inline(always)]
+    fn release(&mut self) {}
 }
 
-impl Deadline for Timer {
+/// A task with a deadline (`Spawn::timeout`), a memory limit
+/// (`Spawn::memory_limit`), or both.
+pub(super) struct Bounded {
+    pub(super) deadline: Option<Timer>,
+    pub(super) memory: Option<MemoryAccount>,
+}
+
+impl Limits for Bounded {
+    #[inline]
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.poll_fired(cx).is_ready()
+        self.deadline
+            .as_mut()
+            .is_some_and(|timer| timer.poll_fired(cx).is_ready())
+    }
+
+    #[inline]
+    fn memory(&self) -> Option<&MemoryAccount> {
+        self.memory.as_ref()
+    }
+
+    fn release(&mut self) {
+        self.deadline = None;
     }
 }
 
 /// The task's entry in its pool's registry; counts the task as alive and
 /// unregisters it when the task's future is dropped. It is also where the
 /// task's end is counted (by [`Outcome`]) and the `on_task_terminate` hook
-/// runs: after the future was dropped.
-struct Registration<'a> {
+/// runs: after the future was dropped. It holds the task's limits, so the
+/// hook can report the task's memory.
+struct Registration<'a, L: Limits> {
     meta: &'a TaskMeta,
     registered: bool,
     /// How the task ended; set with its output. A future dropped without
     /// an output (its `Runnable` dropped, which the runtime never does)
     /// counts as shut down.
     outcome: Outcome,
+    limits: L,
 }
 
-impl Registration<'_> {
+impl<L: Limits> Registration<'_, L> {
     /// Registers the task, which just returned `Pending` (its waker is `cx`'s).
     fn register(&mut self, waker: &std::task::Waker) {
         let meta = self.meta;
@@ -90,8 +131,11 @@ impl Registration<'_> {
     }
 }
 
-impl Drop for Registration<'_> {
+impl<L: Limits> Drop for Registration<'_, L> {
     fn drop(&mut self) {
+        // The deadline's timer first: once the end is counted, a graceful
+        // shutdown may go on, and it finds no timer of this task.
+        self.limits.release();
         if self.registered {
             // Reset first: `abort` on the finished task then finds no key.
             // One that read the key before is stopped by the owner check.
@@ -107,7 +151,10 @@ impl Drop for Registration<'_> {
             let (meta, outcome) = (self.meta, self.outcome);
             with_task_hooks(&pool.runtime, |hooks| {
                 if let Some(hook) = &hooks.terminate {
-                    run_task_hook("on_task_terminate", || hook(&TaskInfo::new(meta), outcome));
+                    let memory = self.limits.memory().map(MemoryAccount::usage);
+                    run_task_hook("on_task_terminate", || {
+                        hook(&TaskInfo::new(meta).with_memory(memory), outcome)
+                    });
                 }
             });
         }
@@ -115,25 +162,25 @@ impl Drop for Registration<'_> {
     }
 }
 
-impl<'a, F, D> TaskFuture<'a, F, D> {
+impl<'a, F, L: Limits> TaskFuture<'a, F, L> {
     /// The wrapper of a new task around `future`, in the task whose
     /// metadata is `meta`; `reserved`: it holds a place in a bounded queue.
-    pub(super) fn new(future: F, deadline: D, meta: &'a TaskMeta, reserved: bool) -> Self {
+    pub(super) fn new(future: F, limits: L, meta: &'a TaskMeta, reserved: bool) -> Self {
         TaskFuture {
             future: Some(future),
-            deadline,
             meta,
             reserved,
             registration: Registration {
                 meta,
                 registered: false,
                 outcome: Outcome::Shutdown,
+                limits,
             },
         }
     }
 }
 
-impl<F: Future, D: Deadline> Future for TaskFuture<'_, F, D> {
+impl<F: Future, L: Limits> Future for TaskFuture<'_, F, L> {
     type Output = TaskOutput<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -150,7 +197,7 @@ fn cancel_outcome(reason: u8) -> Outcome {
     }
 }
 
-impl<F: Future, D: Deadline> TaskFuture<'_, F, D> {
+impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
     fn poll_result(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -177,10 +224,15 @@ impl<F: Future, D: Deadline> TaskFuture<'_, F, D> {
                 cancel::NO_THREAD => JoinError::rejected(
                     "the OS refused the blocking pool a thread, and no other blocking thread runs",
                 ),
+                cancel::NO_TASK_ALLOC => JoinError::rejected(
+                    "`Spawn::memory_limit` needs `multipool::alloc::TaskAlloc` as the global \
+                     allocator (`#[global_allocator]`); without it nothing is counted",
+                ),
                 _ => JoinError::shutdown(),
             };
             let _current = CurrentTask::enter(this.meta);
-            return Poll::Ready(match drop_future(this.future) {
+            let memory = this.registration.limits.memory();
+            return Poll::Ready(match drop_future(this.future, memory) {
                 Ok(()) => {
                     this.registration.outcome = cancel_outcome(reason);
                     Err(error)
@@ -197,38 +249,49 @@ impl<F: Future, D: Deadline> TaskFuture<'_, F, D> {
         };
         let meta = *this.meta;
         let _current = CurrentTask::enter(meta);
+        let memory = this.registration.limits.memory();
         let polled = if meta.pool.observe.any {
-            poll_observed(future, cx, meta)
+            poll_observed(future, cx, meta, memory)
         } else {
-            catch_unwind(AssertUnwindSafe(|| {
-                crate::fault::hit("task.poll");
-                future.poll(cx)
-            }))
+            poll_user(future, cx, memory)
         };
         let result = match polled {
             Ok(Poll::Pending) => {
-                // The future first, then the deadline: a future that is
-                // ready at its deadline wins.
-                if this.deadline.poll_expired(cx) {
-                    match drop_future(this.future) {
-                        Ok(()) => {
-                            this.registration.outcome = Outcome::TimedOut;
-                            Err(JoinError::timed_out())
-                        }
-                        Err(panic) => Err(panic),
-                    }
+                // The future first, then the limits: a future that is
+                // ready at its deadline, or holding too much as it
+                // completes, wins.
+                let ended = if this.registration.limits.poll_expired(cx) {
+                    Some((Outcome::TimedOut, JoinError::timed_out()))
                 } else {
+                    this.registration
+                        .limits
+                        .memory()
+                        .filter(|account| account.exceeded())
+                        .map(|account| {
+                            let usage = account.usage();
+                            let error = JoinError::memory_exceeded(usage.held, usage.limit);
+                            (Outcome::MemoryExceeded, error)
+                        })
+                };
+                let Some((outcome, error)) = ended else {
                     if !this.registration.registered {
                         this.registration.register(cx.waker());
                     }
                     return Poll::Pending;
+                };
+                match drop_future(this.future, this.registration.limits.memory()) {
+                    Ok(()) => {
+                        this.registration.outcome = outcome;
+                        Err(error)
+                    }
+                    Err(panic) => Err(panic),
                 }
             }
             Ok(Poll::Ready(value)) => {
                 // Drop the future here, inside `catch_unwind`: async-task would
                 // otherwise drop it outside, where a panicking destructor
                 // would unwind into the worker.
-                let dropped = drop_future(this.future);
+                let dropped = drop_future(this.future, memory);
                 if dropped.is_ok() {
                     this.registration.outcome = Outcome::Completed;
                 }
@@ -240,7 +303,7 @@ impl<F: Future, D: Deadline> TaskFuture<'_, F, D> {
                 }
                 // The panic is what the handle reports; a second panic from
                 // the destructor is swallowed (its payload dropped quietly).
-                if let Err(second) = drop_future(this.future) {
+                if let Err(second) = drop_future(this.future, memory) {
                     drop_quietly(second);
                 }
                 Err(JoinError::panic(payload))
@@ -257,6 +320,21 @@ impl<F: Future, D: Deadline> TaskFuture<'_, F, D> {
 
 type Polled<T> = std::thread::Result<Poll<T>>;
 
+/// Polls the user's future, catching its panic; what it allocates and
+/// frees is charged to `memory`, if the task has a memory limit.
+#[inline(always)]
+fn poll_user<F: Future>(
+    future: Pin<&mut F>,
+    cx: &mut Context<'_>,
+    memory: Option<&MemoryAccount>,
+) -> Polled<F::Output> {
+    catch_unwind(AssertUnwindSafe(|| {
+        let _charging = memory.map(Charging::enter);
+        crate::fault::hit("task.poll");
+        future.poll(cx)
+    }))
+}
+
 /// A poll with the task hooks, histograms or panic reports that the pool
 /// observes (see `info::Observe`); out of line, so the plain path stays
 /// short.
@@ -265,6 +343,7 @@ fn poll_observed<F: Future>(
     future: Pin<&mut F>,
     cx: &mut Context<'_>,
     meta: &TaskMeta,
+    memory: Option<&MemoryAccount>,
 ) -> Polled<F::Output> {
     let observe = meta.pool.observe;
     let start = observe.histograms.then(metrics::now_ticks);
@@ -274,16 +353,14 @@ fn poll_observed<F: Future>(
         let latency = latency.map(|ticks| Duration::from_nanos(metrics::ticks_to_nanos(ticks)));
         with_task_hooks(&meta.pool.runtime, |hooks| {
             if let Some(hook) = &hooks.before_poll {
+                let usage = memory.map(MemoryAccount::usage);
                 run_task_hook("on_before_task_poll", || {
-                    hook(&TaskInfo::with_latency(meta, latency, None))
+                    hook(&TaskInfo::with_latency(meta, latency, None).with_memory(usage))
                 });
             }
         });
     }
-    let polled = catch_unwind(AssertUnwindSafe(|| {
-        crate::fault::hit("task.poll");
-        future.poll(cx)
-    }));
+    let polled = poll_user(future, cx, memory);
     let poll_time = start.map(|start| metrics::ticks_between(start, metrics::now_ticks()));
     if let (Some(latency), Some(poll_time)) = (latency, poll_time) {
         meta.pool.record_poll(meta.priority(), latency, poll_time);
@@ -293,8 +370,9 @@ fn poll_observed<F: Future>(
         let (latency, poll_time) = (latency.map(to_duration), poll_time.map(to_duration));
         with_task_hooks(&meta.pool.runtime, |hooks| {
             if let Some(hook) = &hooks.after_poll {
+                let usage = memory.map(MemoryAccount::usage);
                 run_task_hook("on_after_task_poll", || {
-                    hook(&TaskInfo::with_latency(meta, latency, poll_time))
+                    hook(&TaskInfo::with_latency(meta, latency, poll_time).with_memory(usage))
                 });
             }
         });
@@ -319,10 +397,15 @@ fn task_panicked(meta: &TaskMeta, payload: &(dyn std::any::Any + Send)) {
     }
 }
 
-/// Drops the user's future, catching a panic from its destructor.
-fn drop_future<F>(future: Pin<&mut Option<F>>) -> Result<(), JoinError> {
+/// Drops the user's future, catching a panic from its destructor; what it
+/// frees is charged to `memory`, if the task has a memory limit.
+fn drop_future<F>(
+    future: Pin<&mut Option<F>>,
+    memory: Option<&MemoryAccount>,
+) -> Result<(), JoinError> {
     let mut future = future;
     catch_unwind(AssertUnwindSafe(|| {
+        let _charging = memory.map(Charging::enter);
         future.set(None);
         crate::fault::hit("task.drop");
     }))

@@ -22,6 +22,7 @@ use std::ptr;
 use std::time::Duration;
 
 use super::{Id, TaskMeta};
+use crate::alloc::MemoryUsage;
 use crate::runtime::guard::guard_user;
 use crate::runtime::hooks::Hooks;
 use crate::runtime::shared::RuntimeShared;
@@ -33,7 +34,8 @@ use crate::Priority;
 /// counted per outcome by [`RuntimeMetrics`](crate::RuntimeMetrics).
 ///
 /// Every task ends with exactly one outcome: spawned = completed +
-/// cancelled + panicked + timed out + rejected + shut down + alive.
+/// cancelled + panicked + timed out + rejected + shut down + memory
+/// exceeded + alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Outcome {
@@ -50,11 +52,15 @@ pub enum Outcome {
     Rejected,
     /// The runtime shut down before it finished.
     Shutdown,
+    /// It held more memory than its
+    /// [`Spawn::memory_limit`](crate::Spawn::memory_limit) at the end of a
+    /// poll.
+    MemoryExceeded,
 }
 
 impl Outcome {
     /// Number of outcomes, for per-outcome counters.
-    pub(crate) const COUNT: usize = 6;
+    pub(crate) const COUNT: usize = 7;
 
     pub(crate) fn index(self) -> usize {
         self as usize
@@ -86,6 +92,7 @@ pub struct TaskInfo<'a> {
     meta: &'a TaskMeta,
     schedule_latency: Option<Duration>,
     poll_time: Option<Duration>,
+    memory: Option<MemoryUsage>,
 }
 
 impl<'a> TaskInfo<'a> {
@@ -94,6 +101,7 @@ impl<'a> TaskInfo<'a> {
             meta,
             schedule_latency: None,
             poll_time: None,
+            memory: None,
         }
     }
 
@@ -106,7 +114,13 @@ impl<'a> TaskInfo<'a> {
             meta,
             schedule_latency,
             poll_time,
+            memory: None,
         }
+    }
+
+    pub(crate) fn with_memory(mut self, memory: Option<MemoryUsage>) -> Self {
+        self.memory = memory;
+        self
     }
 
     /// The task's id.
@@ -149,6 +163,51 @@ impl<'a> TaskInfo<'a> {
     pub fn poll_time(&self) -> Option<Duration> {
         self.poll_time
     }
+
+    /// The task's memory: what it holds, the most it held, its limit. Only
+    /// for a task spawned with
+    /// [`Spawn::memory_limit`](crate::Spawn::memory_limit), and only in
+    /// the poll hooks (as the poll begins, or ends) and in
+    /// `on_task_terminate` (final: its future was dropped, so `held` is
+    /// what it never freed, usually what it handed to others). See
+    /// [`alloc`](crate::alloc) for what is charged.
+    pub fn memory(&self) -> Option<MemoryUsage> {
+        self.memory
+    }
+
+    /// The most memory the task held at any moment, in bytes: `memory()`'s
+    /// `peak`. In `on_task_terminate`, the task's peak over its whole life.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use multipool::alloc::TaskAlloc;
+    ///
+    /// #[global_allocator]
+    /// static GLOBAL: TaskAlloc = TaskAlloc::system();
+    ///
+    /// fn main() {
+    ///     let peaks = Arc::new(Mutex::new(Vec::new()));
+    ///     let seen = peaks.clone();
+    ///     let rt = multipool::Runtime::builder()
+    ///         .workers(1)
+    ///         .on_task_terminate(move |task, _| seen.lock().unwrap().push(task.memory_peak()))
+    ///         .build()
+    ///         .unwrap();
+    ///     rt.block_on(async {
+    ///         multipool::spawn(async { drop(vec![0u8; 100_000]) })
+    ///             .memory_limit(1 << 20)
+    ///             .await
+    ///             .unwrap();
+    ///         multipool::spawn(async {}).await.unwrap(); // untracked
+    ///     });
+    ///     let peaks = peaks.lock().unwrap();
+    ///     assert!(peaks[0].unwrap() >= 100_000);
+    ///     assert_eq!(peaks[1], None);
+    /// }
+    /// ```
+    pub fn memory_peak(&self) -> Option<usize> {
+        self.memory.map(|usage| usage.peak)
+    }
 }
 
 impl fmt::Debug for TaskInfo<'_> {
@@ -161,6 +220,7 @@ impl fmt::Debug for TaskInfo<'_> {
             .field("location", &self.location())
             .field("schedule_latency", &self.schedule_latency)
             .field("poll_time", &self.poll_time)
+            .field("memory", &self.memory)
             .finish()
     }
 }

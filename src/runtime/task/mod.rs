@@ -114,6 +114,9 @@ pub(crate) mod cancel {
     /// Refused by the blocking pool: the OS refused it a thread, and no
     /// other blocking thread runs.
     pub(crate) const NO_THREAD: u8 = 6;
+    /// Refused at spawn: a `Spawn::memory_limit` while `TaskAlloc` is not
+    /// the global allocator (nothing would be counted).
+    pub(crate) const NO_TASK_ALLOC: u8 = 7;
 }
 
 /// Per-task data the scheduler routes by, stored in the task header.

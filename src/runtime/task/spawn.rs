@@ -10,9 +10,10 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::time::Duration;
 
-use super::future::{Deadline, NoDeadline, TaskFuture};
+use super::future::{Bounded, Limits, NoLimits, TaskFuture};
 use super::info::{run_task_hook, with_task_hooks, TaskInfo};
 use super::{cancel, RawTask, Runnable, TaskMeta};
+use crate::alloc::{MemoryAccount, Uncharged};
 use crate::runtime::scheduler::{Admission, Home, Pool};
 use crate::runtime::time::{far_future, Timer};
 use crate::sync::Arc;
@@ -24,6 +25,8 @@ pub(crate) struct SpawnOptions {
     pub(crate) priority: Priority,
     pub(crate) name: Option<String>,
     pub(crate) timeout: Option<Duration>,
+    /// `Spawn::memory_limit`, in bytes.
+    pub(crate) memory_limit: Option<usize>,
     /// Where the task asked to run; resolved by admission.
     pub(crate) home: Home,
     /// Where the spawn was called.
@@ -37,6 +40,7 @@ impl SpawnOptions {
             priority: Priority::default(),
             name: None,
             timeout: None,
+            memory_limit: None,
             home: Home::default(),
             location,
         }
@@ -136,38 +140,41 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match (options.timeout, enqueue) {
-        (None, Enqueue::Blocking) => spawn_with_deadline(
+    match (options.timeout, options.memory_limit, enqueue) {
+        (None, None, Enqueue::Blocking) => spawn_with_limits(
             pool,
             future,
             options,
-            NoDeadline,
+            NoLimits,
             admission,
             enqueue,
             crate::runtime::blocking::schedule,
         ),
-        (None, _) => spawn_with_deadline(
-            pool, future, options, NoDeadline, admission, enqueue, schedule,
+        (None, None, _) => spawn_with_limits(
+            pool, future, options, NoLimits, admission, enqueue, schedule,
         ),
-        (Some(timeout), _) => {
-            // `spawn_blocking` sets no timeout: only pool tasks get here.
-            let now = pool.timers.clock.now();
-            let deadline = now.checked_add(timeout).unwrap_or_else(|| far_future(now));
-            let deadline = Timer::new(deadline);
-            spawn_with_deadline(
-                pool, future, options, deadline, admission, enqueue, schedule,
-            )
+        (timeout, memory_limit, _) => {
+            // `spawn_blocking` sets no limits: only pool tasks get here.
+            let deadline = timeout.map(|timeout| {
+                let now = pool.timers.clock.now();
+                Timer::new(now.checked_add(timeout).unwrap_or_else(|| far_future(now)))
+            });
+            let limits = Bounded {
+                deadline,
+                memory: memory_limit.map(MemoryAccount::new),
+            };
+            spawn_with_limits(pool, future, options, limits, admission, enqueue, schedule)
         }
     }
 }
 
 /// `schedule_fn` is a plain `fn` item (zero-sized, called directly):
 /// [`schedule`] for pool tasks, `runtime::blocking::schedule` for blocking ones.
-fn spawn_with_deadline<F, D, S>(
+fn spawn_with_limits<F, L, S>(
     pool: &Arc<Pool>,
     future: F,
     options: SpawnOptions,
-    deadline: D,
+    limits: L,
     admission: Admission,
     enqueue: Enqueue,
     schedule_fn: S,
@@ -175,15 +182,17 @@ fn spawn_with_deadline<F, D, S>(
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
-    D: Deadline,
+    L: Limits,
     S: Fn(Runnable, async_task::ScheduleInfo) + Send + Sync + 'static,
 {
-    let rejected = options.timeout == Some(Duration::ZERO);
-    let cancel = if rejected {
+    let cancel = if options.timeout == Some(Duration::ZERO) {
         cancel::ZERO_TIMEOUT
+    } else if options.memory_limit.is_some() && !crate::alloc::is_installed() {
+        cancel::NO_TASK_ALLOC
     } else {
         cancel::NONE
     };
+    let rejected = cancel != cancel::NONE;
     let meta = TaskMeta::new(
         pool,
         options.priority,
@@ -196,9 +205,11 @@ where
     let builder = async_task::Builder::new()
         .metadata(meta)
         .propagate_panic(false);
-    let make_future = |meta| TaskFuture::new(future, deadline, meta, admission.reserved);
+    let make_future = |meta| TaskFuture::new(future, limits, meta, admission.reserved);
+    // The task's own allocation is charged to no task (see `alloc`).
+    let uncharged = Uncharged::enter();
     // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
-    // - `Send`: `TaskFuture` is `Send` because `F: Send`, `D: Send`, and it
+    // - `Send`: `TaskFuture` is `Send` because `F: Send`, `L: Send`, and it
     //   otherwise holds only `&TaskMeta`, which is `Send` since
     //   `TaskMeta: Sync`.
     // - `'static`: the only borrow is of the task's own metadata, which lives
@@ -208,8 +219,10 @@ where
     // - the schedule function is `Send + Sync + 'static` by its bounds.
     let (runnable, task) =
         unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule_fn)) };
+    drop(uncharged);
     pool.count_spawned(options.priority);
-    // A rejected task ends at once and its handle says why. (A shutdown
+    // A rejected task (a zero timeout, a memory limit without `TaskAlloc`)
+    // ends at once and its handle says why. (A shutdown
     // that began after admission is caught where the task is queued.)
     if rejected {
         return Spawned {
@@ -262,7 +275,8 @@ where
     let builder = async_task::Builder::new()
         .metadata(meta)
         .propagate_panic(false);
-    let make_future = |meta| TaskFuture::new(future, NoDeadline, meta, admission.reserved);
+    let make_future = |meta| TaskFuture::new(future, NoLimits, meta, admission.reserved);
+    let uncharged = Uncharged::enter();
     // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
     // - `Send` of the future: the task is pinned to `home`, the worker
     //   running on this thread. Its runnable only ever goes to that
@@ -274,11 +288,12 @@ where
     //   only moves the runnable into that inbox. The `JoinHandle` never
     //   cancels by dropping (it detaches), so the future is never dropped
     //   by whoever holds the handle.
-    // - `'static`: as in `spawn_with_deadline`, the only borrow is of the
+    // - `'static`: as in `spawn_with_limits`, the only borrow is of the
     //   task's own metadata.
     // - the schedule function is a plain `fn` item.
     let (runnable, task) =
         unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule)) };
+    drop(uncharged);
     pool.count_spawned(Priority::Normal);
     pool.local_task_spawned(home);
     // No borrow of the runtime context is held here (the caller only reads

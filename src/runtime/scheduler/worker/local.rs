@@ -2,7 +2,7 @@
 //! thread-local `CURRENT` while a task runs on this worker: its queues,
 //! its LIFO slot, its inboxes.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ptr;
 
 use crossbeam_deque::Worker as Deque;
@@ -38,6 +38,9 @@ pub(super) struct Local {
     /// Whether the pool reports slow polls: each poll publishes its task
     /// in the slot's `current_poll` (see `monitor`).
     pub(super) publish_polls: bool,
+    /// The user's state of this worker slot, if the pool has one (see
+    /// `state`); handed back to the slot when the worker retires.
+    pub(super) state: RefCell<Option<super::state::State>>,
 }
 
 impl Local {

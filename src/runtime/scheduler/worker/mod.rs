@@ -62,16 +62,20 @@
 //! the running worker; `local` the worker state the schedule function
 //! reaches (its queues, the LIFO slot); `core` the loop that finds, runs
 //! and steals work; `sleep` parking, the park hook and retiring; `start`
-//! what a starting (or failing) worker reports to the pool.
+//! what a starting (or failing) worker reports to the pool; `state` the
+//! user's worker-local state (`with_worker_state`).
 
 mod core;
 mod local;
 mod sleep;
 mod start;
+mod state;
 
 pub(crate) use start::{Latch, WarmUp, WorkerParts};
+pub(crate) use state::StateInit;
+pub use state::{try_with_worker_state, with_worker_state};
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
@@ -163,6 +167,7 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
         stopping: Cell::new(false),
         running: Cell::new(ptr::null()),
         publish_polls,
+        state: RefCell::new(parts.state),
     };
     // For the thread's whole life: shutdown drops the runtime's hooks, and
     // this worker may be the thread running that shutdown (see `hooks`).
@@ -201,12 +206,14 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
             pool,
             index,
             queues,
+            state,
             ..
         } = local;
         pool.worker_retired(WorkerParts {
             index,
             queues,
             parker: core.parker,
+            state: state.into_inner(),
         });
     }
 }

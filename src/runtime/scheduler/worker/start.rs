@@ -8,12 +8,13 @@ use crate::priority::PerLevel;
 use crate::runtime::task::Runnable;
 use crate::sync::{Arc, Condvar, RtMutex as Mutex};
 
-/// A worker's own ends of its queues and parker; kept in its slot while no
-/// thread runs the worker.
+/// A worker's own ends of its queues and parker, and the user's state of
+/// its slot; kept in its slot while no thread runs the worker.
 pub(crate) struct WorkerParts {
     pub(crate) index: usize,
     pub(crate) queues: PerLevel<Deque<Runnable>>,
     pub(crate) parker: parking::Parker,
+    pub(crate) state: Option<super::state::State>,
 }
 
 /// Counts down the workers a pre-warmed build waits for; remembers whether
