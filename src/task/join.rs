@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::JoinError;
-use crate::runtime::{is_trusted, GuardedWaker, Id, RawTask, TaskOutput};
+use crate::runtime::{coop, is_trusted, GuardedWaker, Id, RawTask, TaskOutput};
 use crate::sync::Arc;
 
 /// An owned permission to await, abort or detach a spawned task.
@@ -16,6 +16,10 @@ use crate::sync::Arc;
 /// handle *detaches* the task: it keeps running, and its output is dropped
 /// when it completes. This matches `tokio::task::JoinHandle`; note that
 /// `async_task::Task` and smol cancel on drop instead.
+///
+/// Inside a task, a handle that yields its output spends one unit of the
+/// task's cooperative budget (see
+/// [`task::consume_budget`](crate::task::consume_budget)).
 ///
 /// ```
 /// use multipool::Runtime;
@@ -127,9 +131,21 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        let Some(task) = this.task.as_mut() else {
-            let error = this
+        // A leaf of the cooperative budget (see `task::consume_budget`):
+        // awaiting finished tasks in a loop yields now and then.
+        let proceed = std::task::ready!(coop::poll_proceed(cx));
+        let polled = self.as_mut().get_mut().poll_output(cx);
+        if polled.is_ready() {
+            proceed.made_progress();
+        }
+        polled
+    }
+}
+
+impl<T> JoinHandle<T> {
+    fn poll_output(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
+        let Some(task) = self.task.as_mut() else {
+            let error = self
                 .refused
                 .as_mut()
                 .and_then(|refused| refused.0.take())
@@ -143,7 +159,7 @@ impl<T> Future for JoinHandle<T> {
             // never panics.
             return Pin::new(task).poll(cx).map(TaskOutput::into_result);
         }
-        let awaiter = this.awaiter.get_or_insert_with(Default::default);
+        let awaiter = self.awaiter.get_or_insert_with(Default::default);
         awaiter.register(cx.waker());
         let waker = Waker::from(awaiter.clone());
         Pin::new(task)

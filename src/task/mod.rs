@@ -1,6 +1,9 @@
 //! Tasks: spawning them ([`Spawn`], [`spawn_blocking`]), awaiting, aborting
-//! and detaching them ([`JoinHandle`]), yielding ([`yield_now`]), and
-//! retrying a fallible one with backoff and a fallback ([`retry`]).
+//! and detaching them ([`JoinHandle`]), yielding ([`yield_now`], the
+//! cooperative budget: [`consume_budget`], [`unconstrained`]), limiting the
+//! CPU time they take ([`Spawn::cpu_budget`], [`Spawn::max_poll`],
+//! [`Spawn::cpu_budget_demote`]), and retrying a fallible one with backoff
+//! and a fallback ([`retry`]).
 //!
 //! Every task completes with `Result<T, JoinError>`: its value, the panic
 //! it caught, or why it was cancelled (aborted, timed out, refused, or its
@@ -8,6 +11,7 @@
 //! saying why. The machinery behind this is `runtime::task`.
 
 mod blocking;
+mod coop;
 mod id;
 mod join;
 mod retry;
@@ -16,6 +20,7 @@ mod yield_now;
 
 pub use crate::runtime::{Id, Outcome, SlowPoll, TaskInfo, UnhandledPanic};
 pub use blocking::spawn_blocking;
+pub use coop::{consume_budget, unconstrained, Unconstrained};
 pub use id::{id, try_id};
 pub use join::JoinHandle;
 pub use retry::{backoff, retry, AttemptError, Fallback, NoFallback, Retry, RetryAll, RetryError};

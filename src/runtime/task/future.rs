@@ -1,12 +1,30 @@
 //! The wrapper around every task's future: the end-of-life contract of the
-//! module docs of `runtime::task`, and the task's registry entry.
+//! module docs of `runtime::task`, the task's limits, and its registry
+//! entry.
+//!
+//! Limits (the [`Limits`] type a task is spawned with):
+//! * Every poll of a pool task starts with a fresh cooperative budget
+//!   (`coop`); a `spawn_blocking` task's poll has none.
+//! * A task's poll is never interrupted: its limits are checked after a
+//!   poll returned `Pending`. A poll that completes the task (or panics)
+//!   wins over every limit, as over the deadline.
+//! * CPU limits count poll time: the wall-clock time of each poll of the
+//!   future, read with `std::time::Instant` around it (task hooks
+//!   excluded, paused time irrelevant); time the thread spends preempted by
+//!   the OS inside a poll counts too.
+//! * A task past `max_poll` in one poll, or past its `cpu_budget` in sum,
+//!   is cancelled after that poll (its future dropped there) with
+//!   `JoinError::is_poll_too_long` / `is_budget_exceeded`, and counted as
+//!   `Outcome::Cancelled`. A task past its `cpu_budget_demote` is moved to
+//!   `Priority::Low` once, after that poll.
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::coop::{Budget, BudgetGuard};
 use super::info::{panic_message, run_task_hook, with_task_hooks, Outcome, TaskInfo};
 use super::{cancel, drop_quietly, CurrentTask, TaskMeta, TaskOutput, UnhandledPanic};
 use crate::error::JoinError;
@@ -17,11 +35,11 @@ use crate::sync::Ordering;
 pin_project_lite::pin_project! {
     /// The user's future plus the task's end-of-life contract (see the module
     /// docs). Fields drop in order: the user's future first, then the
-    /// deadline's timer, then the registry entry.
-    pub(super) struct TaskFuture<'a, F, D> {
+    /// limits (the deadline's timer), then the registry entry.
+    pub(super) struct TaskFuture<'a, F, L> {
         #[pin]
         future: Option<F>,
-        deadline: D,
+        limits: L,
         meta: &'a TaskMeta,
         // Holds a place in the pool's bounded queue until the first poll.
         reserved: bool,
@@ -29,24 +47,200 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// What ends a task early besides cancellation: nothing, or a deadline.
-pub(super) trait Deadline: Send + Unpin + 'static {
-    /// Whether the deadline has passed; if not, `cx` is woken when it does.
-    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool;
+/// What a task is spawned with besides its future: the cooperative budget
+/// of its polls, and what may end it early besides cancellation (a
+/// deadline, CPU limits). Chosen at spawn as a type, so a task spawned
+/// without limits ([`NoLimits`]) pays for none of them: the checks below
+/// are constants there and compile away.
+pub(super) trait Limits: Send + Unpin + 'static {
+    /// The cooperative budget each poll starts with (see `coop`).
+    const BUDGET: Budget;
+
+    /// Whether polls must be timed (for CPU limits).
+    fn timed(&self) -> bool;
+
+    /// Called after a poll that returned `Pending` and lasted `took`
+    /// (`Some` exactly when [`timed`](Self::timed)): why the task must end
+    /// now, if it must. Otherwise `cx` is woken at the task's deadline.
+    fn after_pending(
+        &mut self,
+        took: Option<Duration>,
+        meta: &TaskMeta,
+        cx: &mut Context<'_>,
+    ) -> Option<(JoinError, Outcome)>;
 }
 
-/// A task without a deadline.
-pub(super) struct NoDeadline;
+/// A pool task spawned without a deadline or CPU limits: the usual case.
+pub(super) struct NoLimits;
 
-impl Deadline for NoDeadline {
-    fn poll_expired(&mut self, _cx: &mut Context<'_>) -> bool {
+impl Limits for NoLimits {
+    const BUDGET: Budget = Budget::INITIAL;
+
+    #[inline(always)]
+    fn timed(&self) -> bool {
         false
+    }
+
+    #[inline(always)]
+    fn after_pending(
+        &mut self,
+        _took: Option<Duration>,
+        _meta: &TaskMeta,
+        _cx: &mut Context<'_>,
+    ) -> Option<(JoinError, Outcome)> {
+        None
     }
 }
 
-impl Deadline for Timer {
-    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.poll_fired(cx).is_ready()
+/// A `spawn_blocking` task: no limits, and no cooperative budget (the
+/// closure may drive multipool futures with any executor, which a budget
+/// would make spin; as tokio's blocking tasks).
+pub(super) struct Blocking;
+
+impl Limits for Blocking {
+    const BUDGET: Budget = Budget::UNCONSTRAINED;
+
+    #[inline(always)]
+    fn timed(&self) -> bool {
+        false
+    }
+
+    #[inline(always)]
+    fn after_pending(
+        &mut self,
+        _took: Option<Duration>,
+        _meta: &TaskMeta,
+        _cx: &mut Context<'_>,
+    ) -> Option<(JoinError, Outcome)> {
+        None
+    }
+}
+
+/// A pool task with a deadline ([`Spawn::timeout`]), CPU limits, or both.
+///
+/// [`Spawn::timeout`]: crate::Spawn::timeout
+pub(super) struct TaskLimits {
+    pub(super) deadline: Option<Timer>,
+    pub(super) cpu: CpuLimits,
+}
+
+impl Limits for TaskLimits {
+    const BUDGET: Budget = Budget::INITIAL;
+
+    #[inline]
+    fn timed(&self) -> bool {
+        self.cpu.is_set()
+    }
+
+    fn after_pending(
+        &mut self,
+        took: Option<Duration>,
+        meta: &TaskMeta,
+        cx: &mut Context<'_>,
+    ) -> Option<(JoinError, Outcome)> {
+        if let Some(took) = took {
+            if let Some(error) = self.cpu.charge(took, meta) {
+                return Some((error, Outcome::Cancelled));
+            }
+        }
+        // The future first, then the deadline: a future that is ready at
+        // its deadline wins.
+        let timer = self.deadline.as_mut()?;
+        timer
+            .poll_fired(cx)
+            .is_ready()
+            .then(|| (JoinError::timed_out(), Outcome::TimedOut))
+    }
+}
+
+/// A task's CPU limits ([`Spawn::cpu_budget`], [`Spawn::cpu_budget_demote`],
+/// [`Spawn::max_poll`]) and the poll time it has used, in nanoseconds;
+/// `u64::MAX` stands for no limit (and a limit of `Duration::MAX`
+/// saturates to it: it never fires).
+///
+/// [`Spawn::cpu_budget`]: crate::Spawn::cpu_budget
+/// [`Spawn::cpu_budget_demote`]: crate::Spawn::cpu_budget_demote
+/// [`Spawn::max_poll`]: crate::Spawn::max_poll
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CpuLimits {
+    /// Poll time used so far (saturating).
+    used: u64,
+    /// Cancel once `used` exceeds this.
+    budget: u64,
+    /// Demote to `Low` once `used` exceeds this (reset to `u64::MAX` once
+    /// done).
+    demote: u64,
+    /// Cancel after a poll longer than this.
+    max_poll: u64,
+}
+
+impl CpuLimits {
+    /// No limits.
+    pub(crate) const NONE: CpuLimits = CpuLimits {
+        used: 0,
+        budget: u64::MAX,
+        demote: u64::MAX,
+        max_poll: u64::MAX,
+    };
+
+    fn nanos(limit: Duration) -> u64 {
+        u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn set_budget(&mut self, limit: Duration) {
+        self.budget = Self::nanos(limit);
+    }
+
+    pub(crate) fn set_demote(&mut self, limit: Duration) {
+        self.demote = Self::nanos(limit);
+    }
+
+    pub(crate) fn set_max_poll(&mut self, limit: Duration) {
+        self.max_poll = Self::nanos(limit);
+    }
+
+    /// Whether any limit is set (a limit of `Duration::MAX` counts: it is
+    /// asked for, though it never fires).
+    pub(crate) fn is_set(&self) -> bool {
+        *self != CpuLimits::NONE
+    }
+
+    /// The setting a zero limit was given to, if one was: such a limit
+    /// would stop the task before it could run, and is refused.
+    pub(crate) fn zero_limit(&self) -> Option<u8> {
+        if self.budget == 0 {
+            Some(cancel::ZERO_CPU_BUDGET)
+        } else if self.demote == 0 {
+            Some(cancel::ZERO_DEMOTE)
+        } else if self.max_poll == 0 {
+            Some(cancel::ZERO_MAX_POLL)
+        } else {
+            None
+        }
+    }
+
+    /// Adds a poll of `took` to the task's poll time: the error that ends
+    /// the task if a limit was passed; demotes it if that threshold was.
+    fn charge(&mut self, took: Duration, meta: &TaskMeta) -> Option<JoinError> {
+        let took_ns = Self::nanos(took);
+        self.used = self.used.saturating_add(took_ns);
+        if took_ns > self.max_poll {
+            return Some(JoinError::poll_too_long(
+                took,
+                Duration::from_nanos(self.max_poll),
+            ));
+        }
+        if self.used > self.budget {
+            return Some(JoinError::budget_exceeded(
+                Duration::from_nanos(self.used),
+                Duration::from_nanos(self.budget),
+            ));
+        }
+        if self.used > self.demote {
+            self.demote = u64::MAX;
+            meta.demote();
+        }
+        None
     }
 }
 
@@ -114,13 +308,13 @@ impl Drop for Registration<'_> {
     }
 }
 
-impl<'a, F, D> TaskFuture<'a, F, D> {
+impl<'a, F, L> TaskFuture<'a, F, L> {
     /// The wrapper of a new task around `future`, in the task whose
     /// metadata is `meta`; `reserved`: it holds a place in a bounded queue.
-    pub(super) fn new(future: F, deadline: D, meta: &'a TaskMeta, reserved: bool) -> Self {
+    pub(super) fn new(future: F, limits: L, meta: &'a TaskMeta, reserved: bool) -> Self {
         TaskFuture {
             future: Some(future),
-            deadline,
+            limits,
             meta,
             reserved,
             registration: Registration {
@@ -132,7 +326,7 @@ impl<'a, F, D> TaskFuture<'a, F, D> {
     }
 }
 
-impl<F: Future, D: Deadline> Future for TaskFuture<'_, F, D> {
+impl<F: Future, L: Limits> Future for TaskFuture<'_, F, L> {
     type Output = TaskOutput<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -149,7 +343,7 @@ fn cancel_outcome(reason: u8) -> Outcome {
     }
 }
 
-impl<F: Future, D: Deadline> TaskFuture<'_, F, D> {
+impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
     fn poll_result(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -176,6 +370,16 @@ impl<F: Future, D: Deadline> TaskFuture<'_, F, D> {
                 cancel::NO_THREAD => JoinError::rejected(
                     "the OS refused the blocking pool a thread, and no other blocking thread runs",
                 ),
+                cancel::ZERO_CPU_BUDGET => JoinError::rejected(
+                    "a zero `Spawn::cpu_budget` would cancel the task before it could run",
+                ),
+                cancel::ZERO_DEMOTE => JoinError::rejected(
+                    "a zero `Spawn::cpu_budget_demote` would demote the task before it ran \
+                     (spawn it at `Priority::Low` instead)",
+                ),
+                cancel::ZERO_MAX_POLL => JoinError::rejected(
+                    "a zero `Spawn::max_poll` would cancel the task after any poll",
+                ),
                 _ => JoinError::shutdown(),
             };
             let _current = CurrentTask::enter(this.meta);
@@ -196,33 +400,36 @@ impl<F: Future, D: Deadline> TaskFuture<'_, F, D> {
         };
         let meta = *this.meta;
         let _current = CurrentTask::enter(meta);
-        let polled = if meta.pool.observe.any {
-            poll_observed(future, cx, meta)
+        // A fresh cooperative budget for this poll; the previous one is
+        // back when the guard drops (see `coop`).
+        let _budget = BudgetGuard::enter(L::BUDGET);
+        let timed = this.limits.timed();
+        let (polled, took) = if meta.pool.observe.any {
+            poll_observed(future, cx, meta, timed)
         } else {
-            catch_unwind(AssertUnwindSafe(|| {
+            let start = timed.then(Instant::now);
+            let polled = catch_unwind(AssertUnwindSafe(|| {
                 crate::fault::hit("task.poll");
                 future.poll(cx)
-            }))
+            }));
+            (polled, start.map(|start| start.elapsed()))
         };
         let result = match polled {
-            Ok(Poll::Pending) => {
-                // The future first, then the deadline: a future that is
-                // ready at its deadline wins.
-                if this.deadline.poll_expired(cx) {
-                    match drop_future(this.future) {
-                        Ok(()) => {
-                            this.registration.outcome = Outcome::TimedOut;
-                            Err(JoinError::timed_out())
-                        }
-                        Err(panic) => Err(panic),
-                    }
-                } else {
+            Ok(Poll::Pending) => match this.limits.after_pending(took, meta, cx) {
+                None => {
                     if !this.registration.registered {
                         this.registration.register(cx.waker());
                     }
                     return Poll::Pending;
                 }
-            }
+                Some((error, outcome)) => match drop_future(this.future) {
+                    Ok(()) => {
+                        this.registration.outcome = outcome;
+                        Err(error)
+                    }
+                    Err(panic) => Err(panic),
+                },
+            },
             Ok(Poll::Ready(value)) => {
                 // Drop the future here, inside `catch_unwind`: async-task would
                 // otherwise drop it outside, where a panicking destructor
@@ -258,13 +465,14 @@ type Polled<T> = std::thread::Result<Poll<T>>;
 
 /// A poll with the task hooks, histograms or panic reports that the pool
 /// observes (see `info::Observe`); out of line, so the plain path stays
-/// short.
+/// short. Returns the poll's time too if `timed` (hooks excluded).
 #[inline(never)]
 fn poll_observed<F: Future>(
     future: Pin<&mut F>,
     cx: &mut Context<'_>,
     meta: &TaskMeta,
-) -> Polled<F::Output> {
+    timed: bool,
+) -> (Polled<F::Output>, Option<Duration>) {
     let observe = meta.pool.observe;
     let start = observe.histograms.then(metrics::now_ns);
     let latency = start.map(|start| {
@@ -279,10 +487,12 @@ fn poll_observed<F: Future>(
             }
         });
     }
+    let poll_start = timed.then(Instant::now);
     let polled = catch_unwind(AssertUnwindSafe(|| {
         crate::fault::hit("task.poll");
         future.poll(cx)
     }));
+    let took = poll_start.map(|poll_start| poll_start.elapsed());
     let poll_time =
         start.map(|start| Duration::from_nanos(metrics::now_ns().saturating_sub(start)));
     if let (Some(latency), Some(poll_time)) = (latency, poll_time) {
@@ -297,7 +507,7 @@ fn poll_observed<F: Future>(
             }
         });
     }
-    polled
+    (polled, took)
 }
 
 /// A task's poll panicked: the `on_task_panic` hook, then the panic policy.

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::time::Duration;
 
-use super::future::{Deadline, NoDeadline, TaskFuture};
+use super::future::{Blocking, CpuLimits, Limits, NoLimits, TaskFuture, TaskLimits};
 use super::info::{run_task_hook, with_task_hooks, TaskInfo};
 use super::{cancel, RawTask, Runnable, TaskMeta};
 use crate::runtime::scheduler::{Admission, Home, Pool};
@@ -24,6 +24,9 @@ pub(crate) struct SpawnOptions {
     pub(crate) priority: Priority,
     pub(crate) name: Option<String>,
     pub(crate) timeout: Option<Duration>,
+    /// `Spawn::cpu_budget`, `cpu_budget_demote`, `max_poll`; boxed, as few
+    /// tasks have them and every spawn moves the options.
+    pub(crate) cpu: Option<Box<CpuLimits>>,
     /// Where the task asked to run; resolved by admission.
     pub(crate) home: Home,
     /// Where the spawn was called.
@@ -37,6 +40,7 @@ impl SpawnOptions {
             priority: Priority::default(),
             name: None,
             timeout: None,
+            cpu: None,
             home: Home::default(),
             location,
         }
@@ -65,7 +69,7 @@ pub(crate) enum Enqueue {
 /// A task just created by [`spawn_on`].
 pub(crate) struct Spawned<T> {
     task: RawTask<T>,
-    /// Set if the task was refused (a zero timeout): it must be cancelled,
+    /// Set if the task was refused (a zero timeout or CPU limit): it must be cancelled,
     /// which drops the user's future and so runs user code.
     /// [`finish`](Self::finish) does that once the caller holds no
     /// thread-local state (`spawn_on` may run inside a borrow of it).
@@ -125,38 +129,39 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match (options.timeout, enqueue) {
-        (None, Enqueue::Blocking) => spawn_with_deadline(
+    match (options.timeout, &options.cpu, enqueue) {
+        // `spawn_blocking` sets no limits: only pool tasks have them.
+        (_, _, Enqueue::Blocking) => spawn_with_limits(
             pool,
             future,
             options,
-            NoDeadline,
+            Blocking,
             admission,
             enqueue,
             crate::runtime::blocking::schedule,
         ),
-        (None, _) => spawn_with_deadline(
-            pool, future, options, NoDeadline, admission, enqueue, schedule,
+        (None, None, _) => spawn_with_limits(
+            pool, future, options, NoLimits, admission, enqueue, schedule,
         ),
-        (Some(timeout), _) => {
-            // `spawn_blocking` sets no timeout: only pool tasks get here.
-            let now = pool.timers.clock.now();
-            let deadline = now.checked_add(timeout).unwrap_or_else(|| far_future(now));
-            let deadline = Timer::new(deadline);
-            spawn_with_deadline(
-                pool, future, options, deadline, admission, enqueue, schedule,
-            )
+        (timeout, cpu, _) => {
+            let deadline = timeout.map(|timeout| {
+                let now = pool.timers.clock.now();
+                Timer::new(now.checked_add(timeout).unwrap_or_else(|| far_future(now)))
+            });
+            let cpu = cpu.as_deref().copied().unwrap_or(CpuLimits::NONE);
+            let limits = TaskLimits { deadline, cpu };
+            spawn_with_limits(pool, future, options, limits, admission, enqueue, schedule)
         }
     }
 }
 
 /// `schedule_fn` is a plain `fn` item (zero-sized, called directly):
 /// [`schedule`] for pool tasks, `runtime::blocking::schedule` for blocking ones.
-fn spawn_with_deadline<F, D, S>(
+fn spawn_with_limits<F, L, S>(
     pool: &Arc<Pool>,
     future: F,
     options: SpawnOptions,
-    deadline: D,
+    limits: L,
     admission: Admission,
     enqueue: Enqueue,
     schedule_fn: S,
@@ -164,15 +169,17 @@ fn spawn_with_deadline<F, D, S>(
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
-    D: Deadline,
+    L: Limits,
     S: Fn(Runnable, async_task::ScheduleInfo) + Send + Sync + 'static,
 {
-    let rejected = options.timeout == Some(Duration::ZERO);
-    let cancel = if rejected {
+    let cancel = if options.timeout == Some(Duration::ZERO) {
         cancel::ZERO_TIMEOUT
     } else {
-        cancel::NONE
+        (options.cpu.as_deref())
+            .and_then(CpuLimits::zero_limit)
+            .unwrap_or(cancel::NONE)
     };
+    let rejected = cancel != cancel::NONE;
     let meta = TaskMeta::new(
         pool,
         options.priority,
@@ -185,9 +192,9 @@ where
     let builder = async_task::Builder::new()
         .metadata(meta)
         .propagate_panic(false);
-    let make_future = |meta| TaskFuture::new(future, deadline, meta, admission.reserved);
+    let make_future = |meta| TaskFuture::new(future, limits, meta, admission.reserved);
     // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
-    // - `Send`: `TaskFuture` is `Send` because `F: Send`, `D: Send`, and it
+    // - `Send`: `TaskFuture` is `Send` because `F: Send`, `L: Send`, and it
     //   otherwise holds only `&TaskMeta`, which is `Send` since
     //   `TaskMeta: Sync`.
     // - `'static`: the only borrow is of the task's own metadata, which lives
@@ -251,7 +258,7 @@ where
     let builder = async_task::Builder::new()
         .metadata(meta)
         .propagate_panic(false);
-    let make_future = |meta| TaskFuture::new(future, NoDeadline, meta, admission.reserved);
+    let make_future = |meta| TaskFuture::new(future, NoLimits, meta, admission.reserved);
     // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
     // - `Send` of the future: the task is pinned to `home`, the worker
     //   running on this thread. Its runnable only ever goes to that
@@ -263,7 +270,7 @@ where
     //   only moves the runnable into that inbox. The `JoinHandle` never
     //   cancels by dropping (it detaches), so the future is never dropped
     //   by whoever holds the handle.
-    // - `'static`: as in `spawn_with_deadline`, the only borrow is of the
+    // - `'static`: as in `spawn_with_limits`, the only borrow is of the
     //   task's own metadata.
     // - the schedule function is a plain `fn` item.
     let (runnable, task) =
