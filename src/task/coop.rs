@@ -49,12 +49,7 @@ use crate::runtime::coop;
 /// .unwrap();
 /// ```
 pub async fn consume_budget() {
-    poll_fn(|cx| {
-        let proceed = std::task::ready!(coop::poll_proceed(cx));
-        proceed.made_progress();
-        Poll::Ready(())
-    })
-    .await
+    poll_fn(coop::poll_proceed).await
 }
 
 /// Runs `future` with no cooperative budget: the multipool futures it

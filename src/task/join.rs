@@ -133,10 +133,10 @@ impl<T> Future for JoinHandle<T> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // A leaf of the cooperative budget (see `task::consume_budget`):
         // awaiting finished tasks in a loop yields now and then.
-        let proceed = std::task::ready!(coop::poll_proceed(cx));
+        std::task::ready!(coop::poll_proceed(cx));
         let polled = self.as_mut().get_mut().poll_output(cx);
-        if polled.is_ready() {
-            proceed.made_progress();
+        if polled.is_pending() {
+            coop::refund();
         }
         polled
     }

@@ -114,10 +114,10 @@ impl Future for Sleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         // A leaf of the cooperative budget (see `task::consume_budget`).
-        let proceed = std::task::ready!(coop::poll_proceed(cx));
+        std::task::ready!(coop::poll_proceed(cx));
         let fired = self.get_mut().timer.poll_fired(cx);
-        if fired.is_ready() {
-            proceed.made_progress();
+        if fired.is_pending() {
+            coop::refund();
         }
         fired
     }

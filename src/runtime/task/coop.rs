@@ -17,7 +17,7 @@
 //!   unconstrained everywhere else: outside any task, in `spawn_blocking`
 //!   closures, inside `block_on`, inside `task::unconstrained`.
 //! * A leaf future spends a unit only when it returns `Ready` (a `Pending`
-//!   result gives it back, see [`Proceed`]), and at zero it never returns
+//!   result gives it back, see [`refund`]), and at zero it never returns
 //!   `Ready`: it wakes its task and returns `Pending`. Its state is left as
 //!   it was, so the next poll (with a fresh budget) completes it.
 //! * Unconstrained code never yields for the budget, and spends nothing.
@@ -91,57 +91,40 @@ pub(crate) fn has_budget_remaining() -> bool {
         .unwrap_or(true)
 }
 
-/// A unit spent by a leaf future that may complete. Drop it if the leaf
-/// turned out `Pending` (the unit is given back); call
-/// [`made_progress`](Self::made_progress) if it completes.
-#[must_use = "dropping a `Proceed` gives its unit back"]
-pub(crate) struct Proceed {
-    /// Whether a unit was taken (not when unconstrained).
-    spent: bool,
-}
-
-impl Proceed {
-    /// The leaf completes: the unit stays spent.
-    #[inline]
-    pub(crate) fn made_progress(mut self) {
-        self.spent = false;
-    }
-}
-
-impl Drop for Proceed {
-    #[inline]
-    fn drop(&mut self) {
-        if self.spent {
-            let _ = BUDGET.try_with(|cell| {
-                if let Budget(Some(units)) = cell.get() {
-                    cell.set(Budget(Some(units.saturating_add(1))));
-                }
-            });
-        }
-    }
-}
-
 /// Takes one unit for a leaf future about to see whether it can complete;
 /// with none left, wakes `cx` and returns `Pending` (the leaf must then
-/// return `Pending` without doing anything else).
+/// return `Pending` without doing anything else). A leaf that turns out
+/// `Pending` after all gives the unit back with [`refund`]. (No guard
+/// does that on unwind: a panic ends the task's poll, and with it the
+/// budget.)
 #[inline]
-pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<Proceed> {
-    let spent = BUDGET
+pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
+    let proceed = BUDGET
         .try_with(|cell| match cell.get() {
-            Budget(None) => Some(false),
-            Budget(Some(0)) => None,
+            Budget(Some(0)) => false,
             Budget(Some(units)) => {
                 cell.set(Budget(Some(units - 1)));
-                Some(true)
+                true
             }
+            Budget(None) => true,
         })
         // A thread being torn down: unconstrained.
-        .unwrap_or(Some(false));
-    match spent {
-        Some(spent) => Poll::Ready(Proceed { spent }),
-        None => {
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
+        .unwrap_or(true);
+    if proceed {
+        Poll::Ready(())
+    } else {
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
+}
+
+/// Gives back the unit [`poll_proceed`] took, for a leaf future that
+/// returned `Pending` after all (unconstrained: nothing to give back).
+#[inline]
+pub(crate) fn refund() {
+    let _ = BUDGET.try_with(|cell| {
+        if let Budget(Some(units)) = cell.get() {
+            cell.set(Budget(Some(units.saturating_add(1))));
+        }
+    });
 }
