@@ -5,6 +5,7 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 use crate::sync::{PoisonError, StdMutex};
 
@@ -78,8 +79,8 @@ impl std::error::Error for BuildError {
 }
 
 /// Why a task ended without producing its output: it panicked, was aborted,
-/// timed out, held more memory than its limit, was rejected, or its
-/// runtime shut down.
+/// timed out, held more memory than its limit, went over a CPU limit, was
+/// rejected, or its runtime shut down.
 ///
 /// Returned by awaiting a [`JoinHandle`](crate::JoinHandle) (or a
 /// [`Spawn`](crate::Spawn)). A task either completes, or its handle says which
@@ -107,6 +108,10 @@ enum Repr {
     /// The task held more than its `Spawn::memory_limit` at the end of a
     /// poll.
     MemoryExceeded { held: usize, limit: usize },
+    /// Its poll time went over `Spawn::cpu_budget`: (used, budget).
+    BudgetExceeded(Duration, Duration),
+    /// One of its polls lasted longer than `Spawn::max_poll`: (took, max).
+    PollTooLong(Duration, Duration),
     /// The task was refused before it ran; the message says why.
     Rejected(Cow<'static, str>),
     /// The task's future panicked. The payload sits in a mutex only so that
@@ -136,6 +141,18 @@ impl JoinError {
     pub(crate) fn memory_exceeded(held: usize, limit: usize) -> Self {
         JoinError {
             repr: Repr::MemoryExceeded { held, limit },
+        }
+    }
+
+    pub(crate) fn budget_exceeded(used: Duration, budget: Duration) -> Self {
+        JoinError {
+            repr: Repr::BudgetExceeded(used, budget),
+        }
+    }
+
+    pub(crate) fn poll_too_long(took: Duration, max: Duration) -> Self {
+        JoinError {
+            repr: Repr::PollTooLong(took, max),
         }
     }
 
@@ -176,8 +193,21 @@ impl JoinError {
         matches!(self.repr, Repr::MemoryExceeded { .. })
     }
 
+    /// Whether the task was cancelled because its poll time, summed over
+    /// its polls, went over the budget given with
+    /// [`Spawn::cpu_budget`](crate::Spawn::cpu_budget).
+    pub fn is_budget_exceeded(&self) -> bool {
+        matches!(self.repr, Repr::BudgetExceeded(..))
+    }
+
+    /// Whether the task was cancelled because one of its polls lasted
+    /// longer than [`Spawn::max_poll`](crate::Spawn::max_poll).
+    pub fn is_poll_too_long(&self) -> bool {
+        matches!(self.repr, Repr::PollTooLong(..))
+    }
+
     /// Whether the task was refused before it ran: a zero
-    /// [`Spawn::timeout`](crate::Spawn::timeout), a full queue (see
+    /// [`Spawn::timeout`](crate::Spawn::timeout) (or CPU limit), a full queue (see
     /// [`Builder::max_queued`](crate::Builder::max_queued)), an unknown
     /// [`Spawn::pool`](crate::Spawn::pool) name, a priority its pool does
     /// not serve, or a [`Spawn::memory_limit`](crate::Spawn::memory_limit)
@@ -232,6 +262,14 @@ impl fmt::Display for JoinError {
                 "task exceeded its memory limit: it held {held} bytes after a poll, \
                  over its limit of {limit}"
             ),
+            Repr::BudgetExceeded(used, budget) => write!(
+                f,
+                "task went over its CPU budget: polled for {used:?}, budget {budget:?}"
+            ),
+            Repr::PollTooLong(took, max) => write!(
+                f,
+                "task was cancelled after a poll of {took:?}, longer than its `max_poll` of {max:?}"
+            ),
             Repr::Rejected(reason) => write!(f, "task was rejected: {reason}"),
             Repr::Panic(payload) => {
                 let payload = payload.lock().unwrap_or_else(PoisonError::into_inner);
@@ -254,6 +292,18 @@ impl fmt::Debug for JoinError {
                 write!(
                     f,
                     "JoinError::MemoryExceeded {{ held: {held}, limit: {limit} }}"
+                )
+            }
+            Repr::BudgetExceeded(used, budget) => {
+                write!(
+                    f,
+                    "JoinError::BudgetExceeded {{ used: {used:?}, budget: {budget:?} }}"
+                )
+            }
+            Repr::PollTooLong(took, max) => {
+                write!(
+                    f,
+                    "JoinError::PollTooLong {{ took: {took:?}, max: {max:?} }}"
                 )
             }
             Repr::Rejected(reason) => write!(f, "JoinError::Rejected({reason:?})"),

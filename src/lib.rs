@@ -54,6 +54,8 @@
 //! | retry with backoff, fallback (`task::retry`) | `src/task/retry.rs` |
 //! | admission, the queue bound | `src/runtime/scheduler/admission.rs` |
 //! | a task's header, wrapper, `spawn_on` | `src/runtime/task/` |
+//! | per-task limits (deadline, CPU budget, `max_poll`) | `Limits` in `src/runtime/task/future.rs` |
+//! | the cooperative budget (`consume_budget`, `unconstrained`) | `src/runtime/task/coop.rs`, `src/task/coop.rs` |
 //! | routing, the push protocol | `src/runtime/scheduler/push.rs` |
 //! | the worker loop, priority order, fairness | `src/runtime/scheduler/worker/core.rs` |
 //! | steal | `steal_level`/`steal_work` in `worker/core.rs`; `queues.rs` |

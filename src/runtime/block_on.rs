@@ -57,7 +57,10 @@ pub fn block_on<F: IntoFuture>(future: F) -> F::Output {
     // An unparker's wake never panics.
     let trusted = trust_waker(waker.data());
     let output = loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+        // No cooperative budget outside tasks: a budget here would make
+        // this loop spin instead of parking (see `task::coop`).
+        let polled = crate::runtime::coop::unconstrained(|| future.as_mut().poll(&mut cx));
+        if let Poll::Ready(output) = polled {
             break output;
         }
         park(&parker);

@@ -455,7 +455,10 @@ impl RuntimeMetrics {
         self.outcome_count(Outcome::Completed)
     }
 
-    /// Tasks cancelled by [`JoinHandle::abort`](crate::JoinHandle::abort).
+    /// Tasks cancelled by [`JoinHandle::abort`](crate::JoinHandle::abort),
+    /// or for going over a CPU limit
+    /// ([`Spawn::cpu_budget`](crate::Spawn::cpu_budget),
+    /// [`Spawn::max_poll`](crate::Spawn::max_poll)).
     pub fn cancelled_count(&self) -> u64 {
         self.outcome_count(Outcome::Cancelled)
     }
@@ -470,8 +473,8 @@ impl RuntimeMetrics {
         self.outcome_count(Outcome::TimedOut)
     }
 
-    /// Spawns the pool refused (a full queue, a zero timeout, a full
-    /// blocking pool).
+    /// Spawns the pool refused (a full queue, a zero timeout or CPU limit,
+    /// a full blocking pool).
     pub fn rejected_count(&self) -> u64 {
         self.outcome_count(Outcome::Rejected)
     }

@@ -7,7 +7,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::AbortHandle;
 use crate::error::JoinError;
-use crate::runtime::{is_trusted, GuardedWaker, Id, RawTask, TaskOutput};
+use crate::runtime::{coop, is_trusted, GuardedWaker, Id, RawTask, TaskOutput};
 use crate::sync::Arc;
 
 /// An owned permission to await, abort or detach a spawned task.
@@ -17,6 +17,10 @@ use crate::sync::Arc;
 /// handle *detaches* the task: it keeps running, and its output is dropped
 /// when it completes. This matches `tokio::task::JoinHandle`; note that
 /// `async_task::Task` and smol cancel on drop instead.
+///
+/// Inside a task, a handle that yields its output spends one unit of the
+/// task's cooperative budget (see
+/// [`task::consume_budget`](crate::task::consume_budget)).
 ///
 /// ```
 /// use multipool::Runtime;
@@ -168,9 +172,21 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        let Some(task) = this.task.as_mut() else {
-            return Poll::Ready(Err(this.take_refusal()));
+        // A leaf of the cooperative budget (see `task::consume_budget`):
+        // awaiting finished tasks in a loop yields now and then.
+        std::task::ready!(coop::poll_proceed(cx));
+        let polled = self.as_mut().get_mut().poll_output(cx);
+        if polled.is_pending() {
+            coop::refund();
+        }
+        polled
+    }
+}
+
+impl<T> JoinHandle<T> {
+    fn poll_output(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
+        let Some(task) = self.task.as_mut() else {
+            return Poll::Ready(Err(self.take_refusal()));
         };
         // Every task completes with an output (see the `task` module docs), so
         // the `async_task::Task` never reports a dropped runnable.
@@ -179,7 +195,7 @@ impl<T> Future for JoinHandle<T> {
             // never panics.
             return Pin::new(task).poll(cx).map(TaskOutput::into_result);
         }
-        let awaiter = this.awaiter.get_or_insert_with(Default::default);
+        let awaiter = self.awaiter.get_or_insert_with(Default::default);
         awaiter.register(cx.waker());
         let waker = Waker::from(awaiter.clone());
         Pin::new(task)

@@ -57,7 +57,7 @@ use slab::Slab;
 
 use super::{AbortHandle, JoinHandle, Spawn};
 use crate::error::JoinError;
-use crate::runtime::GuardedWaker;
+use crate::runtime::{coop, GuardedWaker};
 use crate::sync::{Arc, AtomicBool, Ordering, RtMutex as Mutex};
 
 /// How many not-yet-finished entries one poll of `join_next` polls before
@@ -265,13 +265,20 @@ impl<T> JoinSet<T> {
         if self.entries.is_empty() {
             return Poll::Ready(None);
         }
+        // A leaf of the cooperative budget (see `task::consume_budget`):
+        // a loop over a set whose tasks are all finished yields now and then.
+        std::task::ready!(coop::poll_proceed(cx));
         // Registered before looking: a task that finishes after the queue
         // was found empty wakes `cx`.
         self.shared.awaiter.register(cx.waker());
         match self.next_finished(POLL_BUDGET) {
             Next::Finished(result) => Poll::Ready(Some(result)),
-            Next::None => Poll::Pending,
+            Next::None => {
+                coop::refund();
+                Poll::Pending
+            }
             Next::OutOfBudget => {
+                coop::refund();
                 cx.waker().wake_by_ref();
                 Poll::Pending
             }

@@ -1,7 +1,10 @@
 //! Tasks: spawning them ([`Spawn`], [`spawn_blocking`]), awaiting, aborting
 //! and detaching them ([`JoinHandle`], [`AbortHandle`]), awaiting many in
-//! the order they finish ([`JoinSet`]), yielding ([`yield_now`]), and
-//! retrying a fallible one with backoff and a fallback ([`retry`]).
+//! the order they finish ([`JoinSet`]), yielding ([`yield_now`], the
+//! cooperative budget: [`consume_budget`], [`unconstrained`]), limiting the
+//! CPU time they take ([`Spawn::cpu_budget`], [`Spawn::max_poll`],
+//! [`Spawn::cpu_budget_demote`]), and retrying a fallible one with backoff
+//! and a fallback ([`retry`]).
 //!
 //! Every task completes with `Result<T, JoinError>`: its value, the panic
 //! it caught, or why it was cancelled (aborted, timed out, refused, or its
@@ -10,6 +13,7 @@
 
 mod abort;
 mod blocking;
+mod coop;
 mod id;
 mod join;
 mod join_set;
@@ -20,6 +24,7 @@ mod yield_now;
 pub use crate::runtime::{Id, Outcome, SlowPoll, TaskInfo, UnhandledPanic};
 pub use abort::AbortHandle;
 pub use blocking::spawn_blocking;
+pub use coop::{consume_budget, unconstrained, Unconstrained};
 pub use id::{id, try_id};
 pub use join::JoinHandle;
 pub use join_set::JoinSet;

@@ -12,8 +12,8 @@ use super::JoinHandle;
 use crate::error::SpawnError;
 use crate::limit::{ConcurrencyLimit, ConcurrencyPermit, Gate, Limited, Limits, RateLimiter, Wait};
 use crate::runtime::{
-    key_hash, spawn_on, with_current_pool, Enqueue, Handle, Home, Pool, RawTask, SpawnOptions,
-    Spawned,
+    key_hash, spawn_on, with_current_pool, CpuLimits, Enqueue, Handle, Home, Pool, RawTask,
+    SpawnOptions, Spawned,
 };
 use crate::sync::Arc;
 use crate::{JoinError, Priority};
@@ -33,9 +33,10 @@ enum Target {
 /// [`Runtime::spawn`](crate::Runtime::spawn) and
 /// [`Handle::spawn`](crate::Handle::spawn). Set options with
 /// [`priority`](Self::priority), [`name`](Self::name),
-/// [`timeout`](Self::timeout), [`memory_limit`](Self::memory_limit) and
-/// [`pool`](Self::pool), then use it in one
-/// of these ways:
+/// [`timeout`](Self::timeout), [`pool`](Self::pool), the CPU limits
+/// ([`cpu_budget`](Self::cpu_budget), [`max_poll`](Self::max_poll),
+/// [`cpu_budget_demote`](Self::cpu_budget_demote)) and
+/// [`memory_limit`](Self::memory_limit), then use it in one of these ways:
 ///
 /// * `.await` it: the task starts and you get its `Result<T, JoinError>`.
 ///   If the pool's queue is full (see
@@ -196,6 +197,133 @@ where
     pub fn memory_limit(mut self, bytes: usize) -> Self {
         self.options.memory_limit = Some(bytes);
         self
+    }
+
+    /// Caps the task's poll time: the time its future spends in `poll`,
+    /// summed over all its polls. After the poll that takes the sum past
+    /// `budget`, the task is cancelled (its future dropped) and its handle
+    /// yields an error with
+    /// [`is_budget_exceeded`](crate::JoinError::is_budget_exceeded); the
+    /// runtime's metrics count it as
+    /// [`Outcome::Cancelled`](crate::task::Outcome::Cancelled).
+    ///
+    /// A poll is never interrupted: a task that blocks inside one poll is
+    /// stopped only when that poll returns (and one that completes in the
+    /// poll that crossed the budget still succeeds). Poll time is
+    /// wall-clock time measured around each poll, so time the OS takes the
+    /// thread away inside a poll counts too; time spent waiting between
+    /// polls does not. Only pool tasks have CPU limits (not
+    /// [`spawn_blocking`](crate::task::spawn_blocking) ones).
+    ///
+    /// A zero budget is rejected (the task never runs; its handle yields
+    /// [`is_rejected`](crate::JoinError::is_rejected)); `Duration::MAX`
+    /// never fires. See also [`cpu_budget_demote`](Self::cpu_budget_demote)
+    /// to lower a task's priority instead, and [`max_poll`](Self::max_poll)
+    /// to bound a single poll.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
+    /// rt.block_on(async {
+    ///     let hog = multipool::spawn(async {
+    ///         loop {
+    ///             let start = Instant::now();
+    ///             while start.elapsed() < Duration::from_millis(2) {} // 2 ms of work
+    ///             multipool::task::yield_now().await;
+    ///         }
+    ///     })
+    ///     .cpu_budget(Duration::from_millis(10))
+    ///     .await;
+    ///     assert!(hog.unwrap_err().is_budget_exceeded());
+    /// });
+    /// ```
+    pub fn cpu_budget(mut self, budget: Duration) -> Self {
+        self.cpu_limits().set_budget(budget);
+        self
+    }
+
+    /// Lowers the task to [`Priority::Low`] once its poll time (as
+    /// [`cpu_budget`](Self::cpu_budget) sums it) passes `threshold`: the
+    /// task keeps running, but from its next wake-up it queues behind all
+    /// `High` and `Normal` work. A long-running task that turns out to be a
+    /// CPU hog thus stops delaying interactive ones. It may be combined
+    /// with `cpu_budget` (demote first, cancel later).
+    ///
+    /// The demotion happens after the poll that crossed the threshold, once;
+    /// the task is never raised again. A zero threshold is rejected (spawn
+    /// the task at `Priority::Low` instead); `Duration::MAX` never fires.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::{Duration, Instant};
+    /// use multipool::Priority;
+    ///
+    /// let levels = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = levels.clone();
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(1)
+    ///     .on_before_task_poll(move |task| seen.lock().unwrap().push(task.priority()))
+    ///     .build()
+    ///     .unwrap();
+    /// rt.block_on(async {
+    ///     multipool::spawn(async {
+    ///         for _ in 0..2 {
+    ///             let start = Instant::now();
+    ///             while start.elapsed() < Duration::from_millis(3) {} // 3 ms of work
+    ///             multipool::task::yield_now().await;
+    ///         }
+    ///     })
+    ///     .priority(Priority::High)
+    ///     .cpu_budget_demote(Duration::from_millis(1))
+    ///     .await
+    ///     .unwrap();
+    /// });
+    /// // Demoted after its first poll.
+    /// assert_eq!(*levels.lock().unwrap(), [Priority::High, Priority::Low, Priority::Low]);
+    /// ```
+    pub fn cpu_budget_demote(mut self, threshold: Duration) -> Self {
+        self.cpu_limits().set_demote(threshold);
+        self
+    }
+
+    /// Bounds each single poll of the task: after a poll that lasted longer
+    /// than `max`, the task is cancelled and its handle yields an error
+    /// with [`is_poll_too_long`](crate::JoinError::is_poll_too_long)
+    /// (counted as [`Outcome::Cancelled`](crate::task::Outcome::Cancelled)).
+    /// The offending poll runs to its end: a poll cannot be interrupted,
+    /// so this stops a task that blocks its worker from doing it again; it
+    /// does not unblock the worker. (To be told about stuck polls while
+    /// they last, runtime-wide, see
+    /// [`Builder::on_slow_poll`](crate::Builder::on_slow_poll).)
+    ///
+    /// Poll time is measured as for [`cpu_budget`](Self::cpu_budget). A
+    /// zero `max` is rejected; `Duration::MAX` never fires.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
+    /// rt.block_on(async {
+    ///     let blocker = multipool::spawn(async {
+    ///         std::thread::sleep(Duration::from_millis(20)); // blocks the worker
+    ///         multipool::task::yield_now().await;
+    ///         unreachable!("cancelled after the first poll");
+    ///     })
+    ///     .max_poll(Duration::from_millis(5))
+    ///     .await;
+    ///     assert!(blocker.unwrap_err().is_poll_too_long());
+    /// });
+    /// ```
+    pub fn max_poll(mut self, max: Duration) -> Self {
+        self.cpu_limits().set_max_poll(max);
+        self
+    }
+
+    fn cpu_limits(&mut self) -> &mut CpuLimits {
+        self.options
+            .cpu
+            .get_or_insert_with(|| Box::new(CpuLimits::NONE))
     }
 
     /// Runs the task in the runtime's pool called `name` (see
@@ -642,6 +770,7 @@ impl<F> fmt::Debug for Spawn<F> {
             .field("name", &self.options.name)
             .field("timeout", &self.options.timeout)
             .field("memory_limit", &self.options.memory_limit)
+            .field("cpu", &self.options.cpu)
             .field("pool", &self.pool)
             .field("home", &self.options.home)
             .field("limits", &self.limits)

@@ -98,6 +98,10 @@ pub struct Interval {
 
 impl Interval {
     /// Waits for the next tick; returns the instant it was due.
+    ///
+    /// A tick that is ready spends a unit of the task's cooperative budget
+    /// (see [`task::consume_budget`](crate::task::consume_budget)), so a
+    /// loop bursting through missed ticks yields every 128 of them.
     pub async fn tick(&mut self) -> Instant {
         poll_fn(|cx| self.poll_tick(cx)).await
     }

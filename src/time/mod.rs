@@ -8,6 +8,9 @@
 //!   millisecond, so a 1 ms sleep here wakes about 1 ms after it started, not
 //!   up to 2 ms;
 //! * [`Sleep`] is `Unpin`;
+//! * a timer that completes spends one unit of multipool's cooperative
+//!   budget (see [`task::consume_budget`](crate::task::consume_budget)),
+//!   not tokio's;
 //! * deadlines are `std::time::Instant`s or [`Instant`]s (every function
 //!   taking one takes either); [`Instant::now`] and [`now`] read the
 //!   runtime's clock, which differs from `std::time::Instant::now()` only

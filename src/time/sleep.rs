@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::runtime::{far_future, Timer};
+use crate::runtime::{coop, far_future, Timer};
 
 /// Waits until `duration` has passed.
 ///
@@ -50,6 +50,11 @@ pub fn sleep_until(deadline: impl Into<Instant>) -> Sleep {
 /// that is never polled costs nothing) and removed when the `Sleep` is
 /// dropped. It is registered with the runtime entered where it is first
 /// polled, or the global runtime outside any. `Sleep` is `Unpin`.
+///
+/// Inside a task, a `Sleep` that completes spends one unit of the task's
+/// cooperative budget; with the budget spent it yields instead, even when
+/// its deadline has passed (see
+/// [`task::consume_budget`](crate::task::consume_budget)).
 ///
 /// # Panics
 ///
@@ -108,7 +113,13 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.get_mut().timer.poll_fired(cx)
+        // A leaf of the cooperative budget (see `task::consume_budget`).
+        std::task::ready!(coop::poll_proceed(cx));
+        let fired = self.get_mut().timer.poll_fired(cx);
+        if fired.is_pending() {
+            coop::refund();
+        }
+        fired
     }
 }
 

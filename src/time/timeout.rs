@@ -7,12 +7,16 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::sleep::{sleep, sleep_until, Sleep};
+use crate::runtime::coop;
 
 /// Runs `future`, giving up once `duration` has passed.
 ///
 /// The future is polled before the timer is checked, so a future that is
 /// ready at its first poll wins even with a zero duration. On time-out the
-/// future is dropped and [`Elapsed`] returned.
+/// future is dropped and [`Elapsed`] returned. A future that spends the
+/// whole cooperative budget of its task (see
+/// [`task::consume_budget`](crate::task::consume_budget)) does not keep
+/// its time-out from firing: the timer is then checked without a budget.
 ///
 /// ```
 /// use std::time::Duration;
@@ -80,10 +84,20 @@ impl<F: Future> Future for Timeout<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let had_budget = coop::has_budget_remaining();
         if let Poll::Ready(value) = this.future.poll(cx) {
             return Poll::Ready(Ok(value));
         }
-        match Pin::new(this.delay).poll(cx) {
+        let delay = Pin::new(this.delay);
+        // A future that spent the rest of the task's budget must not keep
+        // its own time-out from firing (it would again at every poll): the
+        // timer is then checked unconstrained, as in tokio.
+        let elapsed = if had_budget && !coop::has_budget_remaining() {
+            coop::unconstrained(|| delay.poll(cx))
+        } else {
+            delay.poll(cx)
+        };
+        match elapsed {
             Poll::Ready(()) => Poll::Ready(Err(Elapsed(()))),
             Poll::Pending => Poll::Pending,
         }

@@ -1,13 +1,33 @@
 //! The wrapper around every task's future: the end-of-life contract of the
-//! module docs of `runtime::task`, the task's registry entry, and its
-//! optional limits (a deadline, a memory limit).
+//! module docs of `runtime::task`, the task's limits (a deadline, CPU
+//! limits, a memory limit), and its registry entry.
+//!
+//! Limits (the [`Limits`] type a task is spawned with):
+//! * Every poll of a pool task starts with a fresh cooperative budget
+//!   (`coop`); a `spawn_blocking` task's poll has none.
+//! * A task's poll is never interrupted: its limits are checked after a
+//!   poll returned `Pending`. A poll that completes the task (or panics)
+//!   wins over every limit, as over the deadline.
+//! * CPU limits count poll time: the wall-clock time of each poll of the
+//!   future, read with `std::time::Instant` around it (task hooks
+//!   excluded, paused time irrelevant); time the thread spends preempted by
+//!   the OS inside a poll counts too.
+//! * A task past `max_poll` in one poll, or past its `cpu_budget` in sum,
+//!   is cancelled after that poll (its future dropped there) with
+//!   `JoinError::is_poll_too_long` / `is_budget_exceeded`, and counted as
+//!   `Outcome::Cancelled`. A task past its `cpu_budget_demote` is moved to
+//!   `Priority::Low` once, after that poll.
 
+//! * A task holding more than its memory limit at the end of a poll that
+//!   returned `Pending` is cancelled there with `is_memory_exceeded`
+//!   (`Outcome::MemoryExceeded`).
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::coop::{Budget, BudgetGuard};
 use super::info::{panic_message, run_task_hook, with_task_hooks, Outcome, TaskInfo};
 use super::{cancel, drop_quietly, CurrentTask, TaskMeta, TaskOutput, UnhandledPanic};
 use crate::alloc::{Charging, MemoryAccount};
@@ -31,13 +51,27 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// What ends a task early besides cancellation, and what it is charged:
-/// nothing ([`NoLimits`], every task spawned without options, which pays
-/// nothing for them), or [`Bounded`]. A type parameter of the wrapper, so
-/// each kind of task is compiled with only the checks it needs.
+/// What a task is spawned with besides its future: the cooperative budget
+/// of its polls, and what may end it early besides cancellation (a
+/// deadline, CPU limits, a memory limit) and what it is charged. Chosen at spawn as a type, so a task spawned
+/// without limits ([`NoLimits`]) pays for none of them: the checks below
+/// are constants there and compile away.
 pub(super) trait Limits: Send + Unpin + 'static {
-    /// Whether the deadline has passed; if not, `cx` is woken when it does.
-    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool;
+    /// The cooperative budget each poll starts with (see `coop`).
+    const BUDGET: Budget;
+
+    /// Whether polls must be timed (for CPU limits).
+    fn timed(&self) -> bool;
+
+    /// Called after a poll that returned `Pending` and lasted `took`
+    /// (`Some` exactly when [`timed`](Self::timed)): why the task must end
+    /// now, if it must. Otherwise `cx` is woken at the task's deadline.
+    fn after_pending(
+        &mut self,
+        took: Option<Duration>,
+        meta: &TaskMeta,
+        cx: &mut Context<'_>,
+    ) -> Option<(JoinError, Outcome)>;
 
     /// The task's memory account, if it has a memory limit.
     fn memory(&self) -> Option<&MemoryAccount>;
@@ -46,13 +80,25 @@ pub(super) trait Limits: Send + Unpin + 'static {
     fn release(&mut self);
 }
 
-/// A task without a deadline or a memory limit.
+/// A pool task spawned without a deadline or CPU limits: the usual case.
 pub(super) struct NoLimits;
 
 impl Limits for NoLimits {
+    const BUDGET: Budget = Budget::INITIAL;
+
     #[inline(always)]
-    fn poll_expired(&mut self, _cx: &mut Context<'_>) -> bool {
+    fn timed(&self) -> bool {
         false
+    }
+
+    #[inline(always)]
+    fn after_pending(
+        &mut self,
+        _took: Option<Duration>,
+        _meta: &TaskMeta,
+        _cx: &mut Context<'_>,
+    ) -> Option<(JoinError, Outcome)> {
+        None
     }
 
     #[inline(always)]
@@ -64,19 +110,80 @@ impl Limits for NoLimits {
     fn release(&mut self) {}
 }
 
-/// A task with a deadline (`Spawn::timeout`), a memory limit
-/// (`Spawn::memory_limit`), or both.
-pub(super) struct Bounded {
+/// A `spawn_blocking` task: no limits, and no cooperative budget (the
+/// closure may drive multipool futures with any executor, which a budget
+/// would make spin; as tokio's blocking tasks).
+pub(super) struct Blocking;
+
+impl Limits for Blocking {
+    const BUDGET: Budget = Budget::UNCONSTRAINED;
+
+    #[inline(always)]
+    fn timed(&self) -> bool {
+        false
+    }
+
+    #[inline(always)]
+    fn after_pending(
+        &mut self,
+        _took: Option<Duration>,
+        _meta: &TaskMeta,
+        _cx: &mut Context<'_>,
+    ) -> Option<(JoinError, Outcome)> {
+        None
+    }
+
+    #[inline(always)]
+    fn memory(&self) -> Option<&MemoryAccount> {
+        None
+    }
+
+    #[inline(always)]
+    fn release(&mut self) {}
+}
+
+/// A pool task with a deadline ([`Spawn::timeout`]), CPU limits, a memory
+/// limit (`Spawn::memory_limit`), or several.
+///
+/// [`Spawn::timeout`]: crate::Spawn::timeout
+pub(super) struct TaskLimits {
     pub(super) deadline: Option<Timer>,
+    pub(super) cpu: CpuLimits,
     pub(super) memory: Option<MemoryAccount>,
 }
 
-impl Limits for Bounded {
+impl Limits for TaskLimits {
+    const BUDGET: Budget = Budget::INITIAL;
+
     #[inline]
-    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.deadline
-            .as_mut()
-            .is_some_and(|timer| timer.poll_fired(cx).is_ready())
+    fn timed(&self) -> bool {
+        self.cpu.is_set()
+    }
+
+    fn after_pending(
+        &mut self,
+        took: Option<Duration>,
+        meta: &TaskMeta,
+        cx: &mut Context<'_>,
+    ) -> Option<(JoinError, Outcome)> {
+        if let Some(took) = took {
+            if let Some(error) = self.cpu.charge(took, meta) {
+                return Some((error, Outcome::Cancelled));
+            }
+        }
+        // The future first, then the deadline: a future that is ready at
+        // its deadline wins.
+        if let Some(timer) = self.deadline.as_mut() {
+            if timer.poll_fired(cx).is_ready() {
+                return Some((JoinError::timed_out(), Outcome::TimedOut));
+            }
+        }
+        let account = self.memory.as_ref().filter(|account| account.exceeded())?;
+        let usage = account.usage();
+        Some((
+            JoinError::memory_exceeded(usage.held, usage.limit),
+            Outcome::MemoryExceeded,
+        ))
     }
 
     #[inline]
@@ -86,6 +193,97 @@ impl Limits for Bounded {
 
     fn release(&mut self) {
         self.deadline = None;
+    }
+}
+
+/// A task's CPU limits ([`Spawn::cpu_budget`], [`Spawn::cpu_budget_demote`],
+/// [`Spawn::max_poll`]) and the poll time it has used, in nanoseconds;
+/// `u64::MAX` stands for no limit (and a limit of `Duration::MAX`
+/// saturates to it: it never fires).
+///
+/// [`Spawn::cpu_budget`]: crate::Spawn::cpu_budget
+/// [`Spawn::cpu_budget_demote`]: crate::Spawn::cpu_budget_demote
+/// [`Spawn::max_poll`]: crate::Spawn::max_poll
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CpuLimits {
+    /// Poll time used so far (saturating).
+    used: u64,
+    /// Cancel once `used` exceeds this.
+    budget: u64,
+    /// Demote to `Low` once `used` exceeds this (reset to `u64::MAX` once
+    /// done).
+    demote: u64,
+    /// Cancel after a poll longer than this.
+    max_poll: u64,
+}
+
+impl CpuLimits {
+    /// No limits.
+    pub(crate) const NONE: CpuLimits = CpuLimits {
+        used: 0,
+        budget: u64::MAX,
+        demote: u64::MAX,
+        max_poll: u64::MAX,
+    };
+
+    fn nanos(limit: Duration) -> u64 {
+        u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn set_budget(&mut self, limit: Duration) {
+        self.budget = Self::nanos(limit);
+    }
+
+    pub(crate) fn set_demote(&mut self, limit: Duration) {
+        self.demote = Self::nanos(limit);
+    }
+
+    pub(crate) fn set_max_poll(&mut self, limit: Duration) {
+        self.max_poll = Self::nanos(limit);
+    }
+
+    /// Whether any limit is set (a limit of `Duration::MAX` counts: it is
+    /// asked for, though it never fires).
+    pub(crate) fn is_set(&self) -> bool {
+        *self != CpuLimits::NONE
+    }
+
+    /// The setting a zero limit was given to, if one was: such a limit
+    /// would stop the task before it could run, and is refused.
+    pub(crate) fn zero_limit(&self) -> Option<u8> {
+        if self.budget == 0 {
+            Some(cancel::ZERO_CPU_BUDGET)
+        } else if self.demote == 0 {
+            Some(cancel::ZERO_DEMOTE)
+        } else if self.max_poll == 0 {
+            Some(cancel::ZERO_MAX_POLL)
+        } else {
+            None
+        }
+    }
+
+    /// Adds a poll of `took` to the task's poll time: the error that ends
+    /// the task if a limit was passed; demotes it if that threshold was.
+    fn charge(&mut self, took: Duration, meta: &TaskMeta) -> Option<JoinError> {
+        let took_ns = Self::nanos(took);
+        self.used = self.used.saturating_add(took_ns);
+        if took_ns > self.max_poll {
+            return Some(JoinError::poll_too_long(
+                took,
+                Duration::from_nanos(self.max_poll),
+            ));
+        }
+        if self.used > self.budget {
+            return Some(JoinError::budget_exceeded(
+                Duration::from_nanos(self.used),
+                Duration::from_nanos(self.budget),
+            ));
+        }
+        if self.used > self.demote {
+            self.demote = u64::MAX;
+            meta.demote();
+        }
+        None
     }
 }
 
@@ -224,6 +422,16 @@ impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
                 cancel::NO_THREAD => JoinError::rejected(
                     "the OS refused the blocking pool a thread, and no other blocking thread runs",
                 ),
+                cancel::ZERO_CPU_BUDGET => JoinError::rejected(
+                    "a zero `Spawn::cpu_budget` would cancel the task before it could run",
+                ),
+                cancel::ZERO_DEMOTE => JoinError::rejected(
+                    "a zero `Spawn::cpu_budget_demote` would demote the task before it ran \
+                     (spawn it at `Priority::Low` instead)",
+                ),
+                cancel::ZERO_MAX_POLL => JoinError::rejected(
+                    "a zero `Spawn::max_poll` would cancel the task after any poll",
+                ),
                 cancel::NO_TASK_ALLOC => JoinError::rejected(
                     "`Spawn::memory_limit` needs `multipool::alloc::TaskAlloc` as the global \
                      allocator (`#[global_allocator]`); without it nothing is counted",
@@ -249,31 +457,24 @@ impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
         };
         let meta = *this.meta;
         let _current = CurrentTask::enter(meta);
+        // A fresh cooperative budget for this poll; the previous one is
+        // back when the guard drops (see `coop`).
+        let _budget = BudgetGuard::enter(L::BUDGET);
         let memory = this.registration.limits.memory();
-        let polled = if meta.pool.observe.any {
-            poll_observed(future, cx, meta, memory)
+        let timed = this.registration.limits.timed();
+        let (polled, took) = if meta.pool.observe.any {
+            poll_observed(future, cx, meta, memory, timed)
         } else {
-            poll_user(future, cx, memory)
+            let start = timed.then(Instant::now);
+            let polled = poll_user(future, cx, memory);
+            (polled, start.map(|start| start.elapsed()))
         };
         let result = match polled {
             Ok(Poll::Pending) => {
-                // The future first, then the limits: a future that is
-                // ready at its deadline, or holding too much as it
-                // completes, wins.
-                let ended = if this.registration.limits.poll_expired(cx) {
-                    Some((Outcome::TimedOut, JoinError::timed_out()))
-                } else {
-                    this.registration
-                        .limits
-                        .memory()
-                        .filter(|account| account.exceeded())
-                        .map(|account| {
-                            let usage = account.usage();
-                            let error = JoinError::memory_exceeded(usage.held, usage.limit);
-                            (Outcome::MemoryExceeded, error)
-                        })
-                };
-                let Some((outcome, error)) = ended else {
+                // The future first, then the limits: a future that
+                // completes in the poll that passes a limit wins.
+                let ended = this.registration.limits.after_pending(took, meta, cx);
+                let Some((error, outcome)) = ended else {
                     if !this.registration.registered {
                         this.registration.register(cx.waker());
                     }
@@ -337,14 +538,15 @@ fn poll_user<F: Future>(
 
 /// A poll with the task hooks, histograms or panic reports that the pool
 /// observes (see `info::Observe`); out of line, so the plain path stays
-/// short.
+/// short. Returns the poll's time too if `timed` (hooks excluded).
 #[inline(never)]
 fn poll_observed<F: Future>(
     future: Pin<&mut F>,
     cx: &mut Context<'_>,
     meta: &TaskMeta,
     memory: Option<&MemoryAccount>,
-) -> Polled<F::Output> {
+    timed: bool,
+) -> (Polled<F::Output>, Option<Duration>) {
     let observe = meta.pool.observe;
     let start = observe.histograms.then(metrics::now_ticks);
     let latency =
@@ -360,7 +562,9 @@ fn poll_observed<F: Future>(
             }
         });
     }
+    let poll_start = timed.then(Instant::now);
     let polled = poll_user(future, cx, memory);
+    let took = poll_start.map(|poll_start| poll_start.elapsed());
     let poll_time = start.map(|start| metrics::ticks_between(start, metrics::now_ticks()));
     if let (Some(latency), Some(poll_time)) = (latency, poll_time) {
         meta.pool.record_poll(meta.priority(), latency, poll_time);
@@ -377,7 +581,7 @@ fn poll_observed<F: Future>(
             }
         });
     }
-    polled
+    (polled, took)
 }
 
 /// A task's poll panicked: the `on_task_panic` hook, then the panic policy.

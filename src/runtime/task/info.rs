@@ -41,14 +41,19 @@ use crate::Priority;
 pub enum Outcome {
     /// The future returned its output.
     Completed,
-    /// [`JoinHandle::abort`](crate::JoinHandle::abort) cancelled it.
+    /// [`JoinHandle::abort`](crate::JoinHandle::abort) cancelled it, or it
+    /// went over a CPU limit set with
+    /// [`Spawn::cpu_budget`](crate::Spawn::cpu_budget) or
+    /// [`Spawn::max_poll`](crate::Spawn::max_poll) (its
+    /// [`JoinError`](crate::JoinError) says which). The limits count here,
+    /// not as outcomes of their own, so the six outcomes stay as they are.
     Cancelled,
     /// The future panicked (in `poll` or in its destructor).
     Panicked,
     /// Its [`Spawn::timeout`](crate::Spawn::timeout) passed.
     TimedOut,
-    /// The runtime refused it: a full queue, a zero timeout, no blocking
-    /// thread.
+    /// The runtime refused it: a full queue, a zero timeout or CPU limit,
+    /// no blocking thread.
     Rejected,
     /// The runtime shut down before it finished.
     Shutdown,

@@ -21,11 +21,14 @@
 //!
 //! Files: this one holds the task header ([`TaskMeta`]) and the types every
 //! part of the runtime names; `future` the wrapper around the user's future
-//! (the contract above) and its registry entry; `spawn` the one function
+//! (the contract above), the per-task limits it enforces (deadline, CPU
+//! limits) and its registry entry; `coop` the cooperative budget of each
+//! poll; `spawn` the one function
 //! every spawn ends in, [`spawn_on`]; `waker` the guard around wakers of
 //! tasks that await a `JoinHandle`; `abort` the cell behind `AbortHandle`.
 
 mod abort;
+pub(crate) mod coop;
 mod future;
 mod id;
 mod info;
@@ -33,6 +36,7 @@ mod spawn;
 mod waker;
 
 pub(crate) use abort::AbortCell;
+pub(crate) use future::CpuLimits;
 pub use id::Id;
 pub(crate) use id::{with_current_task, CurrentTask};
 pub(crate) use info::{Observe, SlowPollHook, TaskHooks, ThreadHooks};
@@ -117,6 +121,12 @@ pub(crate) mod cancel {
     /// Refused at spawn: a `Spawn::memory_limit` while `TaskAlloc` is not
     /// the global allocator (nothing would be counted).
     pub(crate) const NO_TASK_ALLOC: u8 = 7;
+    /// Refused at spawn: a zero `Spawn::cpu_budget`.
+    pub(crate) const ZERO_CPU_BUDGET: u8 = 8;
+    /// Refused at spawn: a zero `Spawn::cpu_budget_demote`.
+    pub(crate) const ZERO_DEMOTE: u8 = 9;
+    /// Refused at spawn: a zero `Spawn::max_poll`.
+    pub(crate) const ZERO_MAX_POLL: u8 = 10;
 }
 
 /// Per-task data the scheduler routes by, stored in the task header.
@@ -130,8 +140,9 @@ pub(crate) struct TaskMeta {
     /// `metrics::now_ticks`; kept only with latency histograms (see
     /// `Observe::histograms`).
     pub(crate) scheduled_at: AtomicU64,
-    /// Index of the task's [`Priority`] level. Atomic so that a later policy
-    /// may change it while the task lives.
+    /// Index of the task's [`Priority`] level. Atomic: it may change while
+    /// the task lives (`Spawn::cpu_budget_demote` lowers it, during a poll,
+    /// when the task is in no queue).
     priority: AtomicU8,
     /// One of the [`cancel`] constants; the first reason set wins.
     pub(super) cancel: AtomicU8,
@@ -195,6 +206,14 @@ impl TaskMeta {
 
     pub(crate) fn priority(&self) -> Priority {
         Priority::from_index(self.priority.load(Ordering::Relaxed))
+    }
+
+    /// Lowers the task to [`Priority::Low`]; called only during the task's
+    /// own poll, when it is in no queue, so every queue sees one level for
+    /// it: its next wake-up queues it at `Low`.
+    pub(crate) fn demote(&self) {
+        self.priority
+            .store(Priority::Low.index() as u8, Ordering::Relaxed);
     }
 
     /// Records `reason` unless another reason was recorded first.

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::time::Duration;
 
-use super::future::{Bounded, Limits, NoLimits, TaskFuture};
+use super::future::{Blocking, CpuLimits, Limits, NoLimits, TaskFuture, TaskLimits};
 use super::info::{run_task_hook, with_task_hooks, TaskInfo};
 use super::{cancel, RawTask, Runnable, TaskMeta};
 use crate::alloc::{MemoryAccount, Uncharged};
@@ -27,6 +27,9 @@ pub(crate) struct SpawnOptions {
     pub(crate) timeout: Option<Duration>,
     /// `Spawn::memory_limit`, in bytes.
     pub(crate) memory_limit: Option<usize>,
+    /// `Spawn::cpu_budget`, `cpu_budget_demote`, `max_poll`; boxed, as few
+    /// tasks have them and every spawn moves the options.
+    pub(crate) cpu: Option<Box<CpuLimits>>,
     /// Where the task asked to run; resolved by admission.
     pub(crate) home: Home,
     /// Where the spawn was called.
@@ -41,6 +44,7 @@ impl SpawnOptions {
             name: None,
             timeout: None,
             memory_limit: None,
+            cpu: None,
             home: Home::default(),
             location,
         }
@@ -69,7 +73,7 @@ pub(crate) enum Enqueue {
 /// A task just created by [`spawn_on`].
 pub(crate) struct Spawned<T> {
     task: RawTask<T>,
-    /// Set if the task was refused (a zero timeout): it must be cancelled,
+    /// Set if the task was refused (a zero timeout or CPU limit): it must be cancelled,
     /// which drops the user's future and so runs user code.
     /// [`finish`](Self::finish) does that once the caller holds no
     /// thread-local state (`spawn_on` may run inside a borrow of it).
@@ -140,32 +144,33 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match (options.timeout, options.memory_limit, enqueue) {
-        (None, None, Enqueue::Blocking) => spawn_with_limits(
+    if enqueue == Enqueue::Blocking {
+        // `spawn_blocking` sets no limits: only pool tasks have them.
+        return spawn_with_limits(
             pool,
             future,
             options,
-            NoLimits,
+            Blocking,
             admission,
             enqueue,
             crate::runtime::blocking::schedule,
-        ),
-        (None, None, _) => spawn_with_limits(
-            pool, future, options, NoLimits, admission, enqueue, schedule,
-        ),
-        (timeout, memory_limit, _) => {
-            // `spawn_blocking` sets no limits: only pool tasks get here.
-            let deadline = timeout.map(|timeout| {
-                let now = pool.timers.clock.now();
-                Timer::new(now.checked_add(timeout).unwrap_or_else(|| far_future(now)))
-            });
-            let limits = Bounded {
-                deadline,
-                memory: memory_limit.map(MemoryAccount::new),
-            };
-            spawn_with_limits(pool, future, options, limits, admission, enqueue, schedule)
-        }
+        );
     }
+    if options.timeout.is_none() && options.memory_limit.is_none() && options.cpu.is_none() {
+        return spawn_with_limits(
+            pool, future, options, NoLimits, admission, enqueue, schedule,
+        );
+    }
+    let deadline = options.timeout.map(|timeout| {
+        let now = pool.timers.clock.now();
+        Timer::new(now.checked_add(timeout).unwrap_or_else(|| far_future(now)))
+    });
+    let limits = TaskLimits {
+        deadline,
+        cpu: options.cpu.as_deref().copied().unwrap_or(CpuLimits::NONE),
+        memory: options.memory_limit.map(MemoryAccount::new),
+    };
+    spawn_with_limits(pool, future, options, limits, admission, enqueue, schedule)
 }
 
 /// `schedule_fn` is a plain `fn` item (zero-sized, called directly):
@@ -190,7 +195,9 @@ where
     } else if options.memory_limit.is_some() && !crate::alloc::is_installed() {
         cancel::NO_TASK_ALLOC
     } else {
-        cancel::NONE
+        (options.cpu.as_deref())
+            .and_then(CpuLimits::zero_limit)
+            .unwrap_or(cancel::NONE)
     };
     let rejected = cancel != cancel::NONE;
     let meta = TaskMeta::new(

@@ -172,7 +172,8 @@ mod counted {
                 // not be.
                 state.consume_wake();
                 let _outer = CountedPoll::enter(pool);
-                future.as_mut().poll(&mut cx)
+                // No cooperative budget, as in the plain `block_on`.
+                crate::runtime::task::coop::unconstrained(|| future.as_mut().poll(&mut cx))
             };
             if let Poll::Ready(output) = poll {
                 return output;

@@ -1,0 +1,130 @@
+//! The cooperative budget: how many times multipool's own leaf futures may
+//! complete in one poll of a task before they make it yield (the design of
+//! tokio's `coop`).
+//!
+//! A future that loops over futures which are always ready (a `JoinHandle`
+//! of a finished task, an expired timer, an `Interval` catching up on
+//! missed ticks) never returns `Pending` by itself and would hold its
+//! worker for ever, starving every task queued behind it. The budget bounds
+//! that: each leaf future spends one unit when it completes, and once the
+//! poll has spent them all, the next leaf future wakes its task and returns
+//! `Pending` instead, so the task goes to the back of its queue.
+//!
+//! Invariants:
+//! * [`BUDGET`] holds this thread's remaining units: [`INITIAL`] at the
+//!   start of each poll of a pool task (set by the task wrapper, which
+//!   restores the previous value after the poll, so nested polls nest), and
+//!   unconstrained everywhere else: outside any task, in `spawn_blocking`
+//!   closures, inside `block_on`, inside `task::unconstrained`.
+//! * A leaf future spends a unit only when it returns `Ready` (a `Pending`
+//!   result gives it back, see [`refund`]), and at zero it never returns
+//!   `Ready`: it wakes its task and returns `Pending`. Its state is left as
+//!   it was, so the next poll (with a fresh budget) completes it.
+//! * Unconstrained code never yields for the budget, and spends nothing.
+//!
+//! Leaf futures taking part: `time::Sleep` (and so `Timeout`'s timer,
+//! `Interval::tick`, `task::retry`'s waits) and `JoinHandle` (and so an
+//! awaited `Spawn`), plus `task::consume_budget`. A task's own deadline
+//! (`Spawn::timeout`) does not: it is checked after the poll, by the
+//! wrapper.
+//!
+//! Cost: one thread-local store at the start of a task's poll and one at
+//! its end (the thread-local is `const`-initialised and has no destructor,
+//! so each access is a plain load or store), and one load and store per
+//! leaf future that completes.
+
+use std::cell::Cell;
+use std::task::{Context, Poll};
+
+/// The units each poll of a task starts with (tokio's number).
+pub(crate) const INITIAL: u8 = 128;
+
+/// Remaining units, or `None`: unconstrained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Budget(Option<u8>);
+
+impl Budget {
+    /// A fresh budget, for the start of a task's poll.
+    pub(crate) const INITIAL: Budget = Budget(Some(INITIAL));
+    /// No budget: nothing yields.
+    pub(crate) const UNCONSTRAINED: Budget = Budget(None);
+}
+
+thread_local! {
+    /// See the module docs.
+    static BUDGET: Cell<Budget> = const { Cell::new(Budget::UNCONSTRAINED) };
+}
+
+/// Sets this thread's budget until dropped, then restores the one before.
+pub(crate) struct BudgetGuard(Budget);
+
+impl BudgetGuard {
+    #[inline]
+    pub(crate) fn enter(budget: Budget) -> BudgetGuard {
+        BudgetGuard(
+            BUDGET
+                .try_with(|cell| cell.replace(budget))
+                .unwrap_or(Budget::UNCONSTRAINED),
+        )
+    }
+}
+
+impl Drop for BudgetGuard {
+    #[inline]
+    fn drop(&mut self) {
+        let _ = BUDGET.try_with(|cell| cell.set(self.0));
+    }
+}
+
+/// Runs `f` with no budget (see `task::unconstrained`).
+#[inline]
+pub(crate) fn unconstrained<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = BudgetGuard::enter(Budget::UNCONSTRAINED);
+    f()
+}
+
+/// Whether a leaf future may complete now: `false` only when this thread is
+/// in a budgeted poll that has spent every unit.
+pub(crate) fn has_budget_remaining() -> bool {
+    BUDGET
+        .try_with(|cell| cell.get().0 != Some(0))
+        .unwrap_or(true)
+}
+
+/// Takes one unit for a leaf future about to see whether it can complete;
+/// with none left, wakes `cx` and returns `Pending` (the leaf must then
+/// return `Pending` without doing anything else). A leaf that turns out
+/// `Pending` after all gives the unit back with [`refund`]. (No guard
+/// does that on unwind: a panic ends the task's poll, and with it the
+/// budget.)
+#[inline]
+pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
+    let proceed = BUDGET
+        .try_with(|cell| match cell.get() {
+            Budget(Some(0)) => false,
+            Budget(Some(units)) => {
+                cell.set(Budget(Some(units - 1)));
+                true
+            }
+            Budget(None) => true,
+        })
+        // A thread being torn down: unconstrained.
+        .unwrap_or(true);
+    if proceed {
+        Poll::Ready(())
+    } else {
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// Gives back the unit [`poll_proceed`] took, for a leaf future that
+/// returned `Pending` after all (unconstrained: nothing to give back).
+#[inline]
+pub(crate) fn refund() {
+    let _ = BUDGET.try_with(|cell| {
+        if let Budget(Some(units)) = cell.get() {
+            cell.set(Budget(Some(units.saturating_add(1))));
+        }
+    });
+}
