@@ -26,8 +26,16 @@ pin_project_lite::pin_project! {
         // Holds a place in the pool's bounded queue until the first poll.
         reserved: bool,
         registration: Registration<'a>,
+        // The task's span (see `trace`); `()` without the `tracing`
+        // feature. Last: the span closes after the rest of the task ended.
+        trace: Trace,
     }
 }
+
+#[cfg(feature = "tracing")]
+type Trace = super::trace::TaskTrace;
+#[cfg(not(feature = "tracing"))]
+type Trace = ();
 
 /// What ends a task early besides cancellation: nothing, or a deadline.
 pub(super) trait Deadline: Send + Unpin + 'static {
@@ -117,7 +125,19 @@ impl Drop for Registration<'_> {
 impl<'a, F, D> TaskFuture<'a, F, D> {
     /// The wrapper of a new task around `future`, in the task whose
     /// metadata is `meta`; `reserved`: it holds a place in a bounded queue.
-    pub(super) fn new(future: F, deadline: D, meta: &'a TaskMeta, reserved: bool) -> Self {
+    /// With `tracing`, the task's span is made here (`kind`: see
+    /// `trace::Kind`).
+    pub(super) fn new(
+        future: F,
+        deadline: D,
+        meta: &'a TaskMeta,
+        reserved: bool,
+        #[cfg(feature = "tracing")] kind: super::trace::Kind,
+    ) -> Self {
+        #[cfg(feature = "tracing")]
+        let trace = super::trace::TaskTrace::new(kind, meta, std::mem::size_of::<F>());
+        #[cfg(not(feature = "tracing"))]
+        let trace = ();
         TaskFuture {
             future: Some(future),
             deadline,
@@ -128,6 +148,7 @@ impl<'a, F, D> TaskFuture<'a, F, D> {
                 registered: false,
                 outcome: Outcome::Shutdown,
             },
+            trace,
         }
     }
 }
@@ -155,6 +176,10 @@ impl<F: Future, D: Deadline> TaskFuture<'_, F, D> {
         cx: &mut Context<'_>,
     ) -> Poll<Result<F::Output, JoinError>> {
         let mut this = self.project();
+        // Around the whole poll: the future's poll, and its drop when this
+        // is the last one.
+        #[cfg(feature = "tracing")]
+        let _span = this.trace.span.enter();
         if *this.reserved {
             // Started (or about to be cancelled): the place is free again.
             *this.reserved = false;
@@ -196,14 +221,16 @@ impl<F: Future, D: Deadline> TaskFuture<'_, F, D> {
         };
         let meta = *this.meta;
         let _current = CurrentTask::enter(meta);
-        let polled = if meta.pool.observe.any {
-            poll_observed(future, cx, meta)
-        } else {
-            catch_unwind(AssertUnwindSafe(|| {
-                crate::fault::hit("task.poll");
-                future.poll(cx)
-            }))
-        };
+        #[cfg(not(feature = "tracing"))]
+        let polled = poll_future(future, cx, meta);
+        #[cfg(feature = "tracing")]
+        let polled =
+            match super::trace::traced_waker(&this.trace.span, &mut this.trace.waker, cx.waker()) {
+                // The future gets the waker that reports what is done with it;
+                // the runtime's own uses below keep the task's.
+                Some(waker) => poll_future(future, &mut Context::from_waker(&waker), meta),
+                None => poll_future(future, cx, meta),
+            };
         let result = match polled {
             Ok(Poll::Pending) => {
                 // The future first, then the deadline: a future that is
@@ -255,6 +282,23 @@ impl<F: Future, D: Deadline> TaskFuture<'_, F, D> {
 }
 
 type Polled<T> = std::thread::Result<Poll<T>>;
+
+/// One poll of the user's future, with a panic caught.
+#[inline(always)]
+fn poll_future<F: Future>(
+    future: Pin<&mut F>,
+    cx: &mut Context<'_>,
+    meta: &TaskMeta,
+) -> Polled<F::Output> {
+    if meta.pool.observe.any {
+        poll_observed(future, cx, meta)
+    } else {
+        catch_unwind(AssertUnwindSafe(|| {
+            crate::fault::hit("task.poll");
+            future.poll(cx)
+        }))
+    }
+}
 
 /// A poll with the task hooks, histograms or panic reports that the pool
 /// observes (see `info::Observe`); out of line, so the plain path stays

@@ -29,6 +29,8 @@ mod future;
 mod id;
 mod info;
 mod spawn;
+#[cfg(feature = "tracing")]
+mod trace;
 mod waker;
 
 pub use id::Id;

@@ -185,7 +185,22 @@ where
     let builder = async_task::Builder::new()
         .metadata(meta)
         .propagate_panic(false);
-    let make_future = |meta| TaskFuture::new(future, deadline, meta, admission.reserved);
+    #[cfg(feature = "tracing")]
+    let kind = if enqueue == Enqueue::Blocking {
+        super::trace::Kind::Blocking
+    } else {
+        super::trace::Kind::Task
+    };
+    let make_future = |meta| {
+        TaskFuture::new(
+            future,
+            deadline,
+            meta,
+            admission.reserved,
+            #[cfg(feature = "tracing")]
+            kind,
+        )
+    };
     // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
     // - `Send`: `TaskFuture` is `Send` because `F: Send`, `D: Send`, and it
     //   otherwise holds only `&TaskMeta`, which is `Send` since
@@ -251,7 +266,16 @@ where
     let builder = async_task::Builder::new()
         .metadata(meta)
         .propagate_panic(false);
-    let make_future = |meta| TaskFuture::new(future, NoDeadline, meta, admission.reserved);
+    let make_future = |meta| {
+        TaskFuture::new(
+            future,
+            NoDeadline,
+            meta,
+            admission.reserved,
+            #[cfg(feature = "tracing")]
+            super::trace::Kind::Local,
+        )
+    };
     // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
     // - `Send` of the future: the task is pinned to `home`, the worker
     //   running on this thread. Its runnable only ever goes to that
