@@ -66,6 +66,7 @@
 //! | `Runtime`, `Handle`, builders | `src/runtime/{mod,handle,builder,pool_builder}.rs` |
 //! | hooks, user code guarded | `src/runtime/hooks.rs`, `src/runtime/guard.rs` |
 //! | every lock and atomic (loom switch) | `src/sync.rs` |
+//! | task spans, traced wakers (feature `tracing`) | `src/runtime/task/trace.rs` |
 #![warn(
     missing_docs,
     missing_debug_implementations,

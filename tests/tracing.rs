@@ -224,12 +224,15 @@ fn an_unnamed_task_spawned_inside_a_task_has_an_empty_name_and_no_parent() {
     watchdog(60, || {
         let rt = runtime();
         let outer = rt
-            .spawn(async { multipool::spawn(async {}).start() })
+            .spawn(async {
+                let inner = multipool::spawn(async {}).start();
+                let id = inner.id();
+                inner.await.unwrap();
+                id
+            })
             .start();
         let outer_id = outer.id();
-        let inner = rt.block_on(outer).unwrap();
-        let inner_id = inner.id();
-        rt.block_on(inner).unwrap();
+        let inner_id = rt.block_on(outer).unwrap();
 
         let span = span_of(inner_id);
         assert!(span.root, "not a child of the spawning task's span");
@@ -286,7 +289,11 @@ fn waker_operations_of_the_future_are_events_naming_the_span() {
                 polls: 2,
                 done: 0,
                 each: |poll: usize, cx: &mut Context<'_>| match poll {
-                    0 => cx.waker().clone().wake(),
+                    0 => {
+                        // By value: a clone, then its wake.
+                        let waker = cx.waker().clone();
+                        waker.wake();
+                    }
                     _ => {
                         drop(cx.waker().clone());
                         cx.waker().wake_by_ref();
@@ -355,7 +362,7 @@ fn span_polls(id: multipool::task::Id) -> usize {
 fn blocking_and_local_tasks_have_their_kinds() {
     watchdog(60, || {
         let rt = runtime();
-        let blocking = rt.block_on(async { multipool::task::spawn_blocking(|| 3) });
+        let blocking = rt.handle().spawn_blocking(|| 3);
         let blocking_id = blocking.id();
         assert_eq!(rt.block_on(blocking).unwrap(), 3);
         let local_id = rt
@@ -388,7 +395,10 @@ fn a_task_spawned_without_an_interested_subscriber_runs_untraced() {
                 rt.spawn(PendingWith {
                     polls: 1,
                     done: 0,
-                    each: |_: usize, cx: &mut Context<'_>| cx.waker().clone().wake(),
+                    each: |_: usize, cx: &mut Context<'_>| {
+                        let waker = cx.waker().clone();
+                        waker.wake();
+                    },
                 })
                 .start()
             });
@@ -399,5 +409,86 @@ fn a_task_spawned_without_an_interested_subscriber_runs_untraced() {
             .spans
             .iter()
             .any(|span| span.fields.get("task.id") == Some(&task_id)));
+    });
+}
+
+#[test]
+fn every_waker_clone_is_dropped_or_woken_once_the_tasks_are_gone() {
+    watchdog(60, || {
+        let rt = runtime();
+        let mut ids = Vec::new();
+        let mut senders = Vec::new();
+        let mut aborted = Vec::new();
+        for i in 0..200u64 {
+            let handle = match i % 4 {
+                // A timer: the wheel holds a clone until it fires.
+                0 => rt
+                    .spawn(async move {
+                        multipool::time::sleep(std::time::Duration::from_millis(i % 3)).await;
+                    })
+                    .start(),
+                // Awaits another task's handle (the guarded path).
+                1 => rt
+                    .spawn(async {
+                        multipool::spawn(async { multipool::task::yield_now().await })
+                            .await
+                            .unwrap();
+                    })
+                    .start(),
+                // Pending on a channel until aborted: its clone is dropped
+                // with its future.
+                2 => {
+                    let (sender, receiver) = futures::channel::oneshot::channel::<()>();
+                    senders.push(sender);
+                    let handle = rt
+                        .spawn(async move {
+                            let _ = receiver.await;
+                        })
+                        .start();
+                    aborted.push(handle.id());
+                    handle
+                }
+                // Pending on a channel that is never sent to: cancelled by
+                // the runtime's shutdown.
+                _ => {
+                    let (sender, receiver) = futures::channel::oneshot::channel::<()>();
+                    senders.push(sender);
+                    rt.spawn(async move {
+                        let _ = receiver.await;
+                    })
+                    .start()
+                }
+            };
+            ids.push(handle.id());
+            if i % 4 == 2 {
+                // Once it has stored its waker.
+                let id = handle.id();
+                rt.block_on(async {
+                    while span_polls(id) == 0 {
+                        multipool::task::yield_now().await;
+                    }
+                });
+                handle.abort();
+                assert!(rt.block_on(handle).unwrap_err().is_cancelled());
+            } else if i % 4 != 3 {
+                rt.block_on(handle).unwrap();
+            }
+        }
+        drop(rt);
+        drop(senders);
+
+        for id in ids {
+            let span = span_of(id);
+            assert!(span.closed, "{span:?}");
+            assert_eq!(span.enters, span.exits);
+            let ops = waker_ops(span.span_id);
+            let count = |op: &str| ops.iter().filter(|o| *o == op).count();
+            assert_eq!(
+                count("waker.clone"),
+                count("waker.drop") + count("waker.wake"),
+                "task {id}: {ops:?}"
+            );
+        }
+        assert_eq!(aborted.len(), 50);
     });
 }

@@ -23,7 +23,8 @@
 //! part of the runtime names; `future` the wrapper around the user's future
 //! (the contract above) and its registry entry; `spawn` the one function
 //! every spawn ends in, [`spawn_on`]; `waker` the guard around wakers of
-//! tasks that await a `JoinHandle`.
+//! tasks that await a `JoinHandle`; `trace` (feature `tracing`) the task's
+//! span and the waker its future is polled with while traced.
 
 mod future;
 mod id;

@@ -204,7 +204,8 @@ where
     // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
     // - `Send`: `TaskFuture` is `Send` because `F: Send`, `D: Send`, and it
     //   otherwise holds only `&TaskMeta`, which is `Send` since
-    //   `TaskMeta: Sync`.
+    //   `TaskMeta: Sync` (and with `tracing`, a `Span` and an `Arc` of a
+    //   `Waker` and a `u64`, all `Send`).
     // - `'static`: the only borrow is of the task's own metadata, which lives
     //   in the task allocation and is dropped only after the future has been
     //   dropped (async-task frees the header last), so it outlives the

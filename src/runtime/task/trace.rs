@@ -12,7 +12,9 @@
 //! * the span is entered around every poll of the task's future, which
 //!   includes the drop of that future (inside the last poll), and closes
 //!   when the task ends: the wrapper, which owns it, is dropped when the
-//!   future completes, not when the `JoinHandle` goes away;
+//!   future completes, not when the `JoinHandle` goes away (in the task's
+//!   header, `TaskMeta`, it would live as long as the handle, and the
+//!   console would show finished tasks as idle);
 //! * on target `tokio::task::waker`, an event `op = "waker.clone"`,
 //!   `"waker.drop"`, `"waker.wake"` or `"waker.wake_by_ref"` with
 //!   `task.id` = the span's id, for each of these operations on a waker of
@@ -29,12 +31,26 @@
 //! are not reported: the console's waker count is that of the future's
 //! wakers, as with tokio.
 //!
-//! Cost: a task spawned while no subscriber wants `tokio::task` spans at
-//! `TRACE` level gets `Span::none()` (a relaxed load and a branch in
-//! `trace_span!`), and its polls use the task's own waker, so only the
-//! disabled span's check is paid per poll. An enabled span costs what the
-//! subscriber does with it, plus one allocation per task for the traced
-//! waker and an event per waker operation.
+//! Whether a task is traced is decided at its spawn, by `tracing` itself
+//! (no runtime setting): the span is made by `trace_span!` on the spawning
+//! thread, which gives `Span::none()` unless that thread's subscriber wants
+//! `TRACE` spans on `tokio::task`. So a subscriber installed while the
+//! runtime runs sees the tasks spawned from then on, and with none (or one
+//! filtering at a coarser level) a spawn pays the level check of
+//! `trace_span!` (a relaxed load and a branch; with the enter and exit of
+//! the disabled span, about 2 ns measured in a release build) and a poll a
+//! few branches (entering and leaving a disabled span, finding it has no
+//! id); the
+//! task's future keeps the task's own waker, so wakes cost nothing more.
+//! Each task's wrapper is 48 bytes larger (the `Span` and the traced
+//! waker's slot). A traced task costs what the subscriber does with its
+//! span and events, plus one allocation (its traced waker, at its first
+//! poll); and a `JoinHandle` that it awaits takes the guarded path (a
+//! second allocation), since its waker is no longer the task's own.
+//!
+//! Without the feature none of this is compiled: the wrapper's field is
+//! `()`. Not traced: `block_on`'s future, which is no task (tokio gives it
+//! a span of kind `block_on`).
 
 use std::mem::ManuallyDrop;
 use std::panic::Location;
