@@ -75,6 +75,7 @@
 //! | rate and concurrency limits | `src/limit/` |
 //! | memory limits, `TaskAlloc` (`alloc`) | `src/alloc.rs`; the check in `src/runtime/task/future.rs` |
 //! | worker-local state | `src/runtime/scheduler/worker/state.rs` |
+//! | task spans, traced wakers (feature `tracing`) | `src/runtime/task/trace.rs` |
 #![warn(
     missing_docs,
     missing_debug_implementations,

@@ -48,8 +48,16 @@ pin_project_lite::pin_project! {
         // Holds a place in the pool's bounded queue until the first poll.
         reserved: bool,
         registration: Registration<'a, L>,
+        // The task's span (see `trace`); `()` without the `tracing`
+        // feature. Last: the span closes after the rest of the task ended.
+        trace: Trace,
     }
 }
+
+#[cfg(feature = "tracing")]
+type Trace = super::trace::TaskTrace;
+#[cfg(not(feature = "tracing"))]
+type Trace = ();
 
 /// What a task is spawned with besides its future: the cooperative budget
 /// of its polls, and what may end it early besides cancellation (a
@@ -363,7 +371,19 @@ impl<L: Limits> Drop for Registration<'_, L> {
 impl<'a, F, L: Limits> TaskFuture<'a, F, L> {
     /// The wrapper of a new task around `future`, in the task whose
     /// metadata is `meta`; `reserved`: it holds a place in a bounded queue.
-    pub(super) fn new(future: F, limits: L, meta: &'a TaskMeta, reserved: bool) -> Self {
+    /// With `tracing`, the task's span is made here (`kind`: see
+    /// `trace::Kind`).
+    pub(super) fn new(
+        future: F,
+        limits: L,
+        meta: &'a TaskMeta,
+        reserved: bool,
+        #[cfg(feature = "tracing")] kind: super::trace::Kind,
+    ) -> Self {
+        #[cfg(feature = "tracing")]
+        let trace = super::trace::TaskTrace::new(kind, meta, std::mem::size_of::<F>());
+        #[cfg(not(feature = "tracing"))]
+        let trace = ();
         TaskFuture {
             future: Some(future),
             meta,
@@ -374,6 +394,7 @@ impl<'a, F, L: Limits> TaskFuture<'a, F, L> {
                 outcome: Outcome::Shutdown,
                 limits,
             },
+            trace,
         }
     }
 }
@@ -401,6 +422,10 @@ impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
         cx: &mut Context<'_>,
     ) -> Poll<Result<F::Output, JoinError>> {
         let mut this = self.project();
+        // Around the whole poll: the future's poll, and its drop when this
+        // is the last one.
+        #[cfg(feature = "tracing")]
+        let _span = this.trace.span.enter();
         if *this.reserved {
             // Started (or about to be cancelled): the place is free again.
             *this.reserved = false;
@@ -462,13 +487,22 @@ impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
         let _budget = BudgetGuard::enter(L::BUDGET);
         let memory = this.registration.limits.memory();
         let timed = this.registration.limits.timed();
-        let (polled, took) = if meta.pool.observe.any {
-            poll_observed(future, cx, meta, memory, timed)
-        } else {
-            let start = timed.then(Instant::now);
-            let polled = poll_user(future, cx, memory);
-            (polled, start.map(|start| start.elapsed()))
-        };
+        #[cfg(not(feature = "tracing"))]
+        let (polled, took) = poll_future(future, cx, meta, memory, timed);
+        #[cfg(feature = "tracing")]
+        let (polled, took) =
+            match super::trace::traced_waker(&this.trace.span, &mut this.trace.waker, cx.waker()) {
+                // The future gets the waker that reports what is done with it;
+                // the runtime's own uses below keep the task's.
+                Some(waker) => poll_future(
+                    future,
+                    &mut Context::from_waker(&waker),
+                    meta,
+                    memory,
+                    timed,
+                ),
+                None => poll_future(future, cx, meta, memory, timed),
+            };
         let result = match polled {
             Ok(Poll::Pending) => {
                 // The future first, then the limits: a future that
@@ -520,6 +554,25 @@ impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
 }
 
 type Polled<T> = std::thread::Result<Poll<T>>;
+
+/// One poll of the user's future, with a panic caught, observed if the
+/// pool observes polls, timed if `timed` (for CPU limits).
+#[inline(always)]
+fn poll_future<F: Future>(
+    future: Pin<&mut F>,
+    cx: &mut Context<'_>,
+    meta: &TaskMeta,
+    memory: Option<&MemoryAccount>,
+    timed: bool,
+) -> (Polled<F::Output>, Option<Duration>) {
+    if meta.pool.observe.any {
+        poll_observed(future, cx, meta, memory, timed)
+    } else {
+        let start = timed.then(Instant::now);
+        let polled = poll_user(future, cx, memory);
+        (polled, start.map(|start| start.elapsed()))
+    }
+}
 
 /// Polls the user's future, catching its panic; what it allocates and
 /// frees is charged to `memory`, if the task has a memory limit.

@@ -25,7 +25,9 @@
 //! limits) and its registry entry; `coop` the cooperative budget of each
 //! poll; `spawn` the one function
 //! every spawn ends in, [`spawn_on`]; `waker` the guard around wakers of
-//! tasks that await a `JoinHandle`; `abort` the cell behind `AbortHandle`.
+//! tasks that await a `JoinHandle`; `abort` the cell behind `AbortHandle`;
+//! `trace` (feature `tracing`) the task's span and the waker its future is
+//! polled with while traced.
 
 mod abort;
 pub(crate) mod coop;
@@ -33,6 +35,8 @@ mod future;
 mod id;
 mod info;
 mod spawn;
+#[cfg(feature = "tracing")]
+mod trace;
 mod waker;
 
 pub(crate) use abort::AbortCell;

@@ -212,13 +212,29 @@ where
     let builder = async_task::Builder::new()
         .metadata(meta)
         .propagate_panic(false);
-    let make_future = |meta| TaskFuture::new(future, limits, meta, admission.reserved);
+    #[cfg(feature = "tracing")]
+    let kind = if enqueue == Enqueue::Blocking {
+        super::trace::Kind::Blocking
+    } else {
+        super::trace::Kind::Task
+    };
+    let make_future = |meta| {
+        TaskFuture::new(
+            future,
+            limits,
+            meta,
+            admission.reserved,
+            #[cfg(feature = "tracing")]
+            kind,
+        )
+    };
     // The task's own allocation is charged to no task (see `alloc`).
     let uncharged = Uncharged::enter();
     // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
     // - `Send`: `TaskFuture` is `Send` because `F: Send`, `L: Send`, and it
     //   otherwise holds only `&TaskMeta`, which is `Send` since
-    //   `TaskMeta: Sync`.
+    //   `TaskMeta: Sync` (and with `tracing`, a `Span` and an `Arc` of a
+    //   `Waker` and a `u64`, all `Send`).
     // - `'static`: the only borrow is of the task's own metadata, which lives
     //   in the task allocation and is dropped only after the future has been
     //   dropped (async-task frees the header last), so it outlives the
@@ -282,7 +298,16 @@ where
     let builder = async_task::Builder::new()
         .metadata(meta)
         .propagate_panic(false);
-    let make_future = |meta| TaskFuture::new(future, NoLimits, meta, admission.reserved);
+    let make_future = |meta| {
+        TaskFuture::new(
+            future,
+            NoLimits,
+            meta,
+            admission.reserved,
+            #[cfg(feature = "tracing")]
+            super::trace::Kind::Local,
+        )
+    };
     let uncharged = Uncharged::enter();
     // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
     // - `Send` of the future: the task is pinned to `home`, the worker
