@@ -149,8 +149,8 @@ impl PoolBuilder {
     /// (at most 250 ms apart), so a flood of blocking tasks cannot explode
     /// the thread count. Added workers retire after
     /// [`idle_timeout`](Self::idle_timeout) without work. See
-    /// [`Handle::num_workers`](crate::Handle::num_workers) and
-    /// [`Handle::num_blocked_workers`](crate::Handle::num_blocked_workers)
+    /// [`RuntimeMetrics::num_workers`](crate::RuntimeMetrics::num_workers) and
+    /// [`RuntimeMetrics::num_blocked_workers`](crate::RuntimeMetrics::num_blocked_workers)
     /// for what the pool does, and `Builder::on_thread_start` /
     /// `on_thread_stop` to log it.
     pub fn max_workers(mut self, workers: usize) -> Self {
