@@ -195,7 +195,7 @@ where
     /// }
     /// ```
     pub fn memory_limit(mut self, bytes: usize) -> Self {
-        self.options.memory_limit = Some(bytes);
+        self.options.resource_limits().memory = Some(bytes);
         self
     }
 
@@ -321,9 +321,7 @@ where
     }
 
     fn cpu_limits(&mut self) -> &mut CpuLimits {
-        self.options
-            .cpu
-            .get_or_insert_with(|| Box::new(CpuLimits::NONE))
+        &mut self.options.resource_limits().cpu
     }
 
     /// Runs the task in the runtime's pool called `name` (see
@@ -769,8 +767,7 @@ impl<F> fmt::Debug for Spawn<F> {
             .field("priority", &self.options.priority)
             .field("name", &self.options.name)
             .field("timeout", &self.options.timeout)
-            .field("memory_limit", &self.options.memory_limit)
-            .field("cpu", &self.options.cpu)
+            .field("limits", &self.options.limits)
             .field("pool", &self.pool)
             .field("home", &self.options.home)
             .field("limits", &self.limits)

@@ -582,11 +582,21 @@ fn poll_user<F: Future>(
     cx: &mut Context<'_>,
     memory: Option<&MemoryAccount>,
 ) -> Polled<F::Output> {
-    catch_unwind(AssertUnwindSafe(|| {
-        let _charging = memory.map(Charging::enter);
-        crate::fault::hit("task.poll");
-        future.poll(cx)
-    }))
+    // Two closures, not one with an `Option` inside: a task without a
+    // memory limit (`memory` is a constant `None` for it) keeps the plain
+    // one, which inlines into the poll (measured: one closure with the
+    // account in it cost an out-of-line call and ~40 instructions a poll).
+    match memory {
+        None => catch_unwind(AssertUnwindSafe(|| {
+            crate::fault::hit("task.poll");
+            future.poll(cx)
+        })),
+        Some(account) => catch_unwind(AssertUnwindSafe(|| {
+            let _charging = Charging::enter(account);
+            crate::fault::hit("task.poll");
+            future.poll(cx)
+        })),
+    }
 }
 
 /// A poll with the task hooks, histograms or panic reports that the pool

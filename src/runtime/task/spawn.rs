@@ -25,26 +25,42 @@ pub(crate) struct SpawnOptions {
     pub(crate) priority: Priority,
     pub(crate) name: Option<String>,
     pub(crate) timeout: Option<Duration>,
-    /// `Spawn::memory_limit`, in bytes.
-    pub(crate) memory_limit: Option<usize>,
-    /// `Spawn::cpu_budget`, `cpu_budget_demote`, `max_poll`; boxed, as few
-    /// tasks have them and every spawn moves the options.
-    pub(crate) cpu: Option<Box<CpuLimits>>,
+    /// The CPU and memory limits; boxed, as few tasks have them and every
+    /// spawn moves the options (measured: unboxed, they made `Spawn` big
+    /// enough to be moved with a `memcpy` call at each builder step).
+    pub(crate) limits: Option<Box<ResourceLimits>>,
     /// Where the task asked to run; resolved by admission.
     pub(crate) home: Home,
     /// Where the spawn was called.
     pub(crate) location: &'static Location<'static>,
 }
 
+/// `Spawn::cpu_budget`, `cpu_budget_demote`, `max_poll`, `memory_limit`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ResourceLimits {
+    pub(crate) cpu: CpuLimits,
+    /// In bytes.
+    pub(crate) memory: Option<usize>,
+}
+
 impl SpawnOptions {
+    /// The CPU and memory limits, made on first use.
+    pub(crate) fn resource_limits(&mut self) -> &mut ResourceLimits {
+        self.limits.get_or_insert_with(|| {
+            Box::new(ResourceLimits {
+                cpu: CpuLimits::NONE,
+                memory: None,
+            })
+        })
+    }
+
     /// The defaults, for a spawn called at `location`.
     pub(crate) fn at(location: &'static Location<'static>) -> Self {
         SpawnOptions {
             priority: Priority::default(),
             name: None,
             timeout: None,
-            memory_limit: None,
-            cpu: None,
+            limits: None,
             home: Home::default(),
             location,
         }
@@ -156,7 +172,7 @@ where
             crate::runtime::blocking::schedule,
         );
     }
-    if options.timeout.is_none() && options.memory_limit.is_none() && options.cpu.is_none() {
+    if options.timeout.is_none() && options.limits.is_none() {
         return spawn_with_limits(
             pool, future, options, NoLimits, admission, enqueue, schedule,
         );
@@ -167,8 +183,13 @@ where
     });
     let limits = TaskLimits {
         deadline,
-        cpu: options.cpu.as_deref().copied().unwrap_or(CpuLimits::NONE),
-        memory: options.memory_limit.map(MemoryAccount::new),
+        cpu: options
+            .limits
+            .as_ref()
+            .map_or(CpuLimits::NONE, |limits| limits.cpu),
+        memory: (options.limits.as_ref())
+            .and_then(|limits| limits.memory)
+            .map(MemoryAccount::new),
     };
     spawn_with_limits(pool, future, options, limits, admission, enqueue, schedule)
 }
@@ -192,12 +213,14 @@ where
 {
     let cancel = if options.timeout == Some(Duration::ZERO) {
         cancel::ZERO_TIMEOUT
-    } else if options.memory_limit.is_some() && !crate::alloc::is_installed() {
-        cancel::NO_TASK_ALLOC
+    } else if let Some(limits) = options.limits.as_deref() {
+        if limits.memory.is_some() && !crate::alloc::is_installed() {
+            cancel::NO_TASK_ALLOC
+        } else {
+            limits.cpu.zero_limit().unwrap_or(cancel::NONE)
+        }
     } else {
-        (options.cpu.as_deref())
-            .and_then(CpuLimits::zero_limit)
-            .unwrap_or(cancel::NONE)
+        cancel::NONE
     };
     let rejected = cancel != cancel::NONE;
     let meta = TaskMeta::new(
