@@ -79,6 +79,7 @@ mod error;
 pub mod fault;
 #[cfg(not(feature = "fault-injection"))]
 mod fault;
+pub mod graph;
 mod priority;
 mod runtime;
 mod sync;

@@ -57,8 +57,8 @@ pub(crate) use context::with_current_pool;
 pub(crate) use scheduler::placement::key_hash;
 pub(crate) use scheduler::{Home, Pool};
 pub(crate) use task::{
-    is_trusted, spawn_on, with_current_task, Enqueue, GuardedWaker, RawTask, SpawnOptions, Spawned,
-    TaskOutput,
+    current_cancel_error, is_trusted, spawn_on, with_current_task, After, Enqueue, Gate,
+    GuardedWaker, RawTask, SpawnOptions, Spawned, TaskOutput,
 };
 pub use task::{Id, Outcome, SlowPoll, TaskInfo, UnhandledPanic};
 pub(crate) use time::{far_future, Timer};

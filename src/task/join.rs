@@ -60,6 +60,17 @@ impl<T> JoinHandle<T> {
         self.task.as_ref()
     }
 
+    /// Whether the task was never created (its pool refused it).
+    pub(crate) fn is_refused(&self) -> bool {
+        self.task.is_none() && self.refused.is_some()
+    }
+
+    /// What [`Spawn::after`](crate::Spawn::after) waits for: the task's id,
+    /// or `None` if it has ended or was never created.
+    pub(crate) fn dependency_id(&self) -> Option<Id> {
+        self.task()?.metadata().dependency_id()
+    }
+
     /// Cancels the task.
     ///
     /// The task's future is dropped the next time the task is scheduled (at
@@ -93,7 +104,8 @@ impl<T> JoinHandle<T> {
     }
 
     /// The task's id, unique among the process's tasks (a spawn the pool
-    /// refused gets one too, which no task has).
+    /// refused gets one too, which no task has). The id can name the task
+    /// to [`Spawn::after`](crate::Spawn::after).
     ///
     /// ```
     /// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
@@ -103,7 +115,7 @@ impl<T> JoinHandle<T> {
     /// ```
     pub fn id(&self) -> Id {
         match (&self.task, &self.refused) {
-            (Some(task), _) => task.metadata().id,
+            (Some(task), _) => task.metadata().public_id(),
             (None, Some(refused)) => refused.1,
             (None, None) => unreachable!("a JoinHandle holds its task until detached"),
         }

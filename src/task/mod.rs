@@ -19,5 +19,5 @@ pub use blocking::spawn_blocking;
 pub use id::{id, try_id};
 pub use join::JoinHandle;
 pub use retry::{backoff, retry, AttemptError, Fallback, NoFallback, Retry, RetryAll, RetryError};
-pub use spawn::{Spawn, SpawnFuture};
+pub use spawn::{Dependency, Spawn, SpawnFuture};
 pub use yield_now::{yield_now, YieldNow};

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use event_listener::EventListener;
 
-use super::JoinHandle;
+use super::{Id, JoinHandle};
 use crate::error::SpawnError;
 use crate::runtime::{
-    key_hash, spawn_on, with_current_pool, Enqueue, Handle, Home, Pool, RawTask, SpawnOptions,
-    Spawned,
+    key_hash, spawn_on, with_current_pool, After, Enqueue, Gate, Handle, Home, Pool, RawTask,
+    SpawnOptions, Spawned,
 };
 use crate::sync::Arc;
 use crate::{JoinError, Priority};
@@ -32,8 +32,8 @@ enum Target {
 /// [`Runtime::spawn`](crate::Runtime::spawn) and
 /// [`Handle::spawn`](crate::Handle::spawn). Set options with
 /// [`priority`](Self::priority), [`name`](Self::name),
-/// [`timeout`](Self::timeout) and [`pool`](Self::pool), then use it in one
-/// of these ways:
+/// [`timeout`](Self::timeout) and [`pool`](Self::pool) (and dependencies
+/// with [`after`](Self::after)), then use it in one of these ways:
 ///
 /// * `.await` it: the task starts and you get its `Result<T, JoinError>`.
 ///   If the pool's queue is full (see
@@ -67,6 +67,9 @@ pub struct Spawn<F> {
     target: Target,
     pool: Option<String>,
     options: SpawnOptions,
+    /// Set by [`after`](Self::after); boxed, so a spawn without
+    /// dependencies carries one null pointer.
+    after: Option<Box<After>>,
 }
 
 impl<F> Spawn<F>
@@ -81,6 +84,7 @@ where
             target: Target::Current,
             pool: None,
             options: SpawnOptions::at(std::panic::Location::caller()),
+            after: None,
         }
     }
 
@@ -91,6 +95,7 @@ where
             target: Target::Handle(handle),
             pool: None,
             options: SpawnOptions::at(std::panic::Location::caller()),
+            after: None,
         }
     }
 
@@ -210,6 +215,67 @@ where
         self
     }
 
+    /// Starts the task only once `dependency` has finished: it is created
+    /// (and counted, and its handle works) when started, but it is not
+    /// queued, and its future is not polled, until the task it depends on
+    /// has ended, whatever its outcome (completed, panicked, cancelled).
+    /// Call it several times to wait for several tasks. While it waits, the
+    /// task costs no worker time.
+    ///
+    /// `dependency` is the [`JoinHandle`] of a task (borrowed; awaiting it
+    /// stays the owner's business) or a task's [`Id`]. A task that has
+    /// already ended, or an id that names no live task, does not hold the
+    /// task back. Everything the dependency did happens before the task's
+    /// first poll. (The dependency's own handle may report
+    /// [`is_finished`](JoinHandle::is_finished) a moment after that: its
+    /// output is stored just after its future was dropped.)
+    ///
+    /// While it waits, the task can be aborted (it ends at once, cancelled)
+    /// and a shutdown cancels it, as any task; it keeps its place in a
+    /// bounded queue ([`Builder::max_queued`](crate::Builder::max_queued))
+    /// until it first runs. A [`timeout`](Self::timeout) counts from when it
+    /// first runs, not from `start`.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let rt = multipool::Runtime::builder().workers(2).build().unwrap();
+    /// rt.block_on(async {
+    ///     let log = Arc::new(AtomicUsize::new(0));
+    ///     let (first, second) = (log.clone(), log.clone());
+    ///     let write = multipool::spawn(async move { first.store(42, Ordering::SeqCst) }).start();
+    ///     let read = multipool::spawn(async move { second.load(Ordering::SeqCst) })
+    ///         .after(&write)
+    ///         .start();
+    ///     assert_eq!(read.await.unwrap(), 42);
+    /// });
+    /// ```
+    pub fn after(mut self, dependency: impl Dependency) -> Self {
+        let after = self.after.get_or_insert_with(Default::default);
+        if let Some(id) = sealed::Sealed::dependency_id(&dependency) {
+            after.push(id);
+        }
+        self
+    }
+
+    /// Where the task runs: [`worker`](Self::worker), [`key`](Self::key),
+    /// or anywhere.
+    pub(crate) fn home(mut self, home: Home) -> Self {
+        self.options.home = home;
+        self
+    }
+
+    /// Decides, once the dependencies have ended, whether the task is
+    /// cancelled ([`JoinError::is_dependency_failed`]) instead of run.
+    /// `TaskGraph`'s failure policy.
+    pub(crate) fn gate(mut self, gate: Gate) -> Self {
+        self.after
+            .get_or_insert_with(Default::default)
+            .set_gate(gate);
+        self
+    }
+
     /// Starts the task now and returns its handle.
     ///
     /// A task that cannot be started ends at once, and its handle says why:
@@ -263,20 +329,29 @@ where
             target,
             pool,
             options,
+            after,
         } = self;
+        let after = after.filter(|after| !after.is_empty());
+        let enqueue = if after.is_some() {
+            Enqueue::Held
+        } else {
+            Enqueue::Schedule
+        };
         let spawned = match (pool, target) {
             // The common case, kept short: the target's own pool.
             (None, Target::Current) => {
-                with_current_pool(|pool| spawn_checked(pool, future, options, force))
+                with_current_pool(|pool| spawn_checked(pool, future, options, force, enqueue))
             }
-            (None, Target::Handle(handle)) => spawn_checked(handle.pool(), future, options, force),
+            (None, Target::Handle(handle)) => {
+                spawn_checked(handle.pool(), future, options, force, enqueue)
+            }
             (Some(name), target) => with_pool(target, Some(&name), |resolved| match resolved {
-                Ok(pool) => spawn_checked(pool, future, options, force),
+                Ok(pool) => spawn_checked(pool, future, options, force, enqueue),
                 Err(error) => Err((error, future)),
             }),
         };
         match spawned {
-            Ok(spawned) => Ok(spawned.finish()),
+            Ok(spawned) => Ok(finish(spawned, after)),
             Err((error, future)) => {
                 // Dropped here, outside the runtime context's borrow: its
                 // destructor is user code (see `runtime::context`).
@@ -284,6 +359,16 @@ where
                 Err(error)
             }
         }
+    }
+}
+
+/// Queues the task just spawned, or holds it until the tasks of `after`
+/// have ended.
+#[inline(always)]
+fn finish<T>(spawned: Spawned<T>, after: Option<Box<After>>) -> RawTask<T> {
+    match after {
+        None => spawned.finish(),
+        Some(after) => spawned.finish_after(*after),
     }
 }
 
@@ -295,19 +380,14 @@ fn spawn_checked<F>(
     future: F,
     options: SpawnOptions,
     force: bool,
+    enqueue: Enqueue,
 ) -> Result<Spawned<F::Output>, (SpawnError, F)>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     match pool.admit(options.priority, options.home, force) {
-        Ok(admission) => Ok(spawn_on(
-            pool,
-            future,
-            options,
-            admission,
-            Enqueue::Schedule,
-        )),
+        Ok(admission) => Ok(spawn_on(pool, future, options, admission, enqueue)),
         Err(error) => {
             pool.count_refused(options.priority);
             Err((error, future))
@@ -365,12 +445,13 @@ where
             target,
             pool,
             options,
+            after,
         } = self;
         let resolved = with_pool(target, pool.as_deref(), |resolved| resolved.cloned());
         let state = match resolved {
             Ok(pool) => State::Waiting {
                 pool,
-                spawn: Some((future, options)),
+                spawn: Some((future, options, after.filter(|after| !after.is_empty()))),
                 listener: None,
             },
             Err(error) => State::Running(JoinHandle::refused(SpawnError::into_join_error(error))),
@@ -391,7 +472,7 @@ pub struct SpawnFuture<F: Future> {
 enum State<F: Future> {
     Waiting {
         pool: Arc<Pool>,
-        spawn: Option<(F, SpawnOptions)>,
+        spawn: Option<(F, SpawnOptions, Option<Box<After>>)>,
         listener: Option<EventListener>,
     },
     Running(JoinHandle<F::Output>),
@@ -414,6 +495,66 @@ impl<F: Future> SpawnFuture<F> {
     }
 }
 
+impl<F> SpawnFuture<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    /// Waits for room and starts the task; `Ready` once it has a handle
+    /// (which may report a refusal).
+    fn poll_start(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let State::Waiting {
+                pool,
+                spawn,
+                listener,
+            } = &mut self.state
+            else {
+                return Poll::Ready(());
+            };
+            let (_, options, _) = spawn.as_ref().expect("a waiting spawn holds its future");
+            match pool.admit(options.priority, options.home, false) {
+                Ok(admission) => {
+                    let (future, options, after) = spawn.take().expect("spawned once");
+                    let enqueue = if after.is_some() {
+                        Enqueue::Held
+                    } else {
+                        Enqueue::Schedule
+                    };
+                    let spawned = spawn_on(pool, future, options, admission, enqueue);
+                    self.state = State::Running(JoinHandle::new(finish(spawned, after)));
+                }
+                Err(error) if error.is_full() => match listener {
+                    // Listen first, then re-check: a place freed in
+                    // between is not missed.
+                    None => *listener = pool.listen_for_room(),
+                    Some(waiting) => {
+                        if Pin::new(waiting).poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        *listener = None;
+                    }
+                },
+                Err(error) => {
+                    pool.count_refused(options.priority);
+                    self.state = State::Running(JoinHandle::refused(error.into_join_error()));
+                }
+            }
+        }
+    }
+
+    /// Waits for room, starts the task and hands its handle over (which
+    /// may report a refusal): `.await` with backpressure, but keeping the
+    /// handle. Used by `TaskGraph`.
+    pub(crate) async fn started(mut self) -> JoinHandle<F::Output> {
+        std::future::poll_fn(|cx| self.poll_start(cx)).await;
+        match self.state {
+            State::Running(handle) => handle,
+            State::Waiting { .. } => unreachable!("`poll_start` returned once started"),
+        }
+    }
+}
+
 impl<F> Future for SpawnFuture<F>
 where
     F: Future + Send + 'static,
@@ -422,41 +563,13 @@ where
     type Output = Result<F::Output, JoinError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        loop {
-            match &mut self.state {
-                State::Running(handle) => return Pin::new(handle).poll(cx),
-                State::Waiting {
-                    pool,
-                    spawn,
-                    listener,
-                } => {
-                    let (_, options) = spawn.as_ref().expect("a waiting spawn holds its future");
-                    match pool.admit(options.priority, options.home, false) {
-                        Ok(admission) => {
-                            let (future, options) = spawn.take().expect("spawned once");
-                            let spawned =
-                                spawn_on(pool, future, options, admission, Enqueue::Schedule);
-                            self.state = State::Running(JoinHandle::new(spawned.finish()));
-                        }
-                        Err(error) if error.is_full() => match listener {
-                            // Listen first, then re-check: a place freed in
-                            // between is not missed.
-                            None => *listener = pool.listen_for_room(),
-                            Some(waiting) => {
-                                if Pin::new(waiting).poll(cx).is_pending() {
-                                    return Poll::Pending;
-                                }
-                                *listener = None;
-                            }
-                        },
-                        Err(error) => {
-                            pool.count_refused(options.priority);
-                            self.state =
-                                State::Running(JoinHandle::refused(error.into_join_error()));
-                        }
-                    }
-                }
-            }
+        let this = &mut *self;
+        if this.poll_start(cx).is_pending() {
+            return Poll::Pending;
+        }
+        match &mut this.state {
+            State::Running(handle) => Pin::new(handle).poll(cx),
+            State::Waiting { .. } => unreachable!("`poll_start` returned once started"),
         }
     }
 }
@@ -469,6 +582,7 @@ impl<F> fmt::Debug for Spawn<F> {
             .field("timeout", &self.options.timeout)
             .field("pool", &self.pool)
             .field("home", &self.options.home)
+            .field("after", &self.after.as_ref().map(|after| after.len()))
             .finish_non_exhaustive()
     }
 }
@@ -482,5 +596,38 @@ impl<F: Future> fmt::Debug for SpawnFuture<F> {
         f.debug_struct("SpawnFuture")
             .field("state", &state)
             .finish()
+    }
+}
+
+/// What [`Spawn::after`] waits for: a task named by its [`JoinHandle`]
+/// (borrowed) or its [`Id`].
+///
+/// Sealed: the crate implements it for the handles that name a task.
+pub trait Dependency: sealed::Sealed {}
+
+impl<D: sealed::Sealed> Dependency for D {}
+
+pub(crate) mod sealed {
+    use super::{Id, JoinHandle};
+
+    /// Implemented by what names a task; a new kind of handle needs one
+    /// line here.
+    pub trait Sealed {
+        /// The id of the task to wait for, entered in the dependency index;
+        /// `None` if there is nothing to wait for (it has ended, or was
+        /// never created).
+        fn dependency_id(&self) -> Option<Id>;
+    }
+
+    impl<T> Sealed for &JoinHandle<T> {
+        fn dependency_id(&self) -> Option<Id> {
+            JoinHandle::dependency_id(self)
+        }
+    }
+
+    impl Sealed for Id {
+        fn dependency_id(&self) -> Option<Id> {
+            Some(*self)
+        }
     }
 }

@@ -8,11 +8,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::info::{panic_message, run_task_hook, with_task_hooks, Outcome, TaskInfo};
-use super::{cancel, drop_quietly, CurrentTask, TaskMeta, TaskOutput, UnhandledPanic};
+use super::{
+    cancel, dependency, drop_quietly, with_current_task, CurrentTask, TaskMeta, TaskOutput,
+    UnhandledPanic,
+};
 use crate::error::JoinError;
 use crate::runtime::metrics;
-use crate::runtime::time::Timer;
-use crate::sync::Ordering;
+use crate::runtime::time::{far_future, Clock, Timer};
+use crate::sync::{Arc, Ordering};
 
 pin_project_lite::pin_project! {
     /// The user's future plus the task's end-of-life contract (see the module
@@ -47,6 +50,38 @@ impl Deadline for NoDeadline {
 impl Deadline for Timer {
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
         self.poll_fired(cx).is_ready()
+    }
+}
+
+/// The deadline of a task held by `Spawn::after`: `timeout` from when it
+/// first runs (the end of its first poll), so that the wait for its
+/// dependencies does not count.
+pub(super) struct FromFirstPoll {
+    timeout: Duration,
+    clock: Arc<Clock>,
+    timer: Option<Timer>,
+}
+
+impl FromFirstPoll {
+    pub(super) fn new(timeout: Duration, clock: Arc<Clock>) -> Self {
+        FromFirstPoll {
+            timeout,
+            clock,
+            timer: None,
+        }
+    }
+}
+
+impl Deadline for FromFirstPoll {
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let (timeout, clock) = (self.timeout, &self.clock);
+        self.timer
+            .get_or_insert_with(|| {
+                let now = clock.now();
+                Timer::new(now.checked_add(timeout).unwrap_or_else(|| far_future(now)))
+            })
+            .poll_fired(cx)
+            .is_ready()
     }
 }
 
@@ -92,6 +127,9 @@ impl Registration<'_> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
+        // First: from here on the task is ended for `Spawn::after`, before
+        // any hook can hand its id out again.
+        let dependents = dependency::end(self.meta);
         if self.registered {
             // Reset first: `abort` on the finished task then finds no key.
             // One that read the key before is stopped by the owner check.
@@ -111,6 +149,8 @@ impl Drop for Registration<'_> {
             });
         }
         pool.count_ended(self.outcome);
+        // Last: a dependent may run as soon as it is released.
+        dependents.release();
     }
 }
 
@@ -140,13 +180,48 @@ impl<F: Future, D: Deadline> Future for TaskFuture<'_, F, D> {
     }
 }
 
-/// The outcome a cancel reason ends a task with.
+/// The outcome a cancel reason ends a task with. A dependency that failed
+/// cancels its dependent (`Outcome::Cancelled`, as an abort does): every
+/// task still ends with exactly one outcome.
 fn cancel_outcome(reason: u8) -> Outcome {
     match reason {
-        cancel::ABORTED => Outcome::Cancelled,
+        cancel::ABORTED | cancel::DEPENDENCY_FAILED => Outcome::Cancelled,
         cancel::SHUTDOWN => Outcome::Shutdown,
         _ => Outcome::Rejected,
     }
+}
+
+/// The error a cancel reason gives the task's handle.
+fn cancel_error(reason: u8) -> JoinError {
+    match reason {
+        cancel::ABORTED => JoinError::aborted(),
+        cancel::DEPENDENCY_FAILED => JoinError::dependency_failed(),
+        cancel::ZERO_TIMEOUT => {
+            JoinError::rejected("a zero `Spawn::timeout` would cancel the task before it could run")
+        }
+        cancel::BLOCKING_FULL => JoinError::rejected(
+            "the blocking pool's queue is full (see `Builder::max_blocking_queued`)",
+        ),
+        cancel::DROPPED_BY_QUEUE => {
+            JoinError::rejected("the pool's run-queue dropped the task instead of handing it back")
+        }
+        cancel::NO_THREAD => JoinError::rejected(
+            "the OS refused the blocking pool a thread, and no other blocking thread runs",
+        ),
+        _ => JoinError::shutdown(),
+    }
+}
+
+/// For a future that records why it was dropped before completing (a
+/// `TaskGraph` node): the cancel reason of the task whose future is being
+/// dropped on this thread, as its handle will report it. `None`: no reason
+/// is set; the task's deadline passed, or the future is dropped outside
+/// any task being cancelled (a spawn refused before the task was created).
+pub(crate) fn current_cancel_error() -> Option<JoinError> {
+    with_current_task(|meta| {
+        let reason = meta?.cancel.load(Ordering::SeqCst);
+        (reason != cancel::NONE).then(|| cancel_error(reason))
+    })
 }
 
 impl<F: Future, D: Deadline> TaskFuture<'_, F, D> {
@@ -162,22 +237,7 @@ impl<F: Future, D: Deadline> TaskFuture<'_, F, D> {
         }
         let reason = this.meta.cancel.load(Ordering::Relaxed);
         if reason != cancel::NONE {
-            let error = match reason {
-                cancel::ABORTED => JoinError::aborted(),
-                cancel::ZERO_TIMEOUT => JoinError::rejected(
-                    "a zero `Spawn::timeout` would cancel the task before it could run",
-                ),
-                cancel::BLOCKING_FULL => JoinError::rejected(
-                    "the blocking pool's queue is full (see `Builder::max_blocking_queued`)",
-                ),
-                cancel::DROPPED_BY_QUEUE => JoinError::rejected(
-                    "the pool's run-queue dropped the task instead of handing it back",
-                ),
-                cancel::NO_THREAD => JoinError::rejected(
-                    "the OS refused the blocking pool a thread, and no other blocking thread runs",
-                ),
-                _ => JoinError::shutdown(),
-            };
+            let error = cancel_error(reason);
             let _current = CurrentTask::enter(this.meta);
             return Poll::Ready(match drop_future(this.future) {
                 Ok(()) => {

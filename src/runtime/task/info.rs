@@ -111,7 +111,7 @@ impl<'a> TaskInfo<'a> {
 
     /// The task's id.
     pub fn id(&self) -> Id {
-        self.meta.id
+        self.meta.public_id()
     }
 
     /// The name given with [`Spawn::name`](crate::Spawn::name).
@@ -154,7 +154,7 @@ impl<'a> TaskInfo<'a> {
 impl fmt::Debug for TaskInfo<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskInfo")
-            .field("id", &self.id())
+            .field("id", &self.meta.id)
             .field("name", &self.name())
             .field("priority", &self.priority())
             .field("pool", &self.pool())
@@ -197,7 +197,11 @@ pub struct SlowPoll {
 }
 
 impl SlowPoll {
-    /// The stuck task's id.
+    /// The stuck task's id, for reports. Unlike the other ways of taking an
+    /// id, this one does not make the task findable by
+    /// [`Spawn::after`](crate::Spawn::after) (the monitor must not touch a
+    /// task that may have ended meanwhile): `after` waits for it only if its
+    /// id was also taken another way.
     pub fn id(&self) -> Id {
         self.id
     }

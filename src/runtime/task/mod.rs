@@ -17,14 +17,18 @@
 //!   the task is in its pool's registry, which is how shutdown finds tasks
 //!   that nobody may ever wake again. (Until then it is always in a queue or
 //!   being polled, where shutdown finds it anyway; tasks that complete in
-//!   their first poll never touch the registry.)
+//!   their first poll never touch the registry.) A task held by
+//!   `Spawn::after` is in the registry too while it is held (under its
+//!   `Waiting`, see `dependency`): held, it is in no queue.
 //!
 //! Files: this one holds the task header ([`TaskMeta`]) and the types every
 //! part of the runtime names; `future` the wrapper around the user's future
 //! (the contract above) and its registry entry; `spawn` the one function
 //! every spawn ends in, [`spawn_on`]; `waker` the guard around wakers of
-//! tasks that await a `JoinHandle`.
+//! tasks that await a `JoinHandle`; `dependency` how a task started with
+//! `Spawn::after` is held until the tasks it depends on have ended.
 
+pub(crate) mod dependency;
 mod future;
 mod id;
 mod info;
@@ -35,6 +39,8 @@ pub use id::Id;
 pub(crate) use id::{with_current_task, CurrentTask};
 pub(crate) use info::{Observe, SlowPollHook, TaskHooks, ThreadHooks};
 pub use info::{Outcome, SlowPoll, TaskInfo, UnhandledPanic};
+pub(crate) use dependency::{After, Gate};
+pub(crate) use future::current_cancel_error;
 pub(crate) use spawn::{run_cancelled, spawn_local_on, spawn_on, Enqueue, SpawnOptions, Spawned};
 pub(crate) use waker::{is_trusted, trust_waker, GuardedWaker};
 
@@ -112,6 +118,9 @@ pub(crate) mod cancel {
     /// Refused by the blocking pool: the OS refused it a thread, and no
     /// other blocking thread runs.
     pub(crate) const NO_THREAD: u8 = 6;
+    /// Held by `Spawn::after`, and its gate found a dependency failed
+    /// (`TaskGraph`'s default policy).
+    pub(crate) const DEPENDENCY_FAILED: u8 = 7;
 }
 
 /// Per-task data the scheduler routes by, stored in the task header.
@@ -142,6 +151,10 @@ pub(crate) struct TaskMeta {
     /// A `spawn_local` task: `!Send`, so it is polled and dropped only on
     /// its home worker's thread (see `scheduler::placement`).
     pub(crate) local: bool,
+    /// Whether the task is in the index of tasks that may be depended on
+    /// (one of the `dependency::watch` states). It sits in what was the
+    /// header's padding: `TaskMeta` stays 64 bytes.
+    pub(super) watch: AtomicU8,
 }
 
 impl TaskMeta {
@@ -172,7 +185,22 @@ impl TaskMeta {
             name: name.map(std::sync::Arc::from),
             home,
             local,
+            watch: AtomicU8::new(dependency::watch::NONE),
         }
+    }
+
+    /// The task's id, for a caller that hands it out to user code: from
+    /// now on (until the task ends) `Spawn::after` can find the task by
+    /// it. Internal bookkeeping reads `id` instead.
+    pub(crate) fn public_id(&self) -> Id {
+        dependency::watch(self);
+        self.id
+    }
+
+    /// What `Spawn::after` waits for, given this task: its id, now in the
+    /// index, or `None` if it has ended.
+    pub(crate) fn dependency_id(&self) -> Option<Id> {
+        dependency::watch(self).then_some(self.id)
     }
 
     /// Records that the task was just woken (for the schedule latency).
