@@ -637,9 +637,11 @@ where
             let from = known(from)?;
             inputs[known(to)?].push(from);
         }
-        for list in &mut inputs {
-            let mut seen = std::collections::HashSet::new();
-            list.retain(|index| seen.insert(*index));
+        // A node given twice is one input: `seen[from]` is the last node
+        // that `from` was found an input of.
+        let mut seen = vec![usize::MAX; count];
+        for (to, list) in inputs.iter_mut().enumerate() {
+            list.retain(|&from| std::mem::replace(&mut seen[from], to) != to);
         }
         // Kahn's algorithm: a node is ready once all its inputs are placed.
         let mut dependents = vec![Vec::new(); count];
@@ -675,7 +677,9 @@ where
     /// such inputs must come back to a node already seen.
     fn cycle(&self, inputs: &[Vec<usize>], waiting: &[usize]) -> GraphError {
         let stuck = |index: usize| waiting[index] > 0;
-        let start = (0..inputs.len()).find(|&index| stuck(index)).expect("a node is stuck");
+        let start = (0..inputs.len())
+            .find(|&index| stuck(index))
+            .expect("a node is stuck");
         let mut path = vec![start];
         let mut position = vec![usize::MAX; inputs.len()];
         position[start] = 0;
@@ -736,7 +740,8 @@ where
         let plan = self.plan()?;
         let graph = self.graph;
         let count = self.nodes.len();
-        let slots: Arc<[OnceLock<NodeOutput<T, E>>]> = (0..count).map(|_| OnceLock::new()).collect();
+        let slots: Arc<[OnceLock<NodeOutput<T, E>>]> =
+            (0..count).map(|_| OnceLock::new()).collect();
         let mut nodes: Vec<Option<Node<T, E>>> = self.nodes.into_iter().map(Some).collect();
         let mut started = Started {
             handles: (0..count).map(|_| None).collect(),
@@ -799,9 +804,10 @@ where
         for index in 0..count {
             let output = match (started.handles[index].as_mut(), refused[index].take()) {
                 (Some(handle), _) => match handle.await {
-                    Ok(()) => slots[index].get().cloned().unwrap_or_else(|| {
-                        unreachable!("a node that completed wrote its output")
-                    }),
+                    Ok(()) => slots[index]
+                        .get()
+                        .cloned()
+                        .unwrap_or_else(|| unreachable!("a node that completed wrote its output")),
                     Err(error) => Err(NodeError::Task(Arc::new(error))),
                 },
                 (None, Some(error)) => Err(NodeError::Task(error)),
@@ -864,9 +870,10 @@ impl<T, E> NodeTask<T, E> {
                     index,
                 };
                 // Written before its task ended, which released this one.
-                let output = self.slots[index].get().cloned().unwrap_or_else(|| {
-                    Err(NodeError::Task(Arc::new(JoinError::shutdown())))
-                });
+                let output = self.slots[index]
+                    .get()
+                    .cloned()
+                    .unwrap_or_else(|| Err(NodeError::Task(Arc::new(JoinError::shutdown()))));
                 (id, output)
             })
             .collect();
@@ -876,7 +883,9 @@ impl<T, E> NodeTask<T, E> {
     /// The node panicked: its dependents get the message, its handle the
     /// payload (the panic goes on to the task wrapper).
     fn panicked(&self, payload: Box<dyn Any + Send>) -> ! {
-        let message = panic_message(&*payload).unwrap_or("Box<dyn Any>").to_owned();
+        let message = panic_message(&*payload)
+            .unwrap_or("Box<dyn Any>")
+            .to_owned();
         self.write(Err(NodeError::Task(Arc::new(JoinError::panic(Box::new(
             message,
         ))))));

@@ -68,7 +68,7 @@ fn n_failures_then_success_sleeps_exactly_the_backoffs_delays() {
         assert_eq!(attempts.load(Ordering::SeqCst), 4);
         // Three failures, three delays: 1 + 2 + 4 s, and no more.
         assert_eq!(now() - start, Duration::from_secs(7));
-        assert_eq!(Handle::current().num_timers(), 0);
+        assert_eq!(Handle::current().metrics().num_timers(), 0);
 
         // The same with the other policies (and an iterator of delays).
         for (backoff, total) in [
@@ -295,7 +295,7 @@ fn a_hanging_attempt_times_out_and_is_retried() {
             err.to_string(),
             "gave up after 2 attempts: attempt timed out"
         );
-        assert_eq!(Handle::current().num_timers(), 0);
+        assert_eq!(Handle::current().metrics().num_timers(), 0);
     });
 }
 
@@ -445,7 +445,7 @@ fn a_duration_max_timeout_never_fires() {
         .await;
         assert_eq!(value.unwrap(), "slow but fine");
         assert_eq!(now() - start, Duration::from_secs(3600));
-        assert_eq!(Handle::current().num_timers(), 0);
+        assert_eq!(Handle::current().metrics().num_timers(), 0);
     });
 }
 

@@ -92,7 +92,10 @@ fn after_orders_tasks_across_workers() {
             }
             let dependent = dependent.start();
             probe(&rt, 1);
-            assert!(!dependent.is_finished(), "round {round}: ran before its dependency");
+            assert!(
+                !dependent.is_finished(),
+                "round {round}: ran before its dependency"
+            );
             release.send(()).unwrap();
             assert_eq!(rt.block_on(dependent).unwrap(), round, "round {round}");
             assert!(rt.block_on(dependency).is_ok());
@@ -142,7 +145,11 @@ fn after_waits_for_every_dependency() {
         release_a.send(()).unwrap();
         rt.block_on(&mut a).unwrap();
         probe(&rt, 2);
-        assert_eq!(polls.load(Ordering::SeqCst), 0, "ran with one dependency left");
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            0,
+            "ran with one dependency left"
+        );
         release_b.send(()).unwrap();
         let seen = rt.block_on(dependent).unwrap();
         assert_eq!(seen.len(), 2);

@@ -388,6 +388,10 @@ mod tests {
     #[test]
     fn task_meta_stays_one_cache_line() {
         // The watch state sits in padding: a task costs no byte more.
-        assert!(std::mem::size_of::<TaskMeta>() <= 64, "{}", std::mem::size_of::<TaskMeta>());
+        assert!(
+            std::mem::size_of::<TaskMeta>() <= 64,
+            "{}",
+            std::mem::size_of::<TaskMeta>()
+        );
     }
 }

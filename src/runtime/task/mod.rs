@@ -35,12 +35,12 @@ mod info;
 mod spawn;
 mod waker;
 
+pub(crate) use dependency::{After, Gate};
+pub(crate) use future::current_cancel_error;
 pub use id::Id;
 pub(crate) use id::{with_current_task, CurrentTask};
 pub(crate) use info::{Observe, SlowPollHook, TaskHooks, ThreadHooks};
 pub use info::{Outcome, SlowPoll, TaskInfo, UnhandledPanic};
-pub(crate) use dependency::{After, Gate};
-pub(crate) use future::current_cancel_error;
 pub(crate) use spawn::{run_cancelled, spawn_local_on, spawn_on, Enqueue, SpawnOptions, Spawned};
 pub(crate) use waker::{is_trusted, trust_waker, GuardedWaker};
 
