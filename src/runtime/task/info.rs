@@ -39,7 +39,10 @@ use crate::Priority;
 pub enum Outcome {
     /// The future returned its output.
     Completed,
-    /// [`JoinHandle::abort`](crate::JoinHandle::abort) cancelled it.
+    /// [`JoinHandle::abort`](crate::JoinHandle::abort) cancelled it, or
+    /// it was a [`TaskGraph`](crate::graph::TaskGraph) node cancelled
+    /// because an input failed
+    /// ([`JoinError::is_dependency_failed`](crate::JoinError::is_dependency_failed)).
     Cancelled,
     /// The future panicked (in `poll` or in its destructor).
     Panicked,
