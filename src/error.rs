@@ -80,7 +80,7 @@ impl std::error::Error for BuildError {
 
 /// Why a task ended without producing its output: it panicked, was aborted,
 /// timed out, held more memory than its limit, went over a CPU limit, was
-/// rejected, or its runtime shut down.
+/// rejected, a task it depended on failed, or its runtime shut down.
 ///
 /// Returned by awaiting a [`JoinHandle`](crate::JoinHandle) (or a
 /// [`Spawn`](crate::Spawn)). A task either completes, or its handle says which
@@ -114,6 +114,9 @@ enum Repr {
     PollTooLong(Duration, Duration),
     /// The task was refused before it ran; the message says why.
     Rejected(Cow<'static, str>),
+    /// A task it depended on failed, so it was cancelled before it ran
+    /// (a [`TaskGraph`](crate::graph::TaskGraph) node).
+    DependencyFailed,
     /// The task's future panicked. The payload sits in a mutex only so that
     /// `JoinError` is `Sync` (panic payloads are `Send` but not `Sync`).
     Panic(StdMutex<Box<dyn Any + Send + 'static>>),
@@ -162,16 +165,38 @@ impl JoinError {
         }
     }
 
+    pub(crate) fn dependency_failed() -> Self {
+        JoinError {
+            repr: Repr::DependencyFailed,
+        }
+    }
+
     pub(crate) fn panic(payload: Box<dyn Any + Send + 'static>) -> Self {
         JoinError {
             repr: Repr::Panic(StdMutex::new(payload)),
         }
     }
 
-    /// Whether the task was cancelled: aborted through its handle, or dropped
-    /// because its runtime shut down (see [`is_shutdown`](Self::is_shutdown)).
+    /// Whether the task was cancelled: aborted through its handle, dropped
+    /// because its runtime shut down (see [`is_shutdown`](Self::is_shutdown)),
+    /// or cancelled because a task it depended on failed (see
+    /// [`is_dependency_failed`](Self::is_dependency_failed)).
     pub fn is_cancelled(&self) -> bool {
-        matches!(self.repr, Repr::Aborted | Repr::Shutdown)
+        matches!(
+            self.repr,
+            Repr::Aborted | Repr::Shutdown | Repr::DependencyFailed
+        )
+    }
+
+    /// Whether the task was cancelled before it ran because a task it
+    /// depended on failed: a [`TaskGraph`](crate::graph::TaskGraph) node
+    /// whose input completed with an error, panicked or was cancelled
+    /// (transitively). It ended with [`Outcome::Cancelled`], as an aborted
+    /// task does; [`is_cancelled`](Self::is_cancelled) is true too.
+    ///
+    /// [`Outcome::Cancelled`]: crate::task::Outcome::Cancelled
+    pub fn is_dependency_failed(&self) -> bool {
+        matches!(self.repr, Repr::DependencyFailed)
     }
 
     /// Whether the task was dropped because its runtime shut down, or was
@@ -271,6 +296,9 @@ impl fmt::Display for JoinError {
                 "task was cancelled after a poll of {took:?}, longer than its `max_poll` of {max:?}"
             ),
             Repr::Rejected(reason) => write!(f, "task was rejected: {reason}"),
+            Repr::DependencyFailed => {
+                f.write_str("task was cancelled because a task it depends on failed")
+            }
             Repr::Panic(payload) => {
                 let payload = payload.lock().unwrap_or_else(PoisonError::into_inner);
                 match panic_message(&**payload) {
@@ -307,6 +335,7 @@ impl fmt::Debug for JoinError {
                 )
             }
             Repr::Rejected(reason) => write!(f, "JoinError::Rejected({reason:?})"),
+            Repr::DependencyFailed => f.write_str("JoinError::Cancelled(DependencyFailed)"),
             Repr::Panic(_) => write!(f, "JoinError::Panic({self})"),
         }
     }

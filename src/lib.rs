@@ -42,6 +42,13 @@
 //! runtime may hold named pools ([`Builder::pool`]) to isolate kinds of
 //! work; blocking code goes to [`task::spawn_blocking`].
 //!
+//! # Dependencies between tasks
+//!
+//! [`Spawn::after`] holds a task, unqueued, until the tasks it depends on
+//! have ended; [`graph::TaskGraph`] runs a DAG of tasks that pass their
+//! outputs along, each node with its own priority, and cancels the
+//! dependents of a failed node.
+//!
 //! # Where things are (for readers of the source)
 //!
 //! The public modules (`task`, `time`) are thin faces; the machinery is
@@ -52,6 +59,8 @@
 //! | priority levels, `LevelSet` | `src/priority.rs` |
 //! | spawning (`Spawn`), `JoinHandle` | `src/task/spawn.rs`, `src/task/join.rs` |
 //! | retry with backoff, fallback (`task::retry`) | `src/task/retry.rs` |
+//! | task dependencies (`Spawn::after`), held tasks | `src/runtime/task/dependency.rs` |
+//! | task graphs (`graph::TaskGraph`) | `src/graph.rs` |
 //! | admission, the queue bound | `src/runtime/scheduler/admission.rs` |
 //! | a task's header, wrapper, `spawn_on` | `src/runtime/task/` |
 //! | per-task limits (deadline, CPU budget, `max_poll`) | `Limits` in `src/runtime/task/future.rs` |
@@ -89,6 +98,7 @@ mod error;
 pub mod fault;
 #[cfg(not(feature = "fault-injection"))]
 mod fault;
+pub mod graph;
 pub mod limit;
 #[cfg(feature = "metrics")]
 pub mod metrics_export;

@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use super::{ConcurrencyLimit, ConcurrencyPermit, RateLimiter};
 use crate::runtime::Pool;
+use crate::sync::Arc;
 use crate::Priority;
 
 /// The limits a [`Spawn`](crate::Spawn) was given. Boxed, and `None`
@@ -48,6 +49,22 @@ impl Limits {
             return Gate::Open;
         }
         self.gate_slow(pool, pool.rate_limiter.clone(), priority)
+    }
+
+    /// The gate of a task held by `Spawn::after`: nothing is taken now;
+    /// the task passes its limits in its first poll, once its dependencies
+    /// have ended, as [`gate`](Self::gate) would then (what is free at
+    /// once, then the waiting). So a held task takes no rate cell and holds
+    /// no concurrency permit while it waits (a permit held there could
+    /// deadlock against a dependency under the same limit).
+    pub(crate) fn deferred(self, pool: Arc<Pool>, priority: Priority) -> Gate {
+        Gate::Wait(Box::pin(async move {
+            match self.gate(&pool, priority) {
+                Gate::Open => None,
+                Gate::Passed(permit) => Some(permit),
+                Gate::Wait(wait) => wait.await,
+            }
+        }))
     }
 
     /// Whether a task spawned on `pool` with these limits has none at all.

@@ -83,6 +83,9 @@
 //!   that queues the task when its turn comes, would need every
 //!   cancellation path of the runtime to reach into it; this design reuses
 //!   them.
+//! * a task held by [`after`](crate::Spawn::after) is held first and passes
+//!   its limits once released, in its first poll, however it was started:
+//!   it takes no cell and holds no permit while its dependencies run.
 //!
 //! [`task::spawn_blocking`](crate::task::spawn_blocking) calls run on the
 //! blocking pool and pass no pool rate limit.

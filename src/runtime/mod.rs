@@ -55,10 +55,10 @@ pub use pool_builder::PoolBuilder;
 pub(crate) use blocking::spawn as spawn_blocking_on;
 pub(crate) use context::with_current_pool;
 pub(crate) use scheduler::placement::key_hash;
-pub(crate) use scheduler::{Home, Pool};
+pub(crate) use scheduler::{Admission, Home, Pool};
 pub(crate) use task::{
-    coop, is_trusted, spawn_on, with_current_task, AbortCell, CpuLimits, Enqueue, GuardedWaker,
-    RawTask, SpawnOptions, Spawned, TaskOutput,
+    coop, current_cancel_error, is_trusted, spawn_on, with_current_task, AbortCell, After,
+    CpuLimits, DependencyGate, Enqueue, GuardedWaker, RawTask, SpawnOptions, Spawned, TaskOutput,
 };
 pub use task::{Id, Outcome, SlowPoll, TaskInfo, UnhandledPanic};
 pub(crate) use time::{far_future, Timer};

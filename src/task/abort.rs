@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::runtime::AbortCell;
+use crate::runtime::{AbortCell, Id};
 use crate::sync::Arc;
 
 /// A cloneable permission to abort a task, without awaiting it.
@@ -30,13 +30,36 @@ use crate::sync::Arc;
 /// ```
 #[derive(Clone)]
 pub struct AbortHandle {
-    /// `None`: the task was refused and never existed.
-    cell: Option<Arc<AbortCell>>,
+    /// Shared with the task (a task refused before it existed gets one of
+    /// its own, which aborts nothing).
+    cell: Arc<AbortCell>,
 }
 
 impl AbortHandle {
-    pub(crate) fn new(cell: Option<Arc<AbortCell>>) -> Self {
+    pub(crate) fn new(cell: Arc<AbortCell>) -> Self {
         AbortHandle { cell }
+    }
+
+    /// The task's id, as [`JoinHandle::id`](crate::JoinHandle::id) gives
+    /// it: the same id, which can name the task to
+    /// [`Spawn::after`](crate::Spawn::after) (taking it from a live task
+    /// the first time costs one short lock; see [`Id`]).
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
+    /// let task = rt.spawn(async { 7 }).start();
+    /// let abort = task.abort_handle();
+    /// assert_eq!(abort.id(), task.id());
+    /// assert_eq!(rt.block_on(task).unwrap(), 7);
+    /// ```
+    pub fn id(&self) -> Id {
+        self.cell.id()
+    }
+
+    /// What [`Spawn::after`](crate::Spawn::after) waits for: the task's
+    /// id, or `None` if it has ended or never existed.
+    pub(crate) fn dependency_id(&self) -> Option<Id> {
+        self.cell.dependency_id()
     }
 
     /// Cancels the task, as [`JoinHandle::abort`](crate::JoinHandle::abort)
@@ -46,9 +69,7 @@ impl AbortHandle {
     /// task has finished (its output, if any, is kept for its handle);
     /// aborting twice is harmless. Callable from any thread.
     pub fn abort(&self) {
-        if let Some(cell) = &self.cell {
-            cell.abort();
-        }
+        self.cell.abort();
     }
 
     /// Whether the task has finished: completed, panicked, been cancelled,
@@ -68,7 +89,7 @@ impl AbortHandle {
     /// abort.abort(); // does nothing
     /// ```
     pub fn is_finished(&self) -> bool {
-        self.cell.as_ref().is_none_or(|cell| cell.is_finished())
+        self.cell.is_finished()
     }
 }
 

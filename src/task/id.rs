@@ -30,5 +30,5 @@ pub fn id() -> Id {
 /// assert!(id.unwrap().is_some());
 /// ```
 pub fn try_id() -> Option<Id> {
-    with_current_task(|task| task.map(|meta| meta.id))
+    with_current_task(|task| task.map(|meta| meta.public_id()))
 }

@@ -7,7 +7,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::AbortHandle;
 use crate::error::JoinError;
-use crate::runtime::{coop, is_trusted, GuardedWaker, Id, RawTask, TaskOutput};
+use crate::runtime::{coop, is_trusted, AbortCell, GuardedWaker, Id, RawTask, TaskOutput};
 use crate::sync::Arc;
 
 /// An owned permission to await, abort or detach a spawned task.
@@ -65,6 +65,17 @@ impl<T> JoinHandle<T> {
         self.task.as_ref()
     }
 
+    /// Whether the task was never created (its pool refused it).
+    pub(crate) fn is_refused(&self) -> bool {
+        self.task.is_none() && self.refused.is_some()
+    }
+
+    /// What [`Spawn::after`](crate::Spawn::after) waits for: the task's id,
+    /// or `None` if it has ended or was never created.
+    pub(crate) fn dependency_id(&self) -> Option<Id> {
+        self.task()?.metadata().dependency_id()
+    }
+
     /// Cancels the task.
     ///
     /// The task's future is dropped the next time the task is scheduled (at
@@ -108,7 +119,12 @@ impl<T> JoinHandle<T> {
     /// });
     /// ```
     pub fn abort_handle(&self) -> AbortHandle {
-        AbortHandle::new(self.task().map(|task| task.metadata().abort_cell()))
+        AbortHandle::new(match (&self.task, &self.refused) {
+            (Some(task), _) => task.metadata().abort_cell(),
+            // Never created: a cell that aborts nothing, with its id.
+            (None, Some(refused)) => AbortCell::finished(refused.1),
+            (None, None) => unreachable!("a JoinHandle holds its task until detached"),
+        })
     }
 
     /// Whether the task has finished: completed, panicked or been cancelled.
@@ -117,7 +133,8 @@ impl<T> JoinHandle<T> {
     }
 
     /// The task's id, unique among the process's tasks (a spawn the pool
-    /// refused gets one too, which no task has).
+    /// refused gets one too, which no task has). The id can name the task
+    /// to [`Spawn::after`](crate::Spawn::after).
     ///
     /// ```
     /// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
@@ -127,7 +144,7 @@ impl<T> JoinHandle<T> {
     /// ```
     pub fn id(&self) -> Id {
         match (&self.task, &self.refused) {
-            (Some(task), _) => task.metadata().id,
+            (Some(task), _) => task.metadata().public_id(),
             (None, Some(refused)) => refused.1,
             (None, None) => unreachable!("a JoinHandle holds its task until detached"),
         }

@@ -29,5 +29,5 @@ pub use id::{id, try_id};
 pub use join::JoinHandle;
 pub use join_set::JoinSet;
 pub use retry::{backoff, retry, AttemptError, Fallback, NoFallback, Retry, RetryAll, RetryError};
-pub use spawn::{Spawn, SpawnFuture};
+pub use spawn::{Dependency, Spawn, SpawnFuture};
 pub use yield_now::{yield_now, YieldNow};

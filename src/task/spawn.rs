@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use event_listener::EventListener;
 
-use super::JoinHandle;
+use super::{AbortHandle, Id, JoinHandle};
 use crate::error::SpawnError;
 use crate::limit::{ConcurrencyLimit, ConcurrencyPermit, Gate, Limited, Limits, RateLimiter, Wait};
 use crate::runtime::{
-    key_hash, spawn_on, with_current_pool, CpuLimits, Enqueue, Handle, Home, Pool, RawTask,
-    SpawnOptions, Spawned,
+    key_hash, spawn_on, with_current_pool, Admission, After, CpuLimits, DependencyGate, Enqueue,
+    Handle, Home, Pool, RawTask, SpawnOptions, Spawned,
 };
 use crate::sync::Arc;
 use crate::{JoinError, Priority};
@@ -35,8 +35,11 @@ enum Target {
 /// [`priority`](Self::priority), [`name`](Self::name),
 /// [`timeout`](Self::timeout), [`pool`](Self::pool), the CPU limits
 /// ([`cpu_budget`](Self::cpu_budget), [`max_poll`](Self::max_poll),
-/// [`cpu_budget_demote`](Self::cpu_budget_demote)) and
-/// [`memory_limit`](Self::memory_limit), then use it in one of these ways:
+/// [`cpu_budget_demote`](Self::cpu_budget_demote)),
+/// [`memory_limit`](Self::memory_limit), rate and concurrency limits
+/// ([`rate_limit`](Self::rate_limit), [`concurrency`](Self::concurrency))
+/// and dependencies ([`after`](Self::after)), then use it in one of these
+/// ways:
 ///
 /// * `.await` it: the task starts and you get its `Result<T, JoinError>`.
 ///   If the pool's queue is full (see
@@ -71,6 +74,9 @@ pub struct Spawn<F> {
     pool: Option<String>,
     options: SpawnOptions,
     limits: Limits,
+    /// Set by [`after`](Self::after); boxed, so a spawn without
+    /// dependencies carries one null pointer.
+    after: Option<Box<After>>,
 }
 
 impl<F> Spawn<F>
@@ -86,6 +92,7 @@ where
             pool: None,
             options: SpawnOptions::at(std::panic::Location::caller()),
             limits: Limits::default(),
+            after: None,
         }
     }
 
@@ -97,6 +104,7 @@ where
             pool: None,
             options: SpawnOptions::at(std::panic::Location::caller()),
             limits: Limits::default(),
+            after: None,
         }
     }
 
@@ -456,6 +464,70 @@ where
         self
     }
 
+    /// Starts the task only once `dependency` has finished: it is created
+    /// (and counted, and its handle works) when started, but it is not
+    /// queued, and its future is not polled, until the task it depends on
+    /// has ended, whatever its outcome (completed, panicked, cancelled).
+    /// Call it several times to wait for several tasks. While it waits, the
+    /// task costs no worker time.
+    ///
+    /// `dependency` is the [`JoinHandle`] or an [`AbortHandle`] of a task
+    /// (borrowed; awaiting it stays the owner's business) or a task's
+    /// [`Id`]. A task that has already ended, or an id that names no live
+    /// task, does not hold the task back. Everything the dependency did happens before the task's
+    /// first poll. (The dependency's own handle may report
+    /// [`is_finished`](JoinHandle::is_finished) a moment after that: its
+    /// output is stored just after its future was dropped.)
+    ///
+    /// While it waits, the task can be aborted (it ends at once, cancelled)
+    /// and a shutdown cancels it, as any task; it keeps its place in a
+    /// bounded queue ([`Builder::max_queued`](crate::Builder::max_queued))
+    /// until it first runs. A [`timeout`](Self::timeout) counts from when it
+    /// first runs, not from `start`. Its [`rate_limit`](Self::rate_limit)
+    /// and [`concurrency`](Self::concurrency) limits are passed after the
+    /// wait, in its first poll: a held task takes no cell and holds no
+    /// permit while its dependencies run.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let rt = multipool::Runtime::builder().workers(2).build().unwrap();
+    /// rt.block_on(async {
+    ///     let log = Arc::new(AtomicUsize::new(0));
+    ///     let (first, second) = (log.clone(), log.clone());
+    ///     let write = multipool::spawn(async move { first.store(42, Ordering::SeqCst) }).start();
+    ///     let read = multipool::spawn(async move { second.load(Ordering::SeqCst) })
+    ///         .after(&write)
+    ///         .start();
+    ///     assert_eq!(read.await.unwrap(), 42);
+    /// });
+    /// ```
+    pub fn after(mut self, dependency: impl Dependency) -> Self {
+        let after = self.after.get_or_insert_with(Default::default);
+        if let Some(id) = sealed::Sealed::dependency_id(&dependency) {
+            after.push(id);
+        }
+        self
+    }
+
+    /// Where the task runs: [`worker`](Self::worker), [`key`](Self::key),
+    /// or anywhere.
+    pub(crate) fn home(mut self, home: Home) -> Self {
+        self.options.home = home;
+        self
+    }
+
+    /// Decides, once the dependencies have ended, whether the task is
+    /// cancelled ([`JoinError::is_dependency_failed`]) instead of run.
+    /// `TaskGraph`'s failure policy.
+    pub(crate) fn dependency_gate(mut self, gate: DependencyGate) -> Self {
+        self.after
+            .get_or_insert_with(Default::default)
+            .set_gate(gate);
+        self
+    }
+
     /// Starts the task now and returns its handle.
     ///
     /// A task that cannot be started ends at once, and its handle says why:
@@ -510,22 +582,29 @@ where
             pool,
             options,
             limits,
+            after,
         } = self;
+        let after = after.filter(|after| !after.is_empty());
+        let enqueue = if after.is_some() {
+            Enqueue::Held
+        } else {
+            Enqueue::Schedule
+        };
         let spawned = match (pool, target) {
             // The common case, kept short: the target's own pool.
-            (None, Target::Current) => {
-                with_current_pool(|pool| spawn_checked(pool, future, options, limits, force))
-            }
+            (None, Target::Current) => with_current_pool(|pool| {
+                spawn_checked(pool, future, options, limits, force, enqueue)
+            }),
             (None, Target::Handle(handle)) => {
-                spawn_checked(handle.pool(), future, options, limits, force)
+                spawn_checked(handle.pool(), future, options, limits, force, enqueue)
             }
             (Some(name), target) => with_pool(target, Some(&name), |resolved| match resolved {
-                Ok(pool) => spawn_checked(pool, future, options, limits, force),
+                Ok(pool) => spawn_checked(pool, future, options, limits, force, enqueue),
                 Err(error) => Err((error, future)),
             }),
         };
         match spawned {
-            Ok(spawned) => Ok(spawned.finish()),
+            Ok(spawned) => Ok(finish(spawned, after)),
             Err((error, future)) => {
                 // Dropped here, outside the runtime context's borrow: its
                 // destructor is user code (see `runtime::context`).
@@ -533,6 +612,16 @@ where
                 Err(error)
             }
         }
+    }
+}
+
+/// Queues the task just spawned, or holds it until the tasks of `after`
+/// have ended.
+#[inline(always)]
+fn finish<T>(spawned: Spawned<T>, after: Option<Box<After>>) -> RawTask<T> {
+    match after {
+        None => spawned.finish(),
+        Some(after) => spawned.finish_after(*after),
     }
 }
 
@@ -547,6 +636,7 @@ fn spawn_checked<F>(
     options: SpawnOptions,
     limits: Limits,
     force: bool,
+    enqueue: Enqueue,
 ) -> Result<Spawned<F::Output>, (SpawnError, F)>
 where
     F: Future + Send + 'static,
@@ -555,27 +645,47 @@ where
     match pool.admit(options.priority, options.home, force) {
         // Without limits (the common case) nothing of them is touched, not
         // even a `Gate` to drop.
-        Ok(admission) if limits.none_on(pool) => Ok(spawn_on(
-            pool,
-            future,
-            options,
-            admission,
-            Enqueue::Schedule,
+        Ok(admission) if limits.none_on(pool) => {
+            Ok(spawn_on(pool, future, options, admission, enqueue))
+        }
+        Ok(admission) => Ok(spawn_limited(
+            pool, future, options, limits, admission, enqueue,
         )),
-        Ok(admission) => Ok(match limits.gate(pool, options.priority) {
-            Gate::Open => spawn_on(pool, future, options, admission, Enqueue::Schedule),
-            gate => spawn_on(
-                pool,
-                gate.wrap(future),
-                options,
-                admission,
-                Enqueue::Schedule,
-            ),
-        }),
         Err(error) => {
             pool.count_refused(options.priority);
             Err((error, future))
         }
+    }
+}
+
+/// Creates an admitted task behind `limits`. A task held by `Spawn::after`
+/// (`Enqueue::Held`) is held first, then passes them in its first poll, so
+/// it takes no cell or permit while it waits; another takes what is free
+/// now and waits for the rest in its first poll (see `limit`).
+#[inline(never)]
+fn spawn_limited<F>(
+    pool: &Arc<Pool>,
+    future: F,
+    options: SpawnOptions,
+    limits: Limits,
+    admission: Admission,
+    enqueue: Enqueue,
+) -> Spawned<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if limits.none_on(pool) {
+        return spawn_on(pool, future, options, admission, enqueue);
+    }
+    let gate = if enqueue == Enqueue::Held {
+        limits.deferred(pool.clone(), options.priority)
+    } else {
+        limits.gate(pool, options.priority)
+    };
+    match gate {
+        Gate::Open => spawn_on(pool, future, options, admission, enqueue),
+        gate => spawn_on(pool, gate.wrap(future), options, admission, enqueue),
     }
 }
 
@@ -630,9 +740,21 @@ where
             pool,
             options,
             limits,
+            after,
         } = self;
+        let after = after.filter(|after| !after.is_empty());
         let resolved = with_pool(target, pool.as_deref(), |resolved| resolved.cloned());
         let state = match resolved {
+            // A held task passes its limits after its hold, in its first
+            // poll (see `Spawn::after`): none are taken here.
+            Ok(pool) if after.is_some() => State::Waiting {
+                pool,
+                spawn: Some((future, options)),
+                listener: None,
+                wait: None,
+                permit: None,
+                held: after.map(|after| Box::new((*after, limits))),
+            },
             Ok(pool) => {
                 // Limits first, in this task: the task is created once they
                 // let it through.
@@ -647,6 +769,7 @@ where
                     listener: None,
                     wait,
                     permit,
+                    held: None,
                 }
             }
             Err(error) => State::Running(JoinHandle::refused(SpawnError::into_join_error(error))),
@@ -674,6 +797,9 @@ enum State<F: Future> {
         wait: Option<Wait>,
         /// The concurrency permit the task will hold.
         permit: Option<ConcurrencyPermit>,
+        /// A task held by `Spawn::after`: what it waits for, and the limits
+        /// it passes once released (in its first poll).
+        held: Option<Box<(After, Limits)>>,
     },
     Running(JoinHandle<F::Output>),
 }
@@ -695,6 +821,91 @@ impl<F: Future> SpawnFuture<F> {
     }
 }
 
+impl<F> SpawnFuture<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    /// Waits for its limits (unless it is held by `Spawn::after`), then
+    /// for room, and starts the task; `Ready` once it has a handle (which
+    /// may report a refusal).
+    fn poll_start(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let State::Waiting {
+                pool,
+                spawn,
+                listener,
+                wait,
+                permit,
+                held,
+            } = &mut self.state
+            else {
+                return Poll::Ready(());
+            };
+            if let Some(waiting) = wait {
+                let Poll::Ready(taken) = waiting.as_mut().poll(cx) else {
+                    return Poll::Pending;
+                };
+                *permit = taken;
+                *wait = None;
+            }
+            let (_, options) = spawn.as_ref().expect("a waiting spawn holds its future");
+            match pool.admit(options.priority, options.home, false) {
+                Ok(admission) => {
+                    let (future, options) = spawn.take().expect("spawned once");
+                    let task = match (held.take(), permit.take()) {
+                        // Held: its limits were left for its first poll.
+                        (Some(held), _) => {
+                            let (after, limits) = *held;
+                            let enqueue = Enqueue::Held;
+                            spawn_limited(pool, future, options, limits, admission, enqueue)
+                                .finish_after(after)
+                        }
+                        (None, None) => {
+                            spawn_on(pool, future, options, admission, Enqueue::Schedule).finish()
+                        }
+                        (None, Some(permit)) => spawn_on(
+                            pool,
+                            Limited::holding(future, permit),
+                            options,
+                            admission,
+                            Enqueue::Schedule,
+                        )
+                        .finish(),
+                    };
+                    self.state = State::Running(JoinHandle::new(task));
+                }
+                Err(error) if error.is_full() => match listener {
+                    // Listen first, then re-check: a place freed in
+                    // between is not missed.
+                    None => *listener = pool.listen_for_room(),
+                    Some(waiting) => {
+                        if Pin::new(waiting).poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        *listener = None;
+                    }
+                },
+                Err(error) => {
+                    pool.count_refused(options.priority);
+                    self.state = State::Running(JoinHandle::refused(error.into_join_error()));
+                }
+            }
+        }
+    }
+
+    /// Waits for room, starts the task and hands its handle over (which
+    /// may report a refusal): `.await` with backpressure, but keeping the
+    /// handle. Used by `TaskGraph`.
+    pub(crate) async fn started(mut self) -> JoinHandle<F::Output> {
+        std::future::poll_fn(|cx| self.poll_start(cx)).await;
+        match self.state {
+            State::Running(handle) => handle,
+            State::Waiting { .. } => unreachable!("`poll_start` returned once started"),
+        }
+    }
+}
+
 impl<F> Future for SpawnFuture<F>
 where
     F: Future + Send + 'static,
@@ -703,60 +914,13 @@ where
     type Output = Result<F::Output, JoinError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        loop {
-            match &mut self.state {
-                State::Running(handle) => return Pin::new(handle).poll(cx),
-                State::Waiting {
-                    pool,
-                    spawn,
-                    listener,
-                    wait,
-                    permit,
-                } => {
-                    if let Some(waiting) = wait {
-                        let Poll::Ready(taken) = waiting.as_mut().poll(cx) else {
-                            return Poll::Pending;
-                        };
-                        *permit = taken;
-                        *wait = None;
-                    }
-                    let (_, options) = spawn.as_ref().expect("a waiting spawn holds its future");
-                    match pool.admit(options.priority, options.home, false) {
-                        Ok(admission) => {
-                            let (future, options) = spawn.take().expect("spawned once");
-                            let spawned = match permit.take() {
-                                None => {
-                                    spawn_on(pool, future, options, admission, Enqueue::Schedule)
-                                }
-                                Some(permit) => spawn_on(
-                                    pool,
-                                    Limited::holding(future, permit),
-                                    options,
-                                    admission,
-                                    Enqueue::Schedule,
-                                ),
-                            };
-                            self.state = State::Running(JoinHandle::new(spawned.finish()));
-                        }
-                        Err(error) if error.is_full() => match listener {
-                            // Listen first, then re-check: a place freed in
-                            // between is not missed.
-                            None => *listener = pool.listen_for_room(),
-                            Some(waiting) => {
-                                if Pin::new(waiting).poll(cx).is_pending() {
-                                    return Poll::Pending;
-                                }
-                                *listener = None;
-                            }
-                        },
-                        Err(error) => {
-                            pool.count_refused(options.priority);
-                            self.state =
-                                State::Running(JoinHandle::refused(error.into_join_error()));
-                        }
-                    }
-                }
-            }
+        let this = &mut *self;
+        if this.poll_start(cx).is_pending() {
+            return Poll::Pending;
+        }
+        match &mut this.state {
+            State::Running(handle) => Pin::new(handle).poll(cx),
+            State::Waiting { .. } => unreachable!("`poll_start` returned once started"),
         }
     }
 }
@@ -771,6 +935,7 @@ impl<F> fmt::Debug for Spawn<F> {
             .field("pool", &self.pool)
             .field("home", &self.options.home)
             .field("limits", &self.limits)
+            .field("after", &self.after.as_ref().map(|after| after.len()))
             .finish_non_exhaustive()
     }
 }
@@ -785,5 +950,44 @@ impl<F: Future> fmt::Debug for SpawnFuture<F> {
         f.debug_struct("SpawnFuture")
             .field("state", &state)
             .finish()
+    }
+}
+
+/// What [`Spawn::after`] waits for: a task named by its [`JoinHandle`] or
+/// an [`AbortHandle`] (borrowed), or by its [`Id`].
+///
+/// Sealed: the crate implements it for the handles that name a task.
+pub trait Dependency: sealed::Sealed {}
+
+impl<D: sealed::Sealed> Dependency for D {}
+
+pub(crate) mod sealed {
+    use super::{AbortHandle, Id, JoinHandle};
+
+    /// Implemented by what names a task; a new kind of handle needs one
+    /// line here.
+    pub trait Sealed {
+        /// The id of the task to wait for, entered in the dependency index;
+        /// `None` if there is nothing to wait for (it has ended, or was
+        /// never created).
+        fn dependency_id(&self) -> Option<Id>;
+    }
+
+    impl<T> Sealed for &JoinHandle<T> {
+        fn dependency_id(&self) -> Option<Id> {
+            JoinHandle::dependency_id(self)
+        }
+    }
+
+    impl Sealed for &AbortHandle {
+        fn dependency_id(&self) -> Option<Id> {
+            AbortHandle::dependency_id(self)
+        }
+    }
+
+    impl Sealed for Id {
+        fn dependency_id(&self) -> Option<Id> {
+            Some(*self)
+        }
     }
 }

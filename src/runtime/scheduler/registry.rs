@@ -2,7 +2,9 @@
 //!
 //! A task is registered (by a clone of its waker) from the first time it
 //! returns `Pending` until its future is dropped; before that it is always
-//! in a queue or being polled. Shutdown uses the registry to reach tasks
+//! in a queue or being polled, or held by `Spawn::after` (registered then
+//! too, under the waker of its hold, which releases it cancelled when
+//! woken; see `task::dependency`). Shutdown uses the registry to reach tasks
 //! that sit in no queue because they wait for a wake-up that may never come:
 //! it closes the registry and wakes them all, and the scheduler then cancels
 //! each one. An abort uses it to schedule the task it cancels.

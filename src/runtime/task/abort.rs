@@ -29,13 +29,16 @@
 
 use std::ptr::NonNull;
 
-use super::{cancel, TaskMeta};
+use super::{cancel, Id, TaskMeta};
 use crate::sync::{Arc, AtomicPtr, Ordering, RtMutex as Mutex};
 
 /// What every `AbortHandle` of one task shares; see the module docs.
 pub(crate) struct AbortCell {
     /// The task's metadata until the task's future is dropped; `None` after.
     meta: Mutex<Option<NonNull<TaskMeta>>>,
+    /// The task's id, kept for after the task's end (or for a task that
+    /// was never created: its handle's id).
+    id: Id,
 }
 
 // SAFETY: the pointer is only dereferenced as `&TaskMeta` (which is `Sync`,
@@ -47,6 +50,38 @@ unsafe impl Send for AbortCell {}
 unsafe impl Sync for AbortCell {}
 
 impl AbortCell {
+    /// The cell of a task that never existed (its pool refused it), or has
+    /// ended: it aborts nothing.
+    pub(crate) fn finished(id: Id) -> Arc<AbortCell> {
+        Arc::new(AbortCell {
+            meta: Mutex::new(None),
+            id,
+        })
+    }
+
+    /// The task's id, as `JoinHandle::id` gives it: a live task's enters
+    /// the dependency index (`TaskMeta::public_id`), so `Spawn::after` can
+    /// find it.
+    pub(crate) fn id(&self) -> Id {
+        let meta = self.meta.lock();
+        match *meta {
+            // SAFETY: as in `abort`: the pointer is set and we hold the
+            // lock, so the header is alive. (The index's lock is taken
+            // under this one; nothing takes them the other way round.)
+            Some(meta) => unsafe { meta.as_ref() }.public_id(),
+            None => self.id,
+        }
+    }
+
+    /// What `Spawn::after` waits for, given this task: its id, entered in
+    /// the dependency index, or `None` if it has ended (its end marks it
+    /// ended for the index before it clears this cell) or never existed.
+    pub(crate) fn dependency_id(&self) -> Option<Id> {
+        let meta = self.meta.lock();
+        // SAFETY: as in `id`.
+        (*meta).and_then(|meta| unsafe { meta.as_ref() }.dependency_id())
+    }
+
     /// Cancels the task as `JoinHandle::abort` does, if it still lives.
     pub(crate) fn abort(&self) {
         let wake = {
@@ -122,6 +157,7 @@ impl AbortSlot {
         if current.is_null() {
             let fresh = Arc::into_raw(Arc::new(AbortCell {
                 meta: Mutex::new(Some(NonNull::from(meta))),
+                id: meta.id,
             }))
             .cast_mut();
             // Either this installs the cell before the task's end of life
@@ -146,9 +182,7 @@ impl AbortSlot {
             }
         }
         if current == ended() {
-            return Arc::new(AbortCell {
-                meta: Mutex::new(None),
-            });
+            return AbortCell::finished(meta.id);
         }
         // SAFETY: `current` is the installed pointer, from `Arc::into_raw`;
         // the slot owns one count of it until the header is dropped, which

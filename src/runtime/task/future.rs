@@ -21,6 +21,9 @@
 //! * A task holding more than its memory limit at the end of a poll that
 //!   returned `Pending` is cancelled there with `is_memory_exceeded`
 //!   (`Outcome::MemoryExceeded`).
+//! * A deadline (`Spawn::timeout`) counts from the spawn, except for a task
+//!   held by `Spawn::after`: from the end of its first poll ([`Deadline`]).
+//!   After a poll, the checks run in this order: CPU, deadline, memory.
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -29,11 +32,14 @@ use std::time::{Duration, Instant};
 
 use super::coop::{Budget, BudgetGuard};
 use super::info::{panic_message, run_task_hook, with_task_hooks, Outcome, TaskInfo};
-use super::{cancel, drop_quietly, CurrentTask, TaskMeta, TaskOutput, UnhandledPanic};
+use super::{
+    cancel, dependency, drop_quietly, with_current_task, CurrentTask, TaskMeta, TaskOutput,
+    UnhandledPanic,
+};
 use crate::alloc::{Charging, MemoryAccount};
 use crate::error::JoinError;
 use crate::runtime::metrics;
-use crate::runtime::time::Timer;
+use crate::runtime::time::{far_future, Timer};
 use crate::sync::Ordering;
 
 pin_project_lite::pin_project! {
@@ -155,9 +161,38 @@ impl Limits for Blocking {
 ///
 /// [`Spawn::timeout`]: crate::Spawn::timeout
 pub(super) struct TaskLimits {
-    pub(super) deadline: Option<Timer>,
+    pub(super) deadline: Option<Deadline>,
     pub(super) cpu: CpuLimits,
     pub(super) memory: Option<MemoryAccount>,
+}
+
+/// When a task's [`Spawn::timeout`] ends it.
+///
+/// [`Spawn::timeout`]: crate::Spawn::timeout
+pub(super) enum Deadline {
+    /// At this timer's deadline (`timeout` from the spawn).
+    At(Timer),
+    /// `timeout` from the end of the task's first poll, when the timer is
+    /// made: a task held by `Spawn::after`, whose wait for its
+    /// dependencies is not its time.
+    FromFirstPoll(Duration),
+}
+
+impl Deadline {
+    /// Whether the deadline has passed; otherwise `cx` is woken at it.
+    /// Called after each poll that returned `Pending` (the first arms a
+    /// [`FromFirstPoll`](Self::FromFirstPoll) deadline).
+    fn poll_expired(&mut self, meta: &TaskMeta, cx: &mut Context<'_>) -> bool {
+        if let Deadline::FromFirstPoll(timeout) = *self {
+            let now = meta.pool.timers.clock.now();
+            let at = now.checked_add(timeout).unwrap_or_else(|| far_future(now));
+            *self = Deadline::At(Timer::new(at));
+        }
+        let Deadline::At(timer) = self else {
+            unreachable!("armed above")
+        };
+        timer.poll_fired(cx).is_ready()
+    }
 }
 
 impl Limits for TaskLimits {
@@ -181,8 +216,8 @@ impl Limits for TaskLimits {
         }
         // The future first, then the deadline: a future that is ready at
         // its deadline wins.
-        if let Some(timer) = self.deadline.as_mut() {
-            if timer.poll_fired(cx).is_ready() {
+        if let Some(deadline) = self.deadline.as_mut() {
+            if deadline.poll_expired(meta, cx) {
                 return Some((JoinError::timed_out(), Outcome::TimedOut));
             }
         }
@@ -342,6 +377,9 @@ impl<L: Limits> Drop for Registration<'_, L> {
         // The deadline's timer first: once the end is counted, a graceful
         // shutdown may go on, and it finds no timer of this task.
         self.limits.release();
+        // Then: from here on the task is ended for `Spawn::after`, before
+        // any hook can hand its id out again.
+        let dependents = dependency::end(self.meta);
         if self.registered {
             // Reset first: `abort` on the finished task then finds no key.
             // One that read the key before is stopped by the owner check.
@@ -365,6 +403,8 @@ impl<L: Limits> Drop for Registration<'_, L> {
             });
         }
         pool.count_ended(self.outcome);
+        // Last: a dependent may run as soon as it is released.
+        dependents.release();
     }
 }
 
@@ -407,13 +447,63 @@ impl<F: Future, L: Limits> Future for TaskFuture<'_, F, L> {
     }
 }
 
-/// The outcome a cancel reason ends a task with.
+/// The outcome a cancel reason ends a task with. A dependency that failed
+/// cancels its dependent (`Outcome::Cancelled`, as an abort does): every
+/// task still ends with exactly one outcome.
 fn cancel_outcome(reason: u8) -> Outcome {
     match reason {
-        cancel::ABORTED => Outcome::Cancelled,
+        cancel::ABORTED | cancel::DEPENDENCY_FAILED => Outcome::Cancelled,
         cancel::SHUTDOWN => Outcome::Shutdown,
         _ => Outcome::Rejected,
     }
+}
+
+/// The error a cancel reason gives the task's handle.
+fn cancel_error(reason: u8) -> JoinError {
+    match reason {
+        cancel::ABORTED => JoinError::aborted(),
+        cancel::DEPENDENCY_FAILED => JoinError::dependency_failed(),
+        cancel::ZERO_TIMEOUT => {
+            JoinError::rejected("a zero `Spawn::timeout` would cancel the task before it could run")
+        }
+        cancel::BLOCKING_FULL => JoinError::rejected(
+            "the blocking pool's queue is full (see `Builder::max_blocking_queued`)",
+        ),
+        cancel::DROPPED_BY_QUEUE => {
+            JoinError::rejected("the pool's run-queue dropped the task instead of handing it back")
+        }
+        cancel::NO_THREAD => JoinError::rejected(
+            "the OS refused the blocking pool a thread, and no other blocking thread runs",
+        ),
+        cancel::ZERO_CPU_BUDGET => JoinError::rejected(
+            "a zero `Spawn::cpu_budget` would cancel the task before it could run",
+        ),
+        cancel::ZERO_DEMOTE => JoinError::rejected(
+            "a zero `Spawn::cpu_budget_demote` would demote the task before it ran \
+             (spawn it at `Priority::Low` instead)",
+        ),
+        cancel::ZERO_MAX_POLL => {
+            JoinError::rejected("a zero `Spawn::max_poll` would cancel the task after any poll")
+        }
+        cancel::NO_TASK_ALLOC => JoinError::rejected(
+            "`Spawn::memory_limit` needs `multipool::alloc::TaskAlloc` as the global \
+             allocator (`#[global_allocator]`); without it nothing is counted",
+        ),
+        _ => JoinError::shutdown(),
+    }
+}
+
+/// For a future that records why it was dropped before completing (a
+/// `TaskGraph` node): the cancel reason of the task whose future is being
+/// dropped on this thread, as its handle will report it. `None`: no reason
+/// is set; a limit of the task ended it (its deadline, a CPU or memory
+/// limit), or the future is dropped outside any task being cancelled (a
+/// spawn refused before the task was created).
+pub(crate) fn current_cancel_error() -> Option<JoinError> {
+    with_current_task(|meta| {
+        let reason = meta?.cancel.load(Ordering::SeqCst);
+        (reason != cancel::NONE).then(|| cancel_error(reason))
+    })
 }
 
 impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
@@ -433,36 +523,7 @@ impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
         }
         let reason = this.meta.cancel.load(Ordering::Relaxed);
         if reason != cancel::NONE {
-            let error = match reason {
-                cancel::ABORTED => JoinError::aborted(),
-                cancel::ZERO_TIMEOUT => JoinError::rejected(
-                    "a zero `Spawn::timeout` would cancel the task before it could run",
-                ),
-                cancel::BLOCKING_FULL => JoinError::rejected(
-                    "the blocking pool's queue is full (see `Builder::max_blocking_queued`)",
-                ),
-                cancel::DROPPED_BY_QUEUE => JoinError::rejected(
-                    "the pool's run-queue dropped the task instead of handing it back",
-                ),
-                cancel::NO_THREAD => JoinError::rejected(
-                    "the OS refused the blocking pool a thread, and no other blocking thread runs",
-                ),
-                cancel::ZERO_CPU_BUDGET => JoinError::rejected(
-                    "a zero `Spawn::cpu_budget` would cancel the task before it could run",
-                ),
-                cancel::ZERO_DEMOTE => JoinError::rejected(
-                    "a zero `Spawn::cpu_budget_demote` would demote the task before it ran \
-                     (spawn it at `Priority::Low` instead)",
-                ),
-                cancel::ZERO_MAX_POLL => JoinError::rejected(
-                    "a zero `Spawn::max_poll` would cancel the task after any poll",
-                ),
-                cancel::NO_TASK_ALLOC => JoinError::rejected(
-                    "`Spawn::memory_limit` needs `multipool::alloc::TaskAlloc` as the global \
-                     allocator (`#[global_allocator]`); without it nothing is counted",
-                ),
-                _ => JoinError::shutdown(),
-            };
+            let error = cancel_error(reason);
             let _current = CurrentTask::enter(this.meta);
             let memory = this.registration.limits.memory();
             return Poll::Ready(match drop_future(this.future, memory) {

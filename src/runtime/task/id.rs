@@ -29,6 +29,11 @@ use super::TaskMeta;
 /// [`AbortHandle::id`], [`task::id`](crate::task::id) inside the task, or
 /// the [`TaskInfo`](crate::task::TaskInfo) a task hook receives.
 ///
+/// An id names its task to [`Spawn::after`](crate::Spawn::after) until the
+/// task ends. Taking a live task's id the first time enters the task in a
+/// process-wide index (one short lock), which it leaves when it ends; tasks
+/// whose id is never taken pay nothing.
+///
 /// ```
 /// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
 /// rt.block_on(async {
@@ -39,7 +44,7 @@ use super::TaskMeta;
 /// assert!(multipool::task::try_id().is_none()); // not inside a task
 /// ```
 ///
-/// [`AbortHandle::id`]: crate::task::Id
+/// [`AbortHandle::id`]: crate::task::AbortHandle::id
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Id(NonZeroU64);
 

@@ -41,12 +41,16 @@ use crate::Priority;
 pub enum Outcome {
     /// The future returned its output.
     Completed,
-    /// [`JoinHandle::abort`](crate::JoinHandle::abort) cancelled it, or it
+    /// [`JoinHandle::abort`](crate::JoinHandle::abort) cancelled it, it
     /// went over a CPU limit set with
     /// [`Spawn::cpu_budget`](crate::Spawn::cpu_budget) or
     /// [`Spawn::max_poll`](crate::Spawn::max_poll) (its
-    /// [`JoinError`](crate::JoinError) says which). The limits count here,
-    /// not as outcomes of their own, so the six outcomes stay as they are.
+    /// [`JoinError`](crate::JoinError) says which), or it was a
+    /// [`TaskGraph`](crate::graph::TaskGraph) node cancelled because an
+    /// input failed
+    /// ([`JoinError::is_dependency_failed`](crate::JoinError::is_dependency_failed)).
+    /// These count here, not as outcomes of their own, so the six outcomes
+    /// stay as they are.
     Cancelled,
     /// The future panicked (in `poll` or in its destructor).
     Panicked,
@@ -130,7 +134,7 @@ impl<'a> TaskInfo<'a> {
 
     /// The task's id.
     pub fn id(&self) -> Id {
-        self.meta.id
+        self.meta.public_id()
     }
 
     /// The name given with [`Spawn::name`](crate::Spawn::name).
@@ -218,7 +222,7 @@ impl<'a> TaskInfo<'a> {
 impl fmt::Debug for TaskInfo<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskInfo")
-            .field("id", &self.id())
+            .field("id", &self.meta.id)
             .field("name", &self.name())
             .field("priority", &self.priority())
             .field("pool", &self.pool())
@@ -262,7 +266,11 @@ pub struct SlowPoll {
 }
 
 impl SlowPoll {
-    /// The stuck task's id.
+    /// The stuck task's id, for reports. Unlike the other ways of taking an
+    /// id, this one does not make the task findable by
+    /// [`Spawn::after`](crate::Spawn::after) (the monitor must not touch a
+    /// task that may have ended meanwhile): `after` waits for it only if its
+    /// id was also taken another way.
     pub fn id(&self) -> Id {
         self.id
     }

@@ -17,7 +17,9 @@
 //!   the task is in its pool's registry, which is how shutdown finds tasks
 //!   that nobody may ever wake again. (Until then it is always in a queue or
 //!   being polled, where shutdown finds it anyway; tasks that complete in
-//!   their first poll never touch the registry.)
+//!   their first poll never touch the registry.) A task held by
+//!   `Spawn::after` is in the registry too while it is held (under its
+//!   `Waiting`, see `dependency`): held, it is in no queue.
 //!
 //! Files: this one holds the task header ([`TaskMeta`]) and the types every
 //! part of the runtime names; `future` the wrapper around the user's future
@@ -27,10 +29,12 @@
 //! every spawn ends in, [`spawn_on`]; `waker` the guard around wakers of
 //! tasks that await a `JoinHandle`; `abort` the cell behind `AbortHandle`;
 //! `trace` (feature `tracing`) the task's span and the waker its future is
-//! polled with while traced.
+//! polled with while traced; `dependency` how a task started with
+//! `Spawn::after` is held until the tasks it depends on have ended.
 
 mod abort;
 pub(crate) mod coop;
+pub(crate) mod dependency;
 mod future;
 mod id;
 mod info;
@@ -40,7 +44,8 @@ mod trace;
 mod waker;
 
 pub(crate) use abort::AbortCell;
-pub(crate) use future::CpuLimits;
+pub(crate) use dependency::{After, DependencyGate};
+pub(crate) use future::{current_cancel_error, CpuLimits};
 pub use id::Id;
 pub(crate) use id::{with_current_task, CurrentTask};
 pub(crate) use info::{Observe, SlowPollHook, TaskHooks, ThreadHooks};
@@ -131,6 +136,9 @@ pub(crate) mod cancel {
     pub(crate) const ZERO_DEMOTE: u8 = 9;
     /// Refused at spawn: a zero `Spawn::max_poll`.
     pub(crate) const ZERO_MAX_POLL: u8 = 10;
+    /// Held by `Spawn::after`, and its gate found a dependency failed
+    /// (`TaskGraph`'s default policy).
+    pub(crate) const DEPENDENCY_FAILED: u8 = 11;
 }
 
 /// Per-task data the scheduler routes by, stored in the task header.
@@ -165,6 +173,10 @@ pub(crate) struct TaskMeta {
     /// The cell shared by the task's `AbortHandle`s; null until the first
     /// is made (see `abort`).
     abort: abort::AbortSlot,
+    /// Whether the task is in the index of tasks that may be depended on
+    /// (one of the `dependency::watch` states). One byte, in what is
+    /// otherwise the header's padding (see `dependency`'s size test).
+    pub(super) watch: AtomicU8,
 }
 
 impl TaskMeta {
@@ -198,7 +210,22 @@ impl TaskMeta {
             home,
             local,
             abort: abort::AbortSlot::new(),
+            watch: AtomicU8::new(dependency::watch::NONE),
         }
+    }
+
+    /// The task's id, for a caller that hands it out to user code: from
+    /// now on (until the task ends) `Spawn::after` can find the task by
+    /// it. Internal bookkeeping reads `id` instead.
+    pub(crate) fn public_id(&self) -> Id {
+        dependency::watch(self);
+        self.id
+    }
+
+    /// What `Spawn::after` waits for, given this task: its id, now in the
+    /// index, or `None` if it has ended.
+    pub(crate) fn dependency_id(&self) -> Option<Id> {
+        dependency::watch(self).then_some(self.id)
     }
 
     /// Records that the task was just woken (for the schedule latency).

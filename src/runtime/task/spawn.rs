@@ -10,7 +10,8 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::time::Duration;
 
-use super::future::{Blocking, CpuLimits, Limits, NoLimits, TaskFuture, TaskLimits};
+use super::dependency::{self, After};
+use super::future::{Blocking, CpuLimits, Deadline, Limits, NoLimits, TaskFuture, TaskLimits};
 use super::info::{run_task_hook, with_task_hooks, TaskInfo};
 use super::{cancel, RawTask, Runnable, TaskMeta};
 use crate::alloc::{MemoryAccount, Uncharged};
@@ -84,6 +85,9 @@ pub(crate) enum Enqueue {
     Quiet,
     /// The runtime's blocking pool (`spawn_blocking`).
     Blocking,
+    /// Nowhere yet: held until its dependencies have ended
+    /// (`Spawn::after`, see [`Spawned::finish_after`]).
+    Held,
 }
 
 /// A task just created by [`spawn_on`].
@@ -96,7 +100,8 @@ pub(crate) struct Spawned<T> {
     refused: Option<Runnable>,
     /// Set if the runtime has an `on_task_spawn` hook: the task is queued
     /// by [`finish`](Self::finish), after the hook ran (outside any borrow,
-    /// and before any worker can poll the task).
+    /// and before any worker can poll the task). Always set for a held task
+    /// ([`Enqueue::Held`]).
     unqueued: Option<(Runnable, Enqueue)>,
 }
 
@@ -105,6 +110,26 @@ impl<T> Spawned<T> {
     pub(crate) fn finish(self) -> RawTask<T> {
         if self.unqueued.is_some() || self.refused.is_some() {
             finish_slow(self.unqueued, self.refused);
+        }
+        self.task
+    }
+
+    /// [`finish`](Self::finish) for a task spawned with [`Enqueue::Held`]:
+    /// it is held until the tasks of `after` have ended (see
+    /// `dependency`). A refused task ends at once, as with `finish`.
+    pub(crate) fn finish_after(self, after: After) -> RawTask<T> {
+        if let Some((runnable, enqueue)) = self.unqueued {
+            spawn_hook(runnable.metadata());
+            if enqueue == Enqueue::Held {
+                dependency::hold(self.task.metadata(), runnable, after);
+            } else {
+                let pool = runnable.metadata().pool.clone();
+                enqueue_task(&pool, runnable, enqueue);
+            }
+        }
+        if let Some(runnable) = self.refused {
+            spawn_hook(runnable.metadata());
+            run_cancelled(runnable);
         }
         self.task
     }
@@ -141,7 +166,8 @@ fn spawn_hook(meta: &TaskMeta) {
 #[inline]
 fn enqueue_task(pool: &Arc<Pool>, runnable: Runnable, enqueue: Enqueue) {
     match enqueue {
-        Enqueue::Schedule => pool.schedule_new(runnable),
+        // `Held` is queued by `finish_after`; here only as a fallback.
+        Enqueue::Schedule | Enqueue::Held => pool.schedule_new(runnable),
         Enqueue::Quiet => pool.schedule_quiet(runnable),
         Enqueue::Blocking => pool.runtime.blocking.push(runnable),
     }
@@ -178,8 +204,14 @@ where
         );
     }
     let deadline = options.timeout.map(|timeout| {
+        if enqueue == Enqueue::Held {
+            // Counted from its first poll: the wait is not the task's time.
+            return Deadline::FromFirstPoll(timeout);
+        }
         let now = pool.timers.clock.now();
-        Timer::new(now.checked_add(timeout).unwrap_or_else(|| far_future(now)))
+        Deadline::At(Timer::new(
+            now.checked_add(timeout).unwrap_or_else(|| far_future(now)),
+        ))
     });
     let limits = TaskLimits {
         deadline,
@@ -277,7 +309,7 @@ where
             unqueued: None,
         };
     }
-    if pool.observe.lifecycle {
+    if pool.observe.lifecycle || enqueue == Enqueue::Held {
         return Spawned {
             task,
             refused: None,
