@@ -693,6 +693,10 @@ impl Builder {
             thread_name: format!("{}-blocking", configs[0].thread_name),
             stack_size: self.stack_size,
         });
+        if self.histograms {
+            // Calibrated here, not in the first poll.
+            super::metrics::calibrate_clock();
+        }
         let clock = Arc::new(Clock::new(self.start_paused));
         let shared = Arc::new(RuntimeShared::new(
             self.hooks,

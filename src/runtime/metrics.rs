@@ -30,15 +30,35 @@ use crate::Priority;
 /// it is usable (two stamps per poll and one per wake-up must cost a few
 /// nanoseconds, not a clock call each), else the monotonic clock.
 /// Calibrated once, when the first runtime with histograms is built.
+#[cfg(not(miri))]
 pub(crate) fn clock() -> &'static quanta::Clock {
     static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
     CLOCK.get_or_init(quanta::Clock::new)
 }
 
+/// Under miri, which cannot run quanta's `cpuid`/`rdtsc` assembly: the
+/// standard clock, in nanoseconds since the first stamp.
+#[cfg(miri)]
+fn epoch() -> std::time::Instant {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+/// Readies the clock (calibrates it), so the first poll does not pay.
+pub(crate) fn calibrate_clock() {
+    #[cfg(not(miri))]
+    clock();
+    #[cfg(miri)]
+    epoch();
+}
+
 /// A time stamp of [`clock`], in its raw unit.
 #[inline]
 pub(crate) fn now_ticks() -> u64 {
-    clock().raw()
+    #[cfg(not(miri))]
+    return clock().raw();
+    #[cfg(miri)]
+    return epoch().elapsed().as_nanos() as u64;
 }
 
 /// The time from stamp `start` to stamp `end`, in the clock's raw unit
@@ -51,7 +71,10 @@ pub(crate) fn ticks_between(start: u64, end: u64) -> u64 {
 
 /// `ticks` of the clock in nanoseconds.
 pub(crate) fn ticks_to_nanos(ticks: u64) -> u64 {
-    clock().delta_as_nanos(0, ticks)
+    #[cfg(not(miri))]
+    return clock().delta_as_nanos(0, ticks);
+    #[cfg(miri)]
+    return ticks;
 }
 
 /// Sub-buckets per power of two (as a shift: 2^2 = 4).
