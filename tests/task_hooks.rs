@@ -299,6 +299,9 @@ fn the_panic_hook_sees_detached_panics_with_their_message() {
 }
 
 #[test]
+// The policy cancels the rest on a background thread, which may still be
+// finishing when the test process exits; miri reports that as an error.
+#[cfg_attr(miri, ignore = "the background shutdown thread can outlive the test")]
 fn shutdown_runtime_policy_shuts_down_on_the_first_panic() {
     watchdog(60, || {
         let rt = Runtime::builder()
