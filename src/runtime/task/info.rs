@@ -49,8 +49,7 @@ pub enum Outcome {
     /// [`TaskGraph`](crate::graph::TaskGraph) node cancelled because an
     /// input failed
     /// ([`JoinError::is_dependency_failed`](crate::JoinError::is_dependency_failed)).
-    /// These count here, not as outcomes of their own, so the six outcomes
-    /// stay as they are.
+    /// These count here, not as outcomes of their own.
     Cancelled,
     /// The future panicked (in `poll` or in its destructor).
     Panicked,
