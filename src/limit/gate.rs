@@ -40,6 +40,9 @@ pub(crate) enum Gate {
 }
 
 impl Limits {
+    /// No limits.
+    pub(crate) const NONE: Limits = Limits(None);
+
     /// Takes what is free now of the limits on a task of `priority` spawned
     /// on `pool`, and says what is left. Runs no user code (it may be
     /// called under the runtime context's borrow).

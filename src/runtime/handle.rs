@@ -165,14 +165,14 @@ impl Handle {
                             Gate::Open => spawn_on(
                                 pool,
                                 future,
-                                SpawnOptions::at(location),
+                                &mut SpawnOptions::at(location),
                                 admission,
                                 Enqueue::Quiet,
                             ),
                             gate => spawn_on(
                                 pool,
                                 gate.wrap(future),
-                                SpawnOptions::at(location),
+                                &mut SpawnOptions::at(location),
                                 admission,
                                 Enqueue::Quiet,
                             ),

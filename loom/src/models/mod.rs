@@ -28,6 +28,7 @@
 
 mod abort;
 mod idle;
+mod life;
 mod retire;
 mod shutdown;
 

@@ -40,7 +40,7 @@ where
         Ok(admission) => Ok(spawn_on(
             &default,
             BlockingCall(Some(f)),
-            SpawnOptions::at(location),
+            &mut SpawnOptions::at(location),
             admission,
             Enqueue::Blocking,
         )),

@@ -95,17 +95,21 @@ impl Counters {
 }
 
 impl Pool {
-    /// The counter slot of the current thread: its worker's, or the shared
-    /// one for threads that are not this pool's workers.
-    #[inline]
-    fn counter_slot(&self) -> usize {
-        worker::index_in(self).unwrap_or(self.slots.len())
-    }
-
     #[inline]
     pub(crate) fn count_spawned(&self, priority: Priority) {
-        self.counters.slots[self.counter_slot()].spawned[priority.index()]
-            .fetch_add(1, Ordering::Relaxed);
+        match worker::index_in(self) {
+            Some(own) => bump(&self.counters.slots[own].spawned[priority.index()], 1),
+            None => {
+                self.shared_counts().spawned[priority.index()].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The counter entry shared by the threads that are not the pool's
+    /// workers (the last one).
+    #[cold]
+    fn shared_counts(&self) -> &SlotCounts {
+        &self.counters.slots[self.counters.slots.len() - 1]
     }
 
     /// A spawn the pool refused before a task existed (a full queue, a
@@ -124,8 +128,19 @@ impl Pool {
 
     #[inline]
     pub(crate) fn count_ended(&self, outcome: Outcome) {
-        self.counters.slots[self.counter_slot()].ended[outcome.index()]
-            .fetch_add(1, Ordering::Release);
+        match worker::index_in(self) {
+            // `Release`, as the shared entry's: see `num_alive`.
+            Some(own) => {
+                let counter = &self.counters.slots[own].ended[outcome.index()];
+                counter.store(
+                    counter.load(Ordering::Relaxed).wrapping_add(1),
+                    Ordering::Release,
+                );
+            }
+            None => {
+                self.shared_counts().ended[outcome.index()].fetch_add(1, Ordering::Release);
+            }
+        }
         if !self.accepts_spawns() {
             // A graceful shutdown may be waiting for the last task.
             self.drained.notify(usize::MAX);

@@ -10,26 +10,32 @@
 //!   in the task's header (`TaskMeta::abort_cell`, one pointer, null in a
 //!   task that never had an `AbortHandle`). The header then owns one count
 //!   of the `Arc` until it is dropped.
-//! * the cell's pointer is set while the task lives and cleared, under the
-//!   cell's lock, when the task's future is dropped (its end of life: it
-//!   completed, panicked or was cancelled), and at the latest when its
-//!   header is. The header cannot be freed while an abort holds the lock
-//!   and reads the pointer: the task's end of life waits for the lock.
+//! * the cell's pointer is set from its creation until the task's header
+//!   is dropped, which clears it under the cell's lock; so the header
+//!   cannot be freed while an abort holds the lock and reads the pointer.
+//!   Under the lock, the header tells whether the task has ended
+//!   (`TaskMeta::has_ended`): an ended task is not aborted, and reports
+//!   finished.
+//! * the task's end of life also clears the pointer (early: from then on a
+//!   handle needs no header), if a cell is installed by then. The two
+//!   sides meet in `TaskMeta::life` (see its docs): the creator installs
+//!   the cell (a compare-and-swap on the slot), then sets `ABORT_CELL`;
+//!   the end sets `ENDED`. Whichever sets its bit second sees the other's
+//!   and clears the cell. (Either way the cell is cleared at the latest
+//!   with the header.)
 //! * an abort never wakes the task under the cell's lock: waking may cancel
 //!   the task on the calling thread during shutdown, and that end of life
 //!   takes the lock.
-//! * a cell made after the task's future was dropped starts cleared: the
-//!   end of life marks an empty slot as ended (one compare-and-swap), and
-//!   creating a cell races with that mark through the same slot.
 //!
-//! A task without an `AbortHandle` pays one pointer in its header and one
-//! uncontended compare-and-swap on it at its end of life. (A waker of the
-//! task would keep the header alive without any of this, but neither a
-//! `Task` nor its metadata can give one out.)
+//! A task without an `AbortHandle` pays one pointer in its header, a load
+//! of it when the header is dropped, and nothing at its end of life beyond
+//! the `life` update every task does. (A waker of the task would keep the
+//! header alive without any of this, but neither a `Task` nor its metadata
+//! can give one out.)
 
 use std::ptr::NonNull;
 
-use super::{cancel, Id, TaskMeta};
+use super::{cancel, life, Id, TaskMeta};
 use crate::sync::{Arc, AtomicPtr, Ordering, RtMutex as Mutex};
 
 /// What every `AbortHandle` of one task shares; see the module docs.
@@ -90,9 +96,12 @@ impl AbortCell {
                 return; // finished: nothing to abort
             };
             // SAFETY: the pointer is set, and we hold the lock: the task's
-            // header is alive until its end of life clears the pointer, which
+            // header is alive until its drop clears the pointer, which
             // waits for the lock (see the module docs).
             let meta = unsafe { meta.as_ref() };
+            if meta.has_ended() {
+                return;
+            }
             meta.set_cancel(cancel::ABORTED);
             // The same order as `TaskMeta::abort`: the reason, then the key.
             let key = meta.registry_key.load(Ordering::SeqCst);
@@ -123,26 +132,21 @@ impl AbortCell {
     /// Whether the task's future has been dropped: it completed, panicked or
     /// was cancelled.
     pub(crate) fn is_finished(&self) -> bool {
-        self.meta.lock().is_none()
+        let meta = self.meta.lock();
+        // SAFETY: as in `abort`.
+        (*meta).is_none_or(|meta| unsafe { meta.as_ref() }.has_ended())
     }
 
-    /// The task's end of life: aborts see no task from now on.
+    /// The task's end of life, or its header's drop: aborts see no task
+    /// from now on.
     fn clear(&self) {
         *self.meta.lock() = None;
     }
 }
 
-/// The abort cell slot of a task's header: null (no cell yet), [`ended`]
-/// (the future was dropped before any cell was made), or an
+/// The abort cell slot of a task's header: null (no cell yet), or an
 /// `Arc<AbortCell>` turned into a raw pointer, owned by the header.
 pub(crate) struct AbortSlot(AtomicPtr<AbortCell>);
-
-/// The slot of a task whose future was dropped while it had no cell: a cell
-/// made later starts cleared. Never dereferenced (nor an `Arc`'s address:
-/// those are never this low).
-fn ended() -> *mut AbortCell {
-    NonNull::dangling().as_ptr()
-}
 
 impl AbortSlot {
     pub(super) fn new() -> Self {
@@ -155,34 +159,37 @@ impl AbortSlot {
     pub(super) fn get_or_create(&self, meta: &TaskMeta) -> Arc<AbortCell> {
         let mut current = self.0.load(Ordering::Acquire);
         if current.is_null() {
+            if meta.has_ended() {
+                return AbortCell::finished(meta.id);
+            }
             let fresh = Arc::into_raw(Arc::new(AbortCell {
                 meta: Mutex::new(Some(NonNull::from(meta))),
                 id: meta.id,
             }))
             .cast_mut();
-            // Either this installs the cell before the task's end of life
-            // looks (which then clears it), or it finds `ended()`.
             match self.0.compare_exchange(
                 std::ptr::null_mut(),
                 fresh,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => current = fresh,
+                Ok(_) => {
+                    current = fresh;
+                    // Installed; now tell the end of life (see the module
+                    // docs). If it came first, it saw no cell: clear it here.
+                    let before = meta.life.fetch_or(life::ABORT_CELL, Ordering::AcqRel);
+                    if before & life::ENDED != 0 {
+                        // SAFETY: installed: the slot owns a count of it.
+                        unsafe { &*fresh }.clear();
+                    }
+                }
                 Err(installed) => {
                     // SAFETY: `fresh` came from `Arc::into_raw` above and was
                     // not installed: this is its only owner.
-                    let fresh = unsafe { Arc::from_raw(fresh) };
-                    if installed == ended() {
-                        fresh.clear();
-                        return fresh;
-                    }
+                    drop(unsafe { Arc::from_raw(fresh) });
                     current = installed;
                 }
             }
-        }
-        if current == ended() {
-            return AbortCell::finished(meta.id);
         }
         // SAFETY: `current` is the installed pointer, from `Arc::into_raw`;
         // the slot owns one count of it until the header is dropped, which
@@ -193,34 +200,35 @@ impl AbortSlot {
         }
     }
 
-    /// The task's future was dropped: clears the cell if there is one, and
-    /// otherwise marks the slot so that a cell made later starts cleared.
-    pub(super) fn future_dropped(&self) {
-        if let Err(cell) = self.0.compare_exchange(
-            std::ptr::null_mut(),
-            ended(),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            if cell != ended() {
-                // SAFETY: an installed cell lives as long as the slot (which
-                // owns a count of it), and the slot is alive: it is in the
-                // header.
-                unsafe { &*cell }.clear();
-            }
-        }
+    /// The task's end of life, which found `ABORT_CELL` set: clears the
+    /// installed cell.
+    #[cold]
+    pub(super) fn clear_cell(&self) {
+        let cell = self.0.load(Ordering::Acquire);
+        // SAFETY: `ABORT_CELL` is set only after the cell was installed
+        // (see the module docs), and an installed cell lives as long as the
+        // slot (which owns a count of it); the slot is alive: it is in the
+        // header.
+        unsafe { &*cell }.clear();
     }
 }
 
 impl Drop for AbortSlot {
+    #[inline]
     fn drop(&mut self) {
         let cell = *self.0.get_mut();
-        if !cell.is_null() && cell != ended() {
-            // SAFETY: the slot owns one count of the installed `Arc`, given
-            // up here, once.
-            let cell = unsafe { Arc::from_raw(cell) };
-            // Normally cleared already, when the future was dropped.
-            cell.clear();
+        if !cell.is_null() {
+            release_cell(cell);
         }
     }
+}
+
+/// The header's drop: gives up its count of the installed cell, cleared
+/// now if the task's end of life did not clear it already.
+#[cold]
+fn release_cell(cell: *mut AbortCell) {
+    // SAFETY: the slot owned one count of the installed `Arc`, given up
+    // here, once (its drop calls this).
+    let cell = unsafe { Arc::from_raw(cell) };
+    cell.clear();
 }

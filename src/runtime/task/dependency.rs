@@ -15,7 +15,8 @@
 //!   `JoinHandle::id`, `task::id`, `TaskInfo::id`, or `Spawn::after` given
 //!   its handle: [`watch`]) and leaves it when it ends ([`end`]). A task
 //!   whose id was never handed out is in no index and pays for none of
-//!   this but one atomic swap when it ends; so an id a user holds always
+//!   this (its end of life's one read-modify-write of `TaskMeta::life`
+//!   serves its `AbortHandle`s too); so an id a user holds always
 //!   resolves: to a live task in the index, or to none (ended, or never
 //!   created), which `after` does not wait for.
 //! * **Abort and shutdown.** While held, the task is registered in its
@@ -32,14 +33,14 @@
 //!   path (the countdown, a registry wake-up, the `Waiting`'s own `Drop` as
 //!   a last resort) goes through [`Waiting::release`], which takes it out
 //!   under the lock and queues it.
-//! * A task's `TaskMeta::watch` goes `NONE → WATCHED → ENDED` or
-//!   `NONE → ENDED`, never back. The index has an entry for a task's id
-//!   while it is `WATCHED` (and from its end's swap until the removal that
-//!   follows): the entry is inserted under the shard
-//!   lock by the compare-exchange that sets `WATCHED`, and removed under it
-//!   by the task's end, whose swap to `ENDED` tells it whether to look.
-//!   A compare-exchange that loses to the swap sees `ENDED` and inserts
-//!   nothing; a swap that follows it finds the entry (after the lock).
+//! * A task's `life` bits `WATCHED` and `ENDED` (see `TaskMeta::life`)
+//!   are only ever set. The index has an entry for a task's id while it is
+//!   watched and not ended (and from its end's read-modify-write until the
+//!   removal that follows): the entry is inserted under the shard lock by
+//!   the compare-exchange that sets `WATCHED`, and removed under it by the
+//!   task's end, whose `fetch_or` of `ENDED` tells it whether to look. A
+//!   compare-exchange that loses to the end sees `ENDED` and inserts
+//!   nothing; an end that follows it finds the entry (after the lock).
 //! * [`end`] runs once per task, after its future was dropped (in the task
 //!   wrapper's `Registration::drop`): everything the dependency did
 //!   happens-before its dependents' first poll (the shard lock, then the
@@ -52,8 +53,8 @@
 //!
 //! # Cost
 //!
-//! Per task, one byte of `TaskMeta` (its former padding: the header's
-//! size does not change) and one atomic swap when it ends. A task that
+//! Per task, two bits of `TaskMeta::life` (a byte in the header's former
+//! padding) and nothing at its end beyond the `fetch_or` every task does. A task that
 //! enters the index pays one short lock then and one when it ends; a
 //! dependent, one allocation (its `Waiting`), a registry entry and one
 //! lock per dependency. The alternatives were a pointer to a lazily made notifier
@@ -68,18 +69,8 @@ use std::task::{Wake, Waker};
 
 use crossbeam_utils::CachePadded;
 
-use super::{cancel, Id, Runnable, TaskMeta};
+use super::{cancel, life, Id, Runnable, TaskMeta};
 use crate::sync::{Arc, AtomicUsize, Ordering, RtMutex as Mutex, RtMutexGuard as MutexGuard};
-
-/// The states of `TaskMeta::watch`; see the module docs.
-pub(crate) mod watch {
-    /// Not in the index.
-    pub(crate) const NONE: u8 = 0;
-    /// In the index, under its id.
-    pub(crate) const WATCHED: u8 = 1;
-    /// Ended: it never enters the index again.
-    pub(crate) const ENDED: u8 = 2;
-}
 
 /// Decides, when every dependency has ended, whether the held task runs
 /// (`false`) or is cancelled because a dependency failed (`true`). Set by
@@ -160,23 +151,28 @@ impl Hasher for IdHasher {
 /// Makes `meta`'s task findable by its id until it ends; returns whether
 /// it is still alive (has not ended). Cheap after the first call.
 pub(crate) fn watch(meta: &TaskMeta) -> bool {
-    match meta.watch.load(Ordering::Acquire) {
-        watch::WATCHED => return true,
-        watch::ENDED => return false,
-        _ => {}
+    let mut state = meta.life.load(Ordering::Acquire);
+    if state & (life::WATCHED | life::ENDED) != 0 {
+        return state & life::ENDED == 0;
     }
     let mut shard = shard(meta.id);
-    match meta.watch.compare_exchange(
-        watch::NONE,
-        watch::WATCHED,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
-        Ok(_) => {
-            shard.insert(meta.id, Vec::new());
-            true
+    loop {
+        if state & (life::WATCHED | life::ENDED) != 0 {
+            return state & life::ENDED == 0;
         }
-        Err(state) => state == watch::WATCHED,
+        match meta.life.compare_exchange_weak(
+            state,
+            state | life::WATCHED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                shard.insert(meta.id, Vec::new());
+                return true;
+            }
+            // Another bit was set meanwhile (or a spurious failure).
+            Err(now) => state = now,
+        }
     }
 }
 
@@ -185,12 +181,14 @@ pub(crate) fn watch(meta: &TaskMeta) -> bool {
 #[must_use = "the dependents wait until released"]
 pub(crate) struct Ended(Option<Dependents>);
 
-/// Marks `meta`'s task ended (once, after its future was dropped) and takes
-/// its dependents out of the index. Called before the `on_task_terminate`
-/// hook, so a hook that takes the id does not enter the task again.
+/// Takes the dependents of `meta`'s task out of the index, if it was in
+/// it: `before` is its `life` before its end of life set `ENDED`
+/// (`TaskMeta::end_of_life`, once, after its future was dropped, and
+/// before the `on_task_terminate` hook, so a hook that takes the id does
+/// not enter the task again).
 #[inline]
-pub(crate) fn end(meta: &TaskMeta) -> Ended {
-    if meta.watch.swap(watch::ENDED, Ordering::AcqRel) != watch::WATCHED {
+pub(crate) fn end(meta: &TaskMeta, before: u8) -> Ended {
+    if before & life::WATCHED == 0 {
         return Ended(None);
     }
     end_watched(meta)
@@ -398,14 +396,14 @@ mod tests {
 
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn watch_byte_sits_in_task_meta_padding() {
+    fn life_byte_sits_in_task_meta_padding() {
         // Graph's `TaskMeta` was 64 bytes; main's grew to 72 (the
         // `AbortHandle` cell's slot, a word, and the fields since), so the
         // header no longer fits one cache line either way. What this test
-        // guards is that `watch` costs no byte: eight words of fields (the
+        // guards is that `life` costs no byte: eight words of fields (the
         // name is two), then `home` (4 bytes) and four single bytes
-        // (`priority`, `cancel`, `local`, `watch`) fill the ninth word
-        // exactly, which the same fields without `watch` would pad to anyway.
+        // (`priority`, `cancel`, `local`, `life`) fill the ninth word
+        // exactly, which the same fields without `life` would pad to anyway.
         assert_eq!(std::mem::size_of::<TaskMeta>(), 72);
     }
 }

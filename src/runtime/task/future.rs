@@ -33,8 +33,7 @@ use std::time::{Duration, Instant};
 use super::coop::{Budget, BudgetGuard};
 use super::info::{panic_message, run_task_hook, with_task_hooks, Outcome, TaskInfo};
 use super::{
-    cancel, dependency, drop_quietly, with_current_task, CurrentTask, TaskMeta, TaskOutput,
-    UnhandledPanic,
+    cancel, drop_quietly, with_current_task, CurrentTask, TaskMeta, TaskOutput, UnhandledPanic,
 };
 use crate::alloc::{Charging, MemoryAccount};
 use crate::error::JoinError;
@@ -377,16 +376,15 @@ impl<L: Limits> Drop for Registration<'_, L> {
         // The deadline's timer first: once the end is counted, a graceful
         // shutdown may go on, and it finds no timer of this task.
         self.limits.release();
-        // Then: from here on the task is ended for `Spawn::after`, before
-        // any hook can hand its id out again.
-        let dependents = dependency::end(self.meta);
+        // Then: from here on the task is ended for `Spawn::after` and its
+        // `AbortHandle`s, before any hook can hand its id out again.
+        let dependents = self.meta.end_of_life();
         if self.registered {
             // Reset first: `abort` on the finished task then finds no key.
             // One that read the key before is stopped by the owner check.
             let key = self.meta.registry_key.swap(usize::MAX, Ordering::SeqCst);
             self.meta.registry().remove(key);
         }
-        self.meta.future_dropped();
         if self.meta.local {
             self.meta.pool.local_task_dropped(self.meta.home as usize);
         }

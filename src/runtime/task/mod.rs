@@ -173,10 +173,27 @@ pub(crate) struct TaskMeta {
     /// The cell shared by the task's `AbortHandle`s; null until the first
     /// is made (see `abort`).
     abort: abort::AbortSlot,
-    /// Whether the task is in the index of tasks that may be depended on
-    /// (one of the `dependency::watch` states). One byte, in what is
-    /// otherwise the header's padding (see `dependency`'s size test).
-    pub(super) watch: AtomicU8,
+    /// What the task's end of life must tell others: a set of [`life`]
+    /// bits. One byte, in what is otherwise the header's padding (see
+    /// `dependency`'s size test).
+    pub(super) life: AtomicU8,
+}
+
+/// The bits of [`TaskMeta::life`]. The task's end of life sets
+/// [`ENDED`](life::ENDED) with one atomic read-modify-write, which also
+/// tells it what else to do: take the task out of the dependency index
+/// ([`WATCHED`](life::WATCHED)), clear its `AbortHandle`s' cell
+/// ([`ABORT_CELL`](life::ABORT_CELL)). Each of those bits is set by a
+/// read-modify-write too, so whichever of the two comes second sees the
+/// other (see `dependency` and `abort` for what each side does then).
+/// Bits are only ever set, never cleared.
+pub(crate) mod life {
+    /// The task is in the dependency index (`dependency::watch`).
+    pub(crate) const WATCHED: u8 = 1;
+    /// An `AbortCell` is installed in the task's header (`abort`).
+    pub(crate) const ABORT_CELL: u8 = 2;
+    /// The task's future has been dropped.
+    pub(crate) const ENDED: u8 = 4;
 }
 
 impl TaskMeta {
@@ -188,7 +205,7 @@ impl TaskMeta {
         pool: &Arc<Pool>,
         priority: Priority,
         cancel: u8,
-        name: Option<String>,
+        name: Option<std::sync::Arc<str>>,
         location: &'static Location<'static>,
         home: u32,
         local: bool,
@@ -206,11 +223,11 @@ impl TaskMeta {
             priority: AtomicU8::new(priority.index() as u8),
             cancel: AtomicU8::new(cancel),
             registry_key: AtomicUsize::new(usize::MAX),
-            name: name.map(std::sync::Arc::from),
+            name,
             home,
             local,
             abort: abort::AbortSlot::new(),
-            watch: AtomicU8::new(dependency::watch::NONE),
+            life: AtomicU8::new(0),
         }
     }
 
@@ -271,10 +288,21 @@ impl TaskMeta {
         self.abort.get_or_create(self)
     }
 
-    /// The task's future has been dropped: its `AbortHandle`s now see a
-    /// finished task.
-    pub(super) fn future_dropped(&self) {
-        self.abort.future_dropped();
+    /// The task's future has been dropped: from now on its `AbortHandle`s
+    /// see a finished task, and `Spawn::after` does not wait for it. Called
+    /// once; returns its dependents, to release once its end is counted.
+    #[inline]
+    pub(super) fn end_of_life(&self) -> dependency::Ended {
+        let before = self.life.fetch_or(life::ENDED, Ordering::AcqRel);
+        if before & life::ABORT_CELL != 0 {
+            self.abort.clear_cell();
+        }
+        dependency::end(self, before)
+    }
+
+    /// Whether the task's future has been dropped.
+    pub(crate) fn has_ended(&self) -> bool {
+        self.life.load(Ordering::Acquire) & life::ENDED != 0
     }
 
     /// This task's identity in its registry: the address of its metadata,
