@@ -3,7 +3,7 @@
 //! header.
 //!
 //! Hand-written copies (same atomics and orderings) of, in multipool
-//! (`src/runtime/task/`): `TaskMeta::end_of_life` (its `fetch_or` of
+//! (`src/runtime/task/`): `TaskMeta::mark_ended` and `TaskMeta::ended` (its `fetch_or` of
 //! `ENDED`, then the cell's clear if `ABORT_CELL` was set, then
 //! `dependency::end`), `AbortSlot::get_or_create` (the slot's
 //! compare-and-swap, then the `fetch_or` of `ABORT_CELL`), `dependency::watch`
@@ -68,7 +68,7 @@ impl Header {
         }
     }
 
-    /// `TaskMeta::end_of_life` with `AbortSlot::clear_cell` and
+    /// `TaskMeta::mark_ended` and `TaskMeta::ended`, with `AbortSlot::clear_cell` and
     /// `dependency::end`.
     fn end_of_life(&self) {
         let before = self.life.fetch_or(ENDED, AcqRel);

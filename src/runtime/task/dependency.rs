@@ -183,7 +183,7 @@ pub(crate) struct Ended(Option<Dependents>);
 
 /// Takes the dependents of `meta`'s task out of the index, if it was in
 /// it: `before` is its `life` before its end of life set `ENDED`
-/// (`TaskMeta::end_of_life`, once, after its future was dropped, and
+/// (`TaskMeta::mark_ended`, once, after its future was dropped, and
 /// before the `on_task_terminate` hook, so a hook that takes the id does
 /// not enter the task again).
 #[inline]

@@ -372,13 +372,31 @@ impl<L: Limits> Registration<'_, L> {
 }
 
 impl<L: Limits> Drop for Registration<'_, L> {
+    #[inline]
     fn drop(&mut self) {
         // The deadline's timer first: once the end is counted, a graceful
         // shutdown may go on, and it finds no timer of this task.
         self.limits.release();
         // Then: from here on the task is ended for `Spawn::after` and its
         // `AbortHandle`s, before any hook can hand its id out again.
-        let dependents = self.meta.end_of_life();
+        let meta = self.meta;
+        let life = meta.mark_ended();
+        if life != 0 || self.registered || meta.local || meta.pool.observe.lifecycle {
+            self.end_slow(life);
+            return;
+        }
+        // The usual end (the task never waited, and nobody looked at it):
+        // counted, nothing else to do.
+        meta.pool.count_ended(self.outcome);
+    }
+}
+
+impl<L: Limits> Registration<'_, L> {
+    /// The rest of the end: `life` as the task's end found it. Out of line,
+    /// so the usual end stays short.
+    #[inline(never)]
+    fn end_slow(&mut self, life: u8) {
+        let dependents = self.meta.ended(life);
         if self.registered {
             // Reset first: `abort` on the finished task then finds no key.
             // One that read the key before is stopped by the owner check.

@@ -289,15 +289,24 @@ impl TaskMeta {
     }
 
     /// The task's future has been dropped: from now on its `AbortHandle`s
-    /// see a finished task, and `Spawn::after` does not wait for it. Called
-    /// once; returns its dependents, to release once its end is counted.
+    /// see a finished task, and `Spawn::after` does not wait for it.
+    /// Called once; returns the task's `life` bits from before, which
+    /// [`ended`](Self::ended) must see unless they are 0 (no one looked at
+    /// the task: nothing else to do).
     #[inline]
-    pub(super) fn end_of_life(&self) -> dependency::Ended {
-        let before = self.life.fetch_or(life::ENDED, Ordering::AcqRel);
-        if before & life::ABORT_CELL != 0 {
+    pub(super) fn mark_ended(&self) -> u8 {
+        self.life.fetch_or(life::ENDED, Ordering::AcqRel)
+    }
+
+    /// The rest of the end of life, given what [`mark_ended`](Self::mark_ended)
+    /// returned: clears the `AbortHandle`s' cell, takes the task out of the
+    /// dependency index, and returns its dependents, to release once its
+    /// end is counted.
+    pub(super) fn ended(&self, life: u8) -> dependency::Ended {
+        if life & life::ABORT_CELL != 0 {
             self.abort.clear_cell();
         }
-        dependency::end(self, before)
+        dependency::end(self, life)
     }
 
     /// Whether the task's future has been dropped.
