@@ -160,11 +160,11 @@ impl AbortSlot {
         let mut current = self.0.load(Ordering::Acquire);
         if current.is_null() {
             if meta.has_ended() {
-                return AbortCell::finished(meta.id);
+                return AbortCell::finished(meta.id());
             }
             let fresh = Arc::into_raw(Arc::new(AbortCell {
                 meta: Mutex::new(Some(NonNull::from(meta))),
-                id: meta.id,
+                id: meta.id(),
             }))
             .cast_mut();
             match self.0.compare_exchange(

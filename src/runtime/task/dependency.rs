@@ -155,7 +155,7 @@ pub(crate) fn watch(meta: &TaskMeta) -> bool {
     if state & (life::WATCHED | life::ENDED) != 0 {
         return state & life::ENDED == 0;
     }
-    let mut shard = shard(meta.id);
+    let mut shard = shard(meta.id());
     loop {
         if state & (life::WATCHED | life::ENDED) != 0 {
             return state & life::ENDED == 0;
@@ -167,7 +167,7 @@ pub(crate) fn watch(meta: &TaskMeta) -> bool {
             Ordering::Acquire,
         ) {
             Ok(_) => {
-                shard.insert(meta.id, Vec::new());
+                shard.insert(meta.id(), Vec::new());
                 return true;
             }
             // Another bit was set meanwhile (or a spurious failure).
@@ -196,7 +196,7 @@ pub(crate) fn end(meta: &TaskMeta, before: u8) -> Ended {
 
 #[cold]
 fn end_watched(meta: &TaskMeta) -> Ended {
-    let dependents = shard(meta.id).remove(&meta.id);
+    let dependents = shard(meta.id()).remove(&meta.id());
     Ended(dependents)
 }
 

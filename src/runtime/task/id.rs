@@ -4,8 +4,9 @@
 //! * An [`Id`] is unique among all tasks of the process for its whole life:
 //!   ids come from one 64-bit counter that never wraps in practice (at a
 //!   billion spawns a second it lasts 580 years). Each thread takes ids in
-//!   blocks of [`ID_BLOCK`], so a spawn touches no shared cache line except
-//!   once per block.
+//!   blocks of [`ID_BLOCK`], so taking one touches no shared cache line
+//!   except once per block. A task takes its id the first time anyone asks
+//!   for it (`TaskMeta::id`), so a task nobody asks about takes none.
 //! * [`CURRENT`] points at the metadata of the task whose future is being
 //!   polled (or dropped) on this thread, and at nothing otherwise. It is set
 //!   by the task wrapper around each poll and restored after it, so nested
@@ -81,6 +82,12 @@ thread_local! {
 }
 
 impl Id {
+    /// The id numbered `n`, if `n` is one (ids are never 0).
+    #[inline]
+    pub(crate) fn from_u64(n: u64) -> Option<Id> {
+        NonZeroU64::new(n).map(Id)
+    }
+
     /// A fresh id.
     #[inline]
     pub(crate) fn next() -> Id {

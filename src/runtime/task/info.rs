@@ -221,7 +221,7 @@ impl<'a> TaskInfo<'a> {
 impl fmt::Debug for TaskInfo<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskInfo")
-            .field("id", &self.meta.id)
+            .field("id", &self.meta.id())
             .field("name", &self.name())
             .field("priority", &self.priority())
             .field("pool", &self.pool())

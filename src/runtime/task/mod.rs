@@ -145,7 +145,9 @@ pub(crate) mod cancel {
 pub(crate) struct TaskMeta {
     /// The pool the task belongs to; wake-ups go back to it.
     pub(crate) pool: Arc<Pool>,
-    pub(crate) id: Id,
+    /// The task's [`Id`] as a number, or 0 until first asked for (see
+    /// [`id`](Self::id)).
+    id: AtomicU64,
     /// Where the task was spawned (`#[track_caller]` on every spawn).
     pub(crate) location: &'static Location<'static>,
     /// When the task was last spawned or woken, a stamp of
@@ -217,7 +219,7 @@ impl TaskMeta {
         };
         TaskMeta {
             pool: pool.clone(),
-            id: Id::next(),
+            id: AtomicU64::new(0),
             location,
             scheduled_at: AtomicU64::new(scheduled_at),
             priority: AtomicU8::new(priority.index() as u8),
@@ -231,18 +233,45 @@ impl TaskMeta {
         }
     }
 
+    /// The task's id, given at the first call: most tasks are never asked
+    /// for theirs, and their spawn then pays nothing for it. Unique and
+    /// stable: the first call's id is stored once, and every call returns
+    /// it. Internal bookkeeping calls this; a caller that hands the id to
+    /// user code calls [`public_id`](Self::public_id).
+    #[inline]
+    pub(crate) fn id(&self) -> Id {
+        match Id::from_u64(self.id.load(Ordering::Relaxed)) {
+            Some(id) => id,
+            None => self.assign_id(),
+        }
+    }
+
+    #[cold]
+    fn assign_id(&self) -> Id {
+        let fresh = Id::next();
+        match self
+            .id
+            .compare_exchange(0, fresh.as_u64(), Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => fresh,
+            // Another thread asked first: its id is the task's (ours is
+            // never used).
+            Err(theirs) => Id::from_u64(theirs).expect("a stored id is never 0"),
+        }
+    }
+
     /// The task's id, for a caller that hands it out to user code: from
     /// now on (until the task ends) `Spawn::after` can find the task by
-    /// it. Internal bookkeeping reads `id` instead.
+    /// it. Internal bookkeeping calls [`id`](Self::id) instead.
     pub(crate) fn public_id(&self) -> Id {
         dependency::watch(self);
-        self.id
+        self.id()
     }
 
     /// What `Spawn::after` waits for, given this task: its id, now in the
     /// index, or `None` if it has ended.
     pub(crate) fn dependency_id(&self) -> Option<Id> {
-        dependency::watch(self).then_some(self.id)
+        dependency::watch(self).then(|| self.id())
     }
 
     /// Records that the task was just woken (for the schedule latency).

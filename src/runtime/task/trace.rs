@@ -83,7 +83,7 @@ impl TaskTrace {
     /// The span of a new task (see the module docs for its fields).
     pub(super) fn new(kind: Kind, meta: &TaskMeta, size: usize) -> Self {
         let name = meta.name.as_deref().unwrap_or_default();
-        let id = meta.id.as_u64();
+        let id = meta.id().as_u64();
         let location: &Location<'_> = meta.location;
         let kind_name = match kind {
             Kind::Task => "task",

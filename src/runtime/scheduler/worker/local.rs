@@ -214,6 +214,6 @@ impl Local {
     fn publish_poll(&self, task: &Runnable) {
         let meta = task.metadata();
         *self.pool.slots[self.index].current_poll.lock() =
-            Some((meta.id, meta.name.clone(), meta.priority()));
+            Some((meta.id(), meta.name.clone(), meta.priority()));
     }
 }
