@@ -394,6 +394,76 @@ fn tokio_is_driven_while_every_worker_is_blocked() {
 }
 
 #[test]
+fn a_tokio_task_on_the_fallback_thread_spawns_on_its_own_runtime() {
+    // The only worker blocks until a tokio task has spawned a multipool
+    // task, so the tokio task runs on the fallback thread. There,
+    // `multipool::spawn` must target this runtime (whose tasks have the
+    // tokio context: the child's tokio sleep would panic on the global
+    // runtime), and so must `Handle::current()`.
+    let rt = Runtime::builder()
+        .workers(1)
+        .thread_name("home")
+        .enable_tokio()
+        .build()
+        .unwrap();
+    let (report_tx, report_rx) = std::sync::mpsc::channel();
+    rt.block_on(guard(multipool::spawn(async move {
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        tokio::spawn(async move {
+            let ran_on = thread_name();
+            let workers =
+                multipool::Handle::try_current().map(|handle| handle.metrics().num_workers());
+            let child = multipool::spawn(async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                thread_name()
+            })
+            .start();
+            release_tx.send(()).unwrap();
+            report_tx.send((ran_on, workers.ok(), child.await)).unwrap();
+        });
+        // Holds the only worker until the tokio task has spawned.
+        release_rx
+            .recv_timeout(HANG)
+            .expect("the tokio task never ran");
+    })))
+    .unwrap();
+    let (ran_on, workers, child) = report_rx.recv_timeout(HANG).unwrap();
+    assert_eq!(ran_on, "multipool-tokio-io");
+    assert_eq!(
+        workers,
+        Some(1),
+        "the fallback thread has no (or the wrong) multipool runtime"
+    );
+    assert_eq!(child.unwrap(), "home-0");
+}
+
+#[test]
+fn a_tokio_task_on_tokio_worker_threads_spawns_on_its_own_runtime() {
+    // With tokio's own worker threads, a tokio task's `multipool::spawn`
+    // targets this runtime too.
+    let rt = Runtime::builder()
+        .workers(1)
+        .thread_name("home")
+        .tokio_context(TokioContext::new().worker_threads(1))
+        .build()
+        .unwrap();
+    let (ran_on, child) = rt
+        .block_on(guard(async {
+            tokio::spawn(async {
+                let child = multipool::spawn(async {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    thread_name()
+                });
+                (thread_name(), child.await)
+            })
+            .await
+        }))
+        .unwrap();
+    assert_eq!(ran_on, "multipool-tokio-io");
+    assert_eq!(child.unwrap(), "home-0");
+}
+
+#[test]
 fn tokio_io_wakes_tasks_on_busy_and_idle_workers_alike() {
     // Busy workers (a Low task yielding in a loop) drive tokio between
     // polls; the echo round trips complete either way.

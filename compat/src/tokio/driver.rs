@@ -47,6 +47,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use multipool::Park;
+
+use super::home::Home;
 use tokio::runtime::Runtime;
 
 thread_local! {
@@ -158,6 +160,9 @@ pub(super) struct Driver {
     /// The `Shared::id` of the owner, which the runtime's park and unpark
     /// callbacks know it by (see [`DRIVING`]).
     id: usize,
+    /// The multipool runtime the fallback thread enters while it drives
+    /// (see `home`).
+    home: Arc<Home>,
     /// Workers inside [`drive`](Self::drive)'s `block_on`: 0 or 1.
     hooked: AtomicUsize,
     /// Bumped whenever a worker enters the park hook or takes a turn: the
@@ -178,10 +183,11 @@ pub(super) struct Driver {
 }
 
 impl Driver {
-    pub(super) fn new(runtime: Runtime, id: usize) -> Self {
+    pub(super) fn new(runtime: Runtime, id: usize, home: Arc<Home>) -> Self {
         Driver {
             runtime: Some(runtime),
             id,
+            home,
             hooked: AtomicUsize::new(0),
             activity: AtomicUsize::new(0),
             holding: AtomicBool::new(false),
@@ -333,6 +339,10 @@ impl Driver {
                 continue;
             }
             self.holding.store(true, Ordering::SeqCst);
+            // The tokio tasks it runs see the multipool runtime they belong
+            // to (see `home`).
+            let home = self.home.get();
+            let _home = home.as_ref().map(multipool::Handle::enter);
             self.runtime().block_on(poll_fn(|cx| {
                 // Register, then check (see `claim` and `stop`).
                 *lock(&self.fallback_waker) = Some(cx.waker().clone());

@@ -37,12 +37,14 @@ use tokio::runtime::{Handle, Runtime};
 
 use super::config::{BuilderExt, Source, TokioContext};
 use super::driver::{busy_tick, park_hook, tokio_parks, Driver, DriverGuard};
+use super::home::Home;
 
 impl BuilderExt for Builder {
     fn tokio_context(self, context: TokioContext) -> Builder {
         let driven = matches!(context.source, Source::Owned) && context.worker_threads.is_none();
         let shared = Arc::new(Shared::new(context));
         let on_shutdown = shared.clone();
+        let home = shared.home.clone();
         let builder = self
             .wrap_thread(move |body| {
                 let (handle, driver) = shared.acquire();
@@ -51,6 +53,7 @@ impl BuilderExt for Builder {
                 let _driver = DriverGuard::set(driver);
                 body();
             })
+            .on_thread_start(move || home.thread_started())
             .on_shutdown(move || on_shutdown.runtime_shut_down());
         if driven {
             builder.park_with(park_hook).on_busy_tick(busy_tick)
@@ -69,6 +72,8 @@ struct Shared {
     shutdown_timeout: Duration,
     /// Marks the threads of the runtime this owns (see [`OWN_THREADS`]).
     id: usize,
+    /// The multipool runtime that this one's other threads enter.
+    home: Arc<Home>,
 }
 
 struct State {
@@ -128,6 +133,7 @@ impl Shared {
             worker_threads: context.worker_threads,
             shutdown_timeout: context.shutdown_timeout,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            home: Arc::default(),
         }
     }
 
@@ -184,7 +190,7 @@ impl Shared {
                 .on_thread_unpark(move || tokio_parks(id, true))
                 .build()
                 .unwrap_or_else(|err| failed(err));
-            let driver = Arc::new(Driver::new(runtime, id));
+            let driver = Arc::new(Driver::new(runtime, id, self.home.clone()));
             let (exit_tx, exited) = mpsc::channel();
             let fallback = driver.clone();
             let thread = thread::Builder::new()
@@ -203,11 +209,15 @@ impl Shared {
                 exited,
             };
         };
+        let home = self.home.clone();
         let runtime = ::tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("multipool-tokio-io")
             .enable_all()
             .on_thread_start(move || OWN_THREADS.with(|own| own.set(id)))
+            // Started before the home is known (the first multipool
+            // thread builds this runtime): entered at an unpark once it is.
+            .on_thread_unpark(move || home.enter_for_thread())
             .build()
             .unwrap_or_else(|err| failed(err));
         Owned::Plain(runtime)
@@ -222,6 +232,7 @@ impl Shared {
 
     /// The `on_shutdown` hook.
     fn runtime_shut_down(&self) {
+        self.home.clear();
         let mut state = self.lock();
         state.closed = true;
         self.shut_down_if_unused(state);

@@ -88,9 +88,12 @@
 //!   (and tokio's driver) it runs on. `tokio::task::block_in_place` inside a
 //!   tokio task panics on a `current_thread` runtime; use
 //!   [`TokioContext::worker_threads`] for code that needs it. Inside a tokio
-//!   task, `multipool::spawn` targets this runtime on a worker, the global
-//!   one on the fallback thread; capture a `multipool::Handle` first to
-//!   target a specific one.
+//!   task, `multipool::spawn` and `multipool::Handle::current()` target this
+//!   runtime wherever tokio runs the task: on a worker, on the fallback
+//!   thread, or on the threads of an owned multi-thread tokio runtime,
+//!   which enter it (see `home`). On the threads of a tokio `Handle` or
+//!   `Runtime` of your own, no multipool runtime is entered: capture a
+//!   `multipool::Handle` there.
 //! * `tokio::task::block_in_place` in a multipool task runs its closure in
 //!   place: the worker is blocked for that time (multipool does not hand its
 //!   queue to another thread). `tokio::task::spawn_local` and `LocalSet`
@@ -114,6 +117,7 @@
 mod compat;
 mod config;
 mod driver;
+mod home;
 mod lifecycle;
 
 pub use compat::{Compat, CompatExt};
