@@ -305,3 +305,38 @@ fn local_tasks_sharing_an_rc_are_cancelled_at_shutdown_on_their_home_thread() {
         });
     }
 }
+
+#[test]
+// Plumbing over `spawn_local`, whose unsafe path the tests above cover
+// under miri; two runtimes there cost CI time for nothing new.
+#[cfg_attr(miri, ignore)]
+fn local_spawn_through_futures_runs_on_the_calling_worker_or_is_refused() {
+    use futures::task::LocalSpawnExt;
+    watchdog(60, || {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let other = Runtime::builder().workers(1).build().unwrap();
+        let other_handle = other.handle().clone();
+        let (spawner, ran_on, refused) = rt
+            .block_on(rt.spawn(async move {
+                let (tx, rx) = futures::channel::oneshot::channel();
+                multipool::Handle::current()
+                    .spawn_local(async move {
+                        let not_send = Rc::new(thread::current().id());
+                        multipool::task::yield_now().await;
+                        tx.send(*not_send).unwrap();
+                    })
+                    .unwrap();
+                // A worker of another runtime's pool cannot run it.
+                let refused = other_handle.spawn_local(async {}).is_err();
+                (thread::current().id(), rx.await.unwrap(), refused)
+            }))
+            .unwrap();
+        assert_eq!(ran_on, spawner, "the local task left its worker");
+        assert!(refused, "a handle of another pool accepted a local task");
+        // Off any worker, and after shutdown: refused, not a panic.
+        assert!(rt.handle().spawn_local(async {}).is_err());
+        let handle = rt.handle().clone();
+        drop(rt);
+        assert!(handle.spawn_local(async {}).is_err());
+    });
+}

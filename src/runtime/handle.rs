@@ -269,3 +269,52 @@ impl futures_task::Spawn for Handle {
         }
     }
 }
+
+/// The `spawn_local` path for `futures`' executor traits: a `!Send` task
+/// pinned to the calling worker (see [`spawn_local`](crate::spawn_local)),
+/// detached.
+///
+/// Only a worker of this handle's pool can run such a task: called on any
+/// other thread (or once the runtime has shut down), this returns
+/// `futures`' `SpawnError` (whose only kind is "shut down") instead of
+/// panicking as `spawn_local` does, and drops the future.
+///
+/// ```
+/// use futures::task::LocalSpawnExt;
+///
+/// let rt = multipool::Runtime::builder().workers(1).build().unwrap();
+/// let handle = rt.handle().clone();
+/// let value = rt.block_on(rt.spawn(async {
+///     let (tx, rx) = futures::channel::oneshot::channel();
+///     multipool::Handle::current()
+///         .spawn_local(async move {
+///             let not_send = std::rc::Rc::new(42);
+///             multipool::task::yield_now().await;
+///             tx.send(*not_send).unwrap();
+///         })
+///         .unwrap();
+///     rx.await.unwrap()
+/// }));
+/// assert_eq!(value.unwrap(), 42);
+/// // Not on a worker of the pool:
+/// assert!(handle.spawn_local(async {}).is_err());
+/// ```
+impl futures_task::LocalSpawn for Handle {
+    fn spawn_local_obj(
+        &self,
+        future: futures_task::LocalFutureObj<'static, ()>,
+    ) -> Result<(), futures_task::SpawnError> {
+        self.status_local()?;
+        crate::spawn_local(future).detach();
+        Ok(())
+    }
+
+    fn status_local(&self) -> Result<(), futures_task::SpawnError> {
+        let on_worker = crate::runtime::scheduler::worker::index_in(&self.pool).is_some();
+        if self.is_shutdown() || !on_worker {
+            Err(futures_task::SpawnError::shutdown())
+        } else {
+            Ok(())
+        }
+    }
+}
