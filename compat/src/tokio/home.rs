@@ -12,21 +12,23 @@
 //! panicked).
 //!
 //! Invariants:
-//! * The home is set by the first worker thread of the multipool runtime
-//!   to start (its `on_thread_start` hook, which runs with the runtime
-//!   entered), before that worker polls anything; so before any task of
-//!   the runtime can hand tokio a task. It is cleared when the multipool
-//!   runtime shuts down (its `on_shutdown` hook), which ends the reference
-//!   cycle a `multipool::Handle` held here makes (the runtime holds its
-//!   hooks, which hold this).
-//! * A thread enters the home only while it is set: the fallback thread
-//!   around each time it drives tokio; a tokio worker thread from its first
-//!   unpark after the home is set until the thread exits.
+//! * The home is set by the first multipool thread to enter the
+//!   `wrap_thread` wrapper (a worker starting, or a `block_on` call): the
+//!   runtime is entered there already (multipool enters it before the
+//!   wrappers run), and it is set before that thread builds the tokio
+//!   runtime, so every thread of that tokio runtime finds it. It is
+//!   cleared when the multipool runtime shuts down (its `on_shutdown`
+//!   hook), which ends the reference cycle a `multipool::Handle` held here
+//!   makes (the runtime holds its hooks, which hold this), and set again
+//!   by the next thread of a runtime built again from the same builder.
+//! * The fallback thread enters the home around each time it drives
+//!   tokio; a tokio worker thread enters it when it starts, for its whole
+//!   life.
 //! * One builder built into several multipool runtimes that share one
 //!   tokio runtime (a cloned builder) has one home: the first of them.
 
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// See the module docs.
 #[derive(Default)]
@@ -38,8 +40,9 @@ impl Home {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The `on_thread_start` hook: the first worker sets the home.
-    pub(super) fn thread_started(&self) {
+    /// On a multipool thread entering the wrapper (its runtime entered):
+    /// the first one sets the home.
+    pub(super) fn set_from_current(&self) {
         let mut home = self.lock();
         if home.is_none() {
             *home = multipool::Handle::try_current().ok();
@@ -58,19 +61,14 @@ impl Home {
         self.lock().clone()
     }
 
-    /// For a tokio worker thread, at each unpark: enters the home for the
-    /// rest of the thread's life once it is set (see the module docs).
-    pub(super) fn enter_for_thread(self: &Arc<Self>) {
+    /// For a tokio worker thread, as it starts: enters the home, if set,
+    /// for the rest of the thread's life.
+    pub(super) fn enter_for_thread(&self) {
         thread_local! {
             static ENTERED: RefCell<Option<multipool::EnterGuard>> = const { RefCell::new(None) };
         }
-        let _ = ENTERED.try_with(|entered| {
-            if entered.borrow().is_some() {
-                return;
-            }
-            if let Some(handle) = self.get() {
-                *entered.borrow_mut() = Some(handle.enter());
-            }
-        });
+        if let Some(handle) = self.get() {
+            let _ = ENTERED.try_with(|entered| *entered.borrow_mut() = Some(handle.enter()));
+        }
     }
 }

@@ -44,7 +44,6 @@ impl BuilderExt for Builder {
         let driven = matches!(context.source, Source::Owned) && context.worker_threads.is_none();
         let shared = Arc::new(Shared::new(context));
         let on_shutdown = shared.clone();
-        let home = shared.home.clone();
         let builder = self
             .wrap_thread(move |body| {
                 let (handle, driver) = shared.acquire();
@@ -53,7 +52,6 @@ impl BuilderExt for Builder {
                 let _driver = DriverGuard::set(driver);
                 body();
             })
-            .on_thread_start(move || home.thread_started())
             .on_shutdown(move || on_shutdown.runtime_shut_down());
         if driven {
             builder.park_with(park_hook).on_busy_tick(busy_tick)
@@ -150,6 +148,8 @@ impl Shared {
     ///
     /// Panics if an owned tokio runtime has to be created and cannot be.
     fn acquire(&self) -> (Handle, Option<Arc<Driver>>) {
+        // Before a tokio runtime is built below: its threads enter it.
+        self.home.set_from_current();
         let mut state = self.lock();
         let handle = match &state.handle {
             Some(handle) => handle.clone(),
@@ -178,10 +178,16 @@ impl Shared {
             panic!("multipool-compat: failed to start a tokio runtime: {err}")
         };
         let Some(threads) = self.worker_threads else {
+            // Its threads are those of `spawn_blocking` (the fallback
+            // thread enters the home itself, see `Driver::fallback`).
+            let home = self.home.clone();
             let runtime = ::tokio::runtime::Builder::new_current_thread()
                 .thread_name("multipool-tokio-io")
                 .enable_all()
-                .on_thread_start(move || OWN_THREADS.with(|own| own.set(id)))
+                .on_thread_start(move || {
+                    OWN_THREADS.with(|own| own.set(id));
+                    home.enter_for_thread();
+                })
                 // A worker driving tokio from its park hook is busy while
                 // tokio runs tasks, idle while it waits for events (see the
                 // module docs). Elsewhere (the fallback thread, a busy
@@ -214,10 +220,10 @@ impl Shared {
             .worker_threads(threads)
             .thread_name("multipool-tokio-io")
             .enable_all()
-            .on_thread_start(move || OWN_THREADS.with(|own| own.set(id)))
-            // Started before the home is known (the first multipool
-            // thread builds this runtime): entered at an unpark once it is.
-            .on_thread_unpark(move || home.enter_for_thread())
+            .on_thread_start(move || {
+                OWN_THREADS.with(|own| own.set(id));
+                home.enter_for_thread();
+            })
             .build()
             .unwrap_or_else(|err| failed(err));
         Owned::Plain(runtime)

@@ -92,6 +92,10 @@ impl Pool {
             if pool.pin_workers {
                 os::pin_to_core(index);
             }
+            // Entered before the `wrap_thread` wrappers run, as
+            // `block_on` does: a wrapper sees this runtime as current.
+            let _enter =
+                crate::runtime::context::enter(crate::runtime::Handle::from_pool(pool.clone()));
             pool.runtime.hooks.wrapped(|| {
                 unstarted.armed = false;
                 let parts = pool.slots[index]

@@ -82,7 +82,6 @@ use std::ptr;
 use self::core::Core;
 use super::Pool;
 use crate::runtime::task::{Runnable, ThreadHooks};
-use crate::runtime::{context, Handle};
 use crate::sync::Arc;
 use local::Local;
 use start::{touch_stack, worker_panicked};
@@ -154,7 +153,6 @@ impl Drop for CurrentGuard {
 /// The body of a worker thread.
 pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
     super::os::exact_timer_slack();
-    let _enter = context::enter(Handle::from_pool(pool.clone()));
     let publish_polls = super::monitor::reports_slow_polls(&pool);
     let local = Local {
         inbox: pool.slots[parts.index].inbox.clone(),
