@@ -229,9 +229,10 @@ impl Builder {
     /// is how a thread-wide context (another runtime's `enter` guard, a
     /// tracing dispatcher, a thread-local arena) is set for everything the
     /// runtime runs; `multipool-compat` gives every thread a tokio context
-    /// this way. Wrappers added first run outermost. The runtime is
-    /// entered before the wrappers run, so `Handle::current()` inside a
-    /// wrapper is this runtime, on workers and in `block_on` alike.
+    /// this way. Wrappers added first run outermost. On workers and in
+    /// `block_on` the runtime is entered before the wrappers run, so
+    /// `Handle::current()` inside a wrapper is this runtime there (a
+    /// blocking-pool thread enters it at its first task, inside them).
     ///
     /// # Panics
     ///

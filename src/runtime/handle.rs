@@ -310,11 +310,16 @@ impl futures_task::LocalSpawn for Handle {
     }
 
     fn status_local(&self) -> Result<(), futures_task::SpawnError> {
-        let on_worker = crate::runtime::scheduler::worker::index_in(&self.pool).is_some();
-        if self.is_shutdown() || !on_worker {
-            Err(futures_task::SpawnError::shutdown())
-        } else {
+        // A worker of this pool that can still take tasks: not in its
+        // `on_thread_stop` hook, and its pool not shutting down (where
+        // `spawn_local` would refuse the task).
+        let ready = crate::runtime::scheduler::worker::with_current_worker(|pool, _, stopping| {
+            Arc::ptr_eq(pool, &self.pool) && !stopping && pool.accepts_spawns()
+        });
+        if ready == Some(true) {
             Ok(())
+        } else {
+            Err(futures_task::SpawnError::shutdown())
         }
     }
 }

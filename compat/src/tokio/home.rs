@@ -26,6 +26,11 @@
 //!   life.
 //! * One builder built into several multipool runtimes that share one
 //!   tokio runtime (a cloned builder) has one home: the first of them.
+//!   An owned multi-thread tokio runtime's threads keep the home they
+//!   entered at their start: if that first runtime shuts down while the
+//!   tokio runtime lives on for another, `multipool::spawn` in a tokio task
+//!   there is refused (shut down) rather than sent to the live one. Build
+//!   each runtime from a builder of its own to avoid this.
 
 use std::cell::RefCell;
 use std::sync::Mutex;
@@ -45,7 +50,11 @@ impl Home {
     pub(super) fn set_from_current(&self) {
         let mut home = self.lock();
         if home.is_none() {
-            *home = multipool::Handle::try_current().ok();
+            // Not a runtime that is shutting down: a thread of one can
+            // still get here after its `on_shutdown` cleared the home.
+            *home = multipool::Handle::try_current()
+                .ok()
+                .filter(|handle| !handle.is_shutdown());
         }
     }
 

@@ -10,9 +10,10 @@
 //!   in the task's header (`TaskMeta::abort_cell`, one pointer, null in a
 //!   task that never had an `AbortHandle`). The header then owns one count
 //!   of the `Arc` until it is dropped.
-//! * the cell's pointer is set from its creation until the task's header
-//!   is dropped, which clears it under the cell's lock; so the header
-//!   cannot be freed while an abort holds the lock and reads the pointer.
+//! * the cell's pointer is set from its creation until it is cleared,
+//!   under the cell's lock: at the task's end of life (below), and at the
+//!   latest when the task's header is dropped; so the header cannot be
+//!   freed while an abort holds the lock and reads the pointer.
 //!   Under the lock, the header tells whether the task has ended
 //!   (`TaskMeta::has_ended`): an ended task is not aborted, and reports
 //!   finished.
@@ -40,7 +41,8 @@ use crate::sync::{Arc, AtomicPtr, Ordering, RtMutex as Mutex};
 
 /// What every `AbortHandle` of one task shares; see the module docs.
 pub(crate) struct AbortCell {
-    /// The task's metadata until the task's future is dropped; `None` after.
+    /// The task's metadata, until cleared (see the module docs); `None`
+    /// after.
     meta: Mutex<Option<NonNull<TaskMeta>>>,
     /// The task's id, kept for after the task's end (or for a task that
     /// was never created: its handle's id).

@@ -53,8 +53,8 @@
 //!
 //! # Cost
 //!
-//! Per task, two bits of `TaskMeta::life` (a byte in the header's former
-//! padding) and nothing at its end beyond the `fetch_or` every task does. A task that
+//! Per task, two of the bits of `TaskMeta::life` (a byte in the header's
+//! former padding) and nothing at its end beyond the `fetch_or` every task does. A task that
 //! enters the index pays one short lock then and one when it ends; a
 //! dependent, one allocation (its `Waiting`), a registry entry and one
 //! lock per dependency. The alternatives were a pointer to a lazily made notifier
