@@ -285,6 +285,7 @@ fn latency_histograms_record_every_poll_per_priority() {
         let rt = Runtime::builder()
             .workers(2)
             .enable_latency_histograms()
+            .latency_sampling(1)
             .build()
             .unwrap();
         rt.block_on(async {
@@ -316,4 +317,53 @@ fn latency_histograms_record_every_poll_per_priority() {
         let bucketed: u64 = high.buckets().map(|(_, n)| n).sum();
         assert_eq!(bucketed, 400);
     });
+}
+
+#[test]
+fn latency_histograms_sample_one_poll_in_n() {
+    watchdog(60, || {
+        let rt = Runtime::builder()
+            .workers(2)
+            .enable_latency_histograms()
+            .latency_sampling(16)
+            .build()
+            .unwrap();
+        // Spawned from this thread only (a fresh one: its countdown starts
+        // at the first spawn), each task polled once: spawns 1, 17, 33, ...
+        // are sampled.
+        let handle = rt.handle().clone();
+        std::thread::spawn(move || {
+            handle.block_on(async {
+                for _ in 0..1_600 {
+                    multipool::spawn(async {}).await.unwrap();
+                }
+            })
+        })
+        .join()
+        .unwrap();
+        let metrics = rt.handle().metrics();
+        assert_eq!(metrics.spawned_tasks_count(), 1_600);
+        let latency = metrics.schedule_latency(Priority::Normal).unwrap();
+        assert_eq!(latency.count(), 100);
+        assert_eq!(metrics.poll_time(Priority::Normal).unwrap().count(), 100);
+        assert!(latency.percentile(0.5) <= latency.percentile(0.99));
+    });
+}
+
+#[test]
+fn zero_latency_sampling_is_refused() {
+    let err = Runtime::builder()
+        .enable_latency_histograms()
+        .latency_sampling(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.setting(), Some("latency_sampling"));
+    // u32::MAX is accepted: the first wake-up of each thread is sampled.
+    let rt = Runtime::builder()
+        .workers(1)
+        .enable_latency_histograms()
+        .latency_sampling(u32::MAX)
+        .build()
+        .unwrap();
+    rt.block_on(rt.spawn(async {})).unwrap();
 }

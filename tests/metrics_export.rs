@@ -242,6 +242,7 @@ fn latency_histograms_become_summaries() {
         let rt = Runtime::builder()
             .workers(2)
             .enable_latency_histograms()
+            .latency_sampling(1)
             .build()
             .unwrap();
         rt.block_on(async {
@@ -336,6 +337,7 @@ fn prometheus_renders_the_export() {
         let rt = Runtime::builder()
             .workers(2)
             .enable_latency_histograms()
+            .latency_sampling(1)
             .build()
             .unwrap();
         rt.block_on(async {

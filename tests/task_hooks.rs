@@ -435,6 +435,7 @@ fn poll_hooks_see_latency_with_histograms_on() {
         let rt = Runtime::builder()
             .workers(1)
             .enable_latency_histograms()
+            .latency_sampling(1)
             .on_after_task_poll(move |task| {
                 log.lock()
                     .unwrap()

@@ -14,6 +14,7 @@
 //!   minutes); longer values land in the last bucket. Each worker writes
 //!   its own buckets; a [`Histogram`] is a sum of them at one moment.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -59,6 +60,39 @@ pub(crate) fn now_ticks() -> u64 {
     return clock().raw();
     #[cfg(miri)]
     return epoch().elapsed().as_nanos() as u64;
+}
+
+thread_local! {
+    /// Wake-ups and spawns this thread makes before its next sample (see
+    /// [`sample_due`]).
+    static SAMPLE_COUNTDOWN: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether this wake-up or spawn is sampled for the latency histograms:
+/// every `one_in`-th on each thread (the first one included). A
+/// per-thread countdown rather than a shared counter: sampling must not
+/// add a shared write to the wake path.
+#[inline]
+pub(crate) fn sample_due(one_in: u32) -> bool {
+    SAMPLE_COUNTDOWN
+        .try_with(|countdown| match countdown.get() {
+            0 => {
+                countdown.set(one_in.saturating_sub(1));
+                true
+            }
+            left => {
+                countdown.set(left - 1);
+                false
+            }
+        })
+        .unwrap_or(false)
+}
+
+/// A time stamp for [`TaskMeta::scheduled_at`](crate::runtime::task::TaskMeta):
+/// never 0, which stands for "this poll is not sampled".
+#[inline]
+pub(crate) fn now_stamp() -> u64 {
+    now_ticks().max(1)
 }
 
 /// The time from stamp `start` to stamp `end`, in the clock's raw unit
@@ -159,7 +193,8 @@ impl HistogramCells {
 ///     }
 /// });
 /// let latency = rt.handle().metrics().schedule_latency(Priority::High).unwrap();
-/// assert!(latency.count() >= 100);
+/// // One spawn in 16 of this thread is sampled: spawns 1, 17, ..., 97.
+/// assert_eq!(latency.count(), 7);
 /// assert!(latency.percentile(0.5) <= latency.percentile(0.99));
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -201,7 +236,9 @@ impl Histogram {
         }
     }
 
-    /// Number of values recorded.
+    /// Number of values recorded: for the runtime's histograms, the number
+    /// of sampled polls (see
+    /// [`Builder::latency_sampling`](crate::Builder::latency_sampling)).
     pub fn count(&self) -> u64 {
         self.counts.iter().sum()
     }
@@ -561,15 +598,17 @@ impl RuntimeMetrics {
     // ---- Latency histograms ----
 
     /// The schedule latency of tasks of `priority`: from a spawn or wake-up
-    /// to the start of the poll. `None` unless the runtime was built with
+    /// to the start of the poll, for the polls sampled (one in 16 by
+    /// default, see [`Builder::latency_sampling`](crate::Builder::latency_sampling)).
+    /// `None` unless the runtime was built with
     /// [`Builder::enable_latency_histograms`](crate::Builder::enable_latency_histograms).
     /// This is the figure that shows what a priority buys.
     pub fn schedule_latency(&self, priority: Priority) -> Option<Histogram> {
         self.histogram(|slot| &slot.schedule_latency, priority)
     }
 
-    /// The duration of each poll of tasks of `priority`; `None` as for
-    /// [`schedule_latency`](Self::schedule_latency).
+    /// The duration of the sampled polls of tasks of `priority`; sampled
+    /// and `None` as for [`schedule_latency`](Self::schedule_latency).
     pub fn poll_time(&self, priority: Priority) -> Option<Histogram> {
         self.histogram(|slot| &slot.poll_time, priority)
     }

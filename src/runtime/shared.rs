@@ -42,7 +42,7 @@ pub(crate) struct RuntimeShared {
 impl RuntimeShared {
     pub(crate) fn new(
         hooks: Hooks,
-        histograms: bool,
+        histograms: Option<u32>,
         clock: Arc<Clock>,
         blocking: BlockingPool,
     ) -> Self {

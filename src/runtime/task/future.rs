@@ -642,7 +642,9 @@ fn poll_future<F: Future>(
     memory: Option<&MemoryAccount>,
     timed: bool,
 ) -> (Polled<F::Output>, Option<Duration>) {
-    if meta.pool.observe.any {
+    let observe = meta.pool.observe;
+    // With histograms only, an unsampled poll takes the plain path.
+    if observe.any && (observe.poll_hooks || meta.scheduled_at.load(Ordering::Relaxed) != 0) {
         poll_observed(future, cx, meta, memory, timed)
     } else {
         let start = timed.then(Instant::now);
@@ -676,9 +678,9 @@ fn poll_user<F: Future>(
     }
 }
 
-/// A poll with the task hooks, histograms or panic reports that the pool
-/// observes (see `info::Observe`); out of line, so the plain path stays
-/// short. Returns the poll's time too if `timed` (hooks excluded).
+/// A poll with the task hooks or the histograms that the pool observes
+/// (see `info::Observe`): a pool with poll hooks, or a poll sampled for
+/// the histograms. Out of line, so the plain path stays short. Returns the poll's time too if `timed` (hooks excluded).
 #[inline(never)]
 fn poll_observed<F: Future>(
     future: Pin<&mut F>,
@@ -688,9 +690,16 @@ fn poll_observed<F: Future>(
     timed: bool,
 ) -> (Polled<F::Output>, Option<Duration>) {
     let observe = meta.pool.observe;
-    let start = observe.histograms.then(metrics::now_ticks);
-    let latency =
-        start.map(|start| metrics::ticks_between(meta.scheduled_at.load(Ordering::Relaxed), start));
+    // A poll is timed if the wake-up (or spawn) before it was sampled.
+    let stamp = if observe.histograms {
+        meta.take_stamp()
+    } else {
+        None
+    };
+    let start = stamp.map(|_| metrics::now_ticks());
+    let latency = stamp
+        .zip(start)
+        .map(|(stamp, start)| metrics::ticks_between(stamp, start));
     if observe.poll_hooks {
         let latency = latency.map(|ticks| Duration::from_nanos(metrics::ticks_to_nanos(ticks)));
         with_task_hooks(&meta.pool.runtime, |hooks| {

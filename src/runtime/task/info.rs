@@ -159,9 +159,10 @@ impl<'a> TaskInfo<'a> {
     }
 
     /// How long the task waited between its spawn or wake-up and the start
-    /// of this poll. Only in the poll hooks, and only with
-    /// [`Builder::enable_latency_histograms`](crate::Builder::enable_latency_histograms)
-    /// (and not for `spawn_blocking` tasks, which no worker schedules).
+    /// of this poll. Only in the poll hooks, only with
+    /// [`Builder::enable_latency_histograms`](crate::Builder::enable_latency_histograms),
+    /// and only for the polls it samples (all of them with
+    /// [`Builder::latency_sampling(1)`](crate::Builder::latency_sampling)).
     pub fn schedule_latency(&self) -> Option<Duration> {
         self.schedule_latency
     }
@@ -321,16 +322,18 @@ pub(crate) struct TaskHooks {
 
 impl TaskHooks {
     /// What the pools of a runtime with these hooks must observe.
-    pub(crate) fn observe(&self, histograms: bool) -> Observe {
+    /// `histograms`: with latency histograms, sampling one poll in this many.
+    pub(crate) fn observe(&self, histograms: Option<u32>) -> Observe {
         let polls = self.before_poll.is_some() || self.after_poll.is_some();
         Observe {
-            any: histograms
+            any: histograms.is_some()
                 || polls
                 || self.spawn.is_some()
                 || self.terminate.is_some()
                 || self.panic.is_some()
                 || self.unhandled_panic != UnhandledPanic::Ignore,
-            histograms,
+            histograms: histograms.is_some(),
+            sample_one_in: histograms.unwrap_or(1),
             poll_hooks: polls,
             lifecycle: self.spawn.is_some() || self.terminate.is_some(),
             panics: self.panic.is_some() || self.unhandled_panic != UnhandledPanic::Ignore,
@@ -344,6 +347,9 @@ pub(crate) struct Observe {
     /// Any of the below: the one check of the hot path.
     pub(crate) any: bool,
     pub(crate) histograms: bool,
+    /// With `histograms`: one wake-up or spawn in this many is sampled
+    /// (see `metrics::sample_due`); at least 1.
+    pub(crate) sample_one_in: u32,
     pub(crate) poll_hooks: bool,
     /// `on_task_spawn` or `on_task_terminate`.
     pub(crate) lifecycle: bool,

@@ -151,7 +151,8 @@ pub(crate) struct TaskMeta {
     /// Where the task was spawned (`#[track_caller]` on every spawn).
     pub(crate) location: &'static Location<'static>,
     /// When the task was last spawned or woken, a stamp of
-    /// `metrics::now_ticks`; kept only with latency histograms (see
+    /// `metrics::now_stamp`, if that spawn or wake-up was sampled for the
+    /// latency histograms; 0 otherwise, and once its poll started (see
     /// `Observe::histograms`).
     pub(crate) scheduled_at: AtomicU64,
     /// Index of the task's [`Priority`] level. Atomic: it may change while
@@ -212,11 +213,13 @@ impl TaskMeta {
         home: u32,
         local: bool,
     ) -> Self {
-        let scheduled_at = if pool.observe.histograms {
-            crate::runtime::metrics::now_ticks()
-        } else {
-            0
-        };
+        let observe = pool.observe;
+        let scheduled_at =
+            if observe.histograms && crate::runtime::metrics::sample_due(observe.sample_one_in) {
+                crate::runtime::metrics::now_stamp()
+            } else {
+                0
+            };
         TaskMeta {
             pool: pool.clone(),
             id: AtomicU64::new(0),
@@ -274,11 +277,29 @@ impl TaskMeta {
         dependency::watch(self).then(|| self.id())
     }
 
-    /// Records that the task was just woken (for the schedule latency).
+    /// The task was just woken, in a pool with latency histograms: if this
+    /// wake-up is sampled, stamps it, so the poll that follows is timed
+    /// (see `future::poll_observed`).
     #[inline]
     pub(crate) fn stamp_scheduled(&self) {
-        self.scheduled_at
-            .store(crate::runtime::metrics::now_ticks(), Ordering::Relaxed);
+        if crate::runtime::metrics::sample_due(self.pool.observe.sample_one_in) {
+            self.scheduled_at
+                .store(crate::runtime::metrics::now_stamp(), Ordering::Relaxed);
+        }
+    }
+
+    /// The stamp of the wake-up (or spawn) that scheduled the poll starting
+    /// now, if it was sampled; clears it. A plain load and store suffice:
+    /// the task's next schedule, the only other writer, comes after this
+    /// poll (a wake during the poll is scheduled when the poll returns).
+    #[inline]
+    pub(crate) fn take_stamp(&self) -> Option<u64> {
+        let stamp = self.scheduled_at.load(Ordering::Relaxed);
+        if stamp == 0 {
+            return None;
+        }
+        self.scheduled_at.store(0, Ordering::Relaxed);
+        Some(stamp)
     }
 
     pub(crate) fn priority(&self) -> Priority {
