@@ -9,6 +9,7 @@
 //! | `tokio` | [`tokio`] | [`BuilderExt::enable_tokio`](crate::tokio::BuilderExt::enable_tokio): a tokio context on every worker thread and in every `block_on`, so `tokio::net`, `tokio::time`, `tokio::spawn` and libraries built on them (reqwest) work in any multipool task, at no cost per poll; [`Compat`](crate::tokio::Compat) for single futures and for bridging `AsyncRead`/`AsyncWrite` |
 //! | `hyper` | [`hyper`] | [`HyperExecutor`](crate::hyper::HyperExecutor), [`HyperTimer`](crate::hyper::HyperTimer), [`FuturesIo`](crate::hyper::FuturesIo): hyper 1.x servers and clients with every connection task on multipool |
 //! | `async-std` | [`async_std`] | async-std and smol (async-io) futures on multipool: what works as it is, and the caveats |
+//! | `executor-trait` | [`executor_trait`] | [`MultipoolExecutor`](crate::executor_trait::MultipoolExecutor): the executor-trait 2.x `FullExecutor`, for lapin and other libraries that take one |
 //!
 //! ```toml
 //! [dependencies]
@@ -41,6 +42,8 @@
 
 #[cfg(feature = "async-std")]
 pub mod async_std;
+#[cfg(feature = "executor-trait")]
+pub mod executor_trait;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 #[cfg(feature = "tokio")]
