@@ -315,7 +315,7 @@ mod paused {
                 .collect();
             let mut times: Vec<_> = handles
                 .into_iter()
-                .map(|handle| multipool::block_on(handle).unwrap())
+                .map(|handle| rt.block_on(handle).unwrap())
                 .collect();
             times.sort();
             for pair in times.windows(2) {

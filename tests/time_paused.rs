@@ -5,11 +5,14 @@
 //! timer, nested) and around blocking code, which counts as work until it
 //! returns.
 //!
+//! Paused time moves by itself only while the runtime is idle and a
+//! `Runtime::block_on` waits on it (tokio's rule): never while nobody
+//! drives it, whatever the workers do.
+//!
 //! Everything that could hang runs under a watchdog, so a lost wake-up
 //! fails instead of hanging. Most bodies run as a task of the runtime,
-//! awaited from a thread that does not `block_on` the runtime
-//! (`run_in_task`); the regression tests cover `Runtime::block_on` taking
-//! part in auto-advancing the clock.
+//! awaited by `rt.block_on` (`run_in_task`); the regression tests cover
+//! `Runtime::block_on` taking part in auto-advancing the clock.
 
 mod common;
 
@@ -21,6 +24,94 @@ use common::time::{ms, paused_runtime, run_in_task, run_paused};
 use common::watchdog;
 use multipool::time::{advance, now, pause, resume, sleep};
 use multipool::{Handle, Runtime};
+
+// ---------------------------------------------------------------------------
+// auto-advance: only while driven
+// ---------------------------------------------------------------------------
+
+/// The workers all park with a timer pending, and nobody waits on the
+/// runtime: the clock stays put (the old rule moved it as the last worker
+/// parked, before this test could look). Once `block_on` waits, it moves
+/// straight to the timer.
+#[test]
+fn paused_time_does_not_move_while_nobody_drives_the_runtime() {
+    watchdog(60, || {
+        let rt = paused_runtime(2);
+        let clock = || {
+            let _entered = rt.handle().enter();
+            multipool::time::Instant::now()
+        };
+        let start = clock();
+        let sleeper = rt
+            .spawn(async {
+                sleep(Duration::from_secs(3600)).await;
+                multipool::time::Instant::now()
+            })
+            .start();
+        // Both workers park only after trying to move the clock, and fail.
+        let metrics = rt.handle().metrics();
+        // (The old rule fired the timer here: then the loop ends with the
+        // sleeper finished, and the assertion below fails.)
+        while !sleeper.is_finished()
+            && (metrics.num_timers() != 1 || metrics.num_parked_workers() != 2)
+        {
+            thread::yield_now();
+        }
+        assert!(!sleeper.is_finished());
+        assert_eq!(clock(), start);
+        // Driven now: idle, so the clock jumps to the timer, exactly.
+        let woke = rt.block_on(sleeper).unwrap();
+        assert_eq!(woke - start, Duration::from_secs(3600));
+    });
+}
+
+/// tokio's `tickspace` shape: a timer made and reset while paused, awaited
+/// in `block_on`, fires at exactly the reset deadline; 100 runs in a row
+/// while two threads keep both cores busy.
+#[test]
+fn a_timer_reset_while_paused_fires_exactly_100_times_under_load() {
+    watchdog(120, || {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let load: Vec<_> = (0..2)
+            .map(|_| {
+                let stop = stop.clone();
+                thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..100 {
+            let rt = paused_runtime(2);
+            let (start, elapsed) = {
+                let _entered = rt.handle().enter();
+                let start = multipool::time::Instant::now();
+                let mut timer = Box::pin(sleep(ms(10)));
+                // Polled once: the timer is in the wheel, and the workers
+                // are idle.
+                assert!(futures::FutureExt::now_or_never(timer.as_mut()).is_none());
+                // Code that runs with the runtime entered, undriven: the
+                // clock must not move under it.
+                for _ in 0..1_000 {
+                    thread::yield_now();
+                }
+                assert_eq!(multipool::time::Instant::now(), start);
+                timer.as_mut().reset(start + ms(25));
+                rt.block_on(async move {
+                    timer.await;
+                    (start, start.elapsed())
+                })
+            };
+            assert_eq!(elapsed, ms(25), "from {start:?}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in load {
+            thread.join().unwrap();
+        }
+    });
+}
 
 // ---------------------------------------------------------------------------
 // pause / advance

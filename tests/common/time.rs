@@ -1,11 +1,10 @@
 //! Helpers shared by the `time_*` tests (and the paused-time half of the
 //! bad-input tests).
 //!
-//! Paused-time bodies mostly run as a task of the runtime, awaited from a
-//! thread that does not `block_on` the runtime ([`run_in_task`]).
+//! Paused-time bodies mostly run as a task of the runtime, awaited by
+//! `rt.block_on` ([`run_in_task`]).
 
 use std::future::Future;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use multipool::Runtime;
@@ -24,24 +23,16 @@ pub fn paused_runtime(workers: usize) -> Runtime {
 }
 
 /// Runs `future` as a task of `rt` and returns its output. The calling
-/// thread waits on a channel, not in `rt.block_on`, so that only the workers
-/// move paused time.
+/// thread waits in `rt.block_on` on the task's handle: a runtime nobody
+/// waits on never moves paused time by itself (tokio's rule), and the
+/// handle's poll is only the wait, so the workers do the work.
 pub fn run_in_task<T, F>(rt: &Runtime, future: F) -> T
 where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
-    let (done_tx, done_rx) = mpsc::channel();
-    let task = rt
-        .spawn(async move {
-            let output = future.await;
-            let _ = done_tx.send(());
-            output
-        })
-        .start();
     // `Err`: the task panicked; its handle says how.
-    let _ = done_rx.recv();
-    multipool::block_on(task).unwrap()
+    rt.block_on(rt.spawn(future)).unwrap()
 }
 
 /// Runs `future` as a task of a fresh runtime whose clock starts paused,

@@ -3,10 +3,15 @@
 //!
 //! Invariants:
 //! * Paused time moves by itself only when every pool of the runtime is
-//!   idle and nothing is *active*: no `Runtime::block_on` polling its
-//!   future or woken and about to, no `spawn_blocking` call queued or
-//!   running (tokio behaves the same). The active count lives here, and
-//!   every change to it goes through this file.
+//!   idle, nothing is *active* (no `Runtime::block_on` polling its future
+//!   or woken and about to, no `spawn_blocking` call queued or running),
+//!   and something *waits* on the runtime: a `Runtime::block_on` asleep
+//!   until its future is woken. That is tokio's rule: its clock moves only
+//!   while the runtime is idle and being driven. Code that runs with the
+//!   runtime entered, or threads that wait on tasks by other means (a
+//!   channel's blocking `recv`), never see paused time move by itself.
+//!   The active and waiting counts live here, and every change to them
+//!   goes through this file.
 //! * A wake-up of a `Runtime::block_on` is counted once, from the wake
 //!   until the poll it leads to has begun, so the thread counts as busy
 //!   before it is even scheduled; a wake-up after the `block_on` returned
@@ -33,6 +38,8 @@ pub(crate) struct PausedTime {
     /// Active `block_on` polls and wake-ups, and blocking calls queued or
     /// running.
     active: crate::sync::AtomicUsize,
+    /// `Runtime::block_on` calls asleep, waiting for their future's waker.
+    waiting: crate::sync::AtomicUsize,
     /// Serialises auto-advances (see the module docs).
     advancing: crate::sync::RtMutex<()>,
 }
@@ -73,10 +80,19 @@ mod counted {
             self.paused.active.fetch_sub(1, Ordering::SeqCst);
         }
 
+        /// Counts a `block_on` about to sleep (see the module docs): from
+        /// here until the guard drops, the runtime is being waited on, and
+        /// the last thread to go idle may move paused time.
+        fn waiting(&self) -> Waiting<'_> {
+            self.paused.waiting.fetch_add(1, Ordering::SeqCst);
+            Waiting(self)
+        }
+
         pub(super) fn auto_advance(&self) -> bool {
             let _advancing = self.paused.advancing.lock();
             let pools: Vec<Arc<Pool>> = self.pools().collect();
             let idle = self.paused.active.load(Ordering::SeqCst) == 0
+                && self.paused.waiting.load(Ordering::SeqCst) > 0
                 && pools.iter().all(|pool| pool.is_idle());
             if !idle {
                 return false;
@@ -178,9 +194,20 @@ mod counted {
             if let Poll::Ready(output) = poll {
                 return output;
             }
-            // With paused time, the last one to go idle moves the clock.
+            // Waited on from here: with paused time, the last one to go
+            // idle moves the clock.
+            let _waiting = runtime.waiting();
             runtime.try_auto_advance();
             park(&parker);
+        }
+    }
+
+    /// Gives back one waiting count when dropped.
+    struct Waiting<'a>(&'a RuntimeShared);
+
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            self.0.paused.waiting.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -203,8 +230,12 @@ mod counted {
         {
             Some(outer) => {
                 outer.runtime.uncount_active();
-                outer.runtime.try_auto_advance();
-                park();
+                {
+                    // A nested `block_on` waits on the runtime too.
+                    let _waiting = outer.runtime.waiting();
+                    outer.runtime.try_auto_advance();
+                    park();
+                }
                 outer.runtime.count_active();
             }
             None => park(),
