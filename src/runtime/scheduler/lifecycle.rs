@@ -59,6 +59,7 @@ impl Pool {
         }) else {
             return Ok(false);
         };
+        self.note_slot_used(index);
         let slot = &self.slots[index];
         let counted = self.idle.activate_worker(self.slots.len(), || {
             self.counters.workers_started.fetch_add(1, Ordering::SeqCst);

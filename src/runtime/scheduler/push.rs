@@ -128,9 +128,24 @@ impl Pool {
     }
 
     fn inbox(&self, index: usize) -> &Inbox {
-        self.slots[index]
-            .inbox
-            .get_or_init(|| Box::new(Inbox::new()))
+        self.slots[index].inbox.get_or_init(|| {
+            self.note_slot_used(index);
+            Box::new(Inbox::new())
+        })
+    }
+
+    /// Slot `index` gets a worker or an inbox: it is in use from now on
+    /// (see `Pool::slots_used`).
+    pub(super) fn note_slot_used(&self, index: usize) {
+        self.slots_used.fetch_max(index + 1, Ordering::SeqCst);
+    }
+
+    /// The slots that ever had a worker or an inbox (see
+    /// `Pool::slots_used`); the rest have never held a task.
+    #[inline]
+    pub(super) fn used_slots(&self) -> &[super::Slot] {
+        let used = self.slots_used.load(Ordering::SeqCst);
+        &self.slots[..used.min(self.slots.len())]
     }
 
     /// The schedule function of every task: routes a woken task back to its

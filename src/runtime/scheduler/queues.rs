@@ -70,9 +70,10 @@ impl Pool {
         if injector.is_empty() {
             return None;
         }
-        // Shared among the slots rather than the workers running now: no
-        // read of the contended idle state on this path.
-        let want = (injector.len() / self.slots.len() + 1).min(MAX_INJECT_BATCH);
+        // Shared among the slots in use rather than the workers running
+        // now: no read of the contended idle state on this path, and no
+        // share for the dormant slots of an elastic pool.
+        let want = (injector.len() / self.used_slots().len().max(1) + 1).min(MAX_INJECT_BATCH);
         // The popped task counts towards `want`.
         let target = dest.len() + want - 1;
         let task = steal(|| injector.steal_batch_with_limit_and_pop(dest, want))?;
@@ -108,7 +109,7 @@ impl Pool {
     /// Whether any queue of the pool holds work that any worker may take
     /// (pinned tasks wait for their own worker, which is woken by name).
     pub(super) fn has_queued_work(&self) -> bool {
-        self.slots.iter().any(|slot| {
+        self.used_slots().iter().any(|slot| {
             slot.stealers.iter().any(|s| !s.is_empty())
                 || slot
                     .inbox

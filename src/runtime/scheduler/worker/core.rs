@@ -354,7 +354,11 @@ impl Core {
     /// Steals a batch of `level` tasks from a sibling, starting at a random
     /// one. Clears the pool's hint for the level when every sibling is empty.
     pub(super) fn steal_level(&mut self, local: &Local, level: usize) -> Option<Runnable> {
-        let slots = &local.pool.slots;
+        // Dormant slots that never had a worker hold nothing to steal.
+        let slots = local.pool.used_slots();
+        if slots.is_empty() {
+            return None;
+        }
         let start = self.next_random() as usize % slots.len();
         loop {
             let mut retry = false;
