@@ -367,3 +367,83 @@ fn zero_latency_sampling_is_refused() {
         .unwrap();
     rt.block_on(rt.spawn(async {})).unwrap();
 }
+
+/// A task held by `Spawn::after` whose spawn was sampled and whose release
+/// was not records nothing: its spawn's stamp must not survive the hold
+/// (it would count the whole wait for its dependency as schedule latency).
+#[test]
+fn a_held_task_does_not_keep_its_spawn_stamp_through_the_hold() {
+    watchdog(60, || {
+        let rt = Runtime::builder()
+            .workers(1)
+            .enable_latency_histograms()
+            .latency_sampling(1_000)
+            .build()
+            .unwrap();
+        let (go, gate) = futures::channel::oneshot::channel::<()>();
+        let dependency = rt
+            .spawn(async move {
+                gate.await.unwrap();
+                // Two spawns from the worker: its countdown is past its
+                // first (sampled) step, so the release below is not
+                // sampled.
+                multipool::spawn(async {}).detach();
+                multipool::spawn(async {}).detach();
+            })
+            .start();
+        // A fresh thread: its first spawn (the held task) is sampled.
+        let held = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    rt.spawn(async {})
+                        .priority(Priority::High)
+                        .after(&dependency)
+                        .start()
+                })
+                .join()
+                .unwrap()
+        });
+        go.send(()).unwrap();
+        rt.block_on(held).unwrap();
+        rt.block_on(dependency).unwrap();
+        let metrics = rt.handle().metrics();
+        assert_eq!(metrics.schedule_latency(Priority::High).unwrap().count(), 0);
+        assert_eq!(metrics.poll_time(Priority::High).unwrap().count(), 0);
+    });
+}
+
+/// The sampling countdown is per thread, shared by the runtimes it serves:
+/// a runtime that samples every wake-up stays exact next to one that
+/// samples rarely.
+#[test]
+fn latency_sampling_one_stays_exact_next_to_a_sparse_runtime() {
+    watchdog(60, || {
+        let sparse = Runtime::builder()
+            .workers(1)
+            .enable_latency_histograms()
+            .latency_sampling(u32::MAX)
+            .build()
+            .unwrap();
+        let exact = Runtime::builder()
+            .workers(1)
+            .enable_latency_histograms()
+            .latency_sampling(1)
+            .build()
+            .unwrap();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                // Sampled (the thread's first), leaving u32::MAX - 1 to go.
+                sparse.block_on(sparse.spawn(async {})).unwrap();
+                for _ in 0..10 {
+                    exact.block_on(exact.spawn(async {})).unwrap();
+                }
+            });
+        });
+        let polls = exact
+            .handle()
+            .metrics()
+            .poll_time(Priority::Normal)
+            .unwrap();
+        assert_eq!(polls.count(), 10);
+    });
+}

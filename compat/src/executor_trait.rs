@@ -26,10 +26,14 @@
 //!
 //! # Invariants
 //!
-//! * [`spawn`](Executor::spawn) never blocks and never panics. A task
-//!   its pool refuses (the runtime shut down, a bounded queue is full) is
-//!   dropped, as multipool drops every refused spawn; only awaiting its
-//!   task (`Box<dyn Task>`) reports the refusal (see below).
+//! * [`spawn`](Executor::spawn) never blocks and never panics. A full
+//!   queue does not refuse it: the task is queued beyond
+//!   [`max_queued`](multipool::Builder::max_queued)
+//!   ([`Spawn::start_unbounded`](multipool::Spawn::start_unbounded)), since
+//!   lapin drops the tasks it spawns and a refusal would end them unseen. A
+//!   task its pool refuses otherwise (the runtime shut down) is dropped;
+//!   only awaiting its task (`Box<dyn Task>`) reports the refusal (see
+//!   below).
 //! * Dropping a task (`Box<dyn Task>`) detaches the task: it runs on, as when a
 //!   multipool `JoinHandle` is dropped (and as executor-trait's tokio and
 //!   async-global-executor adapters do). lapin drops the tasks it spawns
@@ -181,7 +185,11 @@ impl Executor for MultipoolExecutor {
             Some(handle) => handle.spawn(f),
             None => multipool::spawn(f),
         };
-        Box::new(MultipoolTask::new(spawn.priority(self.priority).start()))
+        // Past a full queue, as `HyperExecutor` spawns: lapin drops the
+        // tasks it spawns, and a refusal would end them unseen.
+        Box::new(MultipoolTask::new(
+            spawn.priority(self.priority).start_unbounded(),
+        ))
     }
 
     fn spawn_local(

@@ -247,3 +247,34 @@ fn a_task_refused_after_shutdown_panics_when_awaited_and_cancels_to_none() {
         assert_eq!(multipool::block_on(guard(task.cancel())), None);
     });
 }
+
+/// A full queue does not refuse the adapter's spawns: lapin drops the
+/// tasks it spawns, so a refusal would end them unseen.
+#[test]
+fn spawn_past_a_full_queue_still_runs_the_task() {
+    on_thread("full", || {
+        let rt = Runtime::builder().workers(1).max_queued(1).build().unwrap();
+        let exec = exec(&rt, Priority::Normal);
+        // Hold the only worker, so what is queued stays queued.
+        let (release, held) = mpsc::channel::<()>();
+        let blocker = rt.spawn(async move { held.recv().unwrap() }).start();
+        while rt.handle().metrics().num_queued() != 0 {
+            std::thread::yield_now();
+        }
+        let (tx, rx) = mpsc::channel();
+        let tasks: Vec<_> = (0..3)
+            .map(|i| {
+                let tx = tx.clone();
+                exec.spawn(Box::pin(async move { tx.send(i).unwrap() }))
+            })
+            .collect();
+        assert_eq!(rt.handle().metrics().num_queued(), 3, "past the bound of 1");
+        // Dropped at once, as lapin does: they run anyway.
+        drop(tasks);
+        release.send(()).unwrap();
+        rt.block_on(blocker).unwrap();
+        let mut ran: Vec<i32> = (0..3).map(|_| rx.recv().unwrap()).collect();
+        ran.sort_unstable();
+        assert_eq!(ran, [0, 1, 2]);
+    });
+}

@@ -517,8 +517,9 @@ impl Builder {
 
     /// Calls `hook` before every poll of every task, on the polling thread.
     /// With [`enable_latency_histograms`](Self::enable_latency_histograms),
-    /// [`TaskInfo::schedule_latency`] is set. Keep it short: it runs on
-    /// the hot path.
+    /// [`TaskInfo::schedule_latency`] is set for the sampled polls (every
+    /// poll with [`latency_sampling(1)`](Self::latency_sampling)). Keep it
+    /// short: it runs on the hot path.
     pub fn on_before_task_poll(
         mut self,
         hook: impl Fn(&TaskInfo<'_>) + Send + Sync + 'static,
@@ -530,7 +531,8 @@ impl Builder {
     /// Calls `hook` after every poll of every task, on the polling thread
     /// (also after a poll that panicked). With
     /// [`enable_latency_histograms`](Self::enable_latency_histograms),
-    /// [`TaskInfo::poll_time`] is set.
+    /// [`TaskInfo::poll_time`] is set for the sampled polls (as
+    /// `schedule_latency` in [`on_before_task_poll`](Self::on_before_task_poll)).
     pub fn on_after_task_poll(
         mut self,
         hook: impl Fn(&TaskInfo<'_>) + Send + Sync + 'static,

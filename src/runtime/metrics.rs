@@ -71,13 +71,17 @@ thread_local! {
 /// Whether this wake-up or spawn is sampled for the latency histograms:
 /// every `one_in`-th on each thread (the first one included). A
 /// per-thread countdown rather than a shared counter: sampling must not
-/// add a shared write to the wake path.
+/// add a shared write to the wake path. The countdown is shared by the
+/// runtimes a thread serves, so what is left of it is capped at this
+/// runtime's period: a runtime that samples every wake-up
+/// (`latency_sampling(1)`) stays exact next to one that samples rarely.
 #[inline]
 pub(crate) fn sample_due(one_in: u32) -> bool {
+    let period = one_in.saturating_sub(1);
     SAMPLE_COUNTDOWN
-        .try_with(|countdown| match countdown.get() {
+        .try_with(|countdown| match countdown.get().min(period) {
             0 => {
-                countdown.set(one_in.saturating_sub(1));
+                countdown.set(period);
                 true
             }
             left => {

@@ -607,6 +607,43 @@ where
         self.start_with(false).map(JoinHandle::new)
     }
 
+    /// Starts the task now, as [`start`](Self::start) does, except that a
+    /// full queue does not refuse it: it is queued beyond
+    /// [`Builder::max_queued`](crate::Builder::max_queued), as
+    /// [`detach`](Self::detach) queues. For adapters that implement another
+    /// crate's spawn trait, whose callers expect a spawn never to be
+    /// refused for a full queue and may drop the handle at once (lapin's
+    /// `executor_trait` does). Other refusals (shut down, unknown pool,
+    /// priority not served) still end the task at once, and its handle
+    /// says why.
+    ///
+    /// ```
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(1)
+    ///     .max_queued(1)
+    ///     .build()
+    ///     .unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// // Holds the only worker, so nothing queued starts.
+    /// let blocker = rt.spawn(async move { rx.recv().unwrap() }).start();
+    /// while rt.handle().metrics().num_queued() != 0 {
+    ///     std::thread::yield_now();
+    /// }
+    /// let first = rt.spawn(async { 1 }).start(); // takes the one place
+    /// assert!(rt.spawn(async { 2 }).start().is_finished()); // refused: full
+    /// let past = rt.spawn(async { 3 }).start_unbounded(); // queued anyway
+    /// tx.send(()).unwrap();
+    /// assert_eq!(rt.block_on(blocker).unwrap(), ());
+    /// assert_eq!(rt.block_on(first).unwrap(), 1);
+    /// assert_eq!(rt.block_on(past).unwrap(), 3);
+    /// ```
+    pub fn start_unbounded(self) -> JoinHandle<F::Output> {
+        match self.start_with(true) {
+            Ok(task) => JoinHandle::new(task),
+            Err(error) => JoinHandle::refused(error.into_join_error()),
+        }
+    }
+
     /// Starts the task now and lets it run on its own; its output is dropped.
     ///
     /// A detached task has no handle to report a refusal to, so a full

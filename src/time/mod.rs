@@ -64,8 +64,10 @@ mod test_util {
     /// While paused, time moves only through [`advance`], or by itself when
     /// the runtime is idle (every worker parked, no `block_on` polling and
     /// no [`spawn_blocking`](crate::task::spawn_blocking) call queued or
-    /// running):
-    /// it then jumps to the next timer's deadline. So `sleep(1 hour)` in a
+    /// running) while something waits on it (a `Runtime::block_on` or
+    /// `Handle::block_on` asleep until its future is woken, as tokio's
+    /// clock moves only while `block_on` drives its runtime): it then
+    /// jumps to the next timer's deadline. So `sleep(1 hour)` in a
     /// paused test completes at once, yet in order with every other timer.
     ///
     /// # Panics

@@ -680,7 +680,8 @@ fn poll_user<F: Future>(
 
 /// A poll with the task hooks or the histograms that the pool observes
 /// (see `info::Observe`): a pool with poll hooks, or a poll sampled for
-/// the histograms. Out of line, so the plain path stays short. Returns the poll's time too if `timed` (hooks excluded).
+/// the histograms. Out of line, so the plain path stays short. Returns
+/// the poll's time too if `timed` (hooks excluded).
 #[inline(never)]
 fn poll_observed<F: Future>(
     future: Pin<&mut F>,

@@ -277,15 +277,20 @@ impl TaskMeta {
         dependency::watch(self).then(|| self.id())
     }
 
-    /// The task was just woken, in a pool with latency histograms: if this
-    /// wake-up is sampled, stamps it, so the poll that follows is timed
-    /// (see `future::poll_observed`).
+    /// The task was just woken (or released by `Spawn::after`), in a pool
+    /// with latency histograms: stamps it if this wake-up is sampled, so
+    /// the poll that follows is timed (see `future::poll_observed`), and
+    /// clears the stamp otherwise. Always written: a held task may still
+    /// carry its spawn's stamp, which would count its whole wait for its
+    /// dependencies as schedule latency.
     #[inline]
     pub(crate) fn stamp_scheduled(&self) {
-        if crate::runtime::metrics::sample_due(self.pool.observe.sample_one_in) {
-            self.scheduled_at
-                .store(crate::runtime::metrics::now_stamp(), Ordering::Relaxed);
-        }
+        let stamp = if crate::runtime::metrics::sample_due(self.pool.observe.sample_one_in) {
+            crate::runtime::metrics::now_stamp()
+        } else {
+            0
+        };
+        self.scheduled_at.store(stamp, Ordering::Relaxed);
     }
 
     /// The stamp of the wake-up (or spawn) that scheduled the poll starting

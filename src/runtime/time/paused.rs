@@ -5,8 +5,9 @@
 //! * Paused time moves by itself only when every pool of the runtime is
 //!   idle, nothing is *active* (no `Runtime::block_on` polling its future
 //!   or woken and about to, no `spawn_blocking` call queued or running),
-//!   and something *waits* on the runtime: a `Runtime::block_on` asleep
-//!   until its future is woken. That is tokio's rule: its clock moves only
+//!   and something *waits* on the runtime: a `Runtime::block_on` (or
+//!   `Handle::block_on`) asleep until its future is woken, or a `block_on`
+//!   nested in a counted poll or a blocking call. That is tokio's rule: its clock moves only
 //!   while the runtime is idle and being driven. Code that runs with the
 //!   runtime entered, or threads that wait on tasks by other means (a
 //!   channel's blocking `recv`), never see paused time move by itself.
