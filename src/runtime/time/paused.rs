@@ -275,6 +275,10 @@ mod counted {
         fn finish(&self) {
             if self.state.fetch_or(DONE, Ordering::SeqCst) & (WOKEN | DONE) == WOKEN {
                 self.pool.runtime.uncount_active();
+                // That count may have been all that kept another waiting
+                // `block_on` (and the parked workers) from moving the
+                // clock; they checked already, so check for them.
+                self.pool.runtime.try_auto_advance();
             }
         }
     }
