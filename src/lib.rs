@@ -113,7 +113,8 @@ pub use priority::Priority;
 pub use runtime::scheduler::park::{Park, Unparked};
 pub use runtime::scheduler::worker::{try_with_worker_state, with_worker_state};
 pub use runtime::scheduler::{
-    Placement, PriorityFirst, QueuedTask, RunQueue, Scheduler, SchedulerContext, WeightedFair,
+    HoldWakes, Placement, PriorityFirst, QueuedTask, RunQueue, Scheduler, SchedulerContext,
+    WeightedFair,
 };
 pub use runtime::{
     block_on, Builder, EnterGuard, Handle, Histogram, PoolBuilder, Runtime, RuntimeMetrics,

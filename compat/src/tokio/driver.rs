@@ -46,7 +46,7 @@ use std::task::{Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use multipool::Park;
+use multipool::{HoldWakes, Park};
 
 use super::home::Home;
 use tokio::runtime::Runtime;
@@ -245,7 +245,11 @@ impl Driver {
         let _leave = LeaveHook(self);
         let _driving = DrivingGuard::set(self.id);
         let mut unparked = pin!(park.unparked());
+        // Multipool tasks that tokio's tasks wake here are queued between
+        // two of tokio's polls, not inside one (see `HoldWakes`).
+        let hold = HoldWakes::new();
         let wait = poll_fn(|cx| {
+            hold.release(cx.waker());
             if unparked.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(());
             }
@@ -271,6 +275,8 @@ impl Driver {
                 None => wait.await,
             }
         });
+        // Queued while still in the hook: the worker finds them at once.
+        drop(hold);
         // No tokio task runs any more. Unless unparked, the worker goes back
         // to counting as parked, so that at `until` it sees its timers and
         // idle timeout as it would after a plain park.
@@ -304,7 +310,9 @@ impl Driver {
         // thread until it notices `claim`): returns at the second poll
         // without driving anything.
         let mut yielded = false;
+        let hold = HoldWakes::new();
         self.runtime().block_on(poll_fn(|cx| {
+            hold.release(cx.waker());
             if yielded {
                 Poll::Ready(())
             } else {
@@ -343,7 +351,9 @@ impl Driver {
             // to (see `home`).
             let home = self.home.get();
             let _home = home.as_ref().map(multipool::Handle::enter);
+            let hold = HoldWakes::new();
             self.runtime().block_on(poll_fn(|cx| {
+                hold.release(cx.waker());
                 // Register, then check (see `claim` and `stop`).
                 *lock(&self.fallback_waker) = Some(cx.waker().clone());
                 if self.hooked.load(Ordering::SeqCst) > 0
@@ -355,6 +365,7 @@ impl Driver {
                     Poll::Pending
                 }
             }));
+            drop(hold);
             self.holding.store(false, Ordering::SeqCst);
             drop(lock(&self.fallback_waker).take());
         }

@@ -12,6 +12,7 @@
 //! | `worker` | a worker thread: finding, running and stealing work, parking |
 //! | `idle` | who is parked, who searches, whom to wake |
 //! | `park` | the park hook (`Builder::park_with`) |
+//! | `hold` | wake-ups held while another executor's task runs (`HoldWakes`) |
 //! | `lifecycle` | starting and retiring workers; shutdown |
 //! | `monitor` | the thread that grows an elastic pool |
 //! | `counters` | tasks and workers counted, and the gauges |
@@ -48,6 +49,7 @@
 
 mod admission;
 pub(crate) mod counters;
+mod hold;
 mod idle;
 mod lifecycle;
 pub(crate) mod monitor;
@@ -62,6 +64,7 @@ pub(crate) mod run_queue;
 pub(crate) mod worker;
 
 pub(crate) use admission::Admission;
+pub use hold::HoldWakes;
 pub(crate) use placement::Home;
 pub use placement::Placement;
 pub use policy::{PriorityFirst, Scheduler, SchedulerContext, WeightedFair};

@@ -212,7 +212,12 @@ impl Pool {
     }
 
     /// Queues a task from outside the pool's workers.
-    fn push_remote(&self, runnable: Runnable) {
+    pub(super) fn push_remote(&self, runnable: Runnable) {
+        // Woken inside another executor's poll on this thread: queued once
+        // that poll has ended (see `hold`).
+        let Err(runnable) = super::hold::try_hold(runnable) else {
+            return;
+        };
         let Some(runnable) = self.open_or_cancel(runnable) else {
             return;
         };

@@ -61,6 +61,11 @@ impl Local {
     /// worker will look at it.
     #[inline(never)]
     pub(super) fn push_back(&self, runnable: Runnable) {
+        // Woken inside another executor's poll on this thread: queued once
+        // that poll has ended (see `hold`).
+        let Err(runnable) = super::super::hold::try_hold(runnable) else {
+            return;
+        };
         let level = runnable.metadata().priority().index();
         self.queues[level].push(runnable);
         self.pool.mark_level(level);
