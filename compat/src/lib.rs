@@ -10,6 +10,7 @@
 //! | `hyper` | [`hyper`] | [`HyperExecutor`](crate::hyper::HyperExecutor), [`HyperTimer`](crate::hyper::HyperTimer), [`FuturesIo`](crate::hyper::FuturesIo): hyper 1.x servers and clients with every connection task on multipool |
 //! | `async-std` | [`async_std`] | async-std and smol (async-io) futures on multipool: what works as it is, and the caveats |
 //! | `executor-trait` | [`executor_trait`] | [`MultipoolExecutor`](crate::executor_trait::MultipoolExecutor): the executor-trait 2.x `FullExecutor`, for lapin and other libraries that take one |
+//! | `quinn` | [`quinn`] | [`QuinnRuntime`](crate::quinn::QuinnRuntime): `quinn::Runtime` for quinn 0.11, so QUIC endpoints run their drivers and timers on multipool, with UDP through async-io |
 //!
 //! ```toml
 //! [dependencies]
@@ -46,5 +47,7 @@ pub mod async_std;
 pub mod executor_trait;
 #[cfg(feature = "hyper")]
 pub mod hyper;
+#[cfg(feature = "quinn")]
+pub mod quinn;
 #[cfg(feature = "tokio")]
 pub mod tokio;
