@@ -11,6 +11,7 @@
 //! | `async-std` | [`async_std`] | async-std and smol (async-io) futures on multipool: what works as it is, and the caveats |
 //! | `executor-trait` | [`executor_trait`] | [`MultipoolExecutor`](crate::executor_trait::MultipoolExecutor): the executor-trait 2.x `FullExecutor`, for lapin and other libraries that take one |
 //! | `libp2p` | [`libp2p`] | [`Libp2pExecutor`](crate::libp2p::Libp2pExecutor): the `libp2p_swarm::Executor` for `libp2p_swarm::Config::with_executor`, with every connection task of a libp2p `Swarm` on multipool |
+//! | `quinn` | [`quinn`] | [`QuinnRuntime`](crate::quinn::QuinnRuntime): `quinn::Runtime` for quinn 0.11, so QUIC endpoints run their drivers and timers on multipool, with UDP through async-io |
 //!
 //! ```toml
 //! [dependencies]
@@ -49,5 +50,7 @@ pub mod executor_trait;
 pub mod hyper;
 #[cfg(feature = "libp2p")]
 pub mod libp2p;
+#[cfg(feature = "quinn")]
+pub mod quinn;
 #[cfg(feature = "tokio")]
 pub mod tokio;
