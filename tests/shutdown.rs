@@ -150,6 +150,70 @@ fn wakes_after_shutdown_cancel_the_task() {
     assert!(multipool::block_on(handle).unwrap_err().is_shutdown());
 }
 
+/// Two tasks whose futures, as they are dropped, each lock one mutex and
+/// wake the other task while they hold it (quinn's endpoint driver does
+/// this with its endpoint's lock). At shutdown, the first one dropped
+/// wakes the other, whose runtime has closed: that cancels it, and its
+/// destructor takes the same mutex. It is dropped only once the first
+/// destructor has returned, not inside it (that deadlocked).
+#[test]
+fn a_task_cancelled_inside_another_tasks_destructor_is_dropped_after_it() {
+    use std::sync::Mutex;
+    use std::task::{Poll, Waker};
+
+    struct WakeTheOtherOnDrop {
+        wakers: Arc<Mutex<[Option<Waker>; 2]>>,
+        me: usize,
+        drops: Arc<AtomicUsize>,
+    }
+
+    impl Drop for WakeTheOtherOnDrop {
+        fn drop(&mut self) {
+            let wakers = self.wakers.lock().unwrap();
+            if let Some(other) = &wakers[1 - self.me] {
+                other.wake_by_ref();
+            }
+            drop(wakers);
+            self.drops.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    common::watchdog(60, || {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let wakers = Arc::new(Mutex::new([None, None]));
+        let drops = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..2)
+            .map(|me| {
+                let guard = WakeTheOtherOnDrop {
+                    wakers: wakers.clone(),
+                    drops: drops.clone(),
+                    me,
+                };
+                rt.spawn(async move {
+                    let _guard = &guard;
+                    std::future::poll_fn(|cx| {
+                        guard.wakers.lock().unwrap()[guard.me] = Some(cx.waker().clone());
+                        Poll::<()>::Pending
+                    })
+                    .await
+                })
+                .start()
+            })
+            .collect();
+        // Both have registered their wakers (and are idle) once a later
+        // task has run on the one worker.
+        common::wait_until(common::WATCHDOG_WAIT, || {
+            wakers.lock().unwrap().iter().all(Option::is_some)
+        });
+        rt.block_on(rt.spawn(async {})).unwrap();
+        drop(rt);
+        assert_eq!(drops.load(Ordering::SeqCst), 2, "each future dropped once");
+        for handle in handles {
+            assert!(multipool::block_on(handle).unwrap_err().is_shutdown());
+        }
+    });
+}
+
 #[test]
 fn a_runtime_dropped_inside_its_own_task_does_not_deadlock() {
     let rt = Runtime::builder().workers(2).build().unwrap();

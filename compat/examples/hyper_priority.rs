@@ -12,6 +12,9 @@
 //! # Serve on a free port, load it from a client thread, print what the
 //! # health checks saw while reports kept the workers busy, and exit:
 //! cargo run --release -p multipool-compat --example hyper_priority --features hyper,tokio -- --self-test
+//! # The same routes on a plain tokio runtime (2 workers, a tokio task per
+//! # request), for side-by-side load runs (`compat/benches/load.sh`):
+//! cargo run --release -p multipool-compat --example hyper_priority --features hyper,tokio -- --tokio --addr 127.0.0.1:3001
 //! ```
 //!
 //! The server is a tokio program moved to multipool: a `tokio::net`
@@ -37,19 +40,15 @@ type Body = Full<Bytes>;
 
 /// Routes a request, running its handler at the route's priority.
 async fn route(request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    let path = request.uri().path().to_owned();
-    let query = request.uri().query().unwrap_or("").to_owned();
-    let (priority, handler) = match path.as_str() {
-        "/health" => (Priority::High, Handler::Health),
-        "/report" => (Priority::Low, Handler::Report(report_ms(&query))),
-        _ => (Priority::Normal, Handler::Echo(path)),
-    };
+    let (priority, handler) = Handler::for_request(&request);
     let response = multipool::spawn(handler.run()).priority(priority).await;
-    Ok(response.unwrap_or_else(|err| {
-        let mut response = Response::new(Body::from(format!("handler failed: {err}")));
-        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-        response
-    }))
+    Ok(response.unwrap_or_else(|err| failed(&err)))
+}
+
+fn failed(err: &dyn std::fmt::Display) -> Response<Body> {
+    let mut response = Response::new(Body::from(format!("handler failed: {err}")));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
 }
 
 enum Handler {
@@ -59,6 +58,18 @@ enum Handler {
 }
 
 impl Handler {
+    fn for_request(request: &Request<Incoming>) -> (Priority, Handler) {
+        let path = request.uri().path();
+        match path {
+            "/health" => (Priority::High, Handler::Health),
+            "/report" => (
+                Priority::Low,
+                Handler::Report(report_ms(request.uri().query().unwrap_or(""))),
+            ),
+            _ => (Priority::Normal, Handler::Echo(path.to_owned())),
+        }
+    }
+
     async fn run(self) -> Response<Body> {
         match self {
             Handler::Health => Response::new(Body::from("ok")),
@@ -87,7 +98,12 @@ async fn report(ms: u64) -> String {
                 acc = acc.wrapping_mul(6364136223846793005).wrapping_add(i);
             }
         }
-        multipool::task::yield_now().await;
+        // Each runtime's own yield: this also runs on tokio (`--tokio`).
+        if multipool::task::try_id().is_some() {
+            multipool::task::yield_now().await;
+        } else {
+            tokio::task::yield_now().await;
+        }
     }
     format!("report {acc:x}")
 }
@@ -121,6 +137,43 @@ async fn serve(listener: tokio::net::TcpListener) {
         })
         .priority(Priority::High)
         .detach();
+    }
+}
+
+/// The baseline for load runs: the same routes served the plain tokio way,
+/// hyper-util's `TokioExecutor` and `TokioTimer`, a `tokio::spawn`ed task
+/// per connection and per request (tokio has no priorities: the reports'
+/// slices run beside everything else).
+async fn serve_tokio(listener: tokio::net::TcpListener) {
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    builder.http2().timer(hyper_util::rt::TokioTimer::new());
+    let route = |request: Request<Incoming>| async move {
+        let (_, handler) = Handler::for_request(&request);
+        let response = tokio::spawn(handler.run()).await;
+        Ok::<_, Infallible>(response.unwrap_or_else(|err| failed(&err)))
+    };
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                eprintln!("accept failed: {err}");
+                continue;
+            }
+        };
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            if let Err(err) = builder
+                .serve_connection(TokioIo::new(stream), service_fn(route))
+                .await
+            {
+                eprintln!("connection error: {err}");
+            }
+        });
     }
 }
 
@@ -182,14 +235,40 @@ fn self_test(addr: SocketAddr) {
 }
 
 fn main() {
-    let self_test_mode = std::env::args().any(|arg| arg == "--self-test");
-    let addr: SocketAddr = if self_test_mode {
-        "127.0.0.1:0"
-    } else {
-        "127.0.0.1:3000"
+    let args: Vec<String> = std::env::args().collect();
+    let self_test_mode = args.iter().any(|arg| arg == "--self-test");
+    let on_tokio = args.iter().any(|arg| arg == "--tokio");
+    let addr_arg = args.iter().position(|arg| arg == "--addr").map(|at| {
+        args.get(at + 1)
+            .expect("--addr needs an address, as in --addr 127.0.0.1:3000")
+    });
+    let addr: SocketAddr = match (addr_arg, self_test_mode) {
+        (Some(addr), _) => addr
+            .parse()
+            .unwrap_or_else(|err| panic!("--addr {addr:?}: {err}")),
+        (None, true) => "127.0.0.1:0".parse().expect("address"),
+        (None, false) => "127.0.0.1:3000".parse().expect("address"),
+    };
+
+    if on_tokio {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        rt.spawn(serve_tokio(listener));
+        if self_test_mode {
+            self_test(addr);
+        } else {
+            println!("tokio: listening on http://{addr}");
+            rt.block_on(std::future::pending::<()>());
+        }
+        return;
     }
-    .parse()
-    .expect("address");
 
     let rt = multipool::Runtime::builder()
         .workers(2)
@@ -205,7 +284,7 @@ fn main() {
     if self_test_mode {
         self_test(addr);
     } else {
-        println!("listening on http://{addr} (try /health, /report?ms=100, /anything)");
+        println!("multipool: listening on http://{addr} (try /health, /report?ms=100, /anything)");
         rt.block_on(std::future::pending::<()>());
     }
 }

@@ -50,7 +50,7 @@
 //! )?;
 //! let server_addr = server.local_addr()?;
 //! // An echo server: one task per connection, one per stream. It ends once
-//! // the endpoint is closed (see "Shutting down" below).
+//! // the endpoint is closed.
 //! let serving = server.clone();
 //! let server_task = rt
 //!     .spawn(async move {
@@ -138,17 +138,14 @@
 //!
 //! # Shutting down
 //!
-//! Close the endpoints (`Endpoint::close`, then `Endpoint::wait_idle`) and
-//! let the tasks that hold an `Endpoint`, a `Connection` or a stream end
-//! before dropping the runtime. Dropping it while such a task is still
-//! waiting on quinn can deadlock with this version of multipool: a task
-//! woken after its runtime closed is dropped right inside that
-//! `Waker::wake` call. quinn's endpoint driver, as it is dropped, wakes
-//! the task waiting in `accept` while it holds the endpoint's lock, and
-//! the `Endpoint` that task holds takes the same lock as it is dropped, on
-//! the same thread. (Endpoints, connections and
-//! streams held outside the runtime's tasks are safe: only quinn's drivers
-//! are cancelled, and they fail cleanly.)
+//! Closing the endpoints (`Endpoint::close`, then `Endpoint::wait_idle`)
+//! before dropping the runtime lets peers see a clean close. Dropping the
+//! runtime while its tasks still wait on quinn is fine too: quinn's
+//! endpoint driver, as it is dropped, wakes the task waiting in `accept`
+//! while it holds the endpoint's lock, and multipool drops that task (whose
+//! `Endpoint` takes the same lock) only after the driver's destructor has
+//! returned. Endpoints, connections and streams held outside the runtime's
+//! tasks outlive their drivers and fail cleanly.
 //!
 //! # Caveats
 //!

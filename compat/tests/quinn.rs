@@ -424,14 +424,14 @@ fn dropping_the_runtime_with_open_connections_does_not_hang() {
     });
 }
 
-/// Known to hang until multipool stops dropping a cancelled task inside
-/// the `Waker::wake` that finds its runtime closed: at shutdown, quinn's
-/// endpoint driver wakes the task awaiting `accept` while holding the
-/// endpoint's lock, multipool drops that task on the spot, and its
-/// `Endpoint`'s destructor takes the same lock. `shut_down` above is the
-/// way around it until then.
+/// The runtime dropped while one of its tasks awaits `accept` on an
+/// endpoint: at shutdown, quinn's endpoint driver is dropped with the
+/// endpoint's lock held and wakes the task awaiting `accept`; that task's
+/// `Endpoint` takes the same lock when it is dropped. multipool drops a
+/// task cancelled inside another cancelled task's destructor only once
+/// that destructor has returned (`run_cancelled`), so this ends; it hung
+/// before.
 #[test]
-#[ignore = "multipool core: a task woken after shutdown is dropped inside `wake` (see the doc comment)"]
 fn dropping_the_runtime_while_a_task_holds_an_endpoint_does_not_hang() {
     on_thread("drop with a server task", || {
         let rt = runtime();

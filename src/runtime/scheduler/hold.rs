@@ -16,11 +16,14 @@
 //!
 //! # Invariants
 //!
-//! * Only the pushes that go through this thread's default routes are
-//!   held: a worker's own queue outside its task polls (`Local::push_back`)
-//!   and the injector (`Pool::push_remote`). A task pinned to a worker or
-//!   placed on one goes to that worker's inbox unheld, as do `spawn_local`
-//!   tasks.
+//! * Only wake-ups are held, and only those that go through this thread's
+//!   default routes: a worker's own queue outside its task polls
+//!   (`Local::push_back_woken`) and the injector (`Pool::push_remote_woken`).
+//!   A task pinned to a worker goes to that worker's inbox unheld, as do
+//!   `spawn_local` tasks. Spawns are never held: tokio's spawns are
+//!   stealable at once too, and a foreign task that spawns multipool work
+//!   and then blocks on it (which it should not) keeps working wherever
+//!   another worker is free.
 //! * A held task is in no queue, so shutdown does not see it: the hold
 //!   owns it. A release queues it through the normal route, where a closed
 //!   pool cancels it (the push protocol, see `push`); the guard releases
@@ -42,6 +45,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::task::Waker;
 
+use super::worker::Scheduled;
 use super::{worker, Pool};
 use crate::runtime::task::Runnable;
 use crate::sync::Arc;
@@ -105,7 +109,7 @@ fn hold(runnable: Runnable) -> Result<(), Runnable> {
 /// Queues `runnable` through the route it would have taken unheld.
 fn queue(runnable: Runnable) {
     let pool: *const Pool = Arc::as_ptr(&runnable.metadata().pool);
-    if let Err(runnable) = worker::try_schedule_local(pool, runnable, false) {
+    if let Err(runnable) = worker::try_schedule_local(pool, runnable, Scheduled::Woken) {
         let pool = runnable.metadata().pool.clone();
         pool.push_remote(runnable);
     }
@@ -131,7 +135,8 @@ fn queue_all(tasks: Vec<Runnable>, then: bool) {
 /// tasks: a multipool task woken from inside one of those polls is queued
 /// only at the next [`release`](Self::release) (or when the guard is
 /// dropped), not at once, so no other worker runs it while the rest of the
-/// poll that woke it still runs. That is the order tokio's LIFO slot gives
+/// poll that woke it still runs. Tasks spawned meanwhile are queued at once,
+/// as tokio queues its spawns. That is the order tokio's LIFO slot gives
 /// on tokio, and some libraries rely on it (hyper-util's connection pool
 /// hands a connection back in the same poll that delivers the end of its
 /// response). `multipool-compat` holds wake-ups this way wherever it runs
@@ -143,8 +148,7 @@ fn queue_all(tasks: Vec<Runnable>, then: bool) {
 /// so the executor comes back to that future soon. Dropping the guard
 /// releases what it holds and ends the hold on this thread (restoring a
 /// hold it was created inside). Holding covers a worker's own queue and the
-/// runtime's shared queue; tasks pinned or placed on a worker are queued at
-/// once. A held task is never lost: at shutdown it is cancelled when it is
+/// runtime's shared queue; tasks pinned to a worker are queued at once. A held task is never lost: at shutdown it is cancelled when it is
 /// released, like any task queued late.
 ///
 /// The guard belongs to the thread that created it (`!Send`).

@@ -43,10 +43,22 @@ use crossbeam_deque::Stealer;
 use super::placement::{Inbox, Placement, NO_HOME};
 use super::queues::steal;
 use super::run_queue::QueuedTask;
+use super::worker::Scheduled;
 use super::{worker, Pool};
 use crate::runtime::guard::guard_user;
 use crate::runtime::task::{run_cancelled, Runnable};
 use crate::sync::{fence, Arc, Ordering};
+
+/// How a wake-up is scheduled on a worker: a task woken while it runs
+/// goes to the back of its queue (a yield).
+#[inline]
+fn woken(woken_while_running: bool) -> Scheduled {
+    if woken_while_running {
+        Scheduled::Yielded
+    } else {
+        Scheduled::Woken
+    }
+}
 
 impl Pool {
     /// Schedules a task that was just spawned on this pool.
@@ -55,7 +67,9 @@ impl Pool {
         let plain = self.placement == Placement::Local && !self.has_custom_queues;
         if plain && runnable.metadata().home == NO_HOME {
             // The common case: `Placement::Local`, no user queue, unpinned.
-            if let Err(runnable) = worker::try_schedule_local(Arc::as_ptr(self), runnable, false) {
+            if let Err(runnable) =
+                worker::try_schedule_local(Arc::as_ptr(self), runnable, Scheduled::Spawned)
+            {
                 self.push_remote(runnable);
             }
             return;
@@ -79,7 +93,7 @@ impl Pool {
         match self.placement {
             Placement::Local => {
                 if let Err(runnable) =
-                    worker::try_schedule_local(Arc::as_ptr(self), runnable, false)
+                    worker::try_schedule_local(Arc::as_ptr(self), runnable, Scheduled::Spawned)
                 {
                     self.push_remote(runnable);
                 }
@@ -163,11 +177,13 @@ impl Pool {
             }
         }
         let pool: *const Pool = Arc::as_ptr(&runnable.metadata().pool);
-        if let Err(runnable) = worker::try_schedule_local(pool, runnable, woken_while_running) {
+        if let Err(runnable) =
+            worker::try_schedule_local(pool, runnable, woken(woken_while_running))
+        {
             // Off this pool's workers: the task keeps its pool alive while we
             // use it, so clone the `Arc` before handing the task over.
             let pool = runnable.metadata().pool.clone();
-            pool.push_remote(runnable);
+            pool.push_remote_woken(runnable);
         }
     }
 
@@ -183,11 +199,11 @@ impl Pool {
                 pool.push_pinned(meta.home as usize, runnable);
             }
         } else if pool.custom_queues[meta.priority().index()].is_some() {
-            pool.push_remote(runnable);
+            pool.push_remote_woken(runnable);
         } else if let Err(runnable) =
-            worker::try_schedule_local(Arc::as_ptr(&pool), runnable, woken_while_running)
+            worker::try_schedule_local(Arc::as_ptr(&pool), runnable, woken(woken_while_running))
         {
-            pool.push_remote(runnable);
+            pool.push_remote_woken(runnable);
         }
     }
 
@@ -213,16 +229,20 @@ impl Pool {
 
     /// Queues a task from outside the pool's workers.
     pub(super) fn push_remote(&self, runnable: Runnable) {
-        // Woken inside another executor's poll on this thread: queued once
-        // that poll has ended (see `hold`).
-        let Err(runnable) = super::hold::try_hold(runnable) else {
-            return;
-        };
         let Some(runnable) = self.open_or_cancel(runnable) else {
             return;
         };
         self.push_injector(runnable);
         self.after_push(Notify::AnyWorker, Drain::All);
+    }
+
+    /// [`push_remote`](Self::push_remote) for a woken task, unless this
+    /// thread holds wake-ups: woken inside another executor's poll here, it
+    /// is queued once that poll has ended (see `hold`).
+    fn push_remote_woken(&self, runnable: Runnable) {
+        if let Err(runnable) = super::hold::try_hold(runnable) {
+            self.push_remote(runnable);
+        }
     }
 
     /// Queues a task of a batch: always to the injector, without waking a

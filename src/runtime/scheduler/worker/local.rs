@@ -10,6 +10,7 @@ use crossbeam_deque::Worker as Deque;
 use super::super::placement::Inbox;
 use super::super::queues::steal;
 use super::super::Pool;
+use super::Scheduled;
 use crate::priority::PerLevel;
 use crate::runtime::task::{run_cancelled, Runnable};
 use crate::sync::{Arc, OnceLock, Ordering};
@@ -46,10 +47,15 @@ pub(super) struct Local {
 impl Local {
     /// Queues a task scheduled on this worker (see the module docs).
     #[inline]
-    pub(super) fn schedule(&self, runnable: Runnable, is_yield: bool) {
-        // Only a task woken by the running task goes to the LIFO slot.
-        if is_yield || !self.lifo_enabled.get() {
-            self.push_back(runnable);
+    pub(super) fn schedule(&self, runnable: Runnable, how: Scheduled) {
+        // Only a task woken (or spawned) by the running task goes to the
+        // LIFO slot.
+        if how == Scheduled::Yielded || !self.lifo_enabled.get() {
+            if how == Scheduled::Spawned {
+                self.push_back(runnable);
+            } else {
+                self.push_back_woken(runnable);
+            }
             return;
         }
         if let Some(previous) = self.lifo.replace(Some(runnable)) {
@@ -57,15 +63,20 @@ impl Local {
         }
     }
 
+    /// [`push_back`](Self::push_back) for a woken task, unless this
+    /// thread holds wake-ups: woken inside another executor's poll here,
+    /// it is queued once that poll has ended (see `hold`).
+    #[inline(never)]
+    fn push_back_woken(&self, runnable: Runnable) {
+        if let Err(runnable) = super::super::hold::try_hold(runnable) {
+            self.push_back(runnable);
+        }
+    }
+
     /// Pushes a task to the back of its level's queue and makes sure some
     /// worker will look at it.
     #[inline(never)]
     pub(super) fn push_back(&self, runnable: Runnable) {
-        // Woken inside another executor's poll on this thread: queued once
-        // that poll has ended (see `hold`).
-        let Err(runnable) = super::super::hold::try_hold(runnable) else {
-            return;
-        };
         let level = runnable.metadata().priority().index();
         self.queues[level].push(runnable);
         self.pool.mark_level(level);

@@ -123,18 +123,31 @@ pub(crate) fn index_in(pool: &Pool) -> Option<usize> {
     })
 }
 
+/// Why a task is being scheduled: where it may go on this worker.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Scheduled {
+    /// Just spawned: the LIFO slot inside a task poll, else the back of
+    /// the queue (never held, see `hold`: tokio's spawns are stealable).
+    Spawned,
+    /// Woken by someone else: the LIFO slot inside a task poll, else the
+    /// back of the queue, or this thread's hold (see `hold`).
+    Woken,
+    /// Woken by itself while it runs (a yield): the back of the queue.
+    Yielded,
+}
+
 /// Schedules `runnable` on this thread's worker if that worker belongs to
 /// `pool`; hands the task back otherwise.
 #[inline]
 pub(crate) fn try_schedule_local(
     pool: *const Pool,
     runnable: Runnable,
-    is_yield: bool,
+    how: Scheduled,
 ) -> Result<(), Runnable> {
     with_local(|local| match local {
         // A stopping worker's queues are never looked at again.
         Some(local) if ptr::eq(Arc::as_ptr(&local.pool), pool) && !local.stopping.get() => {
-            local.schedule(runnable, is_yield);
+            local.schedule(runnable, how);
             Ok(())
         }
         _ => Err(runnable),
