@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Wake, Waker};
@@ -53,10 +54,7 @@ fn waiting_task(
                 poll
             })
             .await
-            .map(|value| {
-                flag.store(true, Ordering::SeqCst);
-                value
-            })
+            .inspect(|_| flag.store(true, Ordering::SeqCst))
             .unwrap()
         })
         .start();
@@ -64,8 +62,6 @@ fn waiting_task(
     rt.block_on(rt.spawn(async {})).unwrap();
     (tx, handle, received)
 }
-
-use std::future::Future;
 
 #[test]
 fn a_task_woken_under_a_hold_runs_only_after_the_release() {
