@@ -49,12 +49,17 @@ impl Local {
     #[inline]
     pub(super) fn schedule(&self, runnable: Runnable, how: Scheduled) {
         // Only a task woken (or spawned) by the running task goes to the
-        // LIFO slot.
-        if how == Scheduled::Yielded || !self.lifo_enabled.get() {
-            if how == Scheduled::Spawned {
-                self.push_back(runnable);
-            } else {
+        // LIFO slot. A yield is a multipool poll's own wake-up, never one
+        // to hold.
+        if how == Scheduled::Yielded {
+            self.push_back(runnable);
+            return;
+        }
+        if !self.lifo_enabled.get() {
+            if how == Scheduled::Woken {
                 self.push_back_woken(runnable);
+            } else {
+                self.push_back(runnable);
             }
             return;
         }
