@@ -119,13 +119,7 @@ async fn serve(listener: tokio::net::TcpListener) {
         .header_read_timeout(Duration::from_secs(10));
     builder.http2().timer(HyperTimer::new());
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                eprintln!("accept failed: {err}");
-                continue;
-            }
-        };
+        let stream = next_connection(&listener).await;
         let builder = builder.clone();
         multipool::spawn(async move {
             if let Err(err) = builder
@@ -137,6 +131,16 @@ async fn serve(listener: tokio::net::TcpListener) {
         })
         .priority(Priority::High)
         .detach();
+    }
+}
+
+/// The next connection; a failed accept is reported and skipped.
+async fn next_connection(listener: &tokio::net::TcpListener) -> tokio::net::TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => return stream,
+            Err(err) => eprintln!("accept failed: {err}"),
+        }
     }
 }
 
@@ -158,13 +162,7 @@ async fn serve_tokio(listener: tokio::net::TcpListener) {
         Ok::<_, Infallible>(response.unwrap_or_else(|err| failed(&err)))
     };
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                eprintln!("accept failed: {err}");
-                continue;
-            }
-        };
+        let stream = next_connection(&listener).await;
         let builder = builder.clone();
         tokio::spawn(async move {
             if let Err(err) = builder

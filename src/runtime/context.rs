@@ -11,14 +11,20 @@
 //! * no user code runs while [`with_current_pool`] holds its borrow of the
 //!   current handle. The one way a spawn could run user code is by
 //!   cancelling a task it could not queue (the pool closed meanwhile),
-//!   which drops the task's future; such cancellations are deferred with
-//!   [`defer_cancel`] and run once the borrow is released, so a destructor
-//!   that enters a runtime or spawns works as anywhere else.
+//!   which drops the task's future; such cancellations are deferred (see
+//!   [`cancel`]) and run once the borrow is released, so a destructor that
+//!   enters a runtime or spawns works as anywhere else.
+//! * a cancelled task's future is never dropped inside another one's
+//!   drop on the same thread: a cancellation that starts meanwhile (a
+//!   destructor that wakes a task of a closed pool) is deferred the same
+//!   way and runs once that drop has returned, outside whatever lock the
+//!   destructor held. The outermost scope runs the deferred ones, each
+//!   in a scope of its own, in a loop (no recursion).
 
 use std::cell::{Cell, RefCell};
 
 use super::scheduler::Pool;
-use super::task::{run_cancelled, Runnable};
+use super::task::{run_one_cancelled, Runnable};
 use super::{global, Handle};
 use crate::error::TryCurrentError;
 use crate::sync::Arc;
@@ -29,9 +35,9 @@ struct Context {
     /// Number of live `EnterGuard`s on this thread.
     depth: Cell<usize>,
     /// Set while `with_current_pool` runs its callback (and holds a borrow
-    /// of `current`).
+    /// of `current`), or while a cancelled task's future is dropped.
     in_spawn: Cell<bool>,
-    /// Tasks to cancel once the callback returns; see [`defer_cancel`].
+    /// Tasks to cancel once that scope ends; see [`cancel`].
     deferred: RefCell<Vec<Runnable>>,
 }
 
@@ -134,7 +140,7 @@ pub(crate) fn with_current_pool<R>(f: impl FnOnce(&Arc<Pool>) -> R) -> R {
     }
 }
 
-/// Clears `Context::in_spawn` when the callback returns, or unwinds.
+/// Clears `Context::in_spawn` when the scope ends, or unwinds.
 struct InSpawn<'a> {
     cx: &'a Context,
     outer: bool,
@@ -146,37 +152,54 @@ impl Drop for InSpawn<'_> {
     }
 }
 
-/// Cancels the tasks deferred while the borrow was held.
+/// Cancels the tasks deferred while the scope ran, each in a scope of its
+/// own (what they defer in turn is run by this same loop).
 #[cold]
 fn run_deferred_slow(cx: &Context) {
     loop {
         let Some(runnable) = cx.deferred.borrow_mut().pop() else {
             return;
         };
-        run_cancelled(runnable);
+        let scope = InSpawn {
+            cx,
+            outer: cx.in_spawn.replace(true),
+        };
+        run_one_cancelled(runnable);
+        drop(scope);
     }
 }
 
 #[inline]
 fn run_deferred(cx: &Context) {
-    // Only the outermost callback cancels: an inner one still runs under
-    // the outer one's borrow.
+    // Only the outermost scope cancels: an inner one still runs under the
+    // outer one's borrow, or inside its drop.
     if !cx.in_spawn.get() && !cx.deferred.borrow().is_empty() {
         run_deferred_slow(cx);
     }
 }
 
-/// Called by `run_cancelled`: inside a [`with_current_pool`] callback, the
-/// task is kept to be cancelled once the callback returns (`None`);
-/// elsewhere it is handed back to be cancelled at once.
-pub(crate) fn defer_cancel(runnable: Runnable) -> Option<Runnable> {
+/// Called by `run_cancelled`: inside a [`with_current_pool`] callback or
+/// another cancelled task's drop, the task is kept to be cancelled once
+/// that scope ends; elsewhere it is cancelled now, in a scope of its own,
+/// and what its drop deferred runs after it (see the module docs).
+pub(crate) fn cancel(runnable: Runnable) {
     let mut runnable = Some(runnable);
     let _ = CONTEXT.try_with(|cx| {
+        let runnable = runnable.take().expect("taken once");
         if cx.in_spawn.get() {
-            cx.deferred
-                .borrow_mut()
-                .push(runnable.take().expect("taken once"));
+            cx.deferred.borrow_mut().push(runnable);
+            return;
         }
+        let scope = InSpawn {
+            cx,
+            outer: cx.in_spawn.replace(true),
+        };
+        run_one_cancelled(runnable);
+        drop(scope);
+        run_deferred(cx);
     });
-    runnable
+    // The thread-local is gone (the thread is ending): at once.
+    if let Some(runnable) = runnable {
+        run_one_cancelled(runnable);
+    }
 }

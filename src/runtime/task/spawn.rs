@@ -6,8 +6,6 @@
 //! with a cancel reason that its handle reports. Nothing is dropped
 //! silently.
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::time::Duration;
@@ -397,60 +395,24 @@ where
     task
 }
 
-thread_local! {
-    /// Set while [`run_cancelled`] drops a future on this thread.
-    static CANCELLING: Cell<bool> = const { Cell::new(false) };
-    /// Tasks cancelled meanwhile, dropped by the outermost call after its
-    /// own (see [`run_cancelled`]).
-    static CANCEL_LATER: RefCell<VecDeque<Runnable>> = const { RefCell::new(VecDeque::new()) };
-}
-
 /// Runs a task whose cancel reason is set, so its future is dropped on this
 /// thread and its handle gets the reason. Never unwinds.
 ///
-/// Not inside another future's drop: a destructor that wakes another task
-/// of a closed pool (which cancels it, here) may hold a lock that the
-/// other task's destructor takes too (quinn's endpoint driver, dropped
-/// with its endpoint's lock held, wakes the task in `accept`, whose
-/// `Endpoint` locks it again). So a cancellation that starts while one
-/// runs on this thread waits, and the outermost one drops it once its own
-/// destructor has returned (in order, each after the previous).
+/// Not inside a spawn that holds the runtime context's borrow, nor inside
+/// another cancelled future's drop: such a cancellation waits, and the
+/// outermost scope on this thread runs it once it has ended (see
+/// `runtime::context::cancel`). A destructor that wakes another task of a
+/// closed pool (which cancels it) may hold a lock that the other task's
+/// destructor takes too: quinn's endpoint driver, dropped with its
+/// endpoint's lock held, wakes the task in `accept`, whose `Endpoint`
+/// locks it again.
 pub(crate) fn run_cancelled(runnable: Runnable) {
     runnable.metadata().set_cancel(cancel::SHUTDOWN);
-    // Inside a spawn that holds the runtime context's borrow, the future
-    // is dropped once that borrow is released (see `runtime::context`).
-    let Some(runnable) = crate::runtime::context::defer_cancel(runnable) else {
-        return;
-    };
-    match CANCELLING.try_with(|cancelling| cancelling.replace(true)) {
-        Ok(false) => {
-            run_one_cancelled(runnable);
-            while let Some(next) = CANCEL_LATER
-                .try_with(|later| later.borrow_mut().pop_front())
-                .ok()
-                .flatten()
-            {
-                run_one_cancelled(next);
-            }
-            let _ = CANCELLING.try_with(|cancelling| cancelling.set(false));
-        }
-        Ok(true) => {
-            let mut runnable = Some(runnable);
-            let _ = CANCEL_LATER.try_with(|later| {
-                later
-                    .borrow_mut()
-                    .push_back(runnable.take().expect("taken once"));
-            });
-            // The thread-local is gone (the thread is ending): at once.
-            if let Some(runnable) = runnable {
-                run_one_cancelled(runnable);
-            }
-        }
-        Err(_) => run_one_cancelled(runnable),
-    }
+    crate::runtime::context::cancel(runnable);
 }
 
-fn run_one_cancelled(runnable: Runnable) {
+/// Runs a cancelled task now: its future is dropped on this thread.
+pub(crate) fn run_one_cancelled(runnable: Runnable) {
     // The wrapper catches panics itself; this guards against a panic in a
     // waker the completion notifies.
     let _ = catch_unwind(AssertUnwindSafe(|| runnable.run()));
