@@ -6,7 +6,8 @@
 //! documented meaning. Anything that could hang runs under the watchdog.
 //!
 //! This file: the worker threads of a pool: `workers`, `min_workers`,
-//! `max_workers`, `idle_timeout`, `thread_stack_size` and `pin_workers`.
+//! `max_workers`, `idle_timeout`, `search_spin`, `thread_stack_size` and
+//! `pin_workers`.
 
 mod common;
 
@@ -135,6 +136,55 @@ fn idle_timeout_zero_is_rejected() {
     rejects(
         with_pool(|p| p.idle_timeout(Duration::ZERO)),
         "idle_timeout",
+        "(pool `p`)",
+    );
+}
+
+#[test]
+fn search_spin_zero_one_ms_and_beyond() {
+    // Zero: look once, then park; the pool still takes in a stream of
+    // remote spawns (each one wakes a worker) and a stream of local ones.
+    watchdog(60, || {
+        let rt = works(Runtime::builder().workers(2).search_spin(Duration::ZERO));
+        let handles: Vec<_> = (0..1_000u64)
+            .map(|i| rt.spawn(async move { i }).start())
+            .collect();
+        let sum: u64 = handles.into_iter().map(|h| rt.block_on(h).unwrap()).sum();
+        assert_eq!(sum, 999 * 1_000 / 2);
+        let local = rt.block_on(rt.spawn(async {
+            let handles: Vec<_> = (0..1_000u64)
+                .map(|i| multipool::spawn(async move { i }).start())
+                .collect();
+            let mut sum = 0;
+            for handle in handles {
+                sum += handle.await.unwrap();
+            }
+            sum
+        }));
+        assert_eq!(local.unwrap(), 999 * 1_000 / 2);
+    });
+    watchdog(60, || {
+        drop(works(
+            Runtime::builder().search_spin(Duration::from_nanos(1)),
+        ));
+        drop(works(
+            Runtime::builder().search_spin(Duration::from_millis(1)),
+        ));
+        pool_works(with_pool(|p| p.search_spin(Duration::from_millis(1))));
+    });
+    rejects(
+        Runtime::builder().search_spin(Duration::from_millis(1) + Duration::from_nanos(1)),
+        "search_spin",
+        "must be at most 1 ms",
+    );
+    rejects(
+        Runtime::builder().search_spin(Duration::MAX),
+        "search_spin",
+        "only burn a core",
+    );
+    rejects(
+        with_pool(|p| p.search_spin(Duration::MAX)),
+        "search_spin",
         "(pool `p`)",
     );
 }

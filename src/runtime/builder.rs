@@ -820,6 +820,11 @@ default_pool_settings! {
     /// parked before it retires; see [`PoolBuilder::idle_timeout`](crate::PoolBuilder::idle_timeout).
     fn idle_timeout(timeout: Duration);
 
+    /// How long a worker of the default pool that ran out of work spins
+    /// before it parks (default 15 µs); see
+    /// [`PoolBuilder::search_spin`](crate::PoolBuilder::search_spin) for the trade-off.
+    fn search_spin(spin: Duration);
+
     /// Prefix of the default pool's worker thread names; worker `N` is
     /// called `{name}-{N}`.
     fn thread_name(name: impl Into<String>);

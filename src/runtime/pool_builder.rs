@@ -26,6 +26,16 @@ const MAX_SHARE: u32 = i32::MAX as u32;
 /// Default time a worker above `min_workers` stays parked before it retires.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Default of [`PoolBuilder::search_spin`]; see there for the trade-off and
+/// the README's performance section for the measurements it was chosen
+/// from.
+const DEFAULT_SEARCH_SPIN: Duration = Duration::from_micros(15);
+
+/// Longest [`PoolBuilder::search_spin`]: a park and unpark costs tens of
+/// microseconds, so spinning longer than this never pays for itself; it
+/// only burns a core.
+const MAX_SEARCH_SPIN: Duration = Duration::from_millis(1);
+
 /// The settings of one pool of workers: the runtime's default pool (set
 /// through [`Builder`](crate::Builder)'s methods of the same names) or a named pool (set in
 /// [`Builder::pool`](crate::Builder::pool)).
@@ -55,6 +65,7 @@ pub struct PoolBuilder {
     /// Set by `workers(n)`, so errors name the setting the user wrote.
     fixed: bool,
     idle_timeout: Duration,
+    search_spin: Duration,
     thread_name: Option<String>,
     max_queued: Option<usize>,
     priorities: LevelSet,
@@ -100,6 +111,7 @@ impl Default for PoolBuilder {
             max_workers: None,
             fixed: false,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            search_spin: DEFAULT_SEARCH_SPIN,
             thread_name: None,
             max_queued: None,
             priorities: LevelSet::ALL,
@@ -164,6 +176,41 @@ impl PoolBuilder {
     /// the present (`Duration::MAX`, say) means added workers never retire.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a worker that ran out of work keeps looking for more before
+    /// it parks (default 15 µs); zero looks once and parks, as tokio's
+    /// workers do. Longer than 1 ms is rejected by
+    /// [`Builder::build`](crate::Builder::build).
+    ///
+    /// The trade-off: while a worker searches, producers skip the
+    /// `futex` wake-up, so a stream of remote spawns arriving a few
+    /// microseconds apart is taken in without a park and an unpark per task
+    /// (`spawn_many_remote_*` in the benches). But the spinning takes a
+    /// core from whatever else runs on the machine each time the pool runs
+    /// dry: on a machine whose cores are shared (a load generator beside
+    /// the server, other processes), a shorter spin, or none, gives that
+    /// time back. The README's performance section has the figures.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = multipool::Runtime::builder()
+    ///     .workers(2)
+    ///     .search_spin(Duration::ZERO) // park as soon as nothing is found
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(rt.block_on(async { 1 + 1 }), 2);
+    ///
+    /// let err = multipool::Runtime::builder()
+    ///     .search_spin(Duration::from_secs(1))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.setting(), Some("search_spin"));
+    /// ```
+    pub fn search_spin(mut self, spin: Duration) -> Self {
+        self.search_spin = spin;
         self
     }
 
@@ -463,6 +510,15 @@ impl PoolBuilder {
                     .into(),
             ));
         }
+        if self.search_spin > MAX_SEARCH_SPIN {
+            return Err(invalid(
+                "search_spin",
+                format!(
+                    "must be at most 1 ms (longer spins only burn a core), got {:?}",
+                    self.search_spin
+                ),
+            ));
+        }
         if self.pin_workers && !cfg!(target_os = "linux") {
             return Err(invalid(
                 "pin_workers",
@@ -488,6 +544,7 @@ impl PoolBuilder {
             min_workers: min,
             max_workers: max,
             idle_timeout: self.idle_timeout,
+            search_spin: self.search_spin,
             thread_name,
             stack_size,
             max_queued: self.max_queued,

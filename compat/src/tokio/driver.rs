@@ -11,12 +11,13 @@
 //!   between polls
 //!   ([`Builder::on_busy_tick`](multipool::Builder::on_busy_tick)), and a
 //!   fallback thread drives it when no worker is in the hook and none
-//!   entered it or took a turn for [`FALLBACK_LAG`]. A worker entering the hook or taking a turn makes
+//!   entered it or took a turn for [`FALLBACK_LAG`] (up to
+//!   [`MAX_FALLBACK_LAG`] after a long stretch of busy turns). A worker entering the hook or taking a turn makes
 //!   the fallback let go of the core (its `block_on` future completes);
 //!   the worker leaving the hook wakes the fallback to watch again (a
 //!   condition variable, checked and signalled under one mutex, so the
 //!   hand-over cannot be missed). So tokio's I/O and timers are never left
-//!   undriven for much longer than [`FALLBACK_LAG`].
+//!   undriven for much longer than [`MAX_FALLBACK_LAG`].
 //! * A worker driving tokio from its park hook also runs tokio's tasks,
 //!   which may take long. It counts as busy ([`Park::mark_busy`]) while
 //!   tokio may run them: from the first poll of its `block_on` future with
@@ -55,7 +56,6 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use multipool::{HoldWakes, Park};
@@ -160,9 +160,15 @@ fn current_driver() -> Option<Arc<Driver>> {
 const TOKIO_TICK: Duration = Duration::from_millis(1);
 
 /// How long tokio may go without a worker driving it (from its park hook
-/// or between polls) before the fallback thread takes over: the longest
-/// I/O and tokio timers wait when every worker is stuck in a long poll.
+/// or between polls) before the fallback thread takes over: how long I/O
+/// and tokio timers wait when every worker gets stuck in a long poll
+/// soon after it was last idle.
 const FALLBACK_LAG: Duration = Duration::from_millis(1);
+
+/// The longest they wait: while busy workers keep taking turns, the
+/// fallback thread looks less and less often (see [`Driver::fallback`]),
+/// down to once per this.
+const MAX_FALLBACK_LAG: Duration = Duration::from_millis(4);
 
 /// A `current_thread` tokio runtime driven by idle multipool workers and, when
 /// none is idle, by a fallback thread (see the module docs).
@@ -192,6 +198,9 @@ pub(super) struct Driver {
     /// Guards the fallback thread's wait for `hooked` to drop to zero.
     idle: Mutex<()>,
     idle_changed: Condvar,
+    /// Notified (under `idle`) by [`stop`](Self::stop): ends a nap of the
+    /// fallback thread, which the workers' visits to the hook do not.
+    stopped: Condvar,
 }
 
 impl Driver {
@@ -208,6 +217,7 @@ impl Driver {
             fallback_waker: Mutex::new(None),
             idle: Mutex::new(()),
             idle_changed: Condvar::new(),
+            stopped: Condvar::new(),
         }
     }
 
@@ -337,6 +347,7 @@ impl Driver {
 
     /// The fallback thread: holds tokio's core while no worker drives it.
     pub(super) fn fallback(&self) {
+        let mut lag = FALLBACK_LAG;
         loop {
             {
                 let mut idle = lock(&self.idle);
@@ -349,13 +360,28 @@ impl Driver {
             }
             // No worker is idle in the hook. Busy workers take turns between
             // polls, and a worker that just left the hook usually returns to
-            // it soon: only take over if none of that happens for a while.
-            let seen = self.activity.load(Ordering::SeqCst);
-            thread::sleep(FALLBACK_LAG);
-            if self.stop.load(Ordering::SeqCst) {
-                return;
-            }
-            if self.activity.load(Ordering::SeqCst) != seen {
+            // it soon: only take over once none of that happens for a lag.
+            // While they keep doing it, each wake-up of this thread is one
+            // for nothing, which on a machine whose cores are all busy also
+            // preempts a worker (or whatever else runs there): the lag
+            // doubles, up to `MAX_FALLBACK_LAG`, for as long as they do, and
+            // the naps go on through their visits to the hook (which do not
+            // wake a nap). Once they go quiet, the lag starts over.
+            let seen = loop {
+                let seen = self.activity.load(Ordering::SeqCst);
+                if self.nap(lag) {
+                    return;
+                }
+                if self.activity.load(Ordering::SeqCst) != seen {
+                    lag = (lag * 2).min(MAX_FALLBACK_LAG);
+                    continue;
+                }
+                break seen;
+            };
+            lag = FALLBACK_LAG;
+            if self.hooked.load(Ordering::SeqCst) > 0 {
+                // Quiet, with a worker in the hook (an idle runtime): wait
+                // for it to leave.
                 continue;
             }
             self.holding.store(true, Ordering::SeqCst);
@@ -383,7 +409,28 @@ impl Driver {
         }
     }
 
-    /// Makes the fallback thread return (within [`FALLBACK_LAG`]).
+    /// Sleeps for `lag` unless [`stop`](Self::stop) is called meanwhile;
+    /// returns whether it was.
+    fn nap(&self, lag: Duration) -> bool {
+        let deadline = Instant::now() + lag;
+        let mut idle = lock(&self.idle);
+        loop {
+            // Checked under the lock `stop` notifies under: never missed.
+            if self.stop.load(Ordering::SeqCst) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            idle = match self.stopped.wait_timeout(idle, deadline - now) {
+                Ok((idle, _)) => idle,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
+    /// Makes the fallback thread return (at once).
     pub(super) fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(waker) = lock(&self.fallback_waker).take() {
@@ -391,6 +438,7 @@ impl Driver {
         }
         let _idle = lock(&self.idle);
         self.idle_changed.notify_all();
+        self.stopped.notify_all();
     }
 }
 

@@ -101,6 +101,8 @@ pub(crate) struct PoolConfig {
     pub(crate) min_workers: usize,
     pub(crate) max_workers: usize,
     pub(crate) idle_timeout: Duration,
+    /// How long a worker out of work spins before it parks.
+    pub(crate) search_spin: Duration,
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
     pub(crate) max_queued: Option<usize>,
@@ -194,6 +196,8 @@ pub(crate) struct Pool {
     level_hint: AtomicU8,
     min_workers: usize,
     idle_timeout: Duration,
+    /// `PoolConfig::search_spin`.
+    pub(crate) search_spin: Duration,
     thread_name: String,
     stack_size: Option<usize>,
     priorities: LevelSet,
@@ -300,6 +304,7 @@ impl Pool {
             level_hint: AtomicU8::new(0),
             min_workers: config.min_workers,
             idle_timeout: config.idle_timeout,
+            search_spin: config.search_spin,
             thread_name: config.thread_name,
             stack_size: config.stack_size,
             priorities: config.priorities,

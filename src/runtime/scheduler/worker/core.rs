@@ -35,22 +35,16 @@ pub(super) const MAX_LIFO_POLLS: u32 = 3;
 /// time, so long polls cannot use the slot to jump ahead of queued work.
 const LIFO_BUDGET: Duration = Duration::from_micros(10);
 
-/// How many more times a searcher looks at every queue, [`SPIN_PAUSES`]
-/// spin hints apart, before it parks. While a worker searches, producers
-/// skip the futex wake-up (see `idle`), so a steady stream of remote spawns
-/// arriving a few hundred nanoseconds apart is taken in without a park and
-/// unpark per task; the cost is a few microseconds of spinning, by at most
-/// half the workers, each time the pool runs dry. Under miri, where every
-/// look costs thousands of times more, one short spin round keeps that path
-/// checked without dominating the run.
-#[cfg(not(miri))]
-const SEARCH_SPINS: u32 = 16;
-#[cfg(not(miri))]
+/// Spin hints between two looks at every queue while a searcher spins
+/// (see `PoolBuilder::search_spin`): a microsecond or a few, so the clock
+/// is read once per look, not per hint.
 const SPIN_PAUSES: u32 = 64;
+
+/// Under miri, where every look costs thousands of times more, a searcher
+/// spins at most one round, whatever the setting: that path stays checked
+/// without dominating the run.
 #[cfg(miri)]
-const SEARCH_SPINS: u32 = 1;
-#[cfg(miri)]
-const SPIN_PAUSES: u32 = 1;
+const MIRI_SPIN_ROUNDS: u32 = 1;
 
 /// Whether `tick` has reached `due` (tick counters wrap).
 pub(super) fn tick_reached(tick: u32, due: u32) -> bool {
@@ -422,10 +416,24 @@ impl Core {
                 return None;
             }
         }
-        for round in 0..=SEARCH_SPINS {
+        // Look once; then, until `search_spin` has passed, wait a moment and
+        // look again before parking. While a worker searches, producers skip
+        // the futex wake-up (see `idle`), so a stream of remote spawns a few
+        // microseconds apart is taken in without a park and unpark per task;
+        // the price is that much spinning, by at most half the workers, each
+        // time the pool runs dry (see `PoolBuilder::search_spin`).
+        let spin = local.pool.search_spin;
+        let mut spin_until = None;
+        for round in 0u32.. {
             if round > 0 {
-                // Nothing anywhere: wait a moment and look again before
-                // parking (see `SEARCH_SPINS`).
+                #[cfg(miri)]
+                if round > MIRI_SPIN_ROUNDS {
+                    break;
+                }
+                let now = Instant::now();
+                if now >= *spin_until.get_or_insert_with(|| now + spin) {
+                    break;
+                }
                 for _ in 0..SPIN_PAUSES {
                     std::hint::spin_loop();
                 }
