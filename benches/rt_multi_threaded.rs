@@ -12,24 +12,26 @@
 //! # Worker count
 //!
 //! Upstream tokio runs these with 4 worker threads. We use
-//! [`NUM_WORKERS`] = 2, the core count of the machine the numbers are taken
-//! on: with more workers than cores the workers time-slice against each other
-//! and against the bench thread, so the results measure the OS scheduler more
-//! than the executor (and the `busy` workloads, which burn CPU on purpose,
-//! become noise). Raise it on a bigger machine.
+//! 2 (see [`num_workers`]), the core count of the machine the numbers are
+//! taken on: with more workers than cores the workers time-slice against each
+//! other and against the bench thread, so the results measure the OS
+//! scheduler more than the executor (and the `busy` workloads, which burn CPU
+//! on purpose, become noise). Raise it on a bigger machine with the
+//! environment variable `MULTIPOOL_BENCH_WORKERS` (every runtime gets that
+//! many workers).
 //!
 //! # Runtimes
 //!
 //! Each runtime is built once per group, outside the timed loop, and torn
 //! down (or, for the global ones, left idle) before the next executor runs:
 //!
-//! * multipool: `Runtime::builder().workers(NUM_WORKERS)`; with the
+//! * multipool: `Runtime::builder().workers(num_workers())`; with the
 //!   environment variable `MULTIPOOL_BENCH_HISTOGRAMS` set, also
 //!   `.enable_latency_histograms()` (the cost of the histograms, issue #13).
-//! * tokio: `Builder::new_multi_thread().worker_threads(NUM_WORKERS).enable_all()`.
+//! * tokio: `Builder::new_multi_thread().worker_threads(num_workers()).enable_all()`.
 //! * async-std: its global executor, sized by `ASYNC_STD_THREAD_COUNT`, which
 //!   `main` sets before anything touches async-std.
-//! * smol: a static `async_executor::Executor` driven by `NUM_WORKERS`
+//! * smol: a static `async_executor::Executor` driven by `num_workers()`
 //!   threads, each in `smol::block_on(EX.run(pending()))`.
 //!
 //! All executors use `futures::channel::oneshot` in `ping_pong` so the channel
@@ -48,8 +50,19 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode};
 use futures::channel::oneshot;
 
-/// Worker threads per runtime (upstream uses 4; see the module docs).
-const NUM_WORKERS: usize = 2;
+/// Worker threads per runtime: `MULTIPOOL_BENCH_WORKERS`, or 2 (upstream
+/// uses 4; see the module docs).
+fn num_workers() -> usize {
+    static WORKERS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *WORKERS.get_or_init(|| match std::env::var("MULTIPOOL_BENCH_WORKERS") {
+        Ok(workers) => workers
+            .parse()
+            .ok()
+            .filter(|&workers| workers > 0)
+            .unwrap_or_else(|| panic!("MULTIPOOL_BENCH_WORKERS={workers:?}: not a worker count")),
+        Err(_) => 2,
+    })
+}
 const NUM_SPAWN: usize = 10_000;
 const STALL_DUR: Duration = Duration::from_micros(10);
 
@@ -97,7 +110,7 @@ impl Exec for MultiPool {
     const NAME: &'static str = "multipool";
 
     fn build() -> Self {
-        let mut builder = multipool::Runtime::builder().workers(NUM_WORKERS);
+        let mut builder = multipool::Runtime::builder().workers(num_workers());
         if std::env::var_os("MULTIPOOL_BENCH_HISTOGRAMS").is_some() {
             builder = builder.enable_latency_histograms();
         }
@@ -143,7 +156,7 @@ impl Exec for Tokio {
     fn build() -> Self {
         Self(
             tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(NUM_WORKERS)
+                .worker_threads(num_workers())
                 .enable_all()
                 .build()
                 .unwrap(),
@@ -225,7 +238,7 @@ impl Exec for AsyncStd {
     }
 }
 
-/// Shared executor for the smol benchmarks, driven by `NUM_WORKERS` threads.
+/// Shared executor for the smol benchmarks, driven by `num_workers()` threads.
 static SMOL_EX: async_executor::Executor<'static> = async_executor::Executor::new();
 
 struct Smol;
@@ -236,7 +249,7 @@ impl Exec for Smol {
     fn build() -> Self {
         static START: Once = Once::new();
         START.call_once(|| {
-            for i in 0..NUM_WORKERS {
+            for i in 0..num_workers() {
                 std::thread::Builder::new()
                     .name(format!("smol-worker-{i}"))
                     .spawn(|| smol::block_on(SMOL_EX.run(smol::future::pending::<()>())))
@@ -381,7 +394,7 @@ fn spawn_many_remote_busy1<E: Exec>(g: &mut Group<'_>) {
     let flag = Arc::new(AtomicBool::new(true));
 
     // Keep the runtime busy.
-    for _ in 0..(2 * NUM_WORKERS) {
+    for _ in 0..(2 * num_workers()) {
         let flag = flag.clone();
         rt.spawn_remote_detach(async move {
             while flag.load(Relaxed) {
@@ -416,7 +429,7 @@ fn spawn_many_remote_busy2<E: Exec>(g: &mut Group<'_>) {
     let flag = Arc::new(AtomicBool::new(true));
 
     // Keep the runtime busy with self-respawning chains.
-    for _ in 0..NUM_WORKERS {
+    for _ in 0..num_workers() {
         let flag = flag.clone();
         rt.spawn_remote_detach(async move {
             iter::<E>(flag);
@@ -562,7 +575,7 @@ macro_rules! compare {
 fn main() {
     // Must happen before the first async-std call: the global pool reads it
     // once, when it starts.
-    std::env::set_var("ASYNC_STD_THREAD_COUNT", NUM_WORKERS.to_string());
+    std::env::set_var("ASYNC_STD_THREAD_COUNT", num_workers().to_string());
 
     // Small samples keep the whole run under ~3 minutes on 2 cores; CLI flags
     // still override these. No HTML report: rendering its plots costs about

@@ -1,5 +1,6 @@
 //! A hyper HTTP/1 server on multipool vs the same server on tokio, both with
-//! two workers, loaded from a client in the same process.
+//! two workers (`MULTIPOOL_BENCH_WORKERS` sets another count), loaded from a
+//! client in the same process.
 //!
 //! ```sh
 //! cargo bench -p multipool-compat --bench hyper_server
@@ -9,7 +10,7 @@
 //!
 //! * **idle**: the server does nothing but answer; requests/s and p50/p99
 //!   latency;
-//! * **busy**: four background tasks keep both workers busy with CPU work in
+//! * **busy**: two background tasks per worker keep the workers busy with CPU work in
 //!   1 ms slices (yielding between slices); on multipool they are spawned at
 //!   `Priority::Low` and the connections at `High`, on tokio they are
 //!   spawned normally (tokio has no priorities). The request path's latency
@@ -37,9 +38,18 @@ use multipool::Priority;
 use multipool_compat::hyper::HyperTimer;
 use multipool_compat::tokio::BuilderExt;
 
-const WORKERS: usize = 2;
+/// Workers of each server: `MULTIPOOL_BENCH_WORKERS`, or 2.
+fn workers() -> usize {
+    match std::env::var("MULTIPOOL_BENCH_WORKERS") {
+        Ok(workers) => workers
+            .parse()
+            .ok()
+            .filter(|&workers| workers > 0)
+            .unwrap_or_else(|| panic!("MULTIPOOL_BENCH_WORKERS={workers:?}: not a worker count")),
+        Err(_) => 2,
+    }
+}
 const CONNECTIONS: usize = 32;
-const BACKGROUND_TASKS: usize = 4;
 const WARM_UP: Duration = Duration::from_millis(500);
 const MEASURE: Duration = Duration::from_secs(3);
 
@@ -84,7 +94,7 @@ impl Server for OnMultipool {
 
     fn start(busy: bool, stop: Arc<AtomicBool>) -> (Self, SocketAddr) {
         let rt = multipool::Runtime::builder()
-            .workers(WORKERS)
+            .workers(workers())
             .enable_tokio()
             .build()
             .unwrap();
@@ -108,7 +118,7 @@ impl Server for OnMultipool {
         .priority(Priority::High)
         .detach();
         if busy {
-            for _ in 0..BACKGROUND_TASKS {
+            for _ in 0..2 * workers() {
                 let stop = stop.clone();
                 rt.spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
@@ -131,7 +141,7 @@ impl Server for OnTokio {
 
     fn start(busy: bool, stop: Arc<AtomicBool>) -> (Self, SocketAddr) {
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(WORKERS)
+            .worker_threads(workers())
             .enable_all()
             .build()
             .unwrap();
@@ -152,7 +162,7 @@ impl Server for OnTokio {
             }
         });
         if busy {
-            for _ in 0..BACKGROUND_TASKS {
+            for _ in 0..2 * workers() {
                 let stop = stop.clone();
                 rt.spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
@@ -256,8 +266,9 @@ fn main() {
         return;
     }
     println!(
-        "hyper HTTP/1 server, {WORKERS} workers, {CONNECTIONS} keep-alive connections, \
-         {MEASURE:?} per run"
+        "hyper HTTP/1 server, {} workers, {CONNECTIONS} keep-alive connections, \
+         {MEASURE:?} per run",
+        workers()
     );
     println!("| scenario | server | requests/s | p50 | p99 |");
     println!("|---|---|---|---|---|");
