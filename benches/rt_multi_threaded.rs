@@ -27,7 +27,9 @@
 //!
 //! * multipool: `Runtime::builder().workers(num_workers())`; with the
 //!   environment variable `MULTIPOOL_BENCH_HISTOGRAMS` set, also
-//!   `.enable_latency_histograms()` (the cost of the histograms, issue #13).
+//!   `.enable_latency_histograms()` (the cost of the histograms, issue #13);
+//!   with `MULTIPOOL_BENCH_SEARCH_SPIN_US` set, `.search_spin(..)` of that
+//!   many microseconds (the spin's trade-off, issue #15).
 //! * tokio: `Builder::new_multi_thread().worker_threads(num_workers()).enable_all()`.
 //! * async-std: its global executor, sized by `ASYNC_STD_THREAD_COUNT`, which
 //!   `main` sets before anything touches async-std.
@@ -54,15 +56,32 @@ use futures::channel::oneshot;
 /// uses 4; see the module docs).
 fn num_workers() -> usize {
     static WORKERS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *WORKERS.get_or_init(|| match std::env::var("MULTIPOOL_BENCH_WORKERS") {
-        Ok(workers) => workers
-            .parse()
-            .ok()
-            .filter(|&workers| workers > 0)
-            .unwrap_or_else(|| panic!("MULTIPOOL_BENCH_WORKERS={workers:?}: not a worker count")),
-        Err(_) => 2,
+    *WORKERS.get_or_init(|| {
+        let workers = bench_env("MULTIPOOL_BENCH_WORKERS").unwrap_or(2);
+        assert!(
+            workers > 0,
+            "MULTIPOOL_BENCH_WORKERS=0: a runtime needs a worker"
+        );
+        workers
     })
 }
+
+/// multipool's `search_spin` in microseconds: `MULTIPOOL_BENCH_SEARCH_SPIN_US`,
+/// or the default (to measure the trade-off, issue #15).
+fn search_spin() -> Option<Duration> {
+    bench_env("MULTIPOOL_BENCH_SEARCH_SPIN_US").map(|us| Duration::from_micros(us as u64))
+}
+
+/// A number from the environment variable `name`, if set.
+fn bench_env(name: &str) -> Option<usize> {
+    let value = std::env::var(name).ok()?;
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value:?}: not a number")),
+    )
+}
+
 const NUM_SPAWN: usize = 10_000;
 const STALL_DUR: Duration = Duration::from_micros(10);
 
@@ -113,6 +132,9 @@ impl Exec for MultiPool {
         let mut builder = multipool::Runtime::builder().workers(num_workers());
         if std::env::var_os("MULTIPOOL_BENCH_HISTOGRAMS").is_some() {
             builder = builder.enable_latency_histograms();
+        }
+        if let Some(spin) = search_spin() {
+            builder = builder.search_spin(spin);
         }
         Self(builder.build().unwrap())
     }

@@ -142,27 +142,34 @@ fn idle_timeout_zero_is_rejected() {
 
 #[test]
 fn search_spin_zero_one_ms_and_beyond() {
-    // Zero: look once, then park; the pool still takes in a stream of
-    // remote spawns (each one wakes a worker) and a stream of local ones.
-    watchdog(60, || {
-        let rt = works(Runtime::builder().workers(2).search_spin(Duration::ZERO));
-        let handles: Vec<_> = (0..1_000u64)
-            .map(|i| rt.spawn(async move { i }).start())
-            .collect();
-        let sum: u64 = handles.into_iter().map(|h| rt.block_on(h).unwrap()).sum();
-        assert_eq!(sum, 999 * 1_000 / 2);
-        let local = rt.block_on(rt.spawn(async {
+    // Zero (the default: look once, then park), a typical spin and the
+    // longest: each pool takes in a stream of remote spawns and a stream of
+    // local ones.
+    for spin in [
+        Duration::ZERO,
+        Duration::from_micros(15),
+        Duration::from_millis(1),
+    ] {
+        watchdog(60, move || {
+            let rt = works(Runtime::builder().workers(2).search_spin(spin));
             let handles: Vec<_> = (0..1_000u64)
-                .map(|i| multipool::spawn(async move { i }).start())
+                .map(|i| rt.spawn(async move { i }).start())
                 .collect();
-            let mut sum = 0;
-            for handle in handles {
-                sum += handle.await.unwrap();
-            }
-            sum
-        }));
-        assert_eq!(local.unwrap(), 999 * 1_000 / 2);
-    });
+            let sum: u64 = handles.into_iter().map(|h| rt.block_on(h).unwrap()).sum();
+            assert_eq!(sum, 999 * 1_000 / 2, "{spin:?}");
+            let local = rt.block_on(rt.spawn(async {
+                let handles: Vec<_> = (0..1_000u64)
+                    .map(|i| multipool::spawn(async move { i }).start())
+                    .collect();
+                let mut sum = 0;
+                for handle in handles {
+                    sum += handle.await.unwrap();
+                }
+                sum
+            }));
+            assert_eq!(local.unwrap(), 999 * 1_000 / 2, "{spin:?}");
+        });
+    }
     watchdog(60, || {
         drop(works(
             Runtime::builder().search_spin(Duration::from_nanos(1)),

@@ -1,6 +1,7 @@
 //! A hyper HTTP/1 server on multipool vs the same server on tokio, both with
 //! two workers (`MULTIPOOL_BENCH_WORKERS` sets another count), loaded from a
-//! client in the same process.
+//! client in the same process. `MULTIPOOL_BENCH_SEARCH_SPIN_US` sets
+//! multipool's `search_spin` (in microseconds).
 //!
 //! ```sh
 //! cargo bench -p multipool-compat --bench hyper_server
@@ -93,11 +94,16 @@ impl Server for OnMultipool {
     const NAME: &'static str = "multipool";
 
     fn start(busy: bool, stop: Arc<AtomicBool>) -> (Self, SocketAddr) {
-        let rt = multipool::Runtime::builder()
+        let mut builder = multipool::Runtime::builder()
             .workers(workers())
-            .enable_tokio()
-            .build()
-            .unwrap();
+            .enable_tokio();
+        if let Ok(spin) = std::env::var("MULTIPOOL_BENCH_SEARCH_SPIN_US") {
+            let spin = spin
+                .parse()
+                .expect("MULTIPOOL_BENCH_SEARCH_SPIN_US: microseconds");
+            builder = builder.search_spin(Duration::from_micros(spin));
+        }
+        let rt = builder.build().unwrap();
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();

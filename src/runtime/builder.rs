@@ -821,7 +821,7 @@ default_pool_settings! {
     fn idle_timeout(timeout: Duration);
 
     /// How long a worker of the default pool that ran out of work spins
-    /// before it parks (default 15 µs); see
+    /// before it parks (default: zero, no spin); see
     /// [`PoolBuilder::search_spin`](crate::PoolBuilder::search_spin) for the trade-off.
     fn search_spin(spin: Duration);
 

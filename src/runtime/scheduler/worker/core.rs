@@ -426,6 +426,10 @@ impl Core {
         let mut spin_until = None;
         for round in 0u32.. {
             if round > 0 {
+                // No spin (the default): no clock read either.
+                if spin.is_zero() {
+                    break;
+                }
                 #[cfg(miri)]
                 if round > MIRI_SPIN_ROUNDS {
                     break;
