@@ -38,7 +38,7 @@
 //! # Invariants
 //!
 //! * **Priority order.** Among the tasks waiting on one [`RateLimiter`],
-//!   cells go to waiting [`Priority::High`] ones before `Normal`, and to
+//!   cells go to waiting [`Priority::High`](crate::Priority::High) ones before `Normal`, and to
 //!   `Normal` before `Low`; within a level, in arrival order. A newcomer
 //!   takes a free cell at once only if nobody of its level or above waits
 //!   (so it never overtakes an equal or more urgent waiter).
