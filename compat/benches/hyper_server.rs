@@ -41,14 +41,29 @@ use multipool_compat::tokio::BuilderExt;
 
 /// Workers of each server: `MULTIPOOL_BENCH_WORKERS`, or 2.
 fn workers() -> usize {
-    match std::env::var("MULTIPOOL_BENCH_WORKERS") {
-        Ok(workers) => workers
+    let workers = bench_env("MULTIPOOL_BENCH_WORKERS").unwrap_or(2);
+    assert!(
+        workers > 0,
+        "MULTIPOOL_BENCH_WORKERS=0: a server needs a worker"
+    );
+    workers
+}
+
+/// multipool's `search_spin`: `MULTIPOOL_BENCH_SEARCH_SPIN_US` microseconds,
+/// or the default.
+fn search_spin() -> Option<Duration> {
+    bench_env("MULTIPOOL_BENCH_SEARCH_SPIN_US").map(|us| Duration::from_micros(us as u64))
+}
+
+/// A number from the environment variable `name`, if set (as in
+/// `benches/rt_multi_threaded.rs`).
+fn bench_env(name: &str) -> Option<usize> {
+    let value = std::env::var(name).ok()?;
+    Some(
+        value
             .parse()
-            .ok()
-            .filter(|&workers| workers > 0)
-            .unwrap_or_else(|| panic!("MULTIPOOL_BENCH_WORKERS={workers:?}: not a worker count")),
-        Err(_) => 2,
-    }
+            .unwrap_or_else(|_| panic!("{name}={value:?}: not a number")),
+    )
 }
 const CONNECTIONS: usize = 32;
 const WARM_UP: Duration = Duration::from_millis(500);
@@ -97,11 +112,8 @@ impl Server for OnMultipool {
         let mut builder = multipool::Runtime::builder()
             .workers(workers())
             .enable_tokio();
-        if let Ok(spin) = std::env::var("MULTIPOOL_BENCH_SEARCH_SPIN_US") {
-            let spin = spin
-                .parse()
-                .expect("MULTIPOOL_BENCH_SEARCH_SPIN_US: microseconds");
-            builder = builder.search_spin(Duration::from_micros(spin));
+        if let Some(spin) = search_spin() {
+            builder = builder.search_spin(spin);
         }
         let rt = builder.build().unwrap();
         let listener = rt

@@ -160,13 +160,19 @@ fn run_deferred_slow(cx: &Context) {
         let Some(runnable) = cx.deferred.borrow_mut().pop() else {
             return;
         };
-        let scope = InSpawn {
-            cx,
-            outer: cx.in_spawn.replace(true),
-        };
-        run_one_cancelled(runnable);
-        drop(scope);
+        cancel_in_scope(cx, runnable);
     }
+}
+
+/// Cancels `runnable` in a scope of its own: what its drop cancels in
+/// turn is deferred until it is done.
+fn cancel_in_scope(cx: &Context, runnable: Runnable) {
+    let scope = InSpawn {
+        cx,
+        outer: cx.in_spawn.replace(true),
+    };
+    run_one_cancelled(runnable);
+    drop(scope);
 }
 
 #[inline]
@@ -190,12 +196,7 @@ pub(crate) fn cancel(runnable: Runnable) {
             cx.deferred.borrow_mut().push(runnable);
             return;
         }
-        let scope = InSpawn {
-            cx,
-            outer: cx.in_spawn.replace(true),
-        };
-        run_one_cancelled(runnable);
-        drop(scope);
+        cancel_in_scope(cx, runnable);
         run_deferred(cx);
     });
     // The thread-local is gone (the thread is ending): at once.
