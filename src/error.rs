@@ -108,18 +108,24 @@ enum Repr {
     /// The task held more than its `Spawn::memory_limit` at the end of a
     /// poll.
     MemoryExceeded { held: usize, limit: usize },
-    /// Its poll time went over `Spawn::cpu_budget`: (used, budget).
-    BudgetExceeded(Duration, Duration),
-    /// One of its polls lasted longer than `Spawn::max_poll`: (took, max).
-    PollTooLong(Duration, Duration),
+    /// Its poll time went over `Spawn::cpu_budget`: (used, budget), in
+    /// nanoseconds (as the limits count them; see `CpuLimits`). Nanoseconds
+    /// rather than `Duration`s keep `JoinError`, and so every task's output
+    /// slot, at 24 bytes.
+    BudgetExceeded(u64, u64),
+    /// One of its polls lasted longer than `Spawn::max_poll`: (took, max),
+    /// in nanoseconds.
+    PollTooLong(u64, u64),
     /// The task was refused before it ran; the message says why.
     Rejected(Cow<'static, str>),
     /// A task it depended on failed, so it was cancelled before it ran
     /// (a [`TaskGraph`](crate::graph::TaskGraph) node).
     DependencyFailed,
     /// The task's future panicked. The payload sits in a mutex only so that
-    /// `JoinError` is `Sync` (panic payloads are `Send` but not `Sync`).
-    Panic(StdMutex<Box<dyn Any + Send + 'static>>),
+    /// `JoinError` is `Sync` (panic payloads are `Send` but not `Sync`);
+    /// boxed, so the rare panic pays for the mutex's bytes rather than
+    /// every task's output slot.
+    Panic(Box<StdMutex<Box<dyn Any + Send + 'static>>>),
 }
 
 impl JoinError {
@@ -147,13 +153,15 @@ impl JoinError {
         }
     }
 
-    pub(crate) fn budget_exceeded(used: Duration, budget: Duration) -> Self {
+    /// `used` and `budget` in nanoseconds.
+    pub(crate) fn budget_exceeded(used: u64, budget: u64) -> Self {
         JoinError {
             repr: Repr::BudgetExceeded(used, budget),
         }
     }
 
-    pub(crate) fn poll_too_long(took: Duration, max: Duration) -> Self {
+    /// `took` and `max` in nanoseconds.
+    pub(crate) fn poll_too_long(took: u64, max: u64) -> Self {
         JoinError {
             repr: Repr::PollTooLong(took, max),
         }
@@ -171,9 +179,13 @@ impl JoinError {
         }
     }
 
+    // Cold and out of line: it boxes, and a caller on the task's hot path
+    // (the wrapper's drop of the future) must stay small enough to inline.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn panic(payload: Box<dyn Any + Send + 'static>) -> Self {
         JoinError {
-            repr: Repr::Panic(StdMutex::new(payload)),
+            repr: Repr::Panic(Box::new(StdMutex::new(payload))),
         }
     }
 
@@ -289,11 +301,15 @@ impl fmt::Display for JoinError {
             ),
             Repr::BudgetExceeded(used, budget) => write!(
                 f,
-                "task went over its CPU budget: polled for {used:?}, budget {budget:?}"
+                "task went over its CPU budget: polled for {:?}, budget {:?}",
+                Duration::from_nanos(*used),
+                Duration::from_nanos(*budget)
             ),
             Repr::PollTooLong(took, max) => write!(
                 f,
-                "task was cancelled after a poll of {took:?}, longer than its `max_poll` of {max:?}"
+                "task was cancelled after a poll of {:?}, longer than its `max_poll` of {:?}",
+                Duration::from_nanos(*took),
+                Duration::from_nanos(*max)
             ),
             Repr::Rejected(reason) => write!(f, "task was rejected: {reason}"),
             Repr::DependencyFailed => {
@@ -325,13 +341,17 @@ impl fmt::Debug for JoinError {
             Repr::BudgetExceeded(used, budget) => {
                 write!(
                     f,
-                    "JoinError::BudgetExceeded {{ used: {used:?}, budget: {budget:?} }}"
+                    "JoinError::BudgetExceeded {{ used: {:?}, budget: {:?} }}",
+                    Duration::from_nanos(*used),
+                    Duration::from_nanos(*budget)
                 )
             }
             Repr::PollTooLong(took, max) => {
                 write!(
                     f,
-                    "JoinError::PollTooLong {{ took: {took:?}, max: {max:?} }}"
+                    "JoinError::PollTooLong {{ took: {:?}, max: {:?} }}",
+                    Duration::from_nanos(*took),
+                    Duration::from_nanos(*max)
                 )
             }
             Repr::Rejected(reason) => write!(f, "JoinError::Rejected({reason:?})"),

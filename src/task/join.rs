@@ -152,7 +152,7 @@ impl<T> JoinHandle<T> {
 
     /// The name given with [`Spawn::name`](crate::Spawn::name), if any.
     pub fn name(&self) -> Option<&str> {
-        self.task()?.metadata().name.as_deref()
+        self.task()?.metadata().name().map(|name| &**name)
     }
 
     /// Lets the task run to completion in the background; same as dropping
@@ -234,7 +234,7 @@ impl<T> fmt::Debug for JoinHandle<T> {
         let mut d = f.debug_struct("JoinHandle");
         if let Some(task) = &self.task {
             let meta = task.metadata();
-            d.field("name", &meta.name)
+            d.field("name", &meta.name())
                 .field("priority", &meta.priority())
                 .field("finished", &task.is_finished());
         }

@@ -52,7 +52,7 @@ impl QueuedTask {
 
     /// The task's name, from [`Spawn::name`](crate::Spawn::name).
     pub fn name(&self) -> Option<&str> {
-        self.runnable().metadata().name.as_deref()
+        self.runnable().metadata().name().map(|name| &**name)
     }
 }
 

@@ -7,9 +7,10 @@
 //! task's metadata only while it is valid:
 //!
 //! * the first `JoinHandle::abort_handle` creates the cell and installs it
-//!   in the task's header (`TaskMeta::abort_cell`, one pointer, null in a
-//!   task that never had an `AbortHandle`). The header then owns one count
-//!   of the `Arc` until it is dropped.
+//!   in the task's header (`TaskMeta::abort_cell`: one pointer, null in a
+//!   task that never had an `AbortHandle`, kept in the header's
+//!   out-of-line part, `side`, made then if it was not yet). The header
+//!   then owns one count of the `Arc` until it is dropped.
 //! * the cell's pointer is set from its creation until it is cleared,
 //!   under the cell's lock: at the task's end of life (below), and at the
 //!   latest when the task's header is dropped; so the header cannot be
@@ -28,9 +29,9 @@
 //!   the task on the calling thread during shutdown, and that end of life
 //!   takes the lock.
 //!
-//! A task without an `AbortHandle` pays one pointer in its header, a load
-//! of it when the header is dropped, and nothing at its end of life beyond
-//! the `life` update every task does. (A waker of the task would keep the
+//! A task without an `AbortHandle` pays nothing for it in its header (the
+//! slot is in the out-of-line `side`, which most tasks never make), and
+//! nothing at its end of life beyond the `life` update every task does. (A waker of the task would keep the
 //! header alive without any of this, but neither a `Task` nor its metadata
 //! can give one out.)
 

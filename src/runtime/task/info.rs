@@ -138,7 +138,7 @@ impl<'a> TaskInfo<'a> {
 
     /// The name given with [`Spawn::name`](crate::Spawn::name).
     pub fn name(&self) -> Option<&str> {
-        self.meta.name.as_deref()
+        self.meta.name().map(|name| &**name)
     }
 
     /// The task's priority.

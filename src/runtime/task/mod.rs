@@ -28,6 +28,8 @@
 //! poll; `spawn` the one function
 //! every spawn ends in, [`spawn_on`]; `waker` the guard around wakers of
 //! tasks that await a `JoinHandle`; `abort` the cell behind `AbortHandle`;
+//! `side` the rarely used part of the header, out of line (the name,
+//! the histograms' stamp, the abort cell's slot);
 //! `trace` (feature `tracing`) the task's span and the waker its future is
 //! polled with while traced; `dependency` how a task started with
 //! `Spawn::after` is held until the tasks it depends on have ended.
@@ -38,6 +40,7 @@ pub(crate) mod dependency;
 mod future;
 mod id;
 mod info;
+mod side;
 mod spawn;
 #[cfg(feature = "tracing")]
 mod trace;
@@ -152,11 +155,6 @@ pub(crate) struct TaskMeta {
     id: AtomicU64,
     /// Where the task was spawned (`#[track_caller]` on every spawn).
     pub(crate) location: &'static Location<'static>,
-    /// When the task was last spawned or woken, a stamp of
-    /// `metrics::now_stamp`, if that spawn or wake-up was sampled for the
-    /// latency histograms; 0 otherwise, and once its poll started (see
-    /// `Observe::histograms`).
-    pub(crate) scheduled_at: AtomicU64,
     /// Index of the task's [`Priority`] level. Atomic: it may change while
     /// the task lives (`Spawn::cpu_budget_demote` lowers it, during a poll,
     /// when the task is in no queue).
@@ -167,17 +165,14 @@ pub(crate) struct TaskMeta {
     /// registered. Written once, by the poll that registers the task; read
     /// by `JoinHandle::abort` (see `Registration::register` for the order).
     pub(super) registry_key: AtomicUsize,
-    /// The name given with [`Spawn::name`]. An `Arc` (std's: the name is
-    /// never shared under loom) so a slow-poll report can hold it.
-    pub(crate) name: Option<std::sync::Arc<str>>,
     /// The worker the task is pinned to, or `scheduler::NO_HOME`.
     pub(crate) home: u32,
     /// A `spawn_local` task: `!Send`, so it is polled and dropped only on
     /// its home worker's thread (see `scheduler::placement`).
     pub(crate) local: bool,
-    /// The cell shared by the task's `AbortHandle`s; null until the first
-    /// is made (see `abort`).
-    abort: abort::AbortSlot,
+    /// The name, the histograms' stamp and the abort cell's slot, out of
+    /// line: most tasks use none of them (see `side`).
+    side: side::SideSlot,
     /// What the task's end of life must tell others: a set of [`life`]
     /// bits. One byte, in what is otherwise the header's padding (see
     /// `dependency`'s size test).
@@ -226,14 +221,12 @@ impl TaskMeta {
             pool: pool.clone(),
             id: AtomicU64::new(0),
             location,
-            scheduled_at: AtomicU64::new(scheduled_at),
             priority: AtomicU8::new(priority.index() as u8),
             cancel: AtomicU8::new(cancel),
             registry_key: AtomicUsize::new(usize::MAX),
-            name,
             home,
             local,
-            abort: abort::AbortSlot::new(),
+            side: side::SideSlot::new(name, scheduled_at),
             life: AtomicU8::new(0),
         }
     }
@@ -287,12 +280,24 @@ impl TaskMeta {
     /// dependencies as schedule latency.
     #[inline]
     pub(crate) fn stamp_scheduled(&self) {
-        let stamp = if crate::runtime::metrics::sample_due(self.pool.observe.sample_one_in) {
-            crate::runtime::metrics::now_stamp()
-        } else {
-            0
-        };
-        self.scheduled_at.store(stamp, Ordering::Relaxed);
+        if crate::runtime::metrics::sample_due(self.pool.observe.sample_one_in) {
+            let stamp = crate::runtime::metrics::now_stamp();
+            self.side
+                .get_or_create()
+                .scheduled_at
+                .store(stamp, Ordering::Relaxed);
+        } else if let Some(side) = self.side.get() {
+            side.scheduled_at.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the poll starting now was scheduled by a sampled wake-up or
+    /// spawn (see [`take_stamp`](Self::take_stamp)).
+    #[inline]
+    pub(crate) fn is_stamped(&self) -> bool {
+        self.side
+            .get()
+            .is_some_and(|side| side.scheduled_at.load(Ordering::Relaxed) != 0)
     }
 
     /// The stamp of the wake-up (or spawn) that scheduled the poll starting
@@ -301,12 +306,19 @@ impl TaskMeta {
     /// poll (a wake during the poll is scheduled when the poll returns).
     #[inline]
     pub(crate) fn take_stamp(&self) -> Option<u64> {
-        let stamp = self.scheduled_at.load(Ordering::Relaxed);
+        let side = self.side.get()?;
+        let stamp = side.scheduled_at.load(Ordering::Relaxed);
         if stamp == 0 {
             return None;
         }
-        self.scheduled_at.store(0, Ordering::Relaxed);
+        side.scheduled_at.store(0, Ordering::Relaxed);
         Some(stamp)
+    }
+
+    /// The name given with [`Spawn::name`](crate::Spawn::name).
+    #[inline]
+    pub(crate) fn name(&self) -> Option<&std::sync::Arc<str>> {
+        self.side.get()?.name.as_ref()
     }
 
     pub(crate) fn priority(&self) -> Priority {
@@ -342,7 +354,7 @@ impl TaskMeta {
     /// The cell behind the task's `AbortHandle`s, created at the first
     /// call. The caller keeps the task alive meanwhile (it holds its `Task`).
     pub(crate) fn abort_cell(&self) -> Arc<AbortCell> {
-        self.abort.get_or_create(self)
+        self.side.get_or_create().abort.get_or_create(self)
     }
 
     /// The task's future has been dropped: from now on its `AbortHandle`s
@@ -361,7 +373,10 @@ impl TaskMeta {
     /// end is counted.
     pub(super) fn ended(&self, life: u8) -> dependency::Ended {
         if life & life::ABORT_CELL != 0 {
-            self.abort.clear_cell();
+            // The cell is installed, so its side exists (see `abort`).
+            if let Some(side) = self.side.get() {
+                side.abort.clear_cell();
+            }
         }
         dependency::end(self, life)
     }

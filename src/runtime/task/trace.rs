@@ -82,7 +82,7 @@ pub(super) struct TaskTrace {
 impl TaskTrace {
     /// The span of a new task (see the module docs for its fields).
     pub(super) fn new(kind: Kind, meta: &TaskMeta, size: usize) -> Self {
-        let name = meta.name.as_deref().unwrap_or_default();
+        let name = meta.name().map_or("", |name| &**name);
         let id = meta.id().as_u64();
         let location: &Location<'_> = meta.location;
         let kind_name = match kind {

@@ -235,6 +235,6 @@ impl Local {
     fn publish_poll(&self, task: &Runnable) {
         let meta = task.metadata();
         *self.pool.slots[self.index].current_poll.lock() =
-            Some((meta.id(), meta.name.clone(), meta.priority()));
+            Some((meta.id(), meta.name().cloned(), meta.priority()));
     }
 }

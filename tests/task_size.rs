@@ -1,0 +1,100 @@
+//! The size of a small task's allocation: what each spawn asks the
+//! allocator for, measured with a recording global allocator.
+//!
+//! A task is one allocation (async-task's header, multipool's `TaskMeta`,
+//! the wrapped future or its output). For a small future it must stay at
+//! or under 120 bytes: glibc rounds a request of n bytes up to a chunk of
+//! `(n + 8)` rounded to 16, and serves chunks up to 128 bytes from its
+//! fast bins; the task header's rarely used fields live out of line for
+//! this (see `runtime::task::side`). Memory per task (README, issue #15)
+//! moves with it too.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::collections::HashMap;
+
+struct Recording;
+
+thread_local! {
+    /// Sizes of the allocations this thread made while recording.
+    static SIZES: Cell<Option<Vec<usize>>> = const { Cell::new(None) };
+}
+
+// SAFETY: forwards to `System`; the bookkeeping never allocates through
+// this allocator while recording (the vector is taken out of the cell, so
+// a push that grows it records nothing, as the cell is empty meanwhile).
+unsafe impl GlobalAlloc for Recording {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = SIZES.try_with(|cell| {
+            if let Some(mut sizes) = cell.take() {
+                sizes.push(layout.size());
+                cell.set(Some(sizes));
+            }
+        });
+        // SAFETY: as the caller promised for `layout`.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc` above, i.e. from `System`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Recording = Recording;
+
+/// The size most of `spawns` spawns from this thread allocated: the
+/// task's own allocation (the queues' occasional growth is rarer).
+fn task_allocation(spawns: impl FnOnce()) -> usize {
+    SIZES.with(|cell| cell.set(Some(Vec::with_capacity(4096))));
+    spawns();
+    let sizes = SIZES.with(|cell| cell.take()).unwrap();
+    let mut counts: HashMap<usize, usize> = HashMap::new();
+    for size in sizes {
+        *counts.entry(size).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(_, count)| count)
+        .map(|(size, _)| size)
+        .expect("the spawns allocated")
+}
+
+#[test]
+fn a_small_task_is_one_allocation_of_at_most_120_bytes() {
+    let rt = multipool::Runtime::builder().workers(1).build().unwrap();
+    let mut handles = Vec::new();
+    let size = task_allocation(|| {
+        for _ in 0..100 {
+            handles.push(rt.spawn(async {}).start());
+        }
+    });
+    assert!(
+        size <= 120,
+        "a task of an empty future takes {size} bytes; at most 120 keep it in glibc's fast bins"
+    );
+    rt.block_on(async move {
+        for handle in handles {
+            handle.await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn a_named_task_and_an_abort_handle_keep_working_with_the_header_out_of_line() {
+    let rt = multipool::Runtime::builder().workers(1).build().unwrap();
+    rt.block_on(async {
+        let handle = multipool::spawn(async {
+            multipool::time::sleep(std::time::Duration::from_secs(3600)).await;
+        })
+        .name("side")
+        .start();
+        assert_eq!(handle.name(), Some("side"));
+        let abort = handle.abort_handle();
+        assert!(!abort.is_finished());
+        abort.abort();
+        assert!(handle.await.unwrap_err().is_cancelled());
+        assert!(abort.is_finished());
+    });
+}
