@@ -11,7 +11,8 @@
 //! `Pending` instead, so the task goes to the back of its queue.
 //!
 //! Invariants:
-//! * [`BUDGET`] holds this thread's remaining units: [`INITIAL`] at the
+//! * This thread's budget (kept in `scope`'s thread-local, beside the
+//!   task being polled) holds its remaining units: [`INITIAL`] at the
 //!   start of each poll of a pool task (set by the task wrapper, which
 //!   restores the previous value after the poll, so nested polls nest), and
 //!   unconstrained everywhere else: outside any task, in `spawn_blocking`
@@ -28,13 +29,13 @@
 //! (`Spawn::timeout`) does not: it is checked after the poll, by the
 //! wrapper.
 //!
-//! Cost: one thread-local store at the start of a task's poll and one at
-//! its end (the thread-local is `const`-initialised and has no destructor,
-//! so each access is a plain load or store), and one load and store per
-//! leaf future that completes.
+//! Cost: set with the current task, in one thread-local store at the
+//! start of a task's poll and one at its end (see `scope`), and one load
+//! and store per leaf future that completes.
 
-use std::cell::Cell;
 use std::task::{Context, Poll};
+
+use super::scope;
 
 /// The units each poll of a task starts with (tokio's number).
 pub(crate) const INITIAL: u8 = 128;
@@ -54,29 +55,20 @@ impl Budget {
     pub(crate) const UNCONSTRAINED: Budget = Budget(u8::MAX);
 }
 
-thread_local! {
-    /// See the module docs.
-    static BUDGET: Cell<Budget> = const { Cell::new(Budget::UNCONSTRAINED) };
-}
-
 /// Sets this thread's budget until dropped, then restores the one before.
 pub(crate) struct BudgetGuard(Budget);
 
 impl BudgetGuard {
     #[inline]
     pub(crate) fn enter(budget: Budget) -> BudgetGuard {
-        BudgetGuard(
-            BUDGET
-                .try_with(|cell| cell.replace(budget))
-                .unwrap_or(Budget::UNCONSTRAINED),
-        )
+        BudgetGuard(scope::replace_budget(budget))
     }
 }
 
 impl Drop for BudgetGuard {
     #[inline]
     fn drop(&mut self) {
-        let _ = BUDGET.try_with(|cell| cell.set(self.0));
+        scope::replace_budget(self.0);
     }
 }
 
@@ -90,7 +82,7 @@ pub(crate) fn unconstrained<R>(f: impl FnOnce() -> R) -> R {
 /// Whether a leaf future may complete now: `false` only when this thread is
 /// in a budgeted poll that has spent every unit.
 pub(crate) fn has_budget_remaining() -> bool {
-    BUDGET.try_with(|cell| cell.get().0 != 0).unwrap_or(true)
+    scope::budget().0 != 0
 }
 
 /// Takes one unit for a leaf future about to see whether it can complete;
@@ -101,17 +93,15 @@ pub(crate) fn has_budget_remaining() -> bool {
 /// budget.)
 #[inline]
 pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
-    let proceed = BUDGET
-        .try_with(|cell| match cell.get() {
-            Budget(0) => false,
-            Budget::UNCONSTRAINED => true,
-            Budget(units) => {
-                cell.set(Budget(units - 1));
-                true
-            }
-        })
-        // A thread being torn down: unconstrained.
-        .unwrap_or(true);
+    // (A thread being torn down reads as unconstrained.)
+    let proceed = match scope::budget() {
+        Budget(0) => false,
+        Budget::UNCONSTRAINED => true,
+        Budget(units) => {
+            scope::replace_budget(Budget(units - 1));
+            true
+        }
+    };
     if proceed {
         Poll::Ready(())
     } else {
@@ -124,11 +114,9 @@ pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
 /// returned `Pending` after all (unconstrained: nothing to give back).
 #[inline]
 pub(crate) fn refund() {
-    let _ = BUDGET.try_with(|cell| {
-        let Budget(units) = cell.get();
-        // Below `INITIAL` after a unit was taken; at most `INITIAL` again.
-        if units < INITIAL {
-            cell.set(Budget(units + 1));
-        }
-    });
+    let Budget(units) = scope::budget();
+    // Below `INITIAL` after a unit was taken; at most `INITIAL` again.
+    if units < INITIAL {
+        scope::replace_budget(Budget(units + 1));
+    }
 }

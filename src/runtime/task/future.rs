@@ -30,8 +30,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::coop::{Budget, BudgetGuard};
+use super::coop::Budget;
 use super::info::{panic_message, run_task_hook, with_task_hooks, Outcome, TaskInfo};
+use super::scope::PollScope;
 use super::{
     cancel, drop_quietly, with_current_task, CurrentTask, TaskMeta, TaskOutput, UnhandledPanic,
 };
@@ -552,10 +553,10 @@ impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
             unreachable!("multipool task polled after it completed");
         };
         let meta = *this.meta;
-        let _current = CurrentTask::enter(meta);
-        // A fresh cooperative budget for this poll; the previous one is
-        // back when the guard drops (see `coop`).
-        let _budget = BudgetGuard::enter(L::BUDGET);
+        // The task polled here, and a fresh cooperative budget for this
+        // poll; the previous ones are back when the guard drops (see
+        // `scope` and `coop`).
+        let _scope = PollScope::enter(meta, L::BUDGET);
         let memory = this.registration.limits.memory();
         let timed = this.registration.limits.timed();
         #[cfg(not(feature = "tracing"))]

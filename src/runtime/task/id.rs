@@ -7,21 +7,18 @@
 //!   blocks of [`ID_BLOCK`], so taking one touches no shared cache line
 //!   except once per block. A task takes its id the first time anyone asks
 //!   for it (`TaskMeta::id`), so a task nobody asks about takes none.
-//! * [`CURRENT`] points at the metadata of the task whose future is being
-//!   polled (or dropped) on this thread, and at nothing otherwise. It is set
-//!   by the task wrapper around each poll and restored after it, so nested
-//!   polls (a task polled by `block_on` inside another task's poll) see the
-//!   innermost task.
+//! * The task being polled (or dropped) on this thread is `scope`'s (see
+//!   its invariants); [`CurrentTask`] and [`with_current_task`] set and
+//!   read it.
 
 use std::cell::Cell;
 use std::fmt;
 use std::num::NonZeroU64;
-use std::ptr;
 // A process-wide counter: loom's atomics cannot be statics, and no loom
 // model spawns tasks.
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::TaskMeta;
+use super::{scope, TaskMeta};
 
 /// An opaque id of a task, unique among all tasks the process ever spawns
 /// (on any runtime), as tokio's `task::Id`.
@@ -77,8 +74,6 @@ static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
 thread_local! {
     /// The next id of this thread's block, and the end of the block.
     static BLOCK: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
-    /// See the module docs.
-    static CURRENT: Cell<*const TaskMeta> = const { Cell::new(ptr::null()) };
 }
 
 impl Id {
@@ -113,34 +108,32 @@ fn take_block() -> u64 {
     NEXT_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed)
 }
 
-/// Marks `meta`'s task as the one polled on this thread until dropped.
+/// Marks `meta`'s task as the one polled on this thread until dropped
+/// (without touching the budget: see `scope::PollScope` for a poll).
 pub(crate) struct CurrentTask(*const TaskMeta);
 
 impl CurrentTask {
     #[inline]
     pub(crate) fn enter(meta: &TaskMeta) -> CurrentTask {
-        CurrentTask(
-            CURRENT
-                .try_with(|current| current.replace(meta))
-                .unwrap_or(ptr::null()),
-        )
+        CurrentTask(scope::replace_task(meta))
     }
 }
 
 impl Drop for CurrentTask {
     #[inline]
     fn drop(&mut self) {
-        let _ = CURRENT.try_with(|current| current.set(self.0));
+        scope::replace_task(self.0);
     }
 }
 
 /// Calls `f` with the metadata of the task polled on this thread, if any.
 pub(crate) fn with_current_task<R>(f: impl FnOnce(Option<&TaskMeta>) -> R) -> R {
-    let ptr = CURRENT.try_with(Cell::get).unwrap_or(ptr::null());
-    // SAFETY: `CURRENT` is non-null only while a `CurrentTask` guard lives
-    // on this thread, inside the poll (or drop) of that task's future; the
-    // metadata lives in the task's allocation, which outlives its future,
-    // and `f` cannot keep the reference beyond this call.
+    let ptr = scope::task();
+    // SAFETY: the scope's task is non-null only while a `CurrentTask` or
+    // `PollScope` guard lives on this thread, inside the poll (or drop) of
+    // that task's future; the metadata lives in the task's allocation,
+    // which outlives its future, and `f` cannot keep the reference beyond
+    // this call.
     f(unsafe { ptr.as_ref() })
 }
 

@@ -28,6 +28,7 @@
 //! poll; `spawn` the one function
 //! every spawn ends in, [`spawn_on`]; `waker` the guard around wakers of
 //! tasks that await a `JoinHandle`; `abort` the cell behind `AbortHandle`;
+//! `scope` the thread-local naming the task being polled and its budget;
 //! `side` the rarely used part of the header, out of line (the name,
 //! the histograms' stamp, the abort cell's slot);
 //! `trace` (feature `tracing`) the task's span and the waker its future is
@@ -40,6 +41,7 @@ pub(crate) mod dependency;
 mod future;
 mod id;
 mod info;
+mod scope;
 mod side;
 mod spawn;
 #[cfg(feature = "tracing")]
