@@ -61,8 +61,13 @@ fn task_allocation(spawns: impl FnOnce()) -> usize {
         .expect("the spawns allocated")
 }
 
+/// The most an empty task may take: 120 bytes, and 48 more with the
+/// `tracing` feature, whose tasks also hold their span and the slot of
+/// the waker their future is polled with (see `runtime::task::trace`).
+const LIMIT: usize = if cfg!(feature = "tracing") { 168 } else { 120 };
+
 #[test]
-fn a_small_task_is_one_allocation_of_at_most_120_bytes() {
+fn a_small_task_is_one_small_allocation() {
     let rt = multipool::Runtime::builder().workers(1).build().unwrap();
     let mut handles = Vec::new();
     let size = task_allocation(|| {
@@ -71,8 +76,9 @@ fn a_small_task_is_one_allocation_of_at_most_120_bytes() {
         }
     });
     assert!(
-        size <= 120,
-        "a task of an empty future takes {size} bytes; at most 120 keep it in glibc's fast bins"
+        size <= LIMIT,
+        "a task of an empty future takes {size} bytes, over {LIMIT} (without `tracing`, at most \
+         120 keep it in glibc's fast bins)"
     );
     rt.block_on(async move {
         for handle in handles {
