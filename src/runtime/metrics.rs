@@ -330,10 +330,9 @@ impl fmt::Debug for Histogram {
 /// blocking pool. It is cheap to clone and to keep; each call reads the
 /// counters at that moment.
 ///
-/// With the `metrics` feature, [`export`](Self::export) and
-/// [`export_every`](Self::export_every) send all of it to the `metrics`
-/// crate's facade; see [`metrics_export`](crate::metrics_export) for the
-/// names.
+/// With the `metrics` feature, `export` and `export_every` send all of it
+/// to the `metrics` crate's facade; see the `metrics_export` module for
+/// the names.
 ///
 /// ```
 /// let rt = multipool::Runtime::builder().workers(2).build().unwrap();
