@@ -534,19 +534,7 @@ impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
         }
         let reason = this.meta.cancel.load(Ordering::Relaxed);
         if reason != cancel::NONE {
-            let error = cancel_error(reason);
-            let _current = CurrentTask::enter(this.meta);
-            let memory = this.registration.limits.memory();
-            return Poll::Ready(match drop_future(this.future, memory) {
-                Ok(()) => {
-                    this.registration.outcome = cancel_outcome(reason);
-                    Err(error)
-                }
-                Err(panic) => {
-                    this.registration.outcome = Outcome::Panicked;
-                    Err(panic)
-                }
-            });
+            return Poll::Ready(cancelled(reason, this.meta, this.future, this.registration));
         }
         let Some(future) = this.future.as_mut().as_pin_mut() else {
             // async-task never polls a future again after it returned `Ready`.
@@ -622,6 +610,31 @@ impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
             this.registration.outcome = Outcome::Panicked;
         }
         Poll::Ready(result)
+    }
+}
+
+/// A poll that found a cancel reason: drops the future (inside the task's
+/// scope, so it can read why) and records how the task ended. Out of line
+/// and cold: the usual poll stays short.
+#[cold]
+#[inline(never)]
+fn cancelled<F: Future, L: Limits>(
+    reason: u8,
+    meta: &TaskMeta,
+    future: Pin<&mut Option<F>>,
+    registration: &mut Registration<'_, L>,
+) -> Result<F::Output, JoinError> {
+    let error = cancel_error(reason);
+    let _current = CurrentTask::enter(meta);
+    match drop_future(future, registration.limits.memory()) {
+        Ok(()) => {
+            registration.outcome = cancel_outcome(reason);
+            Err(error)
+        }
+        Err(panic) => {
+            registration.outcome = Outcome::Panicked;
+            Err(panic)
+        }
     }
 }
 
