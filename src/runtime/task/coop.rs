@@ -93,15 +93,15 @@ pub(crate) fn has_budget_remaining() -> bool {
 /// budget.)
 #[inline]
 pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
-    // (A thread being torn down reads as unconstrained.)
-    let proceed = match scope::budget() {
+    // (A thread being torn down is unconstrained: it proceeds.)
+    let proceed = scope::update_budget(true, |budget| match *budget {
         Budget(0) => false,
         Budget::UNCONSTRAINED => true,
         Budget(units) => {
-            scope::replace_budget(Budget(units - 1));
+            *budget = Budget(units - 1);
             true
         }
-    };
+    });
     if proceed {
         Poll::Ready(())
     } else {
@@ -114,9 +114,10 @@ pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
 /// returned `Pending` after all (unconstrained: nothing to give back).
 #[inline]
 pub(crate) fn refund() {
-    let Budget(units) = scope::budget();
-    // Below `INITIAL` after a unit was taken; at most `INITIAL` again.
-    if units < INITIAL {
-        scope::replace_budget(Budget(units + 1));
-    }
+    scope::update_budget((), |budget| {
+        // Below `INITIAL` after a unit was taken; at most `INITIAL` again.
+        if budget.0 < INITIAL {
+            budget.0 += 1;
+        }
+    });
 }

@@ -19,7 +19,7 @@
 //! * Each guard restores exactly what it replaced, so guards nest.
 
 use std::cell::Cell;
-use std::ptr;
+use std::{mem, ptr};
 
 use super::coop::Budget;
 use super::TaskMeta;
@@ -68,6 +68,21 @@ impl Drop for PollScope {
     }
 }
 
+/// Applies `f` to this thread's scope, in one access to the
+/// thread-local; `torn_down` is what a thread being torn down (its
+/// thread-locals gone) gets instead.
+#[inline]
+fn update<R>(torn_down: R, f: impl FnOnce(&mut Scope) -> R) -> R {
+    SCOPE
+        .try_with(|cell| {
+            let mut scope = cell.get();
+            let result = f(&mut scope);
+            cell.set(scope);
+            result
+        })
+        .unwrap_or(torn_down)
+}
+
 /// The task polled on this thread (null if none).
 #[inline]
 pub(super) fn task() -> *const TaskMeta {
@@ -79,15 +94,7 @@ pub(super) fn task() -> *const TaskMeta {
 /// Sets the task polled on this thread; returns the one before.
 #[inline]
 pub(super) fn replace_task(task: *const TaskMeta) -> *const TaskMeta {
-    SCOPE
-        .try_with(|cell| {
-            let mut scope = cell.get();
-            let before = scope.task;
-            scope.task = task;
-            cell.set(scope);
-            before
-        })
-        .unwrap_or(ptr::null())
+    update(ptr::null(), |scope| mem::replace(&mut scope.task, task))
 }
 
 /// This thread's budget, unconstrained on a thread being torn down.
@@ -98,16 +105,17 @@ pub(super) fn budget() -> Budget {
         .unwrap_or(Budget::UNCONSTRAINED)
 }
 
+/// Applies `f` to this thread's budget in one access (a leaf future taking
+/// or giving back a unit); `torn_down` as for [`update`].
+#[inline]
+pub(super) fn update_budget<R>(torn_down: R, f: impl FnOnce(&mut Budget) -> R) -> R {
+    update(torn_down, |scope| f(&mut scope.budget))
+}
+
 /// Sets this thread's budget; returns the one before.
 #[inline]
 pub(super) fn replace_budget(budget: Budget) -> Budget {
-    SCOPE
-        .try_with(|cell| {
-            let mut scope = cell.get();
-            let before = scope.budget;
-            scope.budget = budget;
-            cell.set(scope);
-            before
-        })
-        .unwrap_or(Budget::UNCONSTRAINED)
+    update_budget(Budget::UNCONSTRAINED, |current| {
+        mem::replace(current, budget)
+    })
 }
