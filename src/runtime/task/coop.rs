@@ -14,9 +14,10 @@
 //! * This thread's budget (kept in `scope`'s thread-local, beside the
 //!   task being polled) holds its remaining units: [`INITIAL`] at the
 //!   start of each poll of a pool task (set by the task wrapper, which
-//!   restores the previous value after the poll, so nested polls nest), and
-//!   unconstrained everywhere else: outside any task, in `spawn_blocking`
-//!   closures, inside `block_on`, inside `task::unconstrained`.
+//!   makes it unconstrained again after the poll: such polls never nest,
+//!   see `scope`), and unconstrained everywhere else: outside any task, in
+//!   `spawn_blocking` closures, inside `block_on`, inside
+//!   `task::unconstrained` (which restore what they replaced).
 //! * A leaf future spends a unit only when it returns `Ready` (a `Pending`
 //!   result gives it back, see [`refund`]), and at zero it never returns
 //!   `Ready`: it wakes its task and returns `Pending`. Its state is left as
