@@ -454,7 +454,7 @@ impl<F: Future, L: Limits> Future for TaskFuture<'_, F, L> {
     type Output = TaskOutput<F::Output>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.poll_result(cx).map(TaskOutput::new)
+        self.poll_result(cx)
     }
 }
 
@@ -518,10 +518,7 @@ pub(crate) fn current_cancel_error() -> Option<JoinError> {
 }
 
 impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
-    fn poll_result(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<F::Output, JoinError>> {
+    fn poll_result(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TaskOutput<F::Output>> {
         let mut this = self.project();
         // Around the whole poll: the future's poll, and its drop when this
         // is the last one.
@@ -534,7 +531,12 @@ impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
         }
         let reason = this.meta.cancel.load(Ordering::Relaxed);
         if reason != cancel::NONE {
-            return Poll::Ready(cancelled(reason, this.meta, this.future, this.registration));
+            return Poll::Ready(TaskOutput::new(cancelled(
+                reason,
+                this.meta,
+                this.future,
+                this.registration,
+            )));
         }
         let Some(future) = this.future.as_mut().as_pin_mut() else {
             // async-task never polls a future again after it returned `Ready`.
@@ -563,7 +565,24 @@ impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
                 ),
                 None => poll_future(future, cx, meta, memory, timed),
             };
-        let result = match polled {
+        // Each arm sets how the task ended: a panic (the future's own, or
+        // its destructor's) is `Panicked` whatever else happened. The
+        // usual arm, `Ready` with a quiet drop, returns at once (no check
+        // of the result after the match: callgrind, `hotpath_probe
+        // intask`, a few instructions a task).
+        let (result, outcome) = match polled {
+            Ok(Poll::Ready(value)) => {
+                // Drop the future here, inside `catch_unwind`: async-task would
+                // otherwise drop it outside, where a panicking destructor
+                // would unwind into the worker.
+                match drop_future(this.future, memory) {
+                    Ok(()) => {
+                        this.registration.outcome = Outcome::Completed;
+                        return Poll::Ready(TaskOutput::new(Ok(value)));
+                    }
+                    Err(panic) => (Err(panic), Outcome::Panicked),
+                }
+            }
             Ok(Poll::Pending) => {
                 // The future first, then the limits: a future that
                 // completes in the poll that passes a limit wins.
@@ -575,22 +594,9 @@ impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
                     return Poll::Pending;
                 };
                 match drop_future(this.future, this.registration.limits.memory()) {
-                    Ok(()) => {
-                        this.registration.outcome = outcome;
-                        Err(error)
-                    }
-                    Err(panic) => Err(panic),
+                    Ok(()) => (Err(error), outcome),
+                    Err(panic) => (Err(panic), Outcome::Panicked),
                 }
-            }
-            Ok(Poll::Ready(value)) => {
-                // Drop the future here, inside `catch_unwind`: async-task would
-                // otherwise drop it outside, where a panicking destructor
-                // would unwind into the worker.
-                let dropped = drop_future(this.future, memory);
-                if dropped.is_ok() {
-                    this.registration.outcome = Outcome::Completed;
-                }
-                dropped.map(|()| value)
             }
             Err(payload) => {
                 if meta.pool.observe.panics {
@@ -601,15 +607,11 @@ impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
                 if let Err(second) = drop_future(this.future, memory) {
                     drop_quietly(second);
                 }
-                Err(JoinError::panic(payload))
+                (Err(JoinError::panic(payload)), Outcome::Panicked)
             }
         };
-        if result.is_err() && this.registration.outcome == Outcome::Shutdown {
-            // Only a panic leaves the outcome unset on this path (the
-            // future's own, or its destructor's).
-            this.registration.outcome = Outcome::Panicked;
-        }
-        Poll::Ready(result)
+        this.registration.outcome = outcome;
+        Poll::Ready(TaskOutput::new(result))
     }
 }
 
