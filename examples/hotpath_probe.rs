@@ -9,10 +9,11 @@
 //!     target/release/examples/hotpath_probe yield 3
 //! ```
 //!
-//! Workloads: `local`, `remote`, `busy1`, `busy2`, `yield`, `pingpong`,
+//! Workloads: `local`, `intask`, `remote`, `busy1`, `busy2`, `yield`, `pingpong`,
 //! `chain`, `churn`, `blockon`; the second argument is the number of
 //! repetitions (default 3). With `ZZ_HIST` set in the environment the
-//! runtime records latency histograms. (`busy1` and `busy2` keep tasks
+//! runtime records latency histograms; `ZZ_WORKERS` sets the number of
+//! workers (default 2). (`busy1` and `busy2` keep tasks
 //! spinning for as long as the measured work runs, so their counts depend
 //! on timing.)
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
@@ -25,7 +26,10 @@ fn main() {
     let which = std::env::args()
         .nth(1)
         .expect("usage: hotpath_probe <workload> [repetitions]");
-    let mut builder = multipool::Runtime::builder().workers(2);
+    // `ZZ_WORKERS=1` makes the counts repeatable to the instruction (no
+    // steals, no wake-ups between workers), for comparing code paths.
+    let workers = std::env::var("ZZ_WORKERS").map_or(2, |w| w.parse().unwrap());
+    let mut builder = multipool::Runtime::builder().workers(workers);
     if std::env::var_os("ZZ_HIST").is_some() {
         builder = builder.enable_latency_histograms();
     }
@@ -49,6 +53,26 @@ fn main() {
                     }
                     rx.recv().unwrap();
                 });
+            }
+            "intask" => {
+                // As spawn_many_in_task: 10 000 spawns from inside a task
+                // (local to its worker), the last to finish signals.
+                let (tx, rx) = mpsc::sync_channel(1000);
+                let rem = Arc::new(AtomicUsize::new(10_000));
+                rt.spawn(async move {
+                    for _ in 0..10_000 {
+                        let tx = tx.clone();
+                        let rem = rem.clone();
+                        multipool::spawn(async move {
+                            if 1 == rem.fetch_sub(1, Relaxed) {
+                                tx.send(()).unwrap();
+                            }
+                        })
+                        .detach();
+                    }
+                })
+                .detach();
+                rx.recv().unwrap();
             }
             "remote" | "busy1" | "busy2" => {
                 let flag = Arc::new(AtomicBool::new(true));

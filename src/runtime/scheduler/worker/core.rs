@@ -109,8 +109,8 @@ pub(super) struct Core {
     /// Whether `Slot::activity` is kept (only elastic pools have a monitor
     /// to read it).
     pub(super) track_activity: bool,
-    /// `track_activity || custom_scheduler`: one check per poll in pools
-    /// that need neither.
+    /// `track_activity || publish_polls || custom_scheduler`: one check
+    /// per poll in pools that need none of them.
     pub(super) per_poll_extras: bool,
     /// When each level's next fairness turn is due (see `fair_turn`).
     pub(super) fair: FairTurns,
@@ -150,9 +150,7 @@ impl Core {
                 .load(Ordering::Relaxed),
             fair: FairTurns::new(&local.pool.min_shares, local.pool.scheduler.is_some()),
             // Continues the slot's count across a worker's retirement.
-            polls: std::array::from_fn(|level| {
-                local.pool.counters.slots[local.index].polls[level].load(Ordering::Relaxed)
-            }),
+            polls: std::array::from_fn(|level| local.counts.polls[level].load(Ordering::Relaxed)),
             custom_scheduler: local.pool.scheduler.is_some(),
             track_activity: local.pool.max_workers() > local.pool.min_workers()
                 || local.publish_polls,
@@ -394,7 +392,7 @@ impl Core {
     /// a level only once its own queue of it is).
     #[cold]
     fn count_steal(&self, local: &Local, level: usize) {
-        let counts = &local.pool.counters.slots[local.index];
+        let counts = &local.counts;
         bump(&counts.steals, 1);
         bump(&counts.stolen, 1 + local.queues[level].len() as u64);
     }
@@ -477,24 +475,33 @@ impl Core {
         local.lifo_enabled.set(true);
         if self.per_poll_extras {
             self.bump_activity(local);
+            local.publish_poll(&task);
         }
         poll_task(local, task);
         while let Some(task) = local.lifo.take() {
             let level = task.metadata().priority().index();
-            if self.lifo_polls >= self.lifo_cap
-                || local.more_urgent_queued(level)
-                || self.injector_due()
-                || local.pool.is_closed()
-            {
+            let preempted =
+                local.more_urgent_queued(level) || self.injector_due() || local.pool.is_closed();
+            if preempted || self.lifo_polls >= self.lifo_cap {
                 // The task loses its turn: to the back of its queue, where
                 // `next_task` serves levels (and the injector) in order.
-                local.push_back(task);
+                if preempted || !local.queues[level].is_empty() {
+                    local.push_back(task);
+                } else {
+                    // Only the cap stopped it, and its queue is empty: it
+                    // is this worker's next task, so no sibling is woken
+                    // to steal it (see `requeue_next`).
+                    local.requeue_next(task);
+                }
                 break;
             }
             self.lifo_polls += 1;
             // A LIFO poll is a tick too, for the injector interval.
             self.tick = self.tick.wrapping_add(1);
             self.polls[level] += 1;
+            if self.per_poll_extras {
+                local.publish_poll(&task);
+            }
             poll_task(local, task);
         }
         local.lifo_enabled.set(false);
@@ -516,7 +523,7 @@ impl Core {
     /// parks and at each injector-first check (about every 100 µs while
     /// busy), so the hot path only adds to `polls`.
     pub(super) fn publish_polls(&self, local: &Local) {
-        let counts = &local.pool.counters.slots[local.index].polls;
+        let counts = &local.counts.polls;
         for level in levels() {
             counts[level].store(self.polls[level], Ordering::Relaxed);
         }

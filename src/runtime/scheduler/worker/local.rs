@@ -6,7 +6,9 @@ use std::cell::{Cell, RefCell};
 use std::ptr;
 
 use crossbeam_deque::Worker as Deque;
+use crossbeam_utils::CachePadded;
 
+use super::super::counters::SlotCounts;
 use super::super::placement::Inbox;
 use super::super::queues::steal;
 use super::super::Pool;
@@ -20,6 +22,9 @@ use crate::sync::{Arc, OnceLock, Ordering};
 pub(super) struct Local {
     pub(super) pool: Arc<Pool>,
     pub(super) index: usize,
+    /// This worker slot's counts (the pool's `counters.slots[index]`),
+    /// reached without indexing.
+    pub(super) counts: Arc<CachePadded<SlotCounts>>,
     pub(super) queues: PerLevel<Deque<Runnable>>,
     /// Only ever holds a task while `run_task` runs on this worker: it is
     /// consumed by `run_task` itself, or pushed to its queue.
@@ -92,6 +97,22 @@ impl Local {
         } else {
             self.pool.notify_parked();
         }
+    }
+
+    /// Puts back the LIFO slot's task that only the cap of slot polls
+    /// stopped, its level's queue being empty: this worker takes it at its
+    /// next tick (after at most one fairness or injector-first turn), so it
+    /// goes to the back of that queue, where siblings may steal it, but no
+    /// sibling is woken for it. Waking one there only moves a chain of
+    /// spawns to another core and back: with no spin before parking, a
+    /// futex wake every few polls (`chained_spawn` in
+    /// `benches/rt_multi_threaded.rs`, where a task spawns the next one:
+    /// +4 to 9% without this, see the README's performance section). Work
+    /// queued behind it was announced when it was pushed.
+    pub(super) fn requeue_next(&self, runnable: Runnable) {
+        let level = runnable.metadata().priority().index();
+        self.queues[level].push(runnable);
+        self.pool.mark_level(level);
     }
 
     /// Pops this worker's queue of `level`. The empty check is inlined:
@@ -212,12 +233,11 @@ impl Local {
 
 /// Runs `task` on `local`'s worker. While it runs, its own waker is
 /// trusted (see `runtime::task::waker`): a task awaiting a `JoinHandle` then costs no
-/// guard. Two plain stores per poll.
+/// guard. Two plain stores per poll. (The caller publishes the poll for
+/// the slow-poll report first, see [`Local::publish_poll`]: it knows
+/// whether the pool needs any such extra.)
 #[inline]
 pub(super) fn poll_task(local: &Local, task: Runnable) {
-    if local.publish_polls {
-        local.publish_poll(&task);
-    }
     let raw = task.into_raw();
     // SAFETY: `raw` comes from `Runnable::into_raw` just above and is
     // turned back into exactly one `Runnable`.
@@ -230,9 +250,17 @@ pub(super) fn poll_task(local: &Local, task: Runnable) {
 
 impl Local {
     /// Publishes the task about to be polled, for the monitor's slow-poll
-    /// report (only in pools that report slow polls).
+    /// report (only in pools that report slow polls). Called in pools with
+    /// per-poll extras (see `Core::per_poll_extras`).
+    #[inline]
+    pub(super) fn publish_poll(&self, task: &Runnable) {
+        if self.publish_polls {
+            self.publish_poll_now(task);
+        }
+    }
+
     #[cold]
-    fn publish_poll(&self, task: &Runnable) {
+    fn publish_poll_now(&self, task: &Runnable) {
         let meta = task.metadata();
         *self.pool.slots[self.index].current_poll.lock() =
             Some((meta.id(), meta.name().cloned(), meta.priority()));

@@ -80,6 +80,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 use self::core::Core;
+use super::counters::SlotCounts;
 use super::Pool;
 use crate::runtime::task::{Runnable, ThreadHooks};
 use crate::sync::Arc;
@@ -112,6 +113,16 @@ pub(crate) fn current_index() -> Option<usize> {
 /// The `bool` says whether the worker is stopping (its last task ran).
 pub(crate) fn with_current_worker<R>(f: impl FnOnce(&Arc<Pool>, usize, bool) -> R) -> Option<R> {
     with_local(|local| local.map(|local| f(&local.pool, local.index, local.stopping.get())))
+}
+
+/// Calls `f` with the counts of this thread's worker if it belongs to
+/// `pool`; `None` otherwise.
+#[inline]
+pub(crate) fn with_own_counts<R>(pool: &Pool, f: impl FnOnce(&SlotCounts) -> R) -> Option<R> {
+    with_local(|local| match local {
+        Some(local) if ptr::eq(Arc::as_ptr(&local.pool), pool) => Some(f(&local.counts)),
+        _ => None,
+    })
 }
 
 /// The index of this thread's worker if it belongs to `pool`.
@@ -169,6 +180,7 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
     let publish_polls = super::monitor::reports_slow_polls(&pool);
     let local = Local {
         inbox: pool.slots[parts.index].inbox.clone(),
+        counts: pool.counters.slots[parts.index].clone(),
         pool,
         index: parts.index,
         queues: parts.queues,

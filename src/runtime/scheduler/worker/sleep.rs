@@ -114,7 +114,7 @@ impl Core {
     /// Counts a park, whether it follows a wake-up without polls (a no-op),
     /// and the time awake before it.
     fn count_park(&self, local: &Local) {
-        let counts = &local.pool.counters.slots[local.index];
+        let counts = &local.counts;
         let (since, polls) = self.awake_since;
         bump(&counts.parks, 1);
         if self.total_polls() == polls {
