@@ -27,7 +27,8 @@
 //!
 //! * multipool: `Runtime::builder().workers(num_workers())`; with the
 //!   environment variable `MULTIPOOL_BENCH_HISTOGRAMS` set, also
-//!   `.enable_latency_histograms()` (the cost of the histograms, issue #13);
+//!   `.enable_latency_histograms()` (the cost of the histograms, issue #13),
+//!   and with `MULTIPOOL_BENCH_LATENCY_SAMPLING=n` too, `.latency_sampling(n)`;
 //!   with `MULTIPOOL_BENCH_SEARCH_SPIN_US` set, `.search_spin(..)` of that
 //!   many microseconds (the spin's trade-off, issue #15).
 //! * tokio: `Builder::new_multi_thread().worker_threads(num_workers()).enable_all()`.
@@ -132,6 +133,9 @@ impl Exec for MultiPool {
         let mut builder = multipool::Runtime::builder().workers(num_workers());
         if std::env::var_os("MULTIPOOL_BENCH_HISTOGRAMS").is_some() {
             builder = builder.enable_latency_histograms();
+            if let Some(one_in) = bench_env("MULTIPOOL_BENCH_LATENCY_SAMPLING") {
+                builder = builder.latency_sampling(one_in as u32);
+            }
         }
         if let Some(spin) = search_spin() {
             builder = builder.search_spin(spin);

@@ -197,8 +197,8 @@ impl HistogramCells {
 ///     }
 /// });
 /// let latency = rt.handle().metrics().schedule_latency(Priority::High).unwrap();
-/// // One spawn in 16 of this thread is sampled: spawns 1, 17, ..., 97.
-/// assert_eq!(latency.count(), 7);
+/// // One spawn in 64 of this thread is sampled: spawns 1 and 65.
+/// assert_eq!(latency.count(), 2);
 /// assert!(latency.percentile(0.5) <= latency.percentile(0.99));
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -601,7 +601,7 @@ impl RuntimeMetrics {
     // ---- Latency histograms ----
 
     /// The schedule latency of tasks of `priority`: from a spawn or wake-up
-    /// to the start of the poll, for the polls sampled (one in 16 by
+    /// to the start of the poll, for the polls sampled (one in 64 by
     /// default, see [`Builder::latency_sampling`](crate::Builder::latency_sampling)).
     /// `None` unless the runtime was built with
     /// [`Builder::enable_latency_histograms`](crate::Builder::enable_latency_histograms).

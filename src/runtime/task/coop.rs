@@ -94,20 +94,18 @@ pub(crate) fn has_budget_remaining() -> bool {
 /// budget.)
 #[inline]
 pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
-    // (A thread being torn down is unconstrained: it proceeds.)
-    let proceed = scope::update_budget(true, |budget| match *budget {
-        Budget(0) => false,
-        Budget::UNCONSTRAINED => true,
-        Budget(units) => {
-            *budget = Budget(units - 1);
-            true
+    // Unconstrained (outside a task's poll, or a thread being torn down):
+    // proceed, with nothing written.
+    match scope::budget() {
+        Budget::UNCONSTRAINED => Poll::Ready(()),
+        Budget(0) => {
+            cx.waker().wake_by_ref();
+            Poll::Pending
         }
-    });
-    if proceed {
-        Poll::Ready(())
-    } else {
-        cx.waker().wake_by_ref();
-        Poll::Pending
+        Budget(units) => {
+            scope::set_budget(Budget(units - 1));
+            Poll::Ready(())
+        }
     }
 }
 
@@ -115,10 +113,10 @@ pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
 /// returned `Pending` after all (unconstrained: nothing to give back).
 #[inline]
 pub(crate) fn refund() {
-    scope::update_budget((), |budget| {
-        // Below `INITIAL` after a unit was taken; at most `INITIAL` again.
-        if budget.0 < INITIAL {
-            budget.0 += 1;
-        }
-    });
+    // Below `INITIAL` after a unit was taken; at most `INITIAL` again.
+    // (`UNCONSTRAINED` is above `INITIAL`: left alone.)
+    let budget = scope::budget();
+    if budget.0 < INITIAL {
+        scope::set_budget(Budget(budget.0 + 1));
+    }
 }

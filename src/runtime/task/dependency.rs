@@ -385,7 +385,7 @@ fn schedule(runnable: Runnable) {
     let meta = runnable.metadata();
     let pool = meta.pool.clone();
     if pool.observe.histograms {
-        meta.stamp_scheduled();
+        meta.restamp_released();
     }
     pool.schedule_new(runnable);
 }

@@ -282,23 +282,41 @@ impl TaskMeta {
         dependency::watch(self).then(|| self.id())
     }
 
-    /// The task was just woken (or released by `Spawn::after`), in a pool
-    /// with latency histograms: stamps it if this wake-up is sampled, so
-    /// the poll that follows is timed (see `future::poll_observed`), and
-    /// clears the stamp otherwise. Always written: a held task may still
-    /// carry its spawn's stamp, which would count its whole wait for its
-    /// dependencies as schedule latency.
+    /// The task was just woken, in a pool with latency histograms: stamps
+    /// it if this wake-up is sampled, so the poll that follows is timed
+    /// (see `future::poll_observed`). An unsampled wake-up writes nothing:
+    /// the task carries no stamp when it is woken, since every stamp is
+    /// taken by the poll that follows it ([`take_stamp`](Self::take_stamp);
+    /// a task is scheduled at most once until it is polled), except a held
+    /// task's spawn stamp, which [`restamp_released`](Self::restamp_released)
+    /// replaces.
     #[inline]
     pub(crate) fn stamp_scheduled(&self) {
         if crate::runtime::metrics::sample_due(self.pool.observe.sample_one_in) {
-            let stamp = crate::runtime::metrics::now_stamp();
-            self.side
-                .get_or_create()
-                .scheduled_at
-                .store(stamp, Ordering::Relaxed);
+            self.stamp_now();
+        }
+    }
+
+    /// [`stamp_scheduled`](Self::stamp_scheduled) for a task released by
+    /// `Spawn::after`: it may still carry its spawn's stamp, which would
+    /// count its whole wait for its dependencies as schedule latency, so
+    /// the stamp is always written (cleared if this release is not
+    /// sampled).
+    pub(crate) fn restamp_released(&self) {
+        if crate::runtime::metrics::sample_due(self.pool.observe.sample_one_in) {
+            self.stamp_now();
         } else if let Some(side) = self.side.get() {
             side.scheduled_at.store(0, Ordering::Relaxed);
         }
+    }
+
+    #[cold]
+    fn stamp_now(&self) {
+        let stamp = crate::runtime::metrics::now_stamp();
+        self.side
+            .get_or_create()
+            .scheduled_at
+            .store(stamp, Ordering::Relaxed);
     }
 
     /// Whether the poll starting now was scheduled by a sampled wake-up or

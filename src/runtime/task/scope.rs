@@ -3,10 +3,12 @@
 //! priority) and the poll's cooperative budget (`coop`).
 //!
 //! Why one thread-local for both: the task wrapper sets both at the start
-//! of every poll and restores both after it, and a thread-local access is
-//! not free. Kept apart they cost 16 instructions a poll (callgrind,
-//! `hotpath_probe yield`, measured by leaving both out); together, one
-//! load and one store each way.
+//! of every poll and resets both after it, and finding a thread-local is
+//! not free. Kept apart, each saved and restored, they cost 16
+//! instructions a poll (callgrind, `hotpath_probe yield`, measured by
+//! leaving both out); now two stores at each end (see the invariants).
+//! Two cells rather than one: a leaf future's budget unit reads and
+//! writes the budget's byte alone.
 //!
 //! Invariants:
 //! * `task` points at the metadata of the task whose future is being
@@ -26,29 +28,28 @@
 //!   replaced, so those guards nest inside a poll and inside each other.
 
 use std::cell::Cell;
-use std::{mem, ptr};
+use std::ptr;
 
 use super::coop::Budget;
 use super::TaskMeta;
 
-#[derive(Clone, Copy)]
+/// This thread's scope: two cells in one thread-local, so each is read
+/// and written on its own (a leaf future's budget unit is one byte loaded
+/// and stored, not the whole scope).
 struct Scope {
-    task: *const TaskMeta,
-    budget: Budget,
-}
-
-impl Scope {
-    /// Outside any task's poll.
-    const OUTSIDE: Scope = Scope {
-        task: ptr::null(),
-        budget: Budget::UNCONSTRAINED,
-    };
+    task: Cell<*const TaskMeta>,
+    budget: Cell<Budget>,
 }
 
 thread_local! {
     /// See the module docs. `const`-initialised and without a destructor,
     /// so every access is a plain load or store.
-    static SCOPE: Cell<Scope> = const { Cell::new(Scope::OUTSIDE) };
+    static SCOPE: Scope = const {
+        Scope {
+            task: Cell::new(ptr::null()),
+            budget: Cell::new(Budget::UNCONSTRAINED),
+        }
+    };
 }
 
 /// The task and the budget of one poll of a task, set until dropped; then
@@ -63,12 +64,13 @@ impl PollScope {
     #[inline]
     pub(crate) fn enter(task: &TaskMeta, budget: Budget) -> PollScope {
         // (A thread being torn down has no scope to set.)
-        let _ = SCOPE.try_with(|cell| {
+        let _ = SCOPE.try_with(|scope| {
             debug_assert!(
-                cell.get().task.is_null(),
+                scope.task.get().is_null(),
                 "a task's poll inside another task's poll on one thread"
             );
-            cell.set(Scope { task, budget });
+            scope.task.set(task);
+            scope.budget.set(budget);
         });
         PollScope {
             _thread: std::marker::PhantomData,
@@ -79,58 +81,47 @@ impl PollScope {
 impl Drop for PollScope {
     #[inline]
     fn drop(&mut self) {
-        let _ = SCOPE.try_with(|cell| cell.set(Scope::OUTSIDE));
+        let _ = SCOPE.try_with(|scope| {
+            scope.task.set(ptr::null());
+            scope.budget.set(Budget::UNCONSTRAINED);
+        });
     }
-}
-
-/// Applies `f` to this thread's scope, in one access to the
-/// thread-local; `torn_down` is what a thread being torn down (its
-/// thread-locals gone) gets instead.
-#[inline]
-fn update<R>(torn_down: R, f: impl FnOnce(&mut Scope) -> R) -> R {
-    SCOPE
-        .try_with(|cell| {
-            let mut scope = cell.get();
-            let result = f(&mut scope);
-            cell.set(scope);
-            result
-        })
-        .unwrap_or(torn_down)
 }
 
 /// The task polled on this thread (null if none).
 #[inline]
 pub(super) fn task() -> *const TaskMeta {
     SCOPE
-        .try_with(|cell| cell.get().task)
+        .try_with(|scope| scope.task.get())
         .unwrap_or(ptr::null())
 }
 
 /// Sets the task polled on this thread; returns the one before.
 #[inline]
 pub(super) fn replace_task(task: *const TaskMeta) -> *const TaskMeta {
-    update(ptr::null(), |scope| mem::replace(&mut scope.task, task))
+    SCOPE
+        .try_with(|scope| scope.task.replace(task))
+        .unwrap_or(ptr::null())
 }
 
 /// This thread's budget, unconstrained on a thread being torn down.
 #[inline]
 pub(super) fn budget() -> Budget {
     SCOPE
-        .try_with(|cell| cell.get().budget)
+        .try_with(|scope| scope.budget.get())
         .unwrap_or(Budget::UNCONSTRAINED)
 }
 
-/// Applies `f` to this thread's budget in one access (a leaf future taking
-/// or giving back a unit); `torn_down` as for [`update`].
+/// Sets this thread's budget (a thread being torn down keeps none).
 #[inline]
-pub(super) fn update_budget<R>(torn_down: R, f: impl FnOnce(&mut Budget) -> R) -> R {
-    update(torn_down, |scope| f(&mut scope.budget))
+pub(super) fn set_budget(budget: Budget) {
+    let _ = SCOPE.try_with(|scope| scope.budget.set(budget));
 }
 
 /// Sets this thread's budget; returns the one before.
 #[inline]
 pub(super) fn replace_budget(budget: Budget) -> Budget {
-    update_budget(Budget::UNCONSTRAINED, |current| {
-        mem::replace(current, budget)
-    })
+    SCOPE
+        .try_with(|scope| scope.budget.replace(budget))
+        .unwrap_or(Budget::UNCONSTRAINED)
 }

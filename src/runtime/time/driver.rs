@@ -95,11 +95,28 @@ fn wake_all(wake: &mut Vec<Waker>) {
     }
 }
 
+/// A worker's own wheel (see [`Timers::own_wheel`]): what [`Timers::is_due`]
+/// checks at every tick, one load away instead of an index into the
+/// pool's wheels and its bounds check (callgrind, `hotpath_probe yield`
+/// with one worker: 6 instructions a tick).
+pub(crate) struct OwnWheel(Arc<CachePadded<TimerSlot>>);
+
+impl OwnWheel {
+    /// Whether this wheel may have work due; one relaxed load when it is
+    /// empty, and a clock read of `timers` otherwise.
+    #[inline]
+    pub(crate) fn is_due(&self, timers: &Timers) -> bool {
+        let next = self.0.next.load(Ordering::Relaxed);
+        next != NEVER && next <= timers.clock.now_ticks()
+    }
+}
+
 /// The timers of one pool.
 pub(crate) struct Timers {
     /// The runtime's clock, shared by all its pools.
     pub(crate) clock: Arc<Clock>,
-    slots: Box<[CachePadded<TimerSlot>]>,
+    /// Each in an `Arc` that the slot's worker also holds ([`OwnWheel`]).
+    slots: Box<[Arc<CachePadded<TimerSlot>>]>,
     /// Round-robin cursor for timers registered off the workers.
     next_remote: AtomicUsize,
     /// Set (under every wheel's lock) when the pool shuts down.
@@ -139,13 +156,13 @@ impl Timers {
         let slots = unparkers
             .into_iter()
             .map(|unparker| {
-                CachePadded::new(TimerSlot {
+                Arc::new(CachePadded::new(TimerSlot {
                     wheel: Mutex::new(Wheel::new()),
                     next: AtomicU64::new(NEVER),
                     parked_until: AtomicU64::new(AWAKE),
                     unparker,
                     closed: AtomicBool::new(true),
-                })
+                }))
             })
             .collect();
         Timers {
@@ -269,6 +286,12 @@ impl Timers {
     pub(crate) fn is_due(&self, wheel: usize) -> bool {
         let next = self.slots[wheel].next.load(Ordering::Relaxed);
         next != NEVER && next <= self.clock.now_ticks()
+    }
+
+    /// The wheel of worker slot `wheel`, for that worker's check at every
+    /// tick.
+    pub(crate) fn own_wheel(&self, wheel: usize) -> OwnWheel {
+        OwnWheel(self.slots[wheel].clone())
     }
 
     /// Fires everything due in `wheel`. Wakers run after the lock is released.

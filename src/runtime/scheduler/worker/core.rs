@@ -14,6 +14,7 @@ use crate::runtime::hooks::{Hook, Hooks, ParkHook};
 use crate::runtime::scheduler::counters::bump;
 use crate::runtime::scheduler::{SchedulerContext, NO_SHARE};
 use crate::runtime::task::Runnable;
+use crate::runtime::time::driver::OwnWheel;
 use crate::sync::Ordering;
 use crate::Priority;
 
@@ -124,6 +125,8 @@ pub(super) struct Core {
     pub(super) parker: parking::Parker,
     /// Reused buffer for the wakers of fired timers.
     pub(super) fired: Vec<std::task::Waker>,
+    /// This worker's timer wheel, checked at every tick.
+    pub(super) own_wheel: OwnWheel,
     /// The runtime's park hook; dropped if it panics.
     pub(super) park_hook: Option<ParkHook>,
     /// The runtime's busy-tick hook; dropped if it panics.
@@ -162,6 +165,7 @@ impl Core {
             rng: (local.index as u32).wrapping_mul(0x9E37_79B9) | 1,
             parker,
             fired: Vec::new(),
+            own_wheel: local.pool.timers.own_wheel(local.index),
             park_hook: hooks.park.clone(),
             busy_tick: hooks.busy_tick.clone(),
             awake_since: (Instant::now(), 0),
@@ -172,7 +176,7 @@ impl Core {
         while !local.pool.is_closed() && !self.retired {
             self.tick = self.tick.wrapping_add(1);
             crate::fault::hit("worker.tick");
-            if local.pool.timers.is_due(local.index) {
+            if self.own_wheel.is_due(&local.pool.timers) {
                 local.pool.timers.fire_due(local.index, &mut self.fired);
             }
             if let Some(task) = self.next_task(local) {
