@@ -41,16 +41,7 @@ fn main() {
                 let (tx, rx) = mpsc::sync_channel(1000);
                 let rem = Arc::new(AtomicUsize::new(10_000));
                 rt.block_on(async {
-                    for _ in 0..10_000 {
-                        let tx = tx.clone();
-                        let rem = rem.clone();
-                        multipool::spawn(async move {
-                            if 1 == rem.fetch_sub(1, Relaxed) {
-                                tx.send(()).unwrap();
-                            }
-                        })
-                        .detach();
-                    }
+                    spawn_countdown(&tx, &rem);
                     rx.recv().unwrap();
                 });
             }
@@ -59,19 +50,7 @@ fn main() {
                 // (local to its worker), the last to finish signals.
                 let (tx, rx) = mpsc::sync_channel(1000);
                 let rem = Arc::new(AtomicUsize::new(10_000));
-                rt.spawn(async move {
-                    for _ in 0..10_000 {
-                        let tx = tx.clone();
-                        let rem = rem.clone();
-                        multipool::spawn(async move {
-                            if 1 == rem.fetch_sub(1, Relaxed) {
-                                tx.send(()).unwrap();
-                            }
-                        })
-                        .detach();
-                    }
-                })
-                .detach();
+                rt.spawn(async move { spawn_countdown(&tx, &rem) }).detach();
                 rx.recv().unwrap();
             }
             "remote" | "busy1" | "busy2" => {
@@ -204,5 +183,20 @@ fn main() {
             }
             other => panic!("unknown workload {other}"),
         }
+    }
+}
+
+/// 10 000 detached spawns on the current runtime, each counting down
+/// `rem`; the last to run signals `tx` (as `benches/rt_multi_threaded.rs`).
+fn spawn_countdown(tx: &mpsc::SyncSender<()>, rem: &Arc<AtomicUsize>) {
+    for _ in 0..10_000 {
+        let tx = tx.clone();
+        let rem = rem.clone();
+        multipool::spawn(async move {
+            if 1 == rem.fetch_sub(1, Relaxed) {
+                tx.send(()).unwrap();
+            }
+        })
+        .detach();
     }
 }

@@ -450,14 +450,6 @@ impl<'a, F, L: Limits> TaskFuture<'a, F, L> {
     }
 }
 
-impl<F: Future, L: Limits> Future for TaskFuture<'_, F, L> {
-    type Output = TaskOutput<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.poll_result(cx)
-    }
-}
-
 /// The outcome a cancel reason ends a task with. A dependency that failed
 /// cancels its dependent (`Outcome::Cancelled`, as an abort does): every
 /// task still ends with exactly one outcome.
@@ -517,8 +509,10 @@ pub(crate) fn current_cancel_error() -> Option<JoinError> {
     })
 }
 
-impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
-    fn poll_result(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TaskOutput<F::Output>> {
+impl<F: Future, L: Limits> Future for TaskFuture<'_, F, L> {
+    type Output = TaskOutput<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         // Around the whole poll: the future's poll, and its drop when this
         // is the last one.

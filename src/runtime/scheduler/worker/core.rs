@@ -493,9 +493,15 @@ impl Core {
                     local.push_back(task);
                 } else {
                     // Only the cap stopped it, and its queue is empty: it
-                    // is this worker's next task, so no sibling is woken
-                    // to steal it (see `requeue_next`).
-                    local.requeue_next(task);
+                    // is this worker's next task (after at most one
+                    // fairness or injector-first turn), so no sibling is
+                    // woken to steal it. Waking one would only move a
+                    // chain of spawns to another core and back: with no
+                    // spin before parking, a futex wake every few polls
+                    // (`chained_spawn`: +4 to 9% without this, README
+                    // "Performance"). Work queued behind it was announced
+                    // when it was pushed.
+                    local.push_back_quiet(task);
                 }
                 break;
             }

@@ -87,9 +87,7 @@ impl Local {
     /// worker will look at it.
     #[inline(never)]
     pub(super) fn push_back(&self, runnable: Runnable) {
-        let level = runnable.metadata().priority().index();
-        self.queues[level].push(runnable);
-        self.pool.mark_level(level);
+        self.push_back_quiet(runnable);
         if self.in_park_hook.get() {
             // This worker runs it as soon as its park hook returns; see
             // `park`.
@@ -99,17 +97,10 @@ impl Local {
         }
     }
 
-    /// Puts back the LIFO slot's task that only the cap of slot polls
-    /// stopped, its level's queue being empty: this worker takes it at its
-    /// next tick (after at most one fairness or injector-first turn), so it
-    /// goes to the back of that queue, where siblings may steal it, but no
-    /// sibling is woken for it. Waking one there only moves a chain of
-    /// spawns to another core and back: with no spin before parking, a
-    /// futex wake every few polls (`chained_spawn` in
-    /// `benches/rt_multi_threaded.rs`, where a task spawns the next one:
-    /// +4 to 9% without this, see the README's performance section). Work
-    /// queued behind it was announced when it was pushed.
-    pub(super) fn requeue_next(&self, runnable: Runnable) {
+    /// [`push_back`](Self::push_back) without waking anyone: the task is
+    /// in its queue, where siblings may steal it, but none is told. For a
+    /// task this worker takes at its next tick anyway (see `run_task`).
+    pub(super) fn push_back_quiet(&self, runnable: Runnable) {
         let level = runnable.metadata().priority().index();
         self.queues[level].push(runnable);
         self.pool.mark_level(level);

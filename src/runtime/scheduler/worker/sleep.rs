@@ -78,7 +78,7 @@ impl Core {
                 self.searching = !pool.idle.unpark_worker_by_id(local.index);
                 break;
             }
-            if pool.timers.is_due(local.index) || pool.timers.overdue_elsewhere(local.index) {
+            if self.own_wheel.is_due(&pool.timers) || pool.timers.overdue_elsewhere(local.index) {
                 // Woken for a timer (ours, or a busy sibling's): unpark
                 // ourselves (unless a notifier claimed us meanwhile) and let
                 // the loop fire it.
