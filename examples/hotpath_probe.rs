@@ -13,7 +13,8 @@
 //! `chain`, `churn`, `blockon`; the second argument is the number of
 //! repetitions (default 3). With `ZZ_HIST` set in the environment the
 //! runtime records latency histograms; `ZZ_WORKERS` sets the number of
-//! workers (default 2). (`busy1` and `busy2` keep tasks
+//! workers (default 2), `ZZ_SPIN_US` the `search_spin` in microseconds
+//! (default: the builder's). (`busy1` and `busy2` keep tasks
 //! spinning for as long as the measured work runs, so their counts depend
 //! on timing.)
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
@@ -32,6 +33,9 @@ fn main() {
     let mut builder = multipool::Runtime::builder().workers(workers);
     if std::env::var_os("ZZ_HIST").is_some() {
         builder = builder.enable_latency_histograms();
+    }
+    if let Ok(us) = std::env::var("ZZ_SPIN_US") {
+        builder = builder.search_spin(Duration::from_micros(us.parse().unwrap()));
     }
     let rt = builder.build().unwrap();
     let reps: usize = std::env::args().nth(2).map_or(3, |s| s.parse().unwrap());

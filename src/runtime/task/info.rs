@@ -326,12 +326,6 @@ impl TaskHooks {
     pub(crate) fn observe(&self, histograms: Option<u32>) -> Observe {
         let polls = self.before_poll.is_some() || self.after_poll.is_some();
         Observe {
-            any: histograms.is_some()
-                || polls
-                || self.spawn.is_some()
-                || self.terminate.is_some()
-                || self.panic.is_some()
-                || self.unhandled_panic != UnhandledPanic::Ignore,
             histograms: histograms.is_some(),
             sample_one_in: histograms.unwrap_or(1),
             poll_hooks: polls,
@@ -341,11 +335,11 @@ impl TaskHooks {
     }
 }
 
-/// What a pool observes of its tasks, fixed at build.
+/// What a pool observes of its tasks, fixed at build. (A task copies
+/// [`polls`](Self::polls) into its wrapper at spawn, for the one check of
+/// its poll's extras: see `future::extras`.)
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Observe {
-    /// Any of the below: the one check of the hot path.
-    pub(crate) any: bool,
     pub(crate) histograms: bool,
     /// With `histograms`: one wake-up or spawn in this many is sampled
     /// (see `metrics::sample_due`); at least 1.
@@ -355,6 +349,14 @@ pub(crate) struct Observe {
     pub(crate) lifecycle: bool,
     /// `on_task_panic` or a panic policy.
     pub(crate) panics: bool,
+}
+
+impl Observe {
+    /// Whether a poll may need more than the poll: hooks around it, or
+    /// timing for the histograms.
+    pub(crate) fn polls(&self) -> bool {
+        self.poll_hooks || self.histograms
+    }
 }
 
 thread_local! {
