@@ -11,7 +11,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::time::Duration;
 
 use super::dependency::{self, After};
-use super::future::{Blocking, CpuLimits, Deadline, Limits, NoLimits, TaskFuture, TaskLimits};
+use super::future::{
+    Blocking, CpuLimits, Deadline, Limits, NoLimits, PollExtras, TaskFuture, TaskLimits,
+};
 use super::info::{run_task_hook, with_task_hooks, TaskInfo};
 use super::{cancel, RawTask, Runnable, TaskMeta};
 use crate::alloc::{MemoryAccount, Uncharged};
@@ -278,12 +280,13 @@ where
     } else {
         super::trace::Kind::Task
     };
+    let extras = PollExtras::new(admission.reserved, &pool.observe);
     let make_future = |meta| {
         TaskFuture::new(
             future,
             limits,
             meta,
-            admission.reserved,
+            extras,
             #[cfg(feature = "tracing")]
             kind,
         )
@@ -358,12 +361,13 @@ where
     let builder = async_task::Builder::new()
         .metadata(meta)
         .propagate_panic(false);
+    let extras = PollExtras::new(admission.reserved, &pool.observe);
     let make_future = |meta| {
         TaskFuture::new(
             future,
             NoLimits,
             meta,
-            admission.reserved,
+            extras,
             #[cfg(feature = "tracing")]
             super::trace::Kind::Local,
         )
