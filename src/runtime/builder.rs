@@ -823,8 +823,9 @@ default_pool_settings! {
     /// parked before it retires; see [`PoolBuilder::idle_timeout`](crate::PoolBuilder::idle_timeout).
     fn idle_timeout(timeout: Duration);
 
-    /// How long a worker of the default pool that ran out of work spins
-    /// before it parks (default: zero, no spin); see
+    /// How long a worker of the default pool that ran out of work keeps
+    /// looking, yielding its core between looks, before it parks (default:
+    /// 15 µs; zero parks at once); see
     /// [`PoolBuilder::search_spin`](crate::PoolBuilder::search_spin) for the trade-off.
     fn search_spin(spin: Duration);
 

@@ -29,7 +29,7 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default of [`PoolBuilder::search_spin`]; see there for the trade-off and
 /// the README's performance section for the measurements it was chosen
 /// from.
-const DEFAULT_SEARCH_SPIN: Duration = Duration::ZERO;
+const DEFAULT_SEARCH_SPIN: Duration = Duration::from_micros(15);
 
 /// Longest [`PoolBuilder::search_spin`]: a park and unpark costs tens of
 /// microseconds, so spinning longer than this never pays for itself; it
@@ -180,27 +180,36 @@ impl PoolBuilder {
     }
 
     /// How long a worker that ran out of work keeps looking for more before
-    /// it parks. The default is zero: it looks once and parks, as tokio's
-    /// workers do. Longer than 1 ms is rejected by
+    /// it parks. The default is 15 µs; zero makes it look once and park, as
+    /// tokio's workers do. Longer than 1 ms is rejected by
     /// [`Builder::build`](crate::Builder::build).
     ///
-    /// The trade-off: while a worker spins, producers skip the `futex`
-    /// wake-up and the spinner picks new work up within a microsecond or
-    /// so, which lowers the median latency of a lightly loaded server and
-    /// helps chains of tasks that hop between workers. But the spinning
-    /// takes a core from whatever else runs on the machine each time the
-    /// pool runs dry, and a request that arrives just after the spin gave
-    /// up waits for a full wake-up: measured with the hyper bench, a 15 µs
-    /// spin took the idle p50 from 1.0× tokio's to 0.80–0.84×, and the p99 from
-    /// 1.05–1.10× to 1.0–2.1×. The README's performance section has the
-    /// figures.
+    /// Between two looks the worker yields its core to the OS
+    /// (`sched_yield`), so a thread that wants the core, a client on the
+    /// same machine or a producer, runs at once; with none, the yield
+    /// returns within a microsecond or so and the worker looks again.
+    ///
+    /// The trade-off: while a worker looks, producers skip the `futex`
+    /// wake-up, and the worker picks new work up within microseconds
+    /// instead of after a wake-up (tens of microseconds on a VM), which
+    /// helps a lightly loaded server, a stream of spawns from outside the
+    /// pool and chains of tasks that hop between workers. The cost is a
+    /// core busy in system calls for up to that long each time the pool
+    /// runs dry, and a request that arrives just after the worker gave up
+    /// waits for the full wake-up. Measured on this project's 2-core
+    /// machine against 0 (the README's performance section has the runs):
+    /// the hyper bench's idle p99 from 1.00–1.08× tokio's to 0.62–0.78×,
+    /// `spawn_many_remote_idle` −32%, `chained_spawn` and `ping_pong` −4%,
+    /// the other workloads of `rt_multi_threaded` within noise. (Spinning
+    /// on the core with pause hints instead of yielding it took that p99 to
+    /// 1.5–1.7× tokio's: the spinner held the core the client needed.)
     ///
     /// ```
     /// use std::time::Duration;
     ///
     /// let rt = multipool::Runtime::builder()
     ///     .workers(2)
-    ///     .search_spin(Duration::from_micros(15)) // a lower p50, a higher p99
+    ///     .search_spin(Duration::ZERO) // park as soon as the queues are empty
     ///     .build()
     ///     .unwrap();
     /// assert_eq!(rt.block_on(async { 1 + 1 }), 2);

@@ -36,11 +36,6 @@ pub(super) const MAX_LIFO_POLLS: u32 = 3;
 /// time, so long polls cannot use the slot to jump ahead of queued work.
 const LIFO_BUDGET: Duration = Duration::from_micros(10);
 
-/// Spin hints between two looks at every queue while a searcher spins
-/// (see `PoolBuilder::search_spin`): a microsecond or a few, so the clock
-/// is read once per look, not per hint.
-const SPIN_PAUSES: u32 = 64;
-
 /// Under miri, where every look costs thousands of times more, a searcher
 /// spins at most one round, whatever the setting: that path stays checked
 /// without dominating the run.
@@ -418,17 +413,22 @@ impl Core {
                 return None;
             }
         }
-        // Look once; then, until `search_spin` has passed, wait a moment and
-        // look again before parking. While a worker searches, producers skip
-        // the futex wake-up (see `idle`), so a stream of remote spawns a few
-        // microseconds apart is taken in without a park and unpark per task;
-        // the price is that much spinning, by at most half the workers, each
-        // time the pool runs dry (see `PoolBuilder::search_spin`).
+        // Look once; then, until `search_spin` has passed, give the core
+        // away and look again before parking. While a worker searches,
+        // producers skip the futex wake-up (see `idle`), so a stream of
+        // remote spawns a few microseconds apart is taken in without a park
+        // and unpark per task. Between looks the searcher yields its core
+        // (`sched_yield`) rather than spin on it with pause hints: a thread
+        // that wants the core (a client on the same machine, a producer, a
+        // sibling) runs at once, and with none the call returns in about a
+        // microsecond. Spinning with pause hints held the core for the
+        // whole spin: the hyper bench's idle p99 went from 1.0x tokio's to
+        // 1.5-1.7x; yielding, it went to 0.6-0.8x (README, "search_spin").
         let spin = local.pool.search_spin;
         let mut spin_until = None;
         for round in 0u32.. {
             if round > 0 {
-                // No spin (the default): no clock read either.
+                // No spin (`search_spin(Duration::ZERO)`): no clock read either.
                 if spin.is_zero() {
                     break;
                 }
@@ -440,9 +440,7 @@ impl Core {
                 if now >= *spin_until.get_or_insert_with(|| now + spin) {
                     break;
                 }
-                for _ in 0..SPIN_PAUSES {
-                    std::hint::spin_loop();
-                }
+                std::thread::yield_now();
                 if !local.pool.has_queued_work() {
                     if local.pool.is_closed() {
                         return None;
