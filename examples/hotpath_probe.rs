@@ -14,7 +14,9 @@
 //! repetitions (default 3). With `ZZ_HIST` set in the environment the
 //! runtime records latency histograms; `ZZ_WORKERS` sets the number of
 //! workers (default 2), `ZZ_SPIN_US` the `search_spin` in microseconds
-//! (default: the builder's). (`busy1` and `busy2` keep tasks
+//! (default 0, not the builder's 15: a worker that looks for work until a
+//! time passes runs a number of instructions that depends on the clock).
+//! (`busy1` and `busy2` keep tasks
 //! spinning for as long as the measured work runs, so their counts depend
 //! on timing.)
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
@@ -27,16 +29,16 @@ fn main() {
     let which = std::env::args()
         .nth(1)
         .expect("usage: hotpath_probe <workload> [repetitions]");
-    // `ZZ_WORKERS=1` makes the counts repeatable to the instruction (no
-    // steals, no wake-ups between workers), for comparing code paths.
+    // `ZZ_WORKERS=1` (with no spin, the default here) makes the counts
+    // repeatable to the instruction (no steals, no wake-ups between
+    // workers), for comparing code paths.
     let workers = std::env::var("ZZ_WORKERS").map_or(2, |w| w.parse().unwrap());
     let mut builder = multipool::Runtime::builder().workers(workers);
     if std::env::var_os("ZZ_HIST").is_some() {
         builder = builder.enable_latency_histograms();
     }
-    if let Ok(us) = std::env::var("ZZ_SPIN_US") {
-        builder = builder.search_spin(Duration::from_micros(us.parse().unwrap()));
-    }
+    let spin_us = std::env::var("ZZ_SPIN_US").map_or(0, |us| us.parse().unwrap());
+    builder = builder.search_spin(Duration::from_micros(spin_us));
     let rt = builder.build().unwrap();
     let reps: usize = std::env::args().nth(2).map_or(3, |s| s.parse().unwrap());
     for _ in 0..reps {

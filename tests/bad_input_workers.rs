@@ -142,7 +142,7 @@ fn idle_timeout_zero_is_rejected() {
 
 #[test]
 fn search_spin_zero_one_ms_and_beyond() {
-    // Zero (the default: look once, then park), a typical spin and the
+    // Zero (look once, then park), the default (15 µs) and the
     // longest: each pool takes in a stream of remote spawns and a stream of
     // local ones.
     for spin in [

@@ -196,9 +196,9 @@ impl PoolBuilder {
     /// pool and chains of tasks that hop between workers. The cost is a
     /// core busy in system calls for up to that long each time the pool
     /// runs dry, and a request that arrives just after the worker gave up
-    /// waits for the full wake-up. Measured on this project's 2-core
-    /// machine against 0 (the README's performance section has the runs):
-    /// the hyper bench's idle p99 from 1.00–1.08× tokio's to 0.62–0.78×,
+    /// waits for the full wake-up. Measured on a 2-vCPU machine against 0
+    /// (the README's "`search_spin`: the idle-latency trade-off" has the
+    /// runs): the hyper bench's idle p99 from 1.00–1.08× tokio's to 0.57–0.78×,
     /// `spawn_many_remote_idle` −32%, `chained_spawn` and `ping_pong` −4%,
     /// the other workloads of `rt_multi_threaded` within noise. (Spinning
     /// on the core with pause hints instead of yielding it took that p99 to

@@ -536,13 +536,18 @@ impl<F: Future, L: Limits> Future for TaskFuture<'_, F, L> {
     type Output = TaskOutput<F::Output>;
 
     #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // One check for all the extras: the usual poll has none, and its
         // path has no test of each (the observe check alone was a load of
         // the pool and a compare). callgrind, `hotpath_probe yield` on one
         // worker: 6 instructions a poll fewer, the fast path's registers
         // freed of the extras' values.
-        if self.extras == 0 {
+        // Read through the projection, not through `Deref` of the pin: a
+        // shared borrow of the whole wrapper would cover the user's future
+        // too, whose self-references it must not touch (miri, Tree Borrows:
+        // an `Interval` polled in the task wrote through a frozen borrow).
+        let extras = *self.as_mut().project().extras;
+        if extras == 0 {
             self.poll_task::<false>(cx)
         } else {
             self.poll_with_extras(cx)

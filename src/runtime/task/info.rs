@@ -2,9 +2,11 @@
 //! [`Outcome`] it ended with, and the task hooks that receive them.
 //!
 //! Invariants:
-//! * Hooks cost nothing when none is set: each pool copies, at build,
-//!   whether any task hook, histogram or slow-poll report is wanted
-//!   ([`Observe`]), and the task wrapper checks that one flag per poll.
+//! * Hooks cost nothing when none is set: each pool copies, at build, what
+//!   it observes ([`Observe`]); each task copies at spawn whether its polls
+//!   are observed ([`Observe::polls`], in the wrapper's one byte of poll
+//!   extras, checked once per poll), and the lifecycle and panic hooks are
+//!   checked where they fire (`Observe::lifecycle`, `Observe::panics`).
 //! * For each task, the hooks fire in order: `on_task_spawn` once, before
 //!   the task can be polled; `on_before_task_poll`/`on_after_task_poll`
 //!   around every poll; `on_task_terminate` once, after its future was

@@ -37,8 +37,8 @@ pub(super) const MAX_LIFO_POLLS: u32 = 3;
 const LIFO_BUDGET: Duration = Duration::from_micros(10);
 
 /// Under miri, where every look costs thousands of times more, a searcher
-/// spins at most one round, whatever the setting: that path stays checked
-/// without dominating the run.
+/// looks at most once more (after one yield), whatever `search_spin` says:
+/// that path stays checked without dominating the run.
 #[cfg(miri)]
 const MIRI_SPIN_ROUNDS: u32 = 1;
 
@@ -422,8 +422,9 @@ impl Core {
         // that wants the core (a client on the same machine, a producer, a
         // sibling) runs at once, and with none the call returns in about a
         // microsecond. Spinning with pause hints held the core for the
-        // whole spin: the hyper bench's idle p99 went from 1.0x tokio's to
-        // 1.5-1.7x; yielding, it went to 0.6-0.8x (README, "search_spin").
+        // whole spin: the hyper bench's idle p99 went from 1.00-1.08x
+        // tokio's to 1.53-1.72x; yielding, to 0.57-0.78x (README, "`search_spin`:
+        // the idle-latency trade-off").
         let spin = local.pool.search_spin;
         let mut spin_until = None;
         for round in 0u32.. {
@@ -441,6 +442,13 @@ impl Core {
                     break;
                 }
                 std::thread::yield_now();
+                if local.has_local_work() {
+                    // Work for this worker alone (a pinned or `spawn_local`
+                    // task, a placed batch in its inbox), which no steal
+                    // takes and no producer wakes a searcher for: back to
+                    // the run loop, which takes it.
+                    return None;
+                }
                 if !local.pool.has_queued_work() {
                     if local.pool.is_closed() {
                         return None;
