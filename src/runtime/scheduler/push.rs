@@ -211,7 +211,7 @@ impl Pool {
         let meta = runnable.metadata();
         let pool = meta.pool.clone();
         if meta.home != NO_HOME {
-            if meta.local {
+            if meta.is_local() {
                 pool.push_local(meta.home as usize, runnable);
             } else {
                 pool.push_pinned(meta.home as usize, runnable);

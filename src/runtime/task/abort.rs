@@ -114,7 +114,7 @@ impl AbortCell {
             }
             (
                 meta.pool.clone(),
-                meta.local,
+                meta.is_local(),
                 meta.home,
                 key,
                 meta.owner_id(),

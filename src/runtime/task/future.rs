@@ -25,6 +25,7 @@
 //!   held by `Spawn::after`: from the end of its first poll ([`Deadline`]).
 //!   After a poll, the checks run in this order: CPU, deadline, memory.
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -34,7 +35,8 @@ use super::coop::Budget;
 use super::info::{panic_message, run_task_hook, with_task_hooks, Observe, Outcome, TaskInfo};
 use super::scope::PollScope;
 use super::{
-    cancel, drop_quietly, with_current_task, CurrentTask, TaskMeta, TaskOutput, UnhandledPanic,
+    cancel, drop_quietly, life, run, with_current_task, CurrentTask, TaskMeta, TaskOutput,
+    UnhandledPanic,
 };
 use crate::alloc::{Charging, MemoryAccount};
 use crate::error::JoinError;
@@ -44,19 +46,58 @@ use crate::sync::Ordering;
 
 pin_project_lite::pin_project! {
     /// The user's future plus the task's end-of-life contract (see the module
-    /// docs). Fields drop in order: the user's future first, then the
-    /// registry entry, which drops the deadline's timer before it counts
-    /// the task's end.
+    /// docs). The user's future is dropped by the poll that ends the task
+    /// (inside its panic guard), or else by the wrapper's drop; then the
+    /// task's end runs ([`End`]: the deadline's timer, the registry entry,
+    /// the count), and last the span closes.
+    ///
+    /// Besides the user's future it holds one word (the header's address)
+    /// and the limits, which are nothing for a task without any: the flags
+    /// its polls keep are in the header's spare bytes (`TaskMeta::run`),
+    /// and the future is a `ManuallyDrop`, not an `Option`, whose tag took
+    /// a word of its own for most futures. A task of a 32-byte future
+    /// then takes 120 bytes, within glibc's fast bins (see `side`).
     pub(super) struct TaskFuture<'a, F, L: Limits> {
+        // Alive while the task's outcome (its `run` bits) is unset: each
+        // path that sets the outcome has dropped it (`drop_future`), and
+        // the wrapper's drop drops it otherwise.
         #[pin]
-        future: Option<F>,
+        future: ManuallyDrop<F>,
         meta: &'a TaskMeta,
-        // What a poll must do besides polling: a set of `extras` bits.
-        extras: u8,
-        registration: Registration<'a, L>,
+        limits: L,
         // The task's span (see `trace`); `()` without the `tracing`
         // feature. Last: the span closes after the rest of the task ended.
         trace: Trace,
+    }
+    impl<'a, F, L: Limits> PinnedDrop for TaskFuture<'a, F, L> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let meta = *this.meta;
+            // Runs when this scope ends, even if the future's destructor
+            // unwinds: the end is counted exactly once either way.
+            let _end = End { meta, limits: this.limits };
+            if meta.run_bits() & run::OUTCOME == 0 {
+                // SAFETY: no outcome is set, so the future is alive (see the
+                // field); it is dropped in place, where it was pinned, and
+                // never touched again (this is the wrapper's drop).
+                unsafe { ManuallyDrop::drop(this.future.get_unchecked_mut()) };
+            }
+        }
+    }
+}
+
+/// `outcome` in [`run::OUTCOME`]'s bits (never 0: that is "alive").
+fn outcome_bits(outcome: Outcome) -> u8 {
+    ((outcome.index() + 1) as u8) << run::OUTCOME_SHIFT
+}
+
+/// How the task ended, from its `run` bits: a future dropped without an
+/// outcome (its `Runnable` dropped, which the runtime never does) counts
+/// as shut down.
+fn outcome_of(run_bits: u8) -> Outcome {
+    match (run_bits & run::OUTCOME) >> run::OUTCOME_SHIFT {
+        0 => Outcome::Shutdown,
+        code => Outcome::from_index(usize::from(code) - 1),
     }
 }
 
@@ -324,49 +365,42 @@ impl CpuLimits {
     }
 }
 
-/// The task's entry in its pool's registry; counts the task as alive and
-/// unregisters it when the task's future is dropped. It is also where the
-/// task's end is counted (by [`Outcome`]) and the `on_task_terminate` hook
-/// runs: after the future was dropped. It holds the task's limits, so the
-/// hook can report the task's memory.
-struct Registration<'a, L: Limits> {
-    meta: &'a TaskMeta,
-    registered: bool,
-    /// How the task ended; set with its output. A future dropped without
-    /// an output (its `Runnable` dropped, which the runtime never does)
-    /// counts as shut down.
-    outcome: Outcome,
-    limits: L,
-}
-
-impl<L: Limits> Registration<'_, L> {
-    /// Registers the task, which just returned `Pending` (its waker is `cx`'s).
-    fn register(&mut self, waker: &std::task::Waker) {
-        let meta = self.meta;
-        match meta.registry().insert(waker.clone(), meta.owner_id()) {
-            Ok(key) => {
-                self.registered = true;
-                // `abort` sets the cancel reason, then reads the key; this
-                // stores the key, then reads the reason (both SeqCst). So
-                // either `abort` wakes the task through the registry, or we
-                // see the reason here and reschedule the task ourselves.
-                meta.registry_key.store(key, Ordering::SeqCst);
-                if meta.cancel.load(Ordering::SeqCst) != cancel::NONE {
-                    waker.wake_by_ref();
-                }
-            }
-            Err((_closed, clone)) => {
-                // Shutdown has already collected the registered tasks: this
-                // one cancels itself (the worker drains it on its way out).
-                drop(clone);
-                meta.set_cancel(cancel::SHUTDOWN);
+/// Registers the task of `meta` in its pool's registry: it just returned
+/// `Pending` (its waker is `waker`). From then until its end the registry
+/// counts it as alive, and shutdown and `abort` can reach it while it waits.
+fn register(meta: &TaskMeta, waker: &std::task::Waker) {
+    match meta.registry().insert(waker.clone(), meta.owner_id()) {
+        Ok(key) => {
+            meta.set_run_bits(meta.run_bits() | run::REGISTERED);
+            // `abort` sets the cancel reason, then reads the key; this
+            // stores the key, then reads the reason (both SeqCst). So
+            // either `abort` wakes the task through the registry, or we
+            // see the reason here and reschedule the task ourselves.
+            meta.registry_key.store(key, Ordering::SeqCst);
+            if meta.cancel.load(Ordering::SeqCst) != cancel::NONE {
                 waker.wake_by_ref();
             }
+        }
+        Err((_closed, clone)) => {
+            // Shutdown has already collected the registered tasks: this
+            // one cancels itself (the worker drains it on its way out).
+            drop(clone);
+            meta.set_cancel(cancel::SHUTDOWN);
+            waker.wake_by_ref();
         }
     }
 }
 
-impl<L: Limits> Drop for Registration<'_, L> {
+/// The task's end, run by the wrapper's drop once the user's future is
+/// gone: takes it out of the registry, counts it by its outcome, runs the
+/// `on_task_terminate` hook. It borrows the task's limits, so the hook
+/// can report the task's memory.
+struct End<'a, L: Limits> {
+    meta: &'a TaskMeta,
+    limits: &'a mut L,
+}
+
+impl<L: Limits> Drop for End<'_, L> {
     #[inline]
     fn drop(&mut self) {
         // The deadline's timer first: once the end is counted, a graceful
@@ -376,34 +410,36 @@ impl<L: Limits> Drop for Registration<'_, L> {
         // `AbortHandle`s, before any hook can hand its id out again.
         let meta = self.meta;
         let life = meta.mark_ended();
-        if life != 0 || self.registered || meta.local || meta.pool.observe.lifecycle {
-            self.end_slow(life);
+        let run_bits = meta.run_bits();
+        if life != 0 || run_bits & run::REGISTERED != 0 || meta.pool.observe.lifecycle {
+            self.end_slow(life, run_bits);
             return;
         }
         // The usual end (the task never waited, and nobody looked at it):
         // counted, nothing else to do.
-        meta.pool.count_ended(self.outcome);
+        meta.pool.count_ended(outcome_of(run_bits));
     }
 }
 
-impl<L: Limits> Registration<'_, L> {
+impl<L: Limits> End<'_, L> {
     /// The rest of the end: `life` as the task's end found it. Out of line,
     /// so the usual end stays short.
     #[inline(never)]
-    fn end_slow(&mut self, life: u8) {
-        let dependents = self.meta.ended(life);
-        if self.registered {
+    fn end_slow(&mut self, life: u8, run_bits: u8) {
+        let meta = self.meta;
+        let outcome = outcome_of(run_bits);
+        let dependents = meta.ended(life);
+        if run_bits & run::REGISTERED != 0 {
             // Reset first: `abort` on the finished task then finds no key.
             // One that read the key before is stopped by the owner check.
-            let key = self.meta.registry_key.swap(usize::MAX, Ordering::SeqCst);
-            self.meta.registry().remove(key);
+            let key = meta.registry_key.swap(usize::MAX, Ordering::SeqCst);
+            meta.registry().remove(key);
         }
-        if self.meta.local {
-            self.meta.pool.local_task_dropped(self.meta.home as usize);
+        if life & life::LOCAL != 0 {
+            meta.pool.local_task_dropped(meta.home as usize);
         }
-        let pool = &self.meta.pool;
+        let pool = &meta.pool;
         if pool.observe.lifecycle {
-            let (meta, outcome) = (self.meta, self.outcome);
             with_task_hooks(&pool.runtime, |hooks| {
                 if let Some(hook) = &hooks.terminate {
                     let memory = self.limits.memory().map(MemoryAccount::usage);
@@ -413,7 +449,7 @@ impl<L: Limits> Registration<'_, L> {
                 }
             });
         }
-        pool.count_ended(self.outcome);
+        pool.count_ended(outcome);
         // Last: a dependent may run as soon as it is released.
         dependents.release();
     }
@@ -421,13 +457,12 @@ impl<L: Limits> Registration<'_, L> {
 
 impl<'a, F, L: Limits> TaskFuture<'a, F, L> {
     /// The wrapper of a new task around `future`, in the task whose
-    /// metadata is `meta`, with the `extras` its polls must do. With
-    /// `tracing`, the task's span is made here (`kind`: see `trace::Kind`).
+    /// metadata is `meta`. With `tracing`, the task's span is made here
+    /// (`kind`: see `trace::Kind`).
     pub(super) fn new(
         future: F,
         limits: L,
         meta: &'a TaskMeta,
-        extras: PollExtras,
         #[cfg(feature = "tracing")] kind: super::trace::Kind,
     ) -> Self {
         #[cfg(feature = "tracing")]
@@ -435,27 +470,22 @@ impl<'a, F, L: Limits> TaskFuture<'a, F, L> {
         #[cfg(not(feature = "tracing"))]
         let trace = ();
         TaskFuture {
-            future: Some(future),
+            future: ManuallyDrop::new(future),
             meta,
-            extras: extras.0,
-            registration: Registration {
-                meta,
-                registered: false,
-                outcome: Outcome::Shutdown,
-                limits,
-            },
+            limits,
             trace,
         }
     }
 }
 
-/// What a new task's polls must do besides polling (see `extras`).
-/// Worked out by the spawn before the task is allocated, so that the
-/// wrapper's constructor stays a plain move: with the check inside it,
-/// async-task's allocation was no longer inlined into the spawn
-/// (callgrind, `hotpath_probe remote`: +10 instructions a spawn).
+/// What a new task's polls must do besides polling: its first
+/// [`run`] bits. Worked out by the spawn before the task is allocated, so
+/// that the allocation's constructors stay plain moves: with the check
+/// inside the wrapper's, async-task's allocation was no longer inlined
+/// into the spawn (callgrind, `hotpath_probe remote`: +10 instructions a
+/// spawn).
 #[derive(Clone, Copy)]
-pub(super) struct PollExtras(u8);
+pub(super) struct PollExtras(pub(super) u8);
 
 impl PollExtras {
     /// `reserved`: the task holds a place in a bounded queue;
@@ -464,10 +494,10 @@ impl PollExtras {
     pub(super) fn new(reserved: bool, observe: &Observe) -> PollExtras {
         let mut extras = 0;
         if reserved {
-            extras |= extras::RESERVED;
+            extras |= run::RESERVED;
         }
         if observe.polls() {
-            extras |= extras::OBSERVED;
+            extras |= run::OBSERVED;
         }
         PollExtras(extras)
     }
@@ -546,70 +576,75 @@ impl<F: Future, L: Limits> Future for TaskFuture<'_, F, L> {
         // shared borrow of the whole wrapper would cover the user's future
         // too, whose self-references it must not touch (miri, Tree Borrows:
         // an `Interval` polled in the task wrote through a frozen borrow).
-        let extras = *self.as_mut().project().extras;
-        if extras == 0 {
-            self.poll_task::<false>(cx)
+        let run_bits = self.as_mut().project().meta.run_bits();
+        if run_bits & run::EXTRAS == 0 {
+            self.poll_task::<false>(cx, run_bits)
         } else {
-            self.poll_with_extras(cx)
+            self.poll_with_extras(cx, run_bits)
         }
     }
-}
-
-/// The bits of `TaskFuture::extras`, set at spawn.
-mod extras {
-    /// The task holds a place in the pool's bounded queue until its first
-    /// poll (`Admission::reserved`).
-    pub(super) const RESERVED: u8 = 1;
-    /// The pool observes polls: poll hooks, or latency histograms (whose
-    /// sampled polls are timed). Fixed at build, so fixed for the task.
-    pub(super) const OBSERVED: u8 = 2;
 }
 
 impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
     /// A poll with extras (see `extras`): the same poll, out of line.
     #[inline(never)]
-    fn poll_with_extras(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TaskOutput<F::Output>> {
-        self.poll_task::<true>(cx)
+    fn poll_with_extras(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        run_bits: u8,
+    ) -> Poll<TaskOutput<F::Output>> {
+        self.poll_task::<true>(cx, run_bits)
     }
 
-    /// One poll of the task; `EXTRAS`: the task's `extras` may be set (with
-    /// `false`, they are known to be clear, and their code is left out).
+    /// One poll of the task, whose `run` bits are `run_bits`; `EXTRAS`:
+    /// its extras ([`run::EXTRAS`]) may be set (with `false`, they are
+    /// known to be clear, and their code is left out).
     #[inline(always)]
     fn poll_task<const EXTRAS: bool>(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
+        run_bits: u8,
     ) -> Poll<TaskOutput<F::Output>> {
         let mut this = self.project();
+        let meta = *this.meta;
+        if run_bits & run::OUTCOME != 0 {
+            // async-task never polls a future again after it returned
+            // `Ready`; the future is gone.
+            unreachable!("multipool task polled after it completed");
+        }
         // Around the whole poll: the future's poll, and its drop when this
         // is the last one.
         #[cfg(feature = "tracing")]
         let _span = this.trace.span.enter();
-        if EXTRAS && *this.extras & extras::RESERVED != 0 {
+        if EXTRAS && run_bits & run::RESERVED != 0 {
             // Started (or about to be cancelled): the place is free again.
-            *this.extras &= !extras::RESERVED;
-            this.meta.pool.release_place();
+            meta.set_run_bits(run_bits & !run::RESERVED);
+            meta.pool.release_place();
         }
-        let observed = EXTRAS && *this.extras & extras::OBSERVED != 0;
-        let reason = this.meta.cancel.load(Ordering::Relaxed);
+        let observed = EXTRAS && run_bits & run::OBSERVED != 0;
+        let reason = meta.cancel.load(Ordering::Relaxed);
         if reason != cancel::NONE {
             return Poll::Ready(TaskOutput::new(cancelled(
                 reason,
-                this.meta,
+                meta,
                 this.future,
-                this.registration,
+                this.limits,
             )));
         }
-        let Some(future) = this.future.as_mut().as_pin_mut() else {
-            // async-task never polls a future again after it returned `Ready`.
-            unreachable!("multipool task polled after it completed");
+        // SAFETY: structural pinning of the `ManuallyDrop`'s content: it is
+        // never moved out, and it is alive (no outcome is set, checked
+        // above: see the field).
+        let future = unsafe {
+            this.future
+                .as_mut()
+                .map_unchecked_mut(|future| &mut **future)
         };
-        let meta = *this.meta;
         // The task polled here, and a fresh cooperative budget for this
         // poll; the previous ones are back when the guard drops (see
         // `scope` and `coop`).
         let _scope = PollScope::enter(meta, L::BUDGET);
-        let memory = this.registration.limits.memory();
-        let timed = this.registration.limits.timed();
+        let memory = this.limits.memory();
+        let timed = this.limits.timed();
         #[cfg(not(feature = "tracing"))]
         let (polled, took) = poll_future(future, cx, meta, memory, timed, observed);
         #[cfg(feature = "tracing")]
@@ -632,32 +667,32 @@ impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
         // usual arm, `Ready` with a quiet drop, returns at once (no check
         // of the result after the match: callgrind, `hotpath_probe
         // intask`, a few instructions a task).
-        let (result, outcome) = match polled {
+        let result = match polled {
             Ok(Poll::Ready(value)) => {
                 // Drop the future here, inside `catch_unwind`: async-task would
                 // otherwise drop it outside, where a panicking destructor
                 // would unwind into the worker.
-                match drop_future(this.future, memory) {
-                    Ok(()) => {
-                        this.registration.outcome = Outcome::Completed;
-                        return Poll::Ready(TaskOutput::new(Ok(value)));
-                    }
-                    Err(panic) => (Err(panic), Outcome::Panicked),
+                // SAFETY: alive (no outcome is set, checked above), and
+                // this ends the task: `drop_future` sets its outcome.
+                match unsafe { drop_future(this.future, meta, memory, Outcome::Completed) } {
+                    Ok(()) => return Poll::Ready(TaskOutput::new(Ok(value))),
+                    Err(panic) => Err(panic),
                 }
             }
             Ok(Poll::Pending) => {
                 // The future first, then the limits: a future that
                 // completes in the poll that passes a limit wins.
-                let ended = this.registration.limits.after_pending(took, meta, cx);
+                let ended = this.limits.after_pending(took, meta, cx);
                 let Some((error, outcome)) = ended else {
-                    if !this.registration.registered {
-                        this.registration.register(cx.waker());
+                    if meta.run_bits() & run::REGISTERED == 0 {
+                        register(meta, cx.waker());
                     }
                     return Poll::Pending;
                 };
-                match drop_future(this.future, this.registration.limits.memory()) {
-                    Ok(()) => (Err(error), outcome),
-                    Err(panic) => (Err(panic), Outcome::Panicked),
+                // SAFETY: as above.
+                match unsafe { drop_future(this.future, meta, this.limits.memory(), outcome) } {
+                    Ok(()) => Err(error),
+                    Err(panic) => Err(panic),
                 }
             }
             Err(payload) => {
@@ -666,13 +701,14 @@ impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
                 }
                 // The panic is what the handle reports; a second panic from
                 // the destructor is swallowed (its payload dropped quietly).
-                if let Err(second) = drop_future(this.future, memory) {
+                // SAFETY: as above.
+                let dropped = unsafe { drop_future(this.future, meta, memory, Outcome::Panicked) };
+                if let Err(second) = dropped {
                     drop_quietly(second);
                 }
-                (Err(JoinError::panic(payload)), Outcome::Panicked)
+                Err(JoinError::panic(payload))
             }
         };
-        this.registration.outcome = outcome;
         Poll::Ready(TaskOutput::new(result))
     }
 }
@@ -685,27 +721,23 @@ impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
 fn cancelled<F: Future, L: Limits>(
     reason: u8,
     meta: &TaskMeta,
-    future: Pin<&mut Option<F>>,
-    registration: &mut Registration<'_, L>,
+    future: Pin<&mut ManuallyDrop<F>>,
+    limits: &mut L,
 ) -> Result<F::Output, JoinError> {
     let error = cancel_error(reason);
     let _current = CurrentTask::enter(meta);
-    match drop_future(future, registration.limits.memory()) {
-        Ok(()) => {
-            registration.outcome = cancel_outcome(reason);
-            Err(error)
-        }
-        Err(panic) => {
-            registration.outcome = Outcome::Panicked;
-            Err(panic)
-        }
+    // SAFETY: called by a poll that found no outcome set (the future is
+    // alive), and it ends the task: `drop_future` sets the outcome.
+    match unsafe { drop_future(future, meta, limits.memory(), cancel_outcome(reason)) } {
+        Ok(()) => Err(error),
+        Err(panic) => Err(panic),
     }
 }
 
 type Polled<T> = std::thread::Result<Poll<T>>;
 
 /// One poll of the user's future, with a panic caught, observed if
-/// `observed` (the pool observes polls: `extras::OBSERVED`), timed if
+/// `observed` (the pool observes polls: `run::OBSERVED`), timed if
 /// `timed` (for CPU limits).
 #[inline(always)]
 fn poll_future<F: Future>(
@@ -824,20 +856,39 @@ fn task_panicked(meta: &TaskMeta, payload: &(dyn std::any::Any + Send)) {
     }
 }
 
-/// Drops the user's future, catching a panic from its destructor; what it
-/// frees is charged to `memory`, if the task has a memory limit. Always
-/// inlined: out of line, the call and the returned `Result` cost ~30
-/// instructions a task (callgrind, `hotpath_probe local`).
+/// Drops the user's future, catching a panic from its destructor, and
+/// sets the task's outcome in its `run` bits: `outcome`, or `Panicked` if
+/// the destructor panicked. What the destructor frees is charged to
+/// `memory`, if the task has a memory limit. Always inlined: out of line,
+/// the call and the returned `Result` cost ~30 instructions a task
+/// (callgrind, `hotpath_probe local`).
+///
+/// # Safety
+///
+/// The future must be alive (the task's outcome unset), and this is the
+/// poll that ends the task: nothing polls or drops the future after.
 #[inline(always)]
-fn drop_future<F>(
-    future: Pin<&mut Option<F>>,
+unsafe fn drop_future<F>(
+    future: Pin<&mut ManuallyDrop<F>>,
+    meta: &TaskMeta,
     memory: Option<&MemoryAccount>,
+    outcome: Outcome,
 ) -> Result<(), JoinError> {
-    let mut future = future;
-    catch_unwind(AssertUnwindSafe(|| {
+    // SAFETY: dropped in place, where it was pinned; the caller promises
+    // it is alive and never used again. Past this point it counts as
+    // dropped even if its destructor unwinds (the unwind drops its fields).
+    let future = unsafe { future.get_unchecked_mut() };
+    let dropped = catch_unwind(AssertUnwindSafe(|| {
         let _charging = memory.map(Charging::enter);
-        future.set(None);
+        // SAFETY: see above.
+        unsafe { ManuallyDrop::drop(future) };
         crate::fault::hit("task.drop");
-    }))
-    .map_err(JoinError::panic)
+    }));
+    let outcome = if dropped.is_ok() {
+        outcome
+    } else {
+        Outcome::Panicked
+    };
+    meta.set_run_bits((meta.run_bits() & !run::OUTCOME) | outcome_bits(outcome));
+    dropped.map_err(JoinError::panic)
 }

@@ -75,6 +75,20 @@ impl Outcome {
     pub(crate) fn index(self) -> usize {
         self as usize
     }
+
+    /// The outcome whose [`index`](Self::index) is `index`.
+    pub(crate) fn from_index(index: usize) -> Outcome {
+        const ALL: [Outcome; Outcome::COUNT] = [
+            Outcome::Completed,
+            Outcome::Cancelled,
+            Outcome::Panicked,
+            Outcome::TimedOut,
+            Outcome::Rejected,
+            Outcome::Shutdown,
+            Outcome::MemoryExceeded,
+        ];
+        ALL[index]
+    }
 }
 
 /// What a task hook learns about a task.
@@ -157,7 +171,7 @@ impl<'a> TaskInfo<'a> {
     /// Where the task was spawned (the caller of `spawn`, `spawn_local`,
     /// `spawn_blocking`, ...).
     pub fn location(&self) -> &'static Location<'static> {
-        self.meta.location
+        self.meta.location()
     }
 
     /// How long the task waited between its spawn or wake-up and the start

@@ -163,8 +163,6 @@ pub(crate) struct TaskMeta {
     /// The task's [`Id`] as a number, or 0 until first asked for (see
     /// [`id`](Self::id)).
     id: AtomicU64,
-    /// Where the task was spawned (`#[track_caller]` on every spawn).
-    pub(crate) location: &'static Location<'static>,
     /// Index of the task's [`Priority`] level. Atomic: it may change while
     /// the task lives (`Spawn::cpu_budget_demote` lowers it, during a poll,
     /// when the task is in no queue).
@@ -173,20 +171,43 @@ pub(crate) struct TaskMeta {
     pub(super) cancel: AtomicU8,
     /// The task's key in its pool's registry, or `usize::MAX` while it is not
     /// registered. Written once, by the poll that registers the task; read
-    /// by `JoinHandle::abort` (see `Registration::register` for the order).
+    /// by `JoinHandle::abort` (see `future::register` for the order).
     pub(super) registry_key: AtomicUsize,
     /// The worker the task is pinned to, or `scheduler::NO_HOME`.
     pub(crate) home: u32,
-    /// A `spawn_local` task: `!Send`, so it is polled and dropped only on
-    /// its home worker's thread (see `scheduler::placement`).
-    pub(crate) local: bool,
     /// The name, the histograms' stamp and the abort cell's slot, out of
-    /// line: most tasks use none of them (see `side`).
+    /// line: most tasks use none of them; and until they are made, the
+    /// spawn location (`#[track_caller]` on every spawn; see `side`).
     side: side::SideSlot,
     /// What the task's end of life must tell others: a set of [`life`]
-    /// bits. One byte, in what is otherwise the header's padding (see
-    /// `dependency`'s size test).
+    /// bits (`LOCAL` among them, set at the spawn).
     pub(super) life: AtomicU8,
+    /// What only the task's own polls and its end read and write: a set
+    /// of [`run`] bits. In the header, not in the future's wrapper: there
+    /// they took a word of their own (see `dependency`'s size test).
+    run: AtomicU8,
+}
+
+/// The bits of [`TaskMeta::run`]. Only the thread that polls the task, or
+/// drops its future, touches them, and async-task never does both at
+/// once: `Relaxed` loads and stores suffice, and no read-modify-write is
+/// needed (atomics only because the header is shared with other threads,
+/// which read its other fields).
+pub(crate) mod run {
+    /// The task holds a place in the pool's bounded queue until its first
+    /// poll (`Admission::reserved`).
+    pub(crate) const RESERVED: u8 = 1;
+    /// The pool observes polls: poll hooks, or latency histograms (whose
+    /// sampled polls are timed). Fixed at build, so fixed for the task.
+    pub(crate) const OBSERVED: u8 = 2;
+    /// The extras a poll must look at (see `future::TaskFuture::poll`).
+    pub(crate) const EXTRAS: u8 = RESERVED | OBSERVED;
+    /// The task is in its pool's registry (see `future`'s `register`).
+    pub(crate) const REGISTERED: u8 = 4;
+    /// How the task ended, as [`outcome_code`]: 0 while its future is
+    /// alive; set once the future has been dropped.
+    pub(crate) const OUTCOME_SHIFT: u32 = 4;
+    pub(crate) const OUTCOME: u8 = 0b0111 << OUTCOME_SHIFT;
 }
 
 /// The bits of [`TaskMeta::life`]. The task's end of life sets
@@ -204,6 +225,10 @@ pub(crate) mod life {
     pub(crate) const ABORT_CELL: u8 = 2;
     /// The task's future has been dropped.
     pub(crate) const ENDED: u8 = 4;
+    /// A `spawn_local` task: `!Send`, so it is polled and dropped only on
+    /// its home worker's thread (see `scheduler::placement`), and its end
+    /// tells that worker. Set at the spawn.
+    pub(crate) const LOCAL: u8 = 8;
 }
 
 impl TaskMeta {
@@ -219,6 +244,7 @@ impl TaskMeta {
         location: &'static Location<'static>,
         home: u32,
         local: bool,
+        extras: u8,
     ) -> Self {
         let observe = pool.observe;
         let scheduled_at =
@@ -230,15 +256,37 @@ impl TaskMeta {
         TaskMeta {
             pool: pool.clone(),
             id: AtomicU64::new(0),
-            location,
             priority: AtomicU8::new(priority.index() as u8),
             cancel: AtomicU8::new(cancel),
             registry_key: AtomicUsize::new(usize::MAX),
             home,
-            local,
-            side: side::SideSlot::new(name, scheduled_at),
-            life: AtomicU8::new(0),
+            side: side::SideSlot::new(name, scheduled_at, location),
+            life: AtomicU8::new(if local { life::LOCAL } else { 0 }),
+            run: AtomicU8::new(extras),
         }
+    }
+
+    /// Where the task was spawned.
+    pub(crate) fn location(&self) -> &'static Location<'static> {
+        self.side.location()
+    }
+
+    /// Whether this is a `spawn_local` task (see [`life::LOCAL`]).
+    #[inline]
+    pub(crate) fn is_local(&self) -> bool {
+        self.life.load(Ordering::Relaxed) & life::LOCAL != 0
+    }
+
+    /// The task's [`run`] bits (see there for who may call this).
+    #[inline(always)]
+    pub(super) fn run_bits(&self) -> u8 {
+        self.run.load(Ordering::Relaxed)
+    }
+
+    /// Sets the task's [`run`] bits (see there for who may call this).
+    #[inline(always)]
+    pub(super) fn set_run_bits(&self, bits: u8) {
+        self.run.store(bits, Ordering::Relaxed);
     }
 
     /// The task's id, given at the first call: most tasks are never asked
@@ -370,7 +418,7 @@ impl TaskMeta {
 
     /// `JoinHandle::abort`: records the reason, then wakes the task if it
     /// is registered (idle). An unregistered task is queued or running and
-    /// sees the reason anyway (see `Registration::register` for the race
+    /// sees the reason anyway (see `future::register` for the race
     /// between the two). The registry only wakes the entry if it is still
     /// this task's: a finished task's key may name another task by now.
     pub(crate) fn abort(&self) {
@@ -423,7 +471,7 @@ impl TaskMeta {
     /// The registry the task registers in: its home worker's for a local
     /// task (so that worker cancels it on its own thread), else its pool's.
     pub(crate) fn registry(&self) -> &Registry {
-        if self.local {
+        if self.is_local() {
             self.pool.local_registry(self.home as usize)
         } else {
             &self.pool.registry

@@ -262,6 +262,7 @@ where
         cancel::NONE
     };
     let rejected = cancel != cancel::NONE;
+    let extras = PollExtras::new(admission.reserved, &pool.observe);
     let meta = TaskMeta::new(
         pool,
         options.priority,
@@ -270,6 +271,7 @@ where
         options.location,
         admission.home,
         false,
+        extras.0,
     );
     let builder = async_task::Builder::new()
         .metadata(meta)
@@ -280,13 +282,11 @@ where
     } else {
         super::trace::Kind::Task
     };
-    let extras = PollExtras::new(admission.reserved, &pool.observe);
     let make_future = |meta| {
         TaskFuture::new(
             future,
             limits,
             meta,
-            extras,
             #[cfg(feature = "tracing")]
             kind,
         )
@@ -349,6 +349,7 @@ where
         crate::runtime::scheduler::worker::index_in(pool),
         Some(home)
     );
+    let extras = PollExtras::new(admission.reserved, &pool.observe);
     let meta = TaskMeta::new(
         pool,
         Priority::Normal,
@@ -357,17 +358,16 @@ where
         location,
         admission.home,
         true,
+        extras.0,
     );
     let builder = async_task::Builder::new()
         .metadata(meta)
         .propagate_panic(false);
-    let extras = PollExtras::new(admission.reserved, &pool.observe);
     let make_future = |meta| {
         TaskFuture::new(
             future,
             NoLimits,
             meta,
-            extras,
             #[cfg(feature = "tracing")]
             super::trace::Kind::Local,
         )

@@ -84,7 +84,7 @@ impl TaskTrace {
     pub(super) fn new(kind: Kind, meta: &TaskMeta, size: usize) -> Self {
         let name = meta.name().map_or("", |name| &**name);
         let id = meta.id().as_u64();
-        let location: &Location<'_> = meta.location;
+        let location: &Location<'_> = meta.location();
         let kind_name = match kind {
             Kind::Task => "task",
             Kind::Blocking => "blocking",
