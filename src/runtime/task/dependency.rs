@@ -282,7 +282,7 @@ impl Waiting {
         };
         let meta = runnable.metadata();
         // Out of the registry first: once it runs, the task registers there
-        // itself (its wrapper's `End`).
+        // itself (`future::register`).
         let key = meta.registry_key.swap(usize::MAX, Ordering::SeqCst);
         if key != usize::MAX {
             meta.registry().remove(key);

@@ -52,7 +52,8 @@ pin_project_lite::pin_project! {
     /// the count), and last the span closes.
     ///
     /// Besides the user's future it holds one word (the header's address)
-    /// and the limits, which are nothing for a task without any: the flags
+    /// and the limits, which are nothing for a task without any (and with
+    /// the `tracing` feature, the task's span: 48 bytes): the flags
     /// its polls keep are in the header's spare bytes (`TaskMeta::run`),
     /// and the future is a `ManuallyDrop`, not an `Option`, whose tag took
     /// a word of its own for most futures. A task of a 32-byte future
@@ -73,27 +74,43 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             let meta = *this.meta;
-            // Runs when this scope ends, even if the future's destructor
-            // unwinds: the end is counted exactly once either way.
+            // Runs when this scope ends: the end is counted exactly once.
             let _end = End { meta, limits: this.limits };
             if meta.run_bits() & run::OUTCOME == 0 {
-                // SAFETY: no outcome is set, so the future is alive (see the
-                // field); it is dropped in place, where it was pinned, and
-                // never touched again (this is the wrapper's drop).
-                unsafe { ManuallyDrop::drop(this.future.get_unchecked_mut()) };
+                // A future no poll ended (see `outcome_of`). async-task
+                // drops the wrapper under its abort-on-panic guard, so a
+                // panic from the future's destructor is caught here, as a
+                // poll would, and the task counts as panicked.
+                let future = this.future;
+                let dropped = catch_unwind(AssertUnwindSafe(|| {
+                    // SAFETY: no outcome is set, so the future is alive (see
+                    // the field); it is dropped in place, where it was
+                    // pinned, and never touched again (this is the
+                    // wrapper's drop).
+                    unsafe { ManuallyDrop::drop(future.get_unchecked_mut()) };
+                }));
+                if let Err(payload) = dropped {
+                    meta.set_run_bits(meta.run_bits() | outcome_bits(Outcome::Panicked));
+                    drop_quietly(payload);
+                }
             }
         }
     }
 }
+
+// Every outcome's code (its index + 1) fits in `run::OUTCOME`: one that
+// did not would read as "alive", and the wrapper's drop would drop the
+// future again.
+const _: () = assert!(Outcome::COUNT < (run::OUTCOME >> run::OUTCOME_SHIFT) as usize + 1);
 
 /// `outcome` in [`run::OUTCOME`]'s bits (never 0: that is "alive").
 fn outcome_bits(outcome: Outcome) -> u8 {
     ((outcome.index() + 1) as u8) << run::OUTCOME_SHIFT
 }
 
-/// How the task ended, from its `run` bits: a future dropped without an
-/// outcome (its `Runnable` dropped, which the runtime never does) counts
-/// as shut down.
+/// How the task ended, from its `run` bits. A future no poll ended (its
+/// `Runnable` dropped, which the runtime never does, or a panic in the
+/// wrapper's own code outside the poll's guard) counts as shut down.
 fn outcome_of(run_bits: u8) -> Outcome {
     match (run_bits & run::OUTCOME) >> run::OUTCOME_SHIFT {
         0 => Outcome::Shutdown,
@@ -586,7 +603,7 @@ impl<F: Future, L: Limits> Future for TaskFuture<'_, F, L> {
 }
 
 impl<F: Future, L: Limits> TaskFuture<'_, F, L> {
-    /// A poll with extras (see `extras`): the same poll, out of line.
+    /// A poll with extras (see [`run::EXTRAS`]): the same poll, out of line.
     #[inline(never)]
     fn poll_with_extras(
         self: Pin<&mut Self>,
@@ -874,6 +891,11 @@ unsafe fn drop_future<F>(
     memory: Option<&MemoryAccount>,
     outcome: Outcome,
 ) -> Result<(), JoinError> {
+    debug_assert_eq!(
+        meta.run_bits() & run::OUTCOME,
+        0,
+        "the future was dropped before"
+    );
     // SAFETY: dropped in place, where it was pinned; the caller promises
     // it is alive and never used again. Past this point it counts as
     // dropped even if its destructor unwinds (the unwind drops its fields).

@@ -445,3 +445,15 @@ impl fmt::Debug for TaskHooks {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Outcome;
+
+    #[test]
+    fn outcome_from_index_inverts_index() {
+        for index in 0..Outcome::COUNT {
+            assert_eq!(Outcome::from_index(index).index(), index);
+        }
+    }
+}

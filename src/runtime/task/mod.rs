@@ -204,10 +204,13 @@ pub(crate) mod run {
     pub(crate) const EXTRAS: u8 = RESERVED | OBSERVED;
     /// The task is in its pool's registry (see `future`'s `register`).
     pub(crate) const REGISTERED: u8 = 4;
-    /// How the task ended, as [`outcome_code`]: 0 while its future is
-    /// alive; set once the future has been dropped.
+    /// Where [`OUTCOME`] starts.
     pub(crate) const OUTCOME_SHIFT: u32 = 4;
-    pub(crate) const OUTCOME: u8 = 0b0111 << OUTCOME_SHIFT;
+    /// How the task ended, as `future::outcome_bits` encodes it: 0 while
+    /// its future is alive, set by the poll that drops it. Four bits: the
+    /// seven outcomes and room for more (a const assert in `future` holds
+    /// every outcome's code inside the field, so none can read as alive).
+    pub(crate) const OUTCOME: u8 = 0b1111 << OUTCOME_SHIFT;
 }
 
 /// The bits of [`TaskMeta::life`]. The task's end of life sets

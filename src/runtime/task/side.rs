@@ -9,8 +9,8 @@
 //! header, [`TaskMeta`](super::TaskMeta), the wrapped future or its
 //! output) took 152 bytes: three cache lines, and past
 //! 128 bytes, the largest chunk glibc's allocator serves from its fast
-//! bins. Out of line, the header keeps one pointer for them, an empty task
-//! takes 120 bytes, and a pending task 33 bytes less of resident memory
+//! bins. Out of line, the header kept one pointer for them, an empty task
+//! took 120 bytes, and a pending task 33 bytes less of resident memory
 //! (`examples/memory_per_task.rs`: 337 → 304).
 //!
 //! The spawn location shares that word (issue #15): until the side is
