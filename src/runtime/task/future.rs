@@ -77,21 +77,18 @@ pin_project_lite::pin_project! {
             // Runs when this scope ends: the end is counted exactly once.
             let _end = End { meta, limits: this.limits };
             if meta.run_bits() & run::OUTCOME == 0 {
-                // A future no poll ended (see `outcome_of`). async-task
-                // drops the wrapper under its abort-on-panic guard, so a
-                // panic from the future's destructor is caught here, as a
-                // poll would, and the task counts as panicked.
-                let future = this.future;
-                let dropped = catch_unwind(AssertUnwindSafe(|| {
-                    // SAFETY: no outcome is set, so the future is alive (see
-                    // the field); it is dropped in place, where it was
-                    // pinned, and never touched again (this is the
-                    // wrapper's drop).
-                    unsafe { ManuallyDrop::drop(future.get_unchecked_mut()) };
-                }));
-                if let Err(payload) = dropped {
-                    meta.set_run_bits(meta.run_bits() | outcome_bits(Outcome::Panicked));
-                    drop_quietly(payload);
+                // A future no poll ended (see `outcome_of`): it ends as shut
+                // down. async-task drops the wrapper under its
+                // abort-on-panic guard, so a panic from the future's
+                // destructor is caught here, as in a poll, and the task
+                // counts as panicked.
+                // SAFETY: no outcome is set, so the future is alive (see the
+                // field), and this is the wrapper's drop: nothing touches
+                // the future after.
+                let dropped =
+                    unsafe { drop_future(this.future, meta, None, Outcome::Shutdown) };
+                if let Err(panic) = dropped {
+                    drop_quietly(panic);
                 }
             }
         }
@@ -882,8 +879,9 @@ fn task_panicked(meta: &TaskMeta, payload: &(dyn std::any::Any + Send)) {
 ///
 /// # Safety
 ///
-/// The future must be alive (the task's outcome unset), and this is the
-/// poll that ends the task: nothing polls or drops the future after.
+/// The future must be alive (the task's outcome unset), and the caller
+/// ends the task (the poll that ends it, or the wrapper's drop): nothing
+/// polls or drops the future after.
 #[inline(always)]
 unsafe fn drop_future<F>(
     future: Pin<&mut ManuallyDrop<F>>,
