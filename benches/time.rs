@@ -10,6 +10,9 @@
 //!   so this measures registration + cancellation under contention (the
 //!   common "time-out around work that finishes in time" pattern). The tasks
 //!   are spawned by a task running on the runtime and awaited by it.
+//! * `timer_churn_remote` (criterion group): the same 100 000 tasks spawned
+//!   from outside the runtime (the bench's thread, in the executor's
+//!   `block_on`), and awaited there: every spawn is a remote one.
 //! * `timer_fire` (criterion group, `iter_custom`): 10 000 tasks sleep until
 //!   deadlines spread evenly over 1..100 ms after the start; the measured
 //!   value is the wall time until the last one has fired and its task has
@@ -511,6 +514,32 @@ fn timer_churn<E: Exec>(g: &mut Group<'_>) {
     rt.shutdown();
 }
 
+/// `timer_churn`'s tasks, spawned from outside the runtime.
+fn timer_churn_remote<E: Exec>(g: &mut Group<'_>) {
+    let rt = E::build();
+    let spawner = rt.spawner();
+
+    g.bench_function(E::NAME, |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let handles: Vec<_> = (0..CHURN_TASKS)
+                    .map(|_| {
+                        spawner.spawn_task(Prio::Normal, async {
+                            let done = E::timeout(CHURN_TIMEOUT, E::yield_now()).await;
+                            assert!(done.is_some(), "a 10 s time-out elapsed");
+                        })
+                    })
+                    .collect();
+                for handle in handles {
+                    handle.await;
+                }
+            });
+        })
+    });
+
+    rt.shutdown();
+}
+
 /// 10 000 sleeps with deadlines spread over 1..100 ms; wall time until the
 /// last has fired (ideal: 100 ms).
 fn timer_fire<E: Exec>(g: &mut Group<'_>) {
@@ -824,6 +853,7 @@ fn main() {
         .configure_from_args();
 
     compare!(c, timer_churn, Duration::from_secs(3));
+    compare!(c, timer_churn_remote, Duration::from_secs(3));
     compare!(c, timer_fire, Duration::from_secs(2));
 
     if wants_latency_report(&args) {

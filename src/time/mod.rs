@@ -40,8 +40,6 @@ pub mod error {
     pub use super::timeout::Elapsed;
 }
 
-use crate::runtime::with_current_pool;
-
 /// The current time of the current runtime's clock (the global runtime's
 /// outside any runtime). Equal to `Instant::now()` unless time is paused.
 ///
@@ -50,7 +48,13 @@ use crate::runtime::with_current_pool;
 /// assert!(multipool::time::now() >= before);
 /// ```
 pub fn now() -> std::time::Instant {
-    with_current_pool(|pool| pool.timers.clock.now())
+    // Without `test-util` no clock can be paused, and every runtime's clock
+    // is `Instant::now()`: no need to find the current runtime (or start
+    // the global one). `sleep` and `timeout` call this for every timer.
+    #[cfg(feature = "test-util")]
+    return crate::runtime::with_current_pool(|pool| pool.timers.clock.now());
+    #[cfg(not(feature = "test-util"))]
+    std::time::Instant::now()
 }
 
 #[cfg(feature = "test-util")]

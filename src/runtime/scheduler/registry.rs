@@ -21,8 +21,9 @@
 //!   entry in a finished task's header; [`Registry::wake`] checks the owner,
 //!   so waking by a stale key never wakes a task that reused the slot.
 //!
-//! The registry is sharded to keep spawns on different threads from
-//! contending; a key encodes its shard in its low bits.
+//! The registry is sharded to keep threads from contending: each thread
+//! registers in a shard of its own (threads beyond the shard count share),
+//! and a key encodes its shard in its low bits.
 
 use std::cell::Cell;
 use std::task::Waker;
@@ -51,24 +52,29 @@ pub(crate) struct Registry {
 
 #[cfg(not(loom))]
 thread_local! {
-    /// Spreads one thread's spawns over the shards. `usize::MAX` until the
-    /// thread's first spawn, which seeds it so threads start apart.
-    static NEXT_SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// The shard this thread registers tasks in. `usize::MAX` until the
+    /// thread's first registration, which picks it so threads start apart.
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-/// Hands each thread a different starting shard.
+/// Hands each thread a different shard.
 #[cfg(not(loom))]
 static SHARD_SEED: AtomicUsize = AtomicUsize::new(0);
 
+/// The shard of this thread. A thread keeps one: a task is usually removed
+/// by the worker that registered it, so the shard's lock and slab stay in
+/// that worker's cache. (Each thread used to move on to the next shard at
+/// every registration; then both workers wrote every shard, and perf on
+/// the timer-churn workload showed the shard locks' lines bouncing.)
 #[cfg(not(loom))]
 fn next_shard() -> usize {
-    NEXT_SHARD
-        .try_with(|next| {
-            let mut index = next.get();
+    SHARD
+        .try_with(|shard| {
+            let mut index = shard.get();
             if index == usize::MAX {
                 index = SHARD_SEED.fetch_add(1, Ordering::Relaxed).wrapping_mul(7);
+                shard.set(index);
             }
-            next.set(index.wrapping_add(1));
             index
         })
         .unwrap_or(0)

@@ -16,10 +16,9 @@
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use super::driver::{Registered, TimerKey, TimerState};
+use super::driver::{Registered, Registration, TimerState};
 use crate::runtime::context;
 use crate::runtime::scheduler::{worker, Pool};
-use crate::sync::Arc;
 
 /// One timer: a deadline and where it is registered.
 pub(crate) struct Timer {
@@ -30,8 +29,9 @@ pub(crate) struct Timer {
 enum State {
     /// Not in any wheel yet.
     Unregistered,
-    /// In a wheel (possibly fired already).
-    Registered { pool: Arc<Pool>, timer: TimerKey },
+    /// In a wheel (possibly fired already); dropping the registration
+    /// removes it.
+    Registered(Registration),
     /// Completed without ever being registered.
     Elapsed,
 }
@@ -52,14 +52,14 @@ impl Timer {
     pub(crate) fn is_elapsed(&self) -> bool {
         match &self.state {
             State::Unregistered => false,
-            State::Registered { pool, timer } => pool.timers.is_fired(*timer),
+            State::Registered(timer) => timer.is_fired(),
             State::Elapsed => true,
         }
     }
 
     /// Whether the timer is in a wheel.
     pub(crate) fn is_registered(&self) -> bool {
-        matches!(self.state, State::Registered { .. })
+        matches!(self.state, State::Registered(_))
     }
 
     /// Moves the deadline, re-arming the timer in place (also after it
@@ -67,12 +67,7 @@ impl Timer {
     pub(crate) fn reset(&mut self, deadline: Instant) {
         self.deadline = deadline;
         match &self.state {
-            State::Registered { pool, timer } => {
-                let ticks = pool.timers.clock.deadline_ticks(deadline);
-                // A deadline already passed leaves the timer fired, which
-                // the next poll reports.
-                pool.timers.reset(*timer, ticks);
-            }
+            State::Registered(timer) => timer.reset(deadline),
             State::Elapsed => self.state = State::Unregistered,
             State::Unregistered => {}
         }
@@ -82,9 +77,6 @@ impl Timer {
     /// nothing is woken until it is polled again.
     pub(crate) fn reset_unarmed(&mut self, deadline: Instant) {
         self.deadline = deadline;
-        if let State::Registered { pool, timer } = &self.state {
-            pool.timers.remove(*timer);
-        }
         self.state = State::Unregistered;
     }
 
@@ -93,13 +85,13 @@ impl Timer {
     pub(crate) fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match &self.state {
             State::Elapsed => Poll::Ready(()),
-            State::Registered { pool, timer } => match pool.timers.poll(*timer, cx.waker()) {
+            State::Registered(timer) => match timer.poll(cx.waker()) {
                 TimerState::Fired => Poll::Ready(()),
                 TimerState::Pending => Poll::Pending,
-                TimerState::ShutDown => match dead_runtime(pool) {
-                    State::Elapsed => Poll::Ready(()),
-                    _ => Poll::Pending,
-                },
+                TimerState::ShutDown => {
+                    assert_own_worker(timer.polled_by_own_worker());
+                    Poll::Pending
+                }
             },
             State::Unregistered => self.register(cx),
         }
@@ -113,15 +105,12 @@ impl Timer {
             }
             let timers = &pool.timers;
             let ticks = timers.clock.deadline_ticks(self.deadline);
-            if ticks <= timers.clock.now_ticks() {
+            if timers.clock.has_reached(ticks) {
                 return State::Elapsed;
             }
             let wheel = timers.wheel_for(worker::index_in(pool));
             match timers.insert(wheel, ticks, cx.waker().clone()) {
-                Registered::Armed(timer) => State::Registered {
-                    pool: pool.clone(),
-                    timer,
-                },
+                Registered::Armed(timer) => State::Registered(timer),
                 Registered::Expired => State::Elapsed,
                 Registered::ShutDown => dead_runtime(pool),
             }
@@ -135,21 +124,20 @@ impl Timer {
 }
 
 /// What a timer of a runtime that has shut down does (see the module
-/// docs).
+/// docs): it stays pending.
 #[track_caller]
 fn dead_runtime(pool: &Pool) -> State {
-    assert!(
-        worker::index_in(pool).is_some(),
-        "a multipool timer was polled after its runtime shut down; \
-         timers only work while their runtime is alive"
-    );
+    assert_own_worker(worker::index_in(pool).is_some());
     State::Unregistered
 }
 
-impl Drop for Timer {
-    fn drop(&mut self) {
-        if let State::Registered { pool, timer } = &self.state {
-            pool.timers.remove(*timer);
-        }
-    }
+/// Panics unless a timer of a runtime that shut down is polled by one of
+/// that runtime's workers (a task about to be cancelled).
+#[track_caller]
+fn assert_own_worker(own_worker: bool) {
+    assert!(
+        own_worker,
+        "a multipool timer was polled after its runtime shut down; \
+         timers only work while their runtime is alive"
+    );
 }
