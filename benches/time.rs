@@ -43,8 +43,8 @@
 //! * smol: `smol::Timer` (= `async_io::Timer`), time-outs via
 //!   `smol::future::or`.
 //! * async-runtime: it has no reactor and no timers, so it is left out of
-//!   `timer_churn` and `timer_fire` (it would only measure async-io again,
-//!   as smol does). In `priority_latency` it uses `smol::Timer`
+//!   `timer_churn`, `timer_churn_remote` and `timer_fire` (it would only
+//!   measure async-io again, as smol does). In `priority_latency` it uses `smol::Timer`
 //!   (= `async_io::Timer`), driven by the thread waiting in `smol::block_on`
 //!   (the bench's main thread) as async-runtime's docs prescribe: the host
 //!   drives async-io. Its High priority is used for the sleeper and
@@ -61,8 +61,9 @@
 //! # Running
 //!
 //! * everything: `cargo bench --bench time` (under a minute on 2 cores);
-//! * one part: `cargo bench --bench time -- timer_churn` (or `timer_fire`,
-//!   or `priority_latency` for the latency report alone). The report runs
+//! * one part: `cargo bench --bench time -- timer_churn` (both churn
+//!   groups; `timer_churn/` for the first alone), or `timer_fire`, or
+//!   `priority_latency` for the latency report alone. The report runs
 //!   when there is no filter or when a filter is part of
 //!   `priority_latency`; criterion's own flags still apply to the groups.
 

@@ -1,15 +1,19 @@
 //! Timers racing runtime shutdown: dropping a runtime while a thousand
 //! tasks sleep, or while their timers are firing, cancels every task that
 //! has not finished (its handle says shutdown), drops every future exactly
-//! once and leaves no timer behind.
+//! once and leaves no timer behind. A timer that outlives its runtime says
+//! so when polled.
 //!
 //! Real time: the outcome holds whatever the interleaving. Everything runs
 //! under a watchdog.
 
 mod common;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Context;
 use std::thread;
 use std::time::Duration;
 
@@ -79,5 +83,38 @@ fn dropping_the_runtime_while_timers_are_firing() {
             assert_eq!(dropped.load(Ordering::SeqCst), 1000);
             assert_eq!(handle.metrics().num_timers(), 0);
         }
+    });
+}
+
+/// A `Sleep` registered from `block_on` keeps only its wheel alive, not the
+/// runtime. Polled after the runtime is gone, off its workers, it panics
+/// and says why, since nothing will ever fire it. Dropped afterwards, it
+/// removes itself from the wheel that outlived the runtime.
+#[test]
+fn a_sleep_that_outlives_its_runtime_says_so_and_drops_cleanly() {
+    watchdog(30, || {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let mut sleep = sleep(Duration::from_secs(3600));
+        // Registered at its first poll, in the runtime `block_on` entered.
+        rt.block_on(async {
+            assert!(futures::poll!(&mut sleep).is_pending(), "registered");
+        });
+        drop(rt);
+        assert!(!sleep.is_elapsed());
+        let waker = futures::task::noop_waker();
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Pin::new(&mut sleep).poll(&mut Context::from_waker(&waker))
+        }));
+        let payload = polled.expect_err("a timer of a dropped runtime cannot complete");
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        assert!(
+            message.contains("polled after its runtime shut down"),
+            "{message}"
+        );
+        drop(sleep);
     });
 }

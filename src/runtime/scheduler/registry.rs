@@ -21,9 +21,9 @@
 //!   entry in a finished task's header; [`Registry::wake`] checks the owner,
 //!   so waking by a stale key never wakes a task that reused the slot.
 //!
-//! The registry is sharded to keep threads from contending: each thread
-//! registers in a shard of its own (threads beyond the shard count share),
-//! and a key encodes its shard in its low bits.
+//! The registry is sharded to keep threads from contending: each worker
+//! registers in the shard of its index, other threads in one each (see
+//! `next_shard`), and a key encodes its shard in its low bits.
 
 use std::cell::Cell;
 use std::task::Waker;
@@ -52,22 +52,29 @@ pub(crate) struct Registry {
 
 #[cfg(not(loom))]
 thread_local! {
-    /// The shard this thread registers tasks in. `usize::MAX` until the
-    /// thread's first registration, which picks it so threads start apart.
+    /// The shard a thread that is no worker registers tasks in.
+    /// `usize::MAX` until its first registration, which picks it so such
+    /// threads start apart.
     static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-/// Hands each thread a different shard.
+/// Hands each thread that is no worker a different shard.
 #[cfg(not(loom))]
 static SHARD_SEED: AtomicUsize = AtomicUsize::new(0);
 
 /// The shard of this thread. A thread keeps one: a task is usually removed
 /// by the worker that registered it, so the shard's lock and slab stay in
-/// that worker's cache. (Each thread used to move on to the next shard at
-/// every registration; then both workers wrote every shard, and perf on
-/// the timer-churn workload showed the shard locks' lines bouncing.)
+/// that worker's cache. A worker takes the shard of its index, so the
+/// workers of a pool never share one (there are 4 shards a worker); other
+/// threads (`Spawn::after` holds a task from any thread) take one each in
+/// turn. (Each thread used to move on to the next shard at every
+/// registration; then both workers wrote every shard, and perf on the
+/// timer-churn workload showed the shard locks' lines bouncing.)
 #[cfg(not(loom))]
 fn next_shard() -> usize {
+    if let Some(index) = super::worker::current_index() {
+        return index;
+    }
     SHARD
         .try_with(|shard| {
             let mut index = shard.get();

@@ -15,9 +15,8 @@
 //! # Who fires them
 //!
 //! * A running worker checks its own wheel once per scheduling tick (one
-//!   relaxed load while the wheel is empty, plus a look at the clock otherwise:
-//!   see `Clock::has_reached`) and
-//!   fires what is due. Woken tasks land in that worker's queues at their own
+//!   relaxed load while the wheel is empty, plus a look at the clock
+//!   otherwise: see `Clock::has_reached`) and fires what is due. Woken tasks land in that worker's queues at their own
 //!   priority, so a High task woken by a timer runs before queued Normal and
 //!   Low work, after at most the poll in progress.
 //! * A parking worker parks until its wheel's next expiration
@@ -64,7 +63,7 @@ struct TimerSlot {
     /// Set (under `wheel`'s lock) when the pool shuts down; from then on
     /// no timer is inserted and none reports pending.
     shut_down: AtomicBool,
-    /// The pool's clock, for a [`Registration`] that moves its deadline.
+    /// The runtime's clock, for a [`Registration`] that moves its deadline.
     clock: Arc<Clock>,
     /// A time (ticks) at or before the wheel's next expiration, or `NEVER`.
     /// May be early (after a cancellation), never late. Written only under
@@ -120,6 +119,16 @@ impl OwnWheel {
     pub(crate) fn is_due(&self, timers: &Timers) -> bool {
         let next = self.0.next.load(Ordering::Relaxed);
         next != NEVER && timers.clock.has_reached(next)
+    }
+
+    /// [`is_due`](Self::is_due) with a full read of the clock, for a worker
+    /// that woke from a timed park, which then fires its timers with a full
+    /// read too: a coarse clock that trails by more than its slack would
+    /// otherwise send it back to park until a deadline already passed, over
+    /// and over.
+    pub(crate) fn is_due_now(&self, timers: &Timers) -> bool {
+        let next = self.0.next.load(Ordering::Relaxed);
+        next != NEVER && next <= timers.clock.now_ticks()
     }
 }
 
@@ -288,7 +297,7 @@ impl Timers {
             let slot = &self.slots[wheel];
             let mut guard = slot.wheel.lock();
             // Checked under the lock `shutdown` takes: no timer can slip in
-            // after shutdown woke everyone.
+            // after shutdown collected this wheel's wakers.
             if slot.shut_down.load(Ordering::Acquire) {
                 return Registered::ShutDown;
             }
@@ -340,10 +349,11 @@ impl Timers {
     }
 
     /// Whether another worker's wheel has timers overdue by more than
-    /// `STEAL_GRACE`.
+    /// `STEAL_GRACE`. A full read of the clock: a parked worker asks this
+    /// when it wakes (see [`OwnWheel::is_due_now`]).
     pub(crate) fn overdue_elsewhere(&self, own: usize) -> bool {
         self.earliest_elsewhere(own)
-            .is_some_and(|next| self.clock.has_reached(next.saturating_add(STEAL_GRACE)))
+            .is_some_and(|next| next.saturating_add(STEAL_GRACE) <= self.clock.now_ticks())
     }
 
     /// The earliest `next` among the other wheels, if any has a timer; lets
@@ -362,9 +372,20 @@ impl Timers {
     /// than [`STEAL_GRACE`] ticks: their worker is stuck in a long poll or
     /// descheduled by the OS. Skips wheels whose lock is taken.
     pub(crate) fn fire_overdue_elsewhere(&self, own: usize, wake: &mut Vec<Waker>) {
-        if self.earliest_elsewhere(own).is_none() {
+        // Every search for work and every injector interval ask this; the
+        // coarse clock answers while every sibling's timer is far off.
+        let Some(earliest) = self.earliest_elsewhere(own) else {
             return;
+        };
+        if self.clock.has_reached(earliest.saturating_add(STEAL_GRACE)) {
+            self.fire_overdue_elsewhere_now(own, wake);
         }
+    }
+
+    /// [`fire_overdue_elsewhere`](Self::fire_overdue_elsewhere) with a full
+    /// read of the clock, for a worker that woke from a timed park (see
+    /// [`OwnWheel::is_due_now`]).
+    pub(crate) fn fire_overdue_elsewhere_now(&self, own: usize, wake: &mut Vec<Waker>) {
         let now = self.clock.now_ticks();
         for (index, slot) in self.slots.iter().enumerate() {
             let next = slot.next.load(Ordering::Relaxed);

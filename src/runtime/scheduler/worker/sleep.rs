@@ -44,6 +44,7 @@ impl Core {
         self.count_park(local);
         // `None`: never (a fixed pool, or an idle timeout too long to
         // represent, which means the same).
+        let mut woke_for_timers = false;
         let mut retire_at = (pool.max_workers() > pool.min_workers())
             .then(|| Instant::now().checked_add(pool.idle_timeout))
             .flatten();
@@ -78,11 +79,13 @@ impl Core {
                 self.searching = !pool.idle.unpark_worker_by_id(local.index);
                 break;
             }
-            if self.own_wheel.is_due(&pool.timers) || pool.timers.overdue_elsewhere(local.index) {
+            if self.own_wheel.is_due_now(&pool.timers) || pool.timers.overdue_elsewhere(local.index)
+            {
                 // Woken for a timer (ours, or a busy sibling's): unpark
-                // ourselves (unless a notifier claimed us meanwhile) and let
-                // the loop fire it.
+                // ourselves (unless a notifier claimed us meanwhile) and
+                // fire it below.
                 self.searching = !pool.idle.unpark_worker_by_id(local.index);
+                woke_for_timers = true;
                 break;
             }
             if pool.runtime.try_auto_advance() {
@@ -101,6 +104,13 @@ impl Core {
             }
         }
         pool.timers.unparked(local.index);
+        if woke_for_timers {
+            // With full reads of the clock: the run loop's checks ask the
+            // coarse one first, which may trail (see `Clock::has_reached`).
+            pool.timers.fire_due(local.index, &mut self.fired);
+            pool.timers
+                .fire_overdue_elsewhere_now(local.index, &mut self.fired);
+        }
         let now = Instant::now();
         self.interval_start = (self.tick, now);
         self.awake_since = (now, self.total_polls());
