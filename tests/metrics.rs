@@ -9,10 +9,10 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{hold_worker, watchdog, DropCounter, Gate};
+use common::{hold_worker, watchdog};
 use multipool::task::Outcome;
 use multipool::{Priority, Runtime};
 
@@ -151,6 +151,9 @@ fn usize_max_worker_index_panics_too() {
 #[cfg(feature = "test-util")]
 #[test]
 fn the_outcome_counts_add_up_after_a_mixed_run() {
+    use common::{DropCounter, Gate};
+    use std::sync::mpsc;
+
     watchdog(60, || {
         let rt = Runtime::builder()
             .workers(2)

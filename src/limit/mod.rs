@@ -12,6 +12,7 @@
 //!   hold a [`ConcurrencyPermit`] yourself.
 //!
 //! ```
+//! # #[cfg(feature = "test-util")] { // paused time: `start_paused`
 //! use std::num::NonZeroU32;
 //! use multipool::limit::{ConcurrencyLimit, Quota, RateLimiter};
 //! use multipool::Priority;
@@ -33,6 +34,7 @@
 //!         call.await.unwrap();
 //!     }
 //! });
+//! # }
 //! ```
 //!
 //! # Invariants

@@ -131,6 +131,7 @@ impl fmt::Debug for Quota {
 /// time drives it; use it within that runtime. See the [module docs](crate::limit) for the guarantees.
 ///
 /// ```
+/// # #[cfg(feature = "test-util")] { // paused time: `start_paused`
 /// use std::num::NonZeroU32;
 /// use multipool::limit::{Quota, RateLimiter};
 ///
@@ -147,6 +148,7 @@ impl fmt::Debug for Quota {
 ///     // The first goes at once, then one every 100 ms (of paused time).
 ///     assert_eq!(start.elapsed(), std::time::Duration::from_millis(400));
 /// });
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct RateLimiter {
@@ -468,6 +470,7 @@ impl fmt::Debug for RateLimiter {
 ///   behind it: drop a waiter you stop polling.
 ///
 /// ```
+/// # #[cfg(feature = "test-util")] { // paused time: `start_paused`
 /// use std::num::NonZeroU32;
 /// use std::time::Duration;
 /// use multipool::limit::{Quota, RateLimiter};
@@ -482,6 +485,7 @@ impl fmt::Debug for RateLimiter {
 ///     assert!(waited.is_err());
 ///     assert_eq!(limiter.num_waiting(), 0);
 /// });
+/// # }
 /// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct UntilReady {

@@ -436,6 +436,7 @@ where
     /// See [`limit`](crate::limit).
     ///
     /// ```
+    /// # #[cfg(feature = "test-util")] { // paused time: `start_paused`
     /// use std::num::NonZeroU32;
     /// use std::time::Duration;
     /// use multipool::limit::{Quota, RateLimiter};
@@ -454,6 +455,7 @@ where
     ///     }
     ///     assert_eq!(start.elapsed(), Duration::from_secs(1)); // at 0, 0.5 s and 1 s
     /// });
+    /// # }
     /// ```
     pub fn rate_limit(mut self, limiter: &RateLimiter) -> Self {
         self.extras().limits.set_rate(limiter);

@@ -14,6 +14,7 @@ use std::time::Duration;
 /// `multipool::time` that takes a deadline takes either.
 ///
 /// ```
+/// # #[cfg(feature = "test-util")] { // paused time: `start_paused`
 /// use std::time::Duration;
 /// use multipool::time::Instant;
 ///
@@ -23,6 +24,7 @@ use std::time::Duration;
 ///     multipool::time::sleep(Duration::from_secs(3600)).await; // paused: instant
 ///     assert_eq!(start.elapsed(), Duration::from_secs(3600));
 /// });
+/// # }
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Instant {

@@ -133,6 +133,7 @@ impl Interval {
     /// Restarts the schedule with a tick due now.
     ///
     /// ```
+    /// # #[cfg(feature = "test-util")] { // paused time: `start_paused`
     /// use std::time::Duration;
     ///
     /// let rt = multipool::Runtime::builder().workers(1).start_paused(true).build().unwrap();
@@ -144,6 +145,7 @@ impl Interval {
     ///     ticks.tick().await; // and so is this one
     ///     assert_eq!(start.elapsed(), Duration::ZERO);
     /// });
+    /// # }
     /// ```
     pub fn reset_immediately(&mut self) {
         self.reset_at(super::now());
