@@ -488,3 +488,41 @@ fn enter_guards_dropped_out_of_order_panic() {
     // A new guard starts over.
     let _again = rt.handle().enter();
 }
+
+/// A waker's `clone` is its executor's code, and it may enter a multipool
+/// runtime. A timer's registration clones the waker without holding the
+/// current runtime; it used to clone it inside that borrow, and this
+/// waker's `enter` then panicked "already borrowed".
+#[test]
+fn a_timer_whose_waker_enters_a_runtime_when_cloned_registers() {
+    use std::sync::OnceLock;
+    use std::task::{RawWaker, RawWakerVTable};
+
+    static HANDLE: OnceLock<multipool::Handle> = OnceLock::new();
+    static CLONES: AtomicUsize = AtomicUsize::new(0);
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
+    fn clone(_: *const ()) -> RawWaker {
+        let _entered = HANDLE.get().expect("set before any poll").enter();
+        CLONES.fetch_add(1, Ordering::SeqCst);
+        RawWaker::new(std::ptr::null(), &VTABLE)
+    }
+    fn noop(_: *const ()) {}
+
+    watchdog(30, || {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        assert!(HANDLE.set(rt.handle()).is_ok());
+        let _entered = rt.handle().enter();
+        // SAFETY: the vtable's functions ignore the data pointer (null)
+        // and only touch statics, so any thread may call them any time.
+        let waker = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) };
+        let mut sleep = multipool::time::sleep(Duration::from_secs(3600));
+        let polled = Pin::new(&mut sleep).poll(&mut Context::from_waker(&waker));
+        assert!(polled.is_pending(), "registered, an hour to go");
+        assert_eq!(
+            CLONES.load(Ordering::SeqCst),
+            1,
+            "the wheel keeps one clone"
+        );
+        drop(sleep);
+    });
+}

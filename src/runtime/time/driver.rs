@@ -152,12 +152,15 @@ pub(crate) enum TimerState {
 }
 
 /// Outcome of [`Timers::insert`].
+///
+/// A waker that was not kept comes back, for the caller to drop where it
+/// may run user code (its destructor is a foreign executor's code).
 pub(crate) enum Registered {
     Armed(Registration),
     /// The deadline has already passed.
-    Expired,
+    Expired(Option<Waker>),
     /// The runtime shut down.
-    ShutDown,
+    ShutDown(Waker),
 }
 
 /// A timer linked into one worker's wheel; dropping it removes the timer.
@@ -299,17 +302,14 @@ impl Timers {
             // Checked under the lock `shutdown` takes: no timer can slip in
             // after shutdown collected this wheel's wakers.
             if slot.shut_down.load(Ordering::Acquire) {
-                return Registered::ShutDown;
+                return Registered::ShutDown(waker);
             }
             if slot.closed.load(Ordering::Relaxed) {
                 continue;
             }
             let (key, inserted) = guard.insert(deadline, waker);
             if inserted == Inserted::Expired {
-                let waker = guard.remove(key);
-                drop(guard);
-                drop(waker);
-                return Registered::Expired;
+                return Registered::Expired(guard.remove(key));
             }
             slot.armed(guard, deadline);
             return Registered::Armed(Registration {
@@ -318,7 +318,7 @@ impl Timers {
             });
         }
         // Every wheel closed: only possible while the pool is shutting down.
-        Registered::ShutDown
+        Registered::ShutDown(waker)
     }
 
     /// The wheel of worker slot `wheel`, for that worker's check at every

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use super::driver::{Registered, Registration, TimerState};
 use crate::runtime::context;
-use crate::runtime::scheduler::{worker, Pool};
+use crate::runtime::scheduler::worker;
 
 /// One timer: a deadline and where it is registered.
 pub(crate) struct Timer {
@@ -99,9 +99,17 @@ impl Timer {
 
     /// Registers the timer with the current runtime, or completes.
     fn register(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // Cloned, and dropped if unused, outside `with_current_pool`: a
+        // waker's clone and drop are its executor's code, which must not
+        // run while that holds the current runtime (see `context`).
+        let mut waker = Some(cx.waker().clone());
+        // Set if the runtime shut down: whether one of its workers polls
+        // (see `dead_runtime`).
+        let mut dead = None;
         let state = context::with_current_pool(|pool| {
             if pool.is_closed() {
-                return dead_runtime(pool);
+                dead = Some(worker::index_in(pool).is_some());
+                return State::Unregistered;
             }
             let timers = &pool.timers;
             let ticks = timers.clock.deadline_ticks(self.deadline);
@@ -109,13 +117,27 @@ impl Timer {
                 return State::Elapsed;
             }
             let wheel = timers.wheel_for(worker::index_in(pool));
-            match timers.insert(wheel, ticks, cx.waker().clone()) {
+            let Some(keep) = waker.take() else {
+                unreachable!("taken once")
+            };
+            match timers.insert(wheel, ticks, keep) {
                 Registered::Armed(timer) => State::Registered(timer),
-                Registered::Expired => State::Elapsed,
-                Registered::ShutDown => dead_runtime(pool),
+                Registered::Expired(unused) => {
+                    waker = unused;
+                    State::Elapsed
+                }
+                Registered::ShutDown(unused) => {
+                    waker = Some(unused);
+                    dead = Some(worker::index_in(pool).is_some());
+                    State::Unregistered
+                }
             }
         });
-        self.state = state;
+        drop(waker);
+        self.state = match dead {
+            Some(own_worker) => dead_runtime(own_worker),
+            None => state,
+        };
         match self.state {
             State::Elapsed => Poll::Ready(()),
             _ => Poll::Pending,
@@ -124,10 +146,11 @@ impl Timer {
 }
 
 /// What a timer of a runtime that has shut down does (see the module
-/// docs): it stays pending.
+/// docs): it stays pending, if `own_worker` (one of that runtime's
+/// workers polls it).
 #[track_caller]
-fn dead_runtime(pool: &Pool) -> State {
-    assert_own_worker(worker::index_in(pool).is_some());
+fn dead_runtime(own_worker: bool) -> State {
+    assert_own_worker(own_worker);
     State::Unregistered
 }
 
