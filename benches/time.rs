@@ -488,6 +488,22 @@ impl Exec for AsyncRuntime {
 // Criterion workloads
 // ---------------------------------------------------------------------------
 
+/// Spawns `CHURN_TASKS` tasks through `spawner`, each a time-out that is
+/// registered at first poll and cancelled after one yield, and awaits them.
+async fn churn<E: Exec>(spawner: &E::Spawner) {
+    let handles: Vec<_> = (0..CHURN_TASKS)
+        .map(|_| {
+            spawner.spawn_task(Prio::Normal, async {
+                let done = E::timeout(CHURN_TIMEOUT, E::yield_now()).await;
+                assert!(done.is_some(), "a 10 s time-out elapsed");
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await;
+    }
+}
+
 /// 100 000 time-outs registered at first poll and cancelled after one yield.
 fn timer_churn<E: Exec>(g: &mut Group<'_>) {
     let rt = E::build();
@@ -497,17 +513,7 @@ fn timer_churn<E: Exec>(g: &mut Group<'_>) {
         b.iter(|| {
             let inner = spawner.clone();
             rt.block_on(spawner.spawn_task(Prio::Normal, async move {
-                let handles: Vec<_> = (0..CHURN_TASKS)
-                    .map(|_| {
-                        inner.spawn_task(Prio::Normal, async {
-                            let done = E::timeout(CHURN_TIMEOUT, E::yield_now()).await;
-                            assert!(done.is_some(), "a 10 s time-out elapsed");
-                        })
-                    })
-                    .collect();
-                for handle in handles {
-                    handle.await;
-                }
+                churn::<E>(&inner).await;
             }));
         })
     });
@@ -522,19 +528,7 @@ fn timer_churn_remote<E: Exec>(g: &mut Group<'_>) {
 
     g.bench_function(E::NAME, |b| {
         b.iter(|| {
-            rt.block_on(async {
-                let handles: Vec<_> = (0..CHURN_TASKS)
-                    .map(|_| {
-                        spawner.spawn_task(Prio::Normal, async {
-                            let done = E::timeout(CHURN_TIMEOUT, E::yield_now()).await;
-                            assert!(done.is_some(), "a 10 s time-out elapsed");
-                        })
-                    })
-                    .collect();
-                for handle in handles {
-                    handle.await;
-                }
-            });
+            rt.block_on(churn::<E>(&spawner));
         })
     });
 
