@@ -7,8 +7,8 @@
 //!   `Idle::claim_parked` and an unpark);
 //! * the worker: `Core::steal_work` (`transition_worker_to_searching`),
 //!   `Core::run_task` (`transition_worker_from_searching`, waking the next
-//!   searcher) and `Core::park`: `transition_worker_to_parked`, the last
-//!   searcher's `Pool::notify_if_work_pending`, the inbox check with
+//!   searcher) and `Core::park`: `transition_worker_to_parked`, then
+//!   `Pool::notify_if_work_pending` if no searcher is left, the inbox check with
 //!   `unpark_worker_by_id`, then the park loop that ends when `is_parked`
 //!   turns false (a notifier claimed the worker) or the pool closes.
 //!
@@ -34,6 +34,13 @@ struct Pool {
     injector: Queue,
     /// Worker 0's pinned inbox (`has_inbox_work`; not in `has_queued_work`).
     pinned: Queue,
+    /// Worker 0's own queue, which siblings steal from (`has_queued_work`
+    /// looks at it). A stand-in for its crossbeam `Worker` deque and
+    /// `Stealer`: the push is a `SeqCst` read-modify-write where the
+    /// deque's is a `Release` store, which the pusher's `SeqCst`
+    /// read-modify-write of `Idle::state` right after it orders the same
+    /// way for a reader of `state`.
+    local0: Queue,
     parkers: Vec<Parker>,
     closed: AtomicBool,
 }
@@ -48,6 +55,7 @@ impl Pool {
             idle,
             injector: Queue::new(),
             pinned: Queue::new(),
+            local0: Queue::new(),
             parkers: (0..workers).map(|_| Parker::new()).collect(),
             closed: AtomicBool::new(false),
         })
@@ -101,7 +109,9 @@ impl Pool {
                 searching = self.idle.transition_worker_to_searching();
             }
             if searching {
-                if let Some(task) = self.injector.pop() {
+                // Siblings' queues (`steal_level`), then the injector.
+                let stolen = if index == 0 { None } else { self.local0.pop() };
+                if let Some(task) = stolen.or_else(|| self.injector.pop()) {
                     if self.idle.transition_worker_from_searching() {
                         self.notify_parked();
                     }
@@ -117,8 +127,8 @@ impl Pool {
     fn park(&self, index: usize, searching: &mut bool) {
         if self.idle.transition_worker_to_parked(index, *searching) {
             // `notify_if_work_pending`: `has_queued_work` counts the
-            // injector, not pinned inboxes.
-            if !self.injector.is_empty() {
+            // injector and the workers' own queues, not pinned inboxes.
+            if !self.injector.is_empty() || !self.local0.is_empty() {
                 self.notify_parked();
             }
         }
@@ -208,4 +218,42 @@ fn claim_parked_vs_park_and_inbox_check() {
         assert_eq!(pool.idle.num_parked(), 0);
         assert_eq!(pool.idle.num_searching(), 0);
     });
+}
+
+/// Worker 0, the only searcher, finds a task and runs it; the task spawns
+/// another onto worker 0's own queue and then blocks its worker (a
+/// `std` barrier, a long computation). Worker 1 had just found nothing and
+/// tried to become a searcher, which it may not while worker 0 searches,
+/// so it parks. Worker 0 stops searching (waking nobody: worker 1 still
+/// counts as unparked), then its push wakes nobody either (same reason).
+/// The task must still reach worker 1: a worker that parks leaving no
+/// searcher behind re-checks the queues, searching or not (the CI run that
+/// found this: `tests/stress.rs::spawns_from_a_worker_are_stolen_by_idle_siblings`
+/// under valgrind).
+#[test]
+fn worker_that_could_not_search_parks_while_the_searcher_stops() {
+    check(
+        "idle: a non-searcher parks as the last searcher finds work",
+        None,
+        || {
+            let pool = Pool::new(2);
+            // Worker 0 searches (a notifier claimed it, say).
+            assert!(pool.idle.transition_worker_to_searching());
+            let sibling = {
+                let pool = pool.clone();
+                thread::spawn(move || pool.worker(1))
+            };
+            // Worker 0 found a task (`run_task`): the last searcher wakes
+            // the next one, if any is parked.
+            if pool.idle.transition_worker_from_searching() {
+                pool.notify_parked();
+            }
+            // The task spawns onto worker 0's queue (`Local::push_back`),
+            // then blocks worker 0: only worker 1 can run what it spawned.
+            pool.local0.push(7);
+            pool.notify_parked();
+            assert_eq!(sibling.join().unwrap(), Some(7));
+            assert_eq!(pool.idle.num_searching(), 0);
+        },
+    );
 }

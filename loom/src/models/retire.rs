@@ -45,8 +45,9 @@ impl Pool {
         for _ in 0..2 {
             assert!(idle.activate_worker(2, || {}));
         }
-        // Worker 1 parked (not searching) before the model starts.
-        assert!(!idle.transition_worker_to_parked(1, false));
+        // Worker 1 parked (not searching) before the model starts; the
+        // re-check it is asked for (nobody searches) finds nothing queued.
+        assert!(idle.transition_worker_to_parked(1, false));
         Arc::new(Pool {
             idle,
             injector: Queue::new(),

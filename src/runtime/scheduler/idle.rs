@@ -10,12 +10,15 @@
 //!   searching: a searcher will find the work, and a searcher that finds work
 //!   wakes the next sleeper itself (see `Worker::run_task`), so wake-ups chain
 //!   instead of all happening on the spawning thread.
-//! * The last searcher to park re-checks every queue after announcing it
-//!   parks. Pushers make the work visible and then read `state` with a
-//!   `SeqCst` read-modify-write; parkers update `state` with one and then
-//!   scan. So either the pusher sees the parker still searching (and the
-//!   parker's scan sees the work) or the pusher sees it parked (and wakes it):
-//!   no wake-up is lost.
+//! * A worker that parks leaving no searcher behind re-checks every queue
+//!   after announcing it parks: the last searcher, and (unlike tokio) a
+//!   worker that could not become a searcher while another searched, if
+//!   that one has stopped since. Pushers make the work visible and then
+//!   read `state` with a `SeqCst` read-modify-write; parkers update `state`
+//!   with one and then scan. So either the pusher sees the parker still
+//!   unparked or searching (and the parker's scan sees the work) or the
+//!   pusher sees it parked (and wakes it): no wake-up is lost, even for
+//!   work queued on a worker that then blocks (model-checked in `loom/`).
 //! * A notified worker is removed from `sleepers` by the notifier, who also
 //!   counts it as unparked and searching; the worker learns it was notified by
 //!   no longer finding itself in `sleepers`.
@@ -199,14 +202,21 @@ impl Idle {
         searching(prev) == 1
     }
 
-    /// Records that `worker` parks. Returns whether it was the last searcher,
-    /// in which case it must re-check every queue before sleeping.
+    /// Records that `worker` parks. Returns whether it leaves no searcher
+    /// behind, in which case it must re-check every queue before sleeping.
+    ///
+    /// That is the last searcher, and also a worker that was not searching
+    /// while nobody searches: one that could not become a searcher (another
+    /// was searching) and parks after that searcher stopped. The searcher
+    /// that stopped woke nobody (this worker still counted as unparked), nor
+    /// did a push since (same reason); without the re-check, work queued on
+    /// a worker that then blocks would wait for it forever.
     pub(crate) fn transition_worker_to_parked(&self, worker: usize, is_searching: bool) -> bool {
         let mut sleepers = self.sleepers.lock();
         let dec = UNPARK_ONE + u64::from(is_searching);
         let prev = self.state.fetch_sub(dec, SeqCst);
         sleepers.push(worker);
-        is_searching && searching(prev) == 1
+        searching(prev) == usize::from(is_searching)
     }
 
     /// Whether `worker` is still parked (not yet claimed by a notifier).

@@ -129,8 +129,9 @@ impl Pool {
                 .all(|slot| slot.inbox.get().is_none_or(|inbox| inbox.is_empty()))
     }
 
-    /// Wakes a worker if any queue holds work. Run by the last searcher to
-    /// park, so work queued while it searched is not left behind.
+    /// Wakes a worker if any queue holds work. Run by a worker that parks
+    /// leaving no searcher behind (see `idle`), so work queued while it
+    /// searched, or while it could not search, is not left behind.
     pub(super) fn notify_if_work_pending(&self) {
         if self.has_queued_work() {
             self.notify_parked();

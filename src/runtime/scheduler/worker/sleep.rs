@@ -25,7 +25,7 @@ impl Core {
             .idle
             .transition_worker_to_parked(local.index, self.searching)
         {
-            // Last searcher: re-check everything (see `idle`).
+            // No searcher left: re-check everything (see `idle`).
             pool.notify_if_work_pending();
         }
         self.searching = false;
