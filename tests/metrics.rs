@@ -102,6 +102,43 @@ fn an_idle_worker_steals_from_a_busy_one() {
 }
 
 #[test]
+fn a_chain_of_spawns_wakes_no_sibling_for_nothing() {
+    // Each link of the chain spawns the next and ends: the next runs on the
+    // same worker right after it (the LIFO slot), or, when the slot's run
+    // is cut (its cap, the injector's turn), from the back of that worker's
+    // otherwise empty queue. Either way it is that worker's next task, so
+    // no sibling is woken for it. With no search spin, a sibling that is
+    // woken looks once and parks again: its parks count the wake-ups. A few
+    // are expected (the chain's start wakes one; a look may catch a link in
+    // the queue and take the chain over): 1 to 3 in 30 runs here. One per
+    // injector interval (58 over this chain, debug build) is the bug this
+    // pins down.
+    const LINKS: usize = 5_000;
+    fn link(done: std::sync::mpsc::Sender<()>, left: usize) {
+        if left == 0 {
+            done.send(()).unwrap();
+        } else {
+            multipool::spawn(async move { link(done, left - 1) }).detach();
+        }
+    }
+    watchdog(60, || {
+        let rt = Runtime::builder()
+            .workers(2)
+            .search_spin(Duration::ZERO)
+            .build()
+            .unwrap();
+        let metrics = rt.handle().metrics();
+        let parks = || (0..2).map(|w| metrics.worker_park_count(w)).sum::<u64>();
+        let (done, chain_ended) = std::sync::mpsc::channel();
+        let before = parks();
+        rt.spawn(async move { link(done, LINKS) }).detach();
+        chain_ended.recv().unwrap();
+        let woken = parks() - before;
+        assert!(woken < 20, "{woken} parks during a chain of {LINKS} spawns");
+    });
+}
+
+#[test]
 fn gauges_show_queued_work() {
     watchdog(60, || {
         let rt = Runtime::builder()

@@ -490,21 +490,25 @@ impl Core {
         poll_task(local, task);
         while let Some(task) = local.lifo.take() {
             let level = task.metadata().priority().index();
-            let preempted =
-                local.more_urgent_queued(level) || self.injector_due() || local.pool.is_closed();
-            if preempted || self.lifo_polls >= self.lifo_cap {
+            // More urgent work goes first: a sibling may take this task
+            // meanwhile.
+            let outranked = local.more_urgent_queued(level) || local.pool.is_closed();
+            if outranked || self.injector_due() || self.lifo_polls >= self.lifo_cap {
                 // The task loses its turn: to the back of its queue, where
                 // `next_task` serves levels (and the injector) in order.
-                if preempted || !local.queues[level].is_empty() {
+                if outranked || !local.queues[level].is_empty() {
                     local.push_back(task);
                 } else {
-                    // Only the cap stopped it, and its queue is empty: it
-                    // is this worker's next task (after at most one
-                    // fairness or injector-first turn), so no sibling is
-                    // woken to steal it. Waking one would only move a
-                    // chain of spawns to another core and back: with no
-                    // spin before parking, a futex wake every few polls
-                    // (`chained_spawn`: +4 to 9% without this, README
+                    // Only the cap or the injector's turn stopped it, and
+                    // its queue is empty: it is this worker's next task
+                    // (after at most one fairness or injector-first turn),
+                    // so no sibling is woken to steal it. Waking one would
+                    // only move a chain of spawns to another core and back,
+                    // or wake a sibling that finds the task gone and parks
+                    // again: a futex wake for nothing every few polls, or
+                    // every injector interval (`chained_spawn`: 8 no-op
+                    // parks per chain of 1 000 and +15% with the injector's
+                    // turn waking; +4 to 9% with the cap waking, README
                     // "Performance"). Work queued behind it was announced
                     // when it was pushed.
                     local.push_back_quiet(task);
