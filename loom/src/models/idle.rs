@@ -5,6 +5,9 @@
 //!   `Pool::notify_parked`: `Idle::worker_to_notify` and an unpark) and
 //!   `Pool::push_pinned` (push to the inbox, then `Pool::wake_worker`:
 //!   `Idle::claim_parked` and an unpark);
+//! * a worker's own queue, which siblings steal from: `Local::push_back`
+//!   (push, then `notify_parked`) and a batch moved into it from a queue
+//!   searchers look at (`Pool::pop_injector`, then `Pool::batch_moved`);
 //! * the worker: `Core::steal_work` (`transition_worker_to_searching`),
 //!   `Core::run_task` (`transition_worker_from_searching`, waking the next
 //!   searcher) and `Core::park`: `transition_worker_to_parked`, then
@@ -68,6 +71,11 @@ impl Pool {
         }
     }
 
+    /// `Pool::batch_moved`.
+    fn batch_moved(&self) {
+        self.notify_parked();
+    }
+
     /// `Pool::push_remote` while the pool is open.
     fn push_remote(&self, task: usize) {
         self.injector.push(task);
@@ -93,7 +101,12 @@ impl Pool {
     /// Worker `index`'s loop until it has run one task or the pool closed;
     /// returns the task it ran.
     fn worker(&self, index: usize) -> Option<usize> {
-        let mut searching = false;
+        self.worker_searching(index, false)
+    }
+
+    /// [`worker`](Self::worker) for a worker that starts out counted as
+    /// searching (`searching`: a notifier claimed it).
+    fn worker_searching(&self, index: usize, mut searching: bool) -> Option<usize> {
         while !self.closed.load(Acquire) {
             // `next_task`: the inbox (worker 0 only), then the injector.
             let found = if index == 0 { self.pinned.pop() } else { None };
@@ -254,6 +267,47 @@ fn worker_that_could_not_search_parks_while_the_searcher_stops() {
             pool.notify_parked();
             assert_eq!(sibling.join().unwrap(), Some(7));
             assert_eq!(pool.idle.num_searching(), 0);
+        },
+    );
+}
+
+/// A worker that is not searching moves a batch from the injector into its
+/// own queue (`Pool::pop_injector`) while its sibling, the only searcher,
+/// looks: the batch is in neither queue while it moves, so the searcher
+/// finds both empty and parks as the last one, and its re-check may be as
+/// early. The mover then runs the batch's first task, which blocks it until
+/// the rest has run. The read-modify-write after the move
+/// (`Pool::batch_moved`) is what makes the rest reach the sibling.
+/// (crossbeam takes the batch off the injector with one compare-exchange;
+/// two pops here allow more interleavings, not fewer.)
+#[test]
+fn batch_moved_while_the_last_searcher_parks() {
+    check(
+        "idle: a batch moves between queues as the last searcher parks",
+        None,
+        || {
+            let pool = Pool::new(2);
+            pool.injector.push(7);
+            pool.injector.push(8);
+            // Worker 1 searches (it was woken for the injector's tasks).
+            assert!(pool.idle.transition_worker_to_searching());
+            let sibling = {
+                let pool = pool.clone();
+                thread::spawn(move || pool.worker_searching(1, true))
+            };
+            // Worker 0, not searching, takes a batch: the first task to
+            // run, the rest into its own queue.
+            let first = pool.injector.pop();
+            if let Some(rest) = pool.injector.pop() {
+                pool.local0.push(rest);
+                pool.batch_moved();
+            }
+            // Worker 0 runs `first`, which blocks it until the sibling has
+            // run a task: only the sibling can run the rest.
+            let ran = sibling.join().unwrap();
+            assert!(ran.is_some());
+            assert_ne!(ran, first);
+            assert!(pool.injector.is_empty() && pool.local0.is_empty());
         },
     );
 }

@@ -19,6 +19,11 @@
 //!   unparked or searching (and the parker's scan sees the work) or the
 //!   pusher sees it parked (and wakes it): no wake-up is lost, even for
 //!   work queued on a worker that then blocks (model-checked in `loom/`).
+//!   A worker that moves a batch into its own queue from one that searchers
+//!   look at does the same read-modify-write after the move
+//!   (`Pool::batch_moved`): the batch is in neither queue while it moves.
+//!   (The one task in a worker's LIFO slot is not in any queue, and waits
+//!   for that worker, as in tokio: see `worker`.)
 //! * A notified worker is removed from `sleepers` by the notifier, who also
 //!   counts it as unparked and searching; the worker learns it was notified by
 //!   no longer finding itself in `sleepers`.

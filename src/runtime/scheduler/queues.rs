@@ -75,7 +75,8 @@ impl Pool {
         // share for the dormant slots of an elastic pool.
         let want = (injector.len() / self.used_slots().len().max(1) + 1).min(MAX_INJECT_BATCH);
         // The popped task counts towards `want`.
-        let target = dest.len() + want - 1;
+        let start = dest.len();
+        let target = start + want - 1;
         let task = steal(|| injector.steal_batch_with_limit_and_pop(dest, want))?;
         // crossbeam moves at most half the queue (and one block) per call.
         while dest.len() < target {
@@ -86,7 +87,26 @@ impl Pool {
                 _ => break,
             }
         }
+        if dest.len() > start {
+            self.batch_moved();
+        }
         Some(task)
+    }
+
+    /// Called by a worker that has moved tasks from a queue siblings
+    /// search (the injector, its placed inbox, a sibling's queue) into its
+    /// own, after the move. While a batch is on its way it is in neither
+    /// queue, and a searcher that looks then finds both empty and may park
+    /// as the last one, its re-check as blind as its search. The
+    /// read-modify-write of the idle state in `notify_parked` orders the
+    /// move before whatever parks after it (whose re-check then sees the
+    /// batch) and wakes a sleeper if nobody searches any more: otherwise a
+    /// task of the batch could wait behind one that blocks this worker.
+    /// (tokio has the same window and no such call; model-checked in
+    /// `loom/`.) One read-modify-write a batch.
+    #[cold]
+    pub(super) fn batch_moved(&self) {
+        self.notify_parked();
     }
 
     /// Whether the injector of `level` (or the user's queue) is empty.

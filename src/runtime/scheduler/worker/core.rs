@@ -392,8 +392,14 @@ impl Core {
     #[cold]
     fn count_steal(&self, local: &Local, level: usize) {
         let counts = &local.counts;
+        let rest = local.queues[level].len();
         bump(&counts.steals, 1);
-        bump(&counts.stolen, 1 + local.queues[level].len() as u64);
+        bump(&counts.stolen, 1 + rest as u64);
+        if rest > 0 {
+            // The rest of the batch was on its way between two queues that
+            // searchers look at (see `Pool::batch_moved`).
+            local.pool.batch_moved();
+        }
     }
 
     /// Becomes a searcher (if not too many are) and steals, most urgent level
@@ -500,17 +506,22 @@ impl Core {
                     local.push_back(task);
                 } else {
                     // Only the cap or the injector's turn stopped it, and
-                    // its queue is empty: it is this worker's next task
-                    // (after at most one fairness or injector-first turn),
-                    // so no sibling is woken to steal it. Waking one would
-                    // only move a chain of spawns to another core and back,
-                    // or wake a sibling that finds the task gone and parks
-                    // again: a futex wake for nothing every few polls, or
-                    // every injector interval (`chained_spawn`: 8 no-op
-                    // parks per chain of 1 000 and +15% with the injector's
-                    // turn waking; +4 to 9% with the cap waking, README
-                    // "Performance"). Work queued behind it was announced
-                    // when it was pushed.
+                    // its queue is empty: it is the only work this worker
+                    // holds at its level, which it takes up again once the
+                    // injector's turn (or a fairness turn, or a user's
+                    // `Scheduler`) has been served, and which searching
+                    // siblings may still steal; so no parked sibling is
+                    // woken for it. Waking one would only move a chain of
+                    // spawns to another core and back, or wake a sibling
+                    // that finds the task gone and parks again: a futex
+                    // wake for nothing every few polls, or every injector
+                    // interval (`chained_spawn`: 8 no-op parks per chain of
+                    // 1 000 with the injector's turn waking; +4 to 9% in
+                    // wall time with the cap waking, README "Performance").
+                    // Work queued behind it was announced when it was
+                    // pushed. Whatever runs first (an injector task) was
+                    // announced too: a sibling that searched for it, found
+                    // it gone and parks, sees this task in its re-check.
                     local.push_back_quiet(task);
                 }
                 break;

@@ -160,21 +160,24 @@ impl Local {
     #[inline]
     pub(super) fn pop_inbox(&self, level: usize) -> Option<Runnable> {
         let inbox = self.inbox()?;
-        Self::pop_inbox_from(inbox, &self.queues[level], level)
+        self.pop_inbox_from(inbox, level)
     }
 
     #[inline(never)]
-    pub(super) fn pop_inbox_from(
-        inbox: &Inbox,
-        queue: &Deque<Runnable>,
-        level: usize,
-    ) -> Option<Runnable> {
+    fn pop_inbox_from(&self, inbox: &Inbox, level: usize) -> Option<Runnable> {
         for pinned in [&inbox.pinned[level], &inbox.local[level]] {
             if let Some(task) = steal(|| pinned.steal()) {
                 return Some(task);
             }
         }
-        steal(|| inbox.placed[level].steal_batch_and_pop(queue))
+        let queue = &self.queues[level];
+        let start = queue.len();
+        let task = steal(|| inbox.placed[level].steal_batch_and_pop(queue))?;
+        if queue.len() > start {
+            // Siblings steal from the placed inbox too (see `batch_moved`).
+            self.pool.batch_moved();
+        }
+        Some(task)
     }
 
     /// Cancels every task this worker holds, on its way out; the pool is
