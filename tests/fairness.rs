@@ -282,6 +282,78 @@ fn work_from_outside_is_reached_within_a_bounded_number_of_local_polls() {
 }
 
 #[test]
+fn local_work_is_not_starved_by_a_backlog_from_outside() {
+    // The mirror of the test above. A worker used to keep the injector
+    // first for as long as it held work once one injector turn had found
+    // some, moving a batch into its own queue at every tick: a backlog
+    // from outside (or a producer faster than the pool) held back every
+    // task the worker had already started (here one that yields; in a
+    // server, every woken connection) until the injector was empty. Now
+    // the injector gets every other tick while it has work, and a task in
+    // the worker's queue waits only for what is ahead of it there (which
+    // work from outside fills to 256 tasks at most) and for the injector
+    // tasks run on the ticks between.
+    watchdog(60, || {
+        const REMOTE: usize = 20_000;
+        // More yields than the longest injector interval (61 polls): the
+        // backlog gets its turns while the task runs.
+        const YIELDS: usize = 200;
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let remote_done = Arc::new(AtomicUsize::new(0));
+        let (ready_tx, ready_rx) = mpsc::channel::<()>();
+        let (pushed_tx, pushed_rx) = mpsc::channel::<()>();
+        let done = remote_done.clone();
+        let local = rt
+            .spawn(async move {
+                // Holds the worker until the whole backlog is queued.
+                ready_tx.send(()).unwrap();
+                pushed_rx.recv().unwrap();
+                let metrics = multipool::Handle::current().metrics();
+                // Remote tasks that ran between two polls of this task, and
+                // the most its worker's queue held.
+                let (mut worst_gap, mut deepest) = (0, 0);
+                let mut last = done.load(Ordering::SeqCst);
+                for _ in 0..YIELDS {
+                    multipool::task::yield_now().await;
+                    let now = done.load(Ordering::SeqCst);
+                    worst_gap = worst_gap.max(now - last);
+                    last = now;
+                    deepest = deepest.max(metrics.worker_local_queue_depth(0));
+                }
+                (worst_gap, deepest, last)
+            })
+            .start();
+        ready_rx.recv().unwrap();
+        let remotes: Vec<_> = (0..REMOTE)
+            .map(|_| {
+                let done = remote_done.clone();
+                rt.spawn(async move {
+                    done.fetch_add(1, Ordering::SeqCst);
+                })
+                .start()
+            })
+            .collect();
+        pushed_tx.send(()).unwrap();
+        let (worst_gap, deepest, at_end) = multipool::block_on(local).unwrap();
+        for remote in remotes {
+            multipool::block_on(remote).unwrap();
+        }
+        assert_eq!(remote_done.load(Ordering::SeqCst), REMOTE);
+        // At most 255 ahead of it in its queue, and an injector task on
+        // every other tick: 511. The old policy's gap was the whole
+        // backlog.
+        assert!(
+            worst_gap <= 511,
+            "{worst_gap} remote tasks ran between two polls of a local task \
+             (it finished with {at_end} of {REMOTE} done)"
+        );
+        // Work from outside fills a worker's queue to 256 at most: what the
+        // worker started stays near, not behind the whole backlog.
+        assert!(deepest <= 256, "the worker's queue held {deepest} tasks");
+    });
+}
+
+#[test]
 fn no_worker_idles_while_a_sibling_queue_holds_work() {
     watchdog(60, || {
         let rt = Runtime::builder().workers(2).build().unwrap();

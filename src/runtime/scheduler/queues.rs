@@ -20,8 +20,17 @@ use crate::runtime::task::Runnable;
 use crate::sync::Ordering;
 use crate::Priority;
 
-/// Most tasks a worker moves from an injector to its own queue at once.
+/// Most tasks a worker moves from an injector to its own queue at once, and
+/// how many of a level its own queue may hold before it takes the
+/// injector's tasks one at a time: a worker never takes in more remote
+/// work than it can start soon (see [`Pool::pop_injector`]).
 const MAX_INJECT_BATCH: usize = 256;
+
+/// While a worker drains the injector (see `worker::core`), it takes the
+/// next batch once its own queue at that level has fallen below this: a
+/// batch of at least half [`MAX_INJECT_BATCH`] for each read-modify-write
+/// of the injector's head, not one task for each.
+pub(super) const DRAIN_REFILL_BELOW: usize = MAX_INJECT_BATCH / 2;
 
 /// Runs a steal operation until it gives a definite answer: the task, or
 /// `None` for an empty queue. (`Steal::Retry` means it lost a race with
@@ -40,9 +49,19 @@ pub(super) fn steal<T>(mut op: impl FnMut() -> Steal<T>) -> Option<T> {
 impl Pool {
     /// Pops one task from the injector at `level` and moves a batch more
     /// into `dest` (the caller's own queue for that level): this worker's
-    /// fair share of what waits, `len / workers + 1`, at most
-    /// [`MAX_INJECT_BATCH`]. Taking many at once is what keeps a burst of
-    /// remote spawns from trickling in while the worker also has local work.
+    /// fair share of what waits, `len / workers + 1`, but no more than
+    /// fills `dest` to [`MAX_INJECT_BATCH`]. Taking many at once is what
+    /// keeps a burst of remote spawns from trickling in while the worker
+    /// also has local work.
+    ///
+    /// Why the fill bound: a worker that took a full share at every
+    /// injector turn, from a producer faster than the pool, grew its own
+    /// queue without bound. Every task that queue held had been started
+    /// (its timers armed, its registry entry made) and waited behind all
+    /// the others, so its memory was cold by its next poll: timer churn
+    /// spawned from outside cost 4 to 10 times more per timer than spawned
+    /// inside (`timer_churn_remote`; README, "Performance", stop 30). The
+    /// rest waits in the injector, where siblings take it too.
     ///
     /// The empty check is inlined: every tick looks at the levels above the
     /// one it serves, and those are empty nearly always.
@@ -73,7 +92,9 @@ impl Pool {
         // Shared among the slots in use rather than the workers running
         // now: no read of the contended idle state on this path, and no
         // share for the dormant slots of an elastic pool.
-        let want = (injector.len() / self.used_slots().len().max(1) + 1).min(MAX_INJECT_BATCH);
+        let share = injector.len() / self.used_slots().len().max(1) + 1;
+        let room = MAX_INJECT_BATCH.saturating_sub(dest.len()).max(1);
+        let want = share.min(room);
         // The popped task counts towards `want`.
         let start = dest.len();
         let target = start + want - 1;

@@ -12,6 +12,7 @@ use crate::priority::{levels, PerLevel};
 use crate::runtime::guard::guard_user;
 use crate::runtime::hooks::{Hook, Hooks, ParkHook};
 use crate::runtime::scheduler::counters::bump;
+use crate::runtime::scheduler::queues::DRAIN_REFILL_BELOW;
 use crate::runtime::scheduler::{SchedulerContext, NO_SHARE};
 use crate::runtime::task::Runnable;
 use crate::runtime::time::driver::OwnWheel;
@@ -27,6 +28,12 @@ const INJECTOR_TARGET: Duration = Duration::from_micros(100);
 /// Upper bound of the injector interval in ticks (tokio seeds its interval
 /// at 61, as Go fixes it).
 const MAX_INJECTOR_INTERVAL: u32 = 61;
+
+/// Lower bound of the injector interval in ticks, and the interval while
+/// draining: at 1 every tick would serve the injector first, and a
+/// producer that keeps it full would starve the worker's own queue. At 2
+/// the two alternate at worst (tokio's lower bound is 2 as well).
+const MIN_INJECTOR_INTERVAL: u32 = 2;
 
 /// Longest run of LIFO-slot polls after a task (as in tokio).
 pub(super) const MAX_LIFO_POLLS: u32 = 3;
@@ -90,12 +97,18 @@ pub(super) struct Core {
     /// LIFO polls allowed in a row at the current mean poll time; see
     /// `LIFO_BUDGET`.
     pub(super) lifo_cap: u32,
-    /// Set when an injector-first check found work: the injector stays
-    /// first until it is empty, so a burst of remote work is taken in
-    /// without a long local poll between each batch.
+    /// Set when an injector-first check found work, cleared when one finds
+    /// none: while set, every [`MIN_INJECTOR_INTERVAL`]-th tick is
+    /// injector-first for a queue that runs low, so a burst of remote
+    /// work is taken in without a long run of local polls between two
+    /// batches, and the worker's own queue still gets every other tick
+    /// (see the module docs).
     pub(super) draining: bool,
-    /// Tick and time of the last injector-first check, to measure the mean
-    /// poll time; reset after parking so idle time does not count.
+    /// The tick of the last injector-first check.
+    pub(super) injector_checked: u32,
+    /// Tick and time of the last tuning of the injector interval (at an
+    /// injector-first check once the interval has passed), to measure the
+    /// mean poll time; reset after parking so idle time does not count.
     pub(super) interval_start: (u32, Instant),
     pub(super) searching: bool,
     /// Set when the worker retired (see the module docs): the loop ends.
@@ -140,6 +153,7 @@ impl Core {
             injector_interval: MAX_INJECTOR_INTERVAL,
             lifo_cap: MAX_LIFO_POLLS,
             draining: false,
+            injector_checked: 0,
             interval_start: (0, Instant::now()),
             searching: false,
             retired: false,
@@ -199,10 +213,16 @@ impl Core {
     pub(super) fn next_task(&mut self, local: &Local) -> Option<Runnable> {
         let pool = &*local.pool;
         let injector_first = self.injector_due();
-        if injector_first && !self.draining {
-            self.tune_injector_interval(local);
+        // The periodic turn always serves the injector; a draining turn
+        // only refills a queue that runs low (see `DRAIN_REFILL_BELOW`).
+        let mut periodic = false;
+        if injector_first {
+            periodic = self.interval_passed();
+            if periodic {
+                self.tune_injector_interval(local);
+            }
+            self.injector_checked = self.tick;
         }
-        self.draining = false;
         // An injector-first tick is never given away: a share due now is
         // served on the next tick (its credit keeps counting).
         if !injector_first {
@@ -213,9 +233,10 @@ impl Core {
             }
         }
         for level in levels() {
-            if injector_first {
-                if let Some(task) = pool.pop_injector(level, &local.queues[level]) {
-                    self.draining = true;
+            if injector_first && (periodic || local.queues[level].len() < DRAIN_REFILL_BELOW) {
+                let found = pool.pop_injector(level, &local.queues[level]);
+                self.draining = found.is_some();
+                if let Some(task) = found {
                     return Some(self.took(level, task));
                 }
             }
@@ -314,10 +335,19 @@ impl Core {
         }
     }
 
-    /// Whether the injector interval has passed since the last
-    /// injector-first check.
+    /// Whether this tick serves the injector first: the injector interval
+    /// has passed since the last tuning, or the worker is draining the
+    /// injector; never two ticks in a row.
+    #[inline]
     pub(super) fn injector_due(&self) -> bool {
-        self.draining || self.tick.wrapping_sub(self.interval_start.0) >= self.injector_interval
+        (self.draining || self.interval_passed())
+            && self.tick.wrapping_sub(self.injector_checked) >= MIN_INJECTOR_INTERVAL
+    }
+
+    /// Whether the injector interval has passed since the last tuning.
+    #[inline]
+    fn interval_passed(&self) -> bool {
+        self.tick.wrapping_sub(self.interval_start.0) >= self.injector_interval
     }
 
     /// Re-derives the injector interval from the mean poll time since the
@@ -335,7 +365,8 @@ impl Core {
         let ticks = self.tick.wrapping_sub(start_tick).max(1);
         let mean_poll = now.saturating_duration_since(start) / ticks;
         let interval = INJECTOR_TARGET.as_nanos() / mean_poll.as_nanos().max(1);
-        self.injector_interval = (interval as u32).clamp(1, MAX_INJECTOR_INTERVAL);
+        self.injector_interval =
+            (interval as u32).clamp(MIN_INJECTOR_INTERVAL, MAX_INJECTOR_INTERVAL);
         self.publish_polls(local);
         let lifo_polls = LIFO_BUDGET.as_nanos() / mean_poll.as_nanos().max(1);
         self.lifo_cap = (lifo_polls as u32).min(MAX_LIFO_POLLS);

@@ -6,11 +6,20 @@
 //! 1. once per *injector interval*, the injector first, so work from outside
 //!    the pool cannot be starved by tasks that keep spawning locally. The
 //!    interval adapts to the mean poll time so that the injector is served
-//!    about every [`INJECTOR_TARGET`] (every 1 to [`MAX_INJECTOR_INTERVAL`]
-//!    polls), like tokio's self-tuning global queue interval; once such a
-//!    check finds work, the injector stays first until it is empty
-//!    ("draining"), so a burst of remote spawns is not taken in one batch
-//!    per long local poll;
+//!    about every [`INJECTOR_TARGET`] (every [`MIN_INJECTOR_INTERVAL`] to
+//!    [`MAX_INJECTOR_INTERVAL`] polls), like tokio's self-tuning global
+//!    queue interval. Such a turn runs one task and moves a batch more into
+//!    the worker's own queue, which work from outside fills to at most
+//!    `MAX_INJECT_BATCH` tasks (see `Pool::pop_injector`). Once a turn finds
+//!    work, the worker *drains* the injector until a turn finds it empty:
+//!    every other tick, it refills its queue with the next batch if the
+//!    queue has fallen below half that bound. A burst of remote spawns is
+//!    so taken in without a long run of local polls between two batches,
+//!    in batches of at least half the bound. Neither side starves the
+//!    other: however fast a producer spawns, a task in the worker's queue
+//!    waits only for what is ahead of it there and for one injector task
+//!    per injector turn, and the injector is served at least every
+//!    [`MAX_INJECTOR_INTERVAL`] polls (`tests/fairness.rs`);
 //! 2. its own queue;
 //! 3. the injector (taking a batch into its own queue);
 //! 4. for High and Normal, when the pool's level hint says a sibling may hold
