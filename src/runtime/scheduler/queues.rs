@@ -20,16 +20,20 @@ use crate::runtime::task::Runnable;
 use crate::sync::Ordering;
 use crate::Priority;
 
-/// Most tasks a worker moves from an injector to its own queue at once, and
-/// how many of a level its own queue may hold before it takes the
-/// injector's tasks one at a time: a worker never takes in more remote
-/// work than it can start soon (see [`Pool::pop_injector`]).
+/// Most tasks a worker takes from an injector at once (the one it runs and
+/// the batch it moves), and the bound on moving: a batch moved from an
+/// injector brings the worker's queue at that level to at most one less
+/// than this. Past that, an injector turn takes the one task it runs, so a
+/// worker never takes in more remote work than it can start soon (see
+/// [`Pool::pop_injector`]). Local spawns, wake-ups and yields still queue
+/// without bound.
 const MAX_INJECT_BATCH: usize = 256;
 
-/// While a worker drains the injector (see `worker::core`), it takes the
-/// next batch once its own queue at that level has fallen below this: a
-/// batch of at least half [`MAX_INJECT_BATCH`] for each read-modify-write
-/// of the injector's head, not one task for each.
+/// While a worker drains an injector (see `worker::core`), it refills its
+/// own queue at that level from it once the queue has fallen below this,
+/// rather than at every other tick: a refill then moves a batch (up to the
+/// worker's share of what waits), where a turn at a queue that is already
+/// full takes one task, a read-modify-write of the injector's head each.
 pub(super) const DRAIN_REFILL_BELOW: usize = MAX_INJECT_BATCH / 2;
 
 /// Runs a steal operation until it gives a definite answer: the task, or
@@ -50,7 +54,7 @@ impl Pool {
     /// Pops one task from the injector at `level` and moves a batch more
     /// into `dest` (the caller's own queue for that level): this worker's
     /// fair share of what waits, `len / workers + 1`, but no more than
-    /// fills `dest` to [`MAX_INJECT_BATCH`]. Taking many at once is what
+    /// brings `dest` to `MAX_INJECT_BATCH - 1`. Taking many at once is what
     /// keeps a burst of remote spawns from trickling in while the worker
     /// also has local work.
     ///

@@ -97,18 +97,18 @@ pub(super) struct Core {
     /// LIFO polls allowed in a row at the current mean poll time; see
     /// `LIFO_BUDGET`.
     pub(super) lifo_cap: u32,
-    /// Set when an injector-first check found work, cleared when one finds
-    /// none: while set, every [`MIN_INJECTOR_INTERVAL`]-th tick is
-    /// injector-first for a queue that runs low, so a burst of remote
-    /// work is taken in without a long run of local polls between two
-    /// batches, and the worker's own queue still gets every other tick
-    /// (see the module docs).
-    pub(super) draining: bool,
-    /// The tick of the last injector-first check.
+    /// The level whose injector the last injector-first pop took a task
+    /// from, until an injector-first tick finds that injector empty: its
+    /// queue here is refilled whenever it runs low (see the module docs),
+    /// so a burst of remote work is taken in without a long run of local
+    /// polls between two batches.
+    pub(super) draining: Option<usize>,
+    /// The tick of the last injector-first tick, from which the next
+    /// periodic turn counts.
     pub(super) injector_checked: u32,
-    /// Tick and time of the last tuning of the injector interval (at an
-    /// injector-first check once the interval has passed), to measure the
-    /// mean poll time; reset after parking so idle time does not count.
+    /// Tick and time of the last tuning of the injector interval (once
+    /// per interval), to measure the mean poll time; reset after parking
+    /// so idle time does not count.
     pub(super) interval_start: (u32, Instant),
     pub(super) searching: bool,
     /// Set when the worker retired (see the module docs): the loop ends.
@@ -152,7 +152,7 @@ impl Core {
             tick: 0,
             injector_interval: MAX_INJECTOR_INTERVAL,
             lifo_cap: MAX_LIFO_POLLS,
-            draining: false,
+            draining: None,
             injector_checked: 0,
             interval_start: (0, Instant::now()),
             searching: false,
@@ -212,15 +212,14 @@ impl Core {
     #[inline]
     pub(super) fn next_task(&mut self, local: &Local) -> Option<Runnable> {
         let pool = &*local.pool;
-        let injector_first = self.injector_due();
-        // The periodic turn always serves the injector; a draining turn
-        // only refills a queue that runs low (see `DRAIN_REFILL_BELOW`).
-        let mut periodic = false;
+        if self.tick.wrapping_sub(self.interval_start.0) >= self.injector_interval {
+            self.tune_injector_interval(local);
+        }
+        // The periodic turn serves every level's injector; a refill turn
+        // only a level whose queue runs low (see `DRAIN_REFILL_BELOW`).
+        let periodic = self.periodic_due();
+        let injector_first = periodic || self.refill_due(local);
         if injector_first {
-            periodic = self.interval_passed();
-            if periodic {
-                self.tune_injector_interval(local);
-            }
             self.injector_checked = self.tick;
         }
         // An injector-first tick is never given away: a share due now is
@@ -234,10 +233,12 @@ impl Core {
         }
         for level in levels() {
             if injector_first && (periodic || local.queues[level].len() < DRAIN_REFILL_BELOW) {
-                let found = pool.pop_injector(level, &local.queues[level]);
-                self.draining = found.is_some();
-                if let Some(task) = found {
+                if let Some(task) = pool.pop_injector(level, &local.queues[level]) {
+                    self.draining = Some(level);
                     return Some(self.took(level, task));
+                }
+                if self.draining == Some(level) {
+                    self.draining = None;
                 }
             }
             if let Some(task) = local.pop_queue(level) {
@@ -335,19 +336,29 @@ impl Core {
         }
     }
 
-    /// Whether this tick serves the injector first: the injector interval
-    /// has passed since the last tuning, or the worker is draining the
-    /// injector; never two ticks in a row.
+    /// Whether this tick serves the injector first (see the module docs):
+    /// the periodic turn or a refill turn is due. Never two ticks in a row.
     #[inline]
-    pub(super) fn injector_due(&self) -> bool {
-        (self.draining || self.interval_passed())
-            && self.tick.wrapping_sub(self.injector_checked) >= MIN_INJECTOR_INTERVAL
+    pub(super) fn injector_due(&self, local: &Local) -> bool {
+        self.periodic_due() || self.refill_due(local)
     }
 
-    /// Whether the injector interval has passed since the last tuning.
+    /// Whether the injector interval has passed since the last
+    /// injector-first tick (of either kind).
     #[inline]
-    fn interval_passed(&self) -> bool {
-        self.tick.wrapping_sub(self.interval_start.0) >= self.injector_interval
+    fn periodic_due(&self) -> bool {
+        self.tick.wrapping_sub(self.injector_checked) >= self.injector_interval
+    }
+
+    /// Whether the level being drained has fallen below
+    /// [`DRAIN_REFILL_BELOW`] in this worker's queue, at least
+    /// [`MIN_INJECTOR_INTERVAL`] ticks after the last injector-first tick.
+    #[inline]
+    fn refill_due(&self, local: &Local) -> bool {
+        self.draining.is_some_and(|level| {
+            self.tick.wrapping_sub(self.injector_checked) >= MIN_INJECTOR_INTERVAL
+                && local.queues[level].len() < DRAIN_REFILL_BELOW
+        })
     }
 
     /// Re-derives the injector interval from the mean poll time since the
@@ -530,7 +541,7 @@ impl Core {
             // More urgent work goes first: a sibling may take this task
             // meanwhile.
             let outranked = local.more_urgent_queued(level) || local.pool.is_closed();
-            if outranked || self.injector_due() || self.lifo_polls >= self.lifo_cap {
+            if outranked || self.injector_due(local) || self.lifo_polls >= self.lifo_cap {
                 // The task loses its turn: to the back of its queue, where
                 // `next_task` serves levels (and the injector) in order.
                 if outranked || !local.queues[level].is_empty() {

@@ -9,17 +9,19 @@
 //!    about every [`INJECTOR_TARGET`] (every [`MIN_INJECTOR_INTERVAL`] to
 //!    [`MAX_INJECTOR_INTERVAL`] polls), like tokio's self-tuning global
 //!    queue interval. Such a turn runs one task and moves a batch more into
-//!    the worker's own queue, which work from outside fills to at most
-//!    `MAX_INJECT_BATCH` tasks (see `Pool::pop_injector`). Once a turn finds
-//!    work, the worker *drains* the injector until a turn finds it empty:
-//!    every other tick, it refills its queue with the next batch if the
-//!    queue has fallen below half that bound. A burst of remote spawns is
-//!    so taken in without a long run of local polls between two batches,
-//!    in batches of at least half the bound. Neither side starves the
-//!    other: however fast a producer spawns, a task in the worker's queue
-//!    waits only for what is ahead of it there and for one injector task
-//!    per injector turn, and the injector is served at least every
-//!    [`MAX_INJECTOR_INTERVAL`] polls (`tests/fairness.rs`);
+//!    the worker's own queue, but only up to 255 tasks at that level
+//!    (`MAX_INJECT_BATCH`; see `Pool::pop_injector`). Once a turn takes a
+//!    task, the worker *drains* that level's injector until a turn finds it
+//!    empty: whenever its own queue at that level falls below 128
+//!    (`DRAIN_REFILL_BELOW`), the next tick but one refills it. A burst of
+//!    remote spawns is so taken in without a long run of local polls
+//!    between two batches. Injector-first ticks are never two in a row,
+//!    and the periodic turn counts from the last one. Neither side starves
+//!    the other: however fast a producer spawns, a task in the worker's
+//!    queue waits for what is ahead of it there (and their LIFO
+//!    follow-ups) and at most one injector task per tick between, and the
+//!    injector is served at least every [`MAX_INJECTOR_INTERVAL`] polls
+//!    (`tests/fairness.rs`);
 //! 2. its own queue;
 //! 3. the injector (taking a batch into its own queue);
 //! 4. for High and Normal, when the pool's level hint says a sibling may hold
