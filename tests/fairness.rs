@@ -283,6 +283,19 @@ fn work_from_outside_is_reached_within_a_bounded_number_of_local_polls() {
 
 #[test]
 fn local_work_is_not_starved_by_a_backlog_from_outside() {
+    local_work_is_not_starved_by_a_backlog_from_outside_at(Priority::Normal);
+}
+
+#[test]
+fn local_high_work_is_not_starved_by_a_high_backlog_from_outside() {
+    // The most urgent level is looked at first on every injector turn: its
+    // drain must not end any sooner, nor starve its queue any longer.
+    local_work_is_not_starved_by_a_backlog_from_outside_at(Priority::High);
+}
+
+/// The local task and the backlog both at `priority` (no other level in
+/// use, so no minimum-share turn comes between).
+fn local_work_is_not_starved_by_a_backlog_from_outside_at(priority: Priority) {
     // The mirror of the test above. A worker used to keep the injector
     // first for as long as it held work once one injector turn had found
     // some, moving a batch into its own queue at every tick: a backlog
@@ -292,7 +305,7 @@ fn local_work_is_not_starved_by_a_backlog_from_outside() {
     // task in the worker's queue waits for what is ahead of it there
     // (which work from outside fills to 255 tasks at most) and for the
     // injector tasks run on the ticks between, never two in a row.
-    watchdog(60, || {
+    watchdog(60, move || {
         const REMOTE: usize = 20_000;
         // More yields than the longest injector interval (61 polls): the
         // backlog gets its turns while the task runs.
@@ -321,6 +334,7 @@ fn local_work_is_not_starved_by_a_backlog_from_outside() {
                 }
                 (worst_gap, deepest, last)
             })
+            .priority(priority)
             .start();
         ready_rx.recv().unwrap();
         let remotes: Vec<_> = (0..REMOTE)
@@ -329,6 +343,7 @@ fn local_work_is_not_starved_by_a_backlog_from_outside() {
                 rt.spawn(async move {
                     done.fetch_add(1, Ordering::SeqCst);
                 })
+                .priority(priority)
                 .start()
             })
             .collect();
