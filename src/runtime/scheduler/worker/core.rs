@@ -29,10 +29,11 @@ const INJECTOR_TARGET: Duration = Duration::from_micros(100);
 /// at 61, as Go fixes it).
 const MAX_INJECTOR_INTERVAL: u32 = 61;
 
-/// Lower bound of the injector interval in ticks, and the interval while
-/// draining: at 1 every tick would serve the injector first, and a
-/// producer that keeps it full would starve the worker's own queue. At 2
-/// the two alternate at worst (tokio's lower bound is 2 as well).
+/// Lower bound of the injector interval in ticks, and the least gap
+/// between two injector-first ticks of either kind: at 1 every tick could
+/// serve the injector first, and a producer that keeps it full would
+/// starve the worker's own queue. At 2 the two alternate at worst (tokio's
+/// lower bound is 2 as well).
 const MIN_INJECTOR_INTERVAL: u32 = 2;
 
 /// Longest run of LIFO-slot polls after a task (as in tokio).
@@ -362,7 +363,7 @@ impl Core {
     }
 
     /// Re-derives the injector interval from the mean poll time since the
-    /// last check.
+    /// last tuning.
     pub(super) fn tune_injector_interval(&mut self, local: &Local) {
         // Also the moment to look after siblings' overdue timers, and to
         // run the busy-tick hook.
