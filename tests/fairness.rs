@@ -407,3 +407,118 @@ fn no_worker_idles_while_a_sibling_queue_holds_work() {
         }
     });
 }
+
+/// Where the task that competes with a worker's own queue waits.
+#[derive(Clone, Copy, Debug)]
+enum Inbox {
+    /// `Spawn::worker`: only that worker may run it.
+    Pinned,
+    /// `spawn_local`: only that worker, on its thread.
+    Local,
+    /// Sent to the worker by `Placement::RoundRobin`.
+    Placed,
+}
+
+#[test]
+fn a_pinned_task_is_not_starved_by_its_workers_queue() {
+    inbox_is_not_starved_by_the_queue(Inbox::Pinned);
+}
+
+#[test]
+fn a_spawn_local_task_is_not_starved_by_its_workers_queue() {
+    inbox_is_not_starved_by_the_queue(Inbox::Local);
+}
+
+#[test]
+fn a_placed_task_is_not_starved_by_its_workers_queue() {
+    inbox_is_not_starved_by_the_queue(Inbox::Placed);
+}
+
+/// One worker; a task in its own queue yields in a loop; a second task
+/// waits in one of the worker's inboxes and yields 50 times. A worker used
+/// to look at its inboxes only once its queue was empty, which a yielding
+/// task never leaves it: the second task never ran (the watchdog fired).
+/// Now the two take turns: exactly one poll of the yielder between two
+/// polls of the other.
+fn inbox_is_not_starved_by_the_queue(inbox: Inbox) {
+    watchdog(60, move || {
+        const YIELDS: usize = 50;
+        let mut builder = Runtime::builder().workers(1);
+        if let Inbox::Placed = inbox {
+            builder = builder.placement(multipool::Placement::RoundRobin);
+        }
+        let rt = builder.build().unwrap();
+        // Polls of the yielder since the other task was queued.
+        let queue_polls = Arc::new(AtomicUsize::new(0));
+        let armed = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let other = {
+            let (queue_polls, stop) = (queue_polls.clone(), stop.clone());
+            move || async move {
+                // Yielder polls before the first poll of this task, and
+                // the most between two of its polls after that.
+                let first_wait = queue_polls.load(Ordering::SeqCst);
+                let (mut worst_gap, mut last) = (0, first_wait);
+                for _ in 0..YIELDS {
+                    multipool::task::yield_now().await;
+                    let now = queue_polls.load(Ordering::SeqCst);
+                    worst_gap = worst_gap.max(now - last);
+                    last = now;
+                }
+                stop.store(true, Ordering::SeqCst);
+                (first_wait, worst_gap)
+            }
+        };
+        let (local_tx, local_rx) = mpsc::channel();
+        let (started_tx, started_rx) = mpsc::channel();
+        let yielder = {
+            let (queue_polls, armed, stop) = (queue_polls.clone(), armed.clone(), stop.clone());
+            let other = other.clone();
+            rt.spawn(async move {
+                started_tx.send(()).unwrap();
+                if let Inbox::Local = inbox {
+                    local_tx.send(multipool::spawn_local(other())).unwrap();
+                    armed.store(true, Ordering::SeqCst);
+                }
+                let mut polls = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    if armed.load(Ordering::SeqCst) {
+                        queue_polls.fetch_add(1, Ordering::SeqCst);
+                    }
+                    polls += 1;
+                    multipool::task::yield_now().await;
+                }
+                polls
+            })
+            .start()
+        };
+        started_rx.recv().unwrap();
+        let (first_wait, worst_gap) = match inbox {
+            Inbox::Local => multipool::block_on(local_rx.recv().unwrap()),
+            Inbox::Pinned | Inbox::Placed => {
+                let spawn = rt.spawn(other());
+                let handle = match inbox {
+                    Inbox::Pinned => spawn.worker(0).start(),
+                    _ => spawn.start(),
+                };
+                armed.store(true, Ordering::SeqCst);
+                multipool::block_on(handle)
+            }
+        }
+        .unwrap();
+        let polls = multipool::block_on(yielder).unwrap();
+        // Queued, the task waits for the yielder's current poll and at most
+        // one more (when the worker's last pick was from an inbox: the
+        // queue's turn); `armed` is set once it is queued, so it may count
+        // either. Then the two alternate.
+        assert!(
+            first_wait <= 2,
+            "{inbox:?}: the yielder ran {first_wait} times before the other task's first poll"
+        );
+        assert_eq!(
+            worst_gap, 1,
+            "{inbox:?}: the most polls of the yielder between two polls of the \
+             other task ({polls} polls in all)"
+        );
+    });
+}

@@ -242,10 +242,7 @@ impl Core {
                     self.draining = None;
                 }
             }
-            if let Some(task) = local.pop_queue(level) {
-                return Some(self.took(level, task));
-            }
-            if let Some(task) = local.pop_inbox(level) {
+            if let Some(task) = local.pop_own(level) {
                 return Some(self.took(level, task));
             }
             if !injector_first {

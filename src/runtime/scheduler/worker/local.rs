@@ -36,6 +36,9 @@ pub(super) struct Local {
     pub(super) in_park_hook: Cell<bool>,
     /// This worker's inboxes (its slot's), reached without indexing.
     pub(super) inbox: Arc<OnceLock<Box<Inbox>>>,
+    /// Whether this worker's inboxes go before its own queue at the next
+    /// pick that finds work in both (see [`pop_own`](Self::pop_own)).
+    pub(super) inbox_next: Cell<bool>,
     /// Set once the worker ran its last task (its stop hooks run).
     pub(super) stopping: Cell<bool>,
     /// The task being polled (its pointer, which is also its waker's
@@ -119,12 +122,40 @@ impl Local {
         }
     }
 
-    /// A task of `level` from this worker's own queue, then its inboxes,
-    /// then the pool's injector (taking a batch from there).
+    /// A task of `level` from this worker's own queue or its inboxes, in
+    /// turn (see [`pop_own`](Self::pop_own)), then the pool's injector
+    /// (taking a batch from there).
     pub(super) fn pop_level(&self, level: usize) -> Option<Runnable> {
-        self.pop_queue(level)
-            .or_else(|| self.pop_inbox(level))
+        self.pop_own(level)
             .or_else(|| self.pool.pop_injector(level, &self.queues[level]))
+    }
+
+    /// A task of `level` from this worker's own queue or its inboxes. When
+    /// both hold work the two take turns, one task each: the inboxes hold
+    /// what only this worker may run (pinned and `spawn_local` tasks) and
+    /// what placement sent it, which no sibling takes while all are busy,
+    /// so serving them only once the queue is empty starved them behind a
+    /// single task that keeps yielding (`tests/fairness.rs`). A pool whose
+    /// workers have no inbox (no placement, pinning or `spawn_local` yet)
+    /// pays one load.
+    #[inline]
+    pub(super) fn pop_own(&self, level: usize) -> Option<Runnable> {
+        let Some(inbox) = self.inbox() else {
+            return self.pop_queue(level);
+        };
+        if self.inbox_next.get() {
+            if let Some(task) = self.pop_inbox_from(inbox, level) {
+                self.inbox_next.set(false);
+                return Some(task);
+            }
+            self.pop_queue(level)
+        } else {
+            if let Some(task) = self.pop_queue(level) {
+                self.inbox_next.set(true);
+                return Some(task);
+            }
+            self.pop_inbox_from(inbox, level)
+        }
     }
 
     /// Whether a queue this worker serves holds work more urgent than `level`.
@@ -157,12 +188,6 @@ impl Local {
 
     /// A task of `level` from this worker's inboxes: pinned ones first
     /// (nobody else can run them), then a batch of placed ones.
-    #[inline]
-    pub(super) fn pop_inbox(&self, level: usize) -> Option<Runnable> {
-        let inbox = self.inbox()?;
-        self.pop_inbox_from(inbox, level)
-    }
-
     #[inline(never)]
     fn pop_inbox_from(&self, inbox: &Inbox, level: usize) -> Option<Runnable> {
         for pinned in [&inbox.pinned[level], &inbox.local[level]] {

@@ -19,10 +19,13 @@
 //!    and the periodic turn counts from the last one. Neither side starves
 //!    the other: however fast a producer spawns, a task in the worker's
 //!    queue waits for what is ahead of it there (and their LIFO
-//!    follow-ups) and at most one injector task per tick between, and the
-//!    injector is served at least every [`MAX_INJECTOR_INTERVAL`] polls
-//!    (`tests/fairness.rs`);
-//! 2. its own queue;
+//!    follow-ups), with at most two injector tasks (one when its inboxes
+//!    are empty) between two of them, and the injector is served at least
+//!    every [`MAX_INJECTOR_INTERVAL`] polls (`tests/fairness.rs`);
+//! 2. its own queue and its inboxes (tasks pinned to it, its `spawn_local`
+//!    tasks, tasks placement sent it), one task from each in turn while
+//!    both hold work: no sibling takes from the inboxes while all are busy,
+//!    so neither side may wait for the other to run dry;
 //! 3. the injector (taking a batch into its own queue);
 //! 4. for High and Normal, when the pool's level hint says a sibling may hold
 //!    such work: a batch stolen from a sibling, so a busy worker does not run
@@ -198,6 +201,7 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
         lifo: Cell::new(None),
         lifo_enabled: Cell::new(false),
         in_park_hook: Cell::new(false),
+        inbox_next: Cell::new(false),
         stopping: Cell::new(false),
         running: Cell::new(ptr::null()),
         publish_polls,
