@@ -102,7 +102,8 @@ pub(super) struct Core {
     /// from, until an injector-first tick finds that injector empty: its
     /// queue here is refilled whenever it runs low (see the module docs),
     /// so a burst of remote work is taken in without a long run of local
-    /// polls between two batches.
+    /// polls between two batches. Never a level with a user's `RunQueue`
+    /// (see `next_task`).
     pub(super) draining: Option<usize>,
     /// The tick of the last injector-first tick, from which the next
     /// periodic turn counts.
@@ -235,7 +236,15 @@ impl Core {
         for level in levels() {
             if injector_first && (periodic || local.queues[level].len() < DRAIN_REFILL_BELOW) {
                 if let Some(task) = pool.pop_injector(level, &local.queues[level]) {
-                    self.draining = Some(level);
+                    // A user's queue hands out one task a turn and holds
+                    // every task of its level (this worker's queue there
+                    // stays empty): there is no batch to refill, and
+                    // draining it would only make every other tick
+                    // injector-first, over the pool's `Scheduler` and the
+                    // LIFO slot.
+                    if pool.custom_queues[level].is_none() {
+                        self.draining = Some(level);
+                    }
                     return Some(self.took(level, task));
                 }
                 if self.draining == Some(level) {
