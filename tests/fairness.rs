@@ -371,6 +371,99 @@ fn local_work_is_not_starved_by_a_backlog_from_outside_at(priority: Priority) {
 }
 
 #[test]
+fn local_work_on_every_worker_is_not_starved_by_a_shared_backlog() {
+    // The test above on two workers: each takes its share of the backlog
+    // (half of what waits, less as it runs out), and each keeps serving
+    // the task it started. Counted per worker: the remote tasks a worker
+    // ran between two polls of its own yielding task.
+    watchdog(60, || {
+        const WORKERS: usize = 2;
+        const REMOTE: usize = 20_000;
+        const YIELDS: usize = 200;
+        let rt = Runtime::builder().workers(WORKERS).build().unwrap();
+        let ran: Arc<[AtomicUsize; WORKERS]> = Arc::new(Default::default());
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut go = Vec::new();
+        // A task pinned to each worker spawns the yielder there (a local
+        // spawn: the worker's own queue), then holds the worker until the
+        // whole backlog is queued.
+        let holders: Vec<_> = (0..WORKERS)
+            .map(|worker| {
+                let (go_tx, go_rx) = mpsc::channel::<()>();
+                go.push(go_tx);
+                let (ran, ready_tx) = (ran.clone(), ready_tx.clone());
+                rt.spawn(async move {
+                    let yielder = multipool::spawn(yield_and_watch(ran, YIELDS)).start();
+                    ready_tx.send((worker, yielder)).unwrap();
+                    go_rx.recv().unwrap();
+                })
+                .worker(worker)
+                .start()
+            })
+            .collect();
+        let yielders: Vec<_> = (0..WORKERS).map(|_| ready_rx.recv().unwrap()).collect();
+        let remotes: Vec<_> = (0..REMOTE)
+            .map(|_| {
+                let ran = ran.clone();
+                rt.spawn(async move {
+                    let worker = multipool::worker_index().unwrap();
+                    ran[worker].fetch_add(1, Ordering::SeqCst);
+                })
+                .start()
+            })
+            .collect();
+        for go in go {
+            go.send(()).unwrap();
+        }
+        for holder in holders {
+            multipool::block_on(holder).unwrap();
+        }
+        for (worker, yielder) in yielders {
+            let (worst_gap, deepest) = multipool::block_on(yielder).unwrap();
+            // The bounds of the one-worker test, per worker.
+            assert!(
+                worst_gap <= 509,
+                "worker {worker}: {worst_gap} remote tasks ran between two polls of its task"
+            );
+            assert!(
+                deepest <= 254,
+                "worker {worker}: its queue held {deepest} tasks"
+            );
+        }
+        for remote in remotes {
+            multipool::block_on(remote).unwrap();
+        }
+        let total: usize = ran.iter().map(|n| n.load(Ordering::SeqCst)).sum();
+        assert_eq!(total, REMOTE);
+    });
+}
+
+/// Yields `yields` times; returns the most tasks counted in `ran` (per
+/// worker) that its worker ran between two of its polls, and the most its
+/// worker's queue held at one of them. A gap across a move to another
+/// worker (a steal, once the backlog is gone) is not counted.
+async fn yield_and_watch<const N: usize>(
+    ran: Arc<[AtomicUsize; N]>,
+    yields: usize,
+) -> (usize, usize) {
+    let metrics = multipool::Handle::current().metrics();
+    let (mut worst_gap, mut deepest) = (0, 0);
+    let worker = multipool::worker_index().unwrap();
+    let mut last = (worker, ran[worker].load(Ordering::SeqCst));
+    for _ in 0..yields {
+        multipool::task::yield_now().await;
+        let worker = multipool::worker_index().unwrap();
+        let now = ran[worker].load(Ordering::SeqCst);
+        if worker == last.0 {
+            worst_gap = worst_gap.max(now - last.1);
+        }
+        last = (worker, now);
+        deepest = deepest.max(metrics.worker_local_queue_depth(worker));
+    }
+    (worst_gap, deepest)
+}
+
+#[test]
 fn no_worker_idles_while_a_sibling_queue_holds_work() {
     watchdog(60, || {
         let rt = Runtime::builder().workers(2).build().unwrap();
