@@ -615,3 +615,198 @@ fn inbox_is_not_starved_by_the_queue(inbox: Inbox) {
         );
     });
 }
+
+#[test]
+fn a_workers_inboxes_take_turns() {
+    // A pinned task yields in a loop on the only worker; a `spawn_local`
+    // task and a placed one (RoundRobin) wait in the worker's other two
+    // inboxes. The worker used to look at the pinned inbox first, the local
+    // one next and the placed one last: neither of the two ever ran. The
+    // four sources (queue, pinned, local, placed) now take turns: each
+    // runs within a round of the pinned task's polls.
+    watchdog(60, || {
+        let rt = Runtime::builder()
+            .workers(1)
+            .placement(multipool::Placement::RoundRobin)
+            .build()
+            .unwrap();
+        let flood = Flood::default();
+        let (local_tx, local_rx) = mpsc::channel();
+        let pinned = {
+            let flood = flood.clone();
+            rt.spawn(async move {
+                let f = flood.clone();
+                local_tx
+                    .send(multipool::spawn_local(async move { f.polls() }))
+                    .unwrap();
+                flood.run().await;
+            })
+            .worker(0)
+            .start()
+        };
+        let local = local_rx.recv().unwrap();
+        let f = flood.clone();
+        let placed = rt.spawn(async move { f.polls() }).start();
+        flood.arm();
+        let local_waited = multipool::block_on(local).unwrap();
+        let placed_waited = multipool::block_on(placed).unwrap();
+        flood.stop();
+        multipool::block_on(pinned).unwrap();
+        // At most one poll for each other source, and the one in progress.
+        assert!(
+            local_waited <= 4,
+            "the local task waited {local_waited} polls"
+        );
+        assert!(
+            placed_waited <= 4,
+            "the placed task waited {placed_waited} polls"
+        );
+    });
+}
+
+#[test]
+fn a_lower_levels_share_turns_rotate_among_its_sources() {
+    // The share turns of a level below a flood are all it gets; each must
+    // serve every source of that level in turn. The turn used to be one
+    // flag for all levels, which the flood's own picks set: each Normal
+    // share turn took the same source, and the Normal task in the other
+    // one never ran. Both ways round: the High flood in the queue or in
+    // the pinned inbox, and the Normal tasks one in each.
+    for high_pinned in [false, true] {
+        watchdog(60, move || {
+            let rt = Runtime::builder().workers(1).build().unwrap();
+            let flood = Flood::default();
+            let (queued_tx, queued_rx) = mpsc::channel();
+            // Yields until armed, 10 times more, then reads the High
+            // polls so far: both Normal tasks are queued then.
+            let normal = |flood: Flood| async move {
+                while !flood.armed.load(Ordering::SeqCst) {
+                    multipool::task::yield_now().await;
+                }
+                count_yields(10).await;
+                flood.polls()
+            };
+            let high = {
+                let flood = flood.clone();
+                let spawn = rt
+                    .spawn(async move {
+                        // A local spawn: this worker's queue.
+                        queued_tx
+                            .send(multipool::spawn(normal(flood.clone())).start())
+                            .unwrap();
+                        flood.run().await;
+                    })
+                    .priority(Priority::High);
+                if high_pinned {
+                    spawn.worker(0).start()
+                } else {
+                    spawn.start()
+                }
+            };
+            let queued = queued_rx.recv().unwrap();
+            let pinned = rt.spawn(normal(flood.clone())).worker(0).start();
+            flood.arm();
+            let pinned_end = multipool::block_on(pinned).unwrap();
+            let queued_end = multipool::block_on(queued).unwrap();
+            flood.stop();
+            multipool::block_on(high).unwrap();
+            // 22 Normal polls at most at one in 16 ticks (the default
+            // share): about 350 High polls.
+            let high_polls = pinned_end.max(queued_end);
+            assert!(
+                high_polls <= 1_000,
+                "high_pinned {high_pinned}: {high_polls} High polls"
+            );
+            // Taking turns, the two end within a turn or two of each other
+            // (16 High polls apart); the shared flag served one, then the
+            // other (ends 166 and 332).
+            assert!(
+                pinned_end.abs_diff(queued_end) <= 64,
+                "high_pinned {high_pinned}: the pinned task ended at {pinned_end} \
+                 High polls, the queued one at {queued_end}"
+            );
+        });
+    }
+}
+
+#[test]
+fn a_lower_levels_share_turns_reach_its_injector() {
+    // A share turn took the worker's own work of its level first and the
+    // injector only when that was empty, and the periodic injector turn
+    // stops at the first level with work: a Normal task spawned from
+    // outside never ran while a Normal task yielded in the queue under a
+    // High flood. The injector and the worker's own work now take turns
+    // at each share turn.
+    watchdog(60, || {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let flood = Flood::default();
+        let stop_normal = Arc::new(AtomicBool::new(false));
+        let (queued_tx, queued_rx) = mpsc::channel();
+        let high = {
+            let (flood, stop_normal) = (flood.clone(), stop_normal.clone());
+            rt.spawn(async move {
+                let normal = multipool::spawn(spin(Arc::default(), stop_normal)).start();
+                queued_tx.send(normal).unwrap();
+                flood.run().await;
+            })
+            .priority(Priority::High)
+            .start()
+        };
+        let normal = queued_rx.recv().unwrap();
+        let f = flood.clone();
+        let remote = rt.spawn(async move { f.polls() }).start();
+        flood.arm();
+        let waited = multipool::block_on(remote).unwrap();
+        stop_normal.store(true, Ordering::SeqCst);
+        flood.stop();
+        multipool::block_on(normal).unwrap();
+        multipool::block_on(high).unwrap();
+        // Two share turns at most (one may go to the queued task), 16
+        // ticks apart, and the turn in progress: about 48 High polls.
+        assert!(
+            waited <= 100,
+            "the task from outside waited {waited} High polls"
+        );
+    });
+}
+
+/// A task that yields until stopped, counting its polls once armed: armed
+/// after the task it competes with is queued, so its count is what that
+/// task waited for.
+#[derive(Clone, Default)]
+struct Flood {
+    polls: Arc<AtomicUsize>,
+    armed: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Flood {
+    async fn run(self) {
+        while !self.stop.load(Ordering::SeqCst) {
+            if self.armed.load(Ordering::SeqCst) {
+                self.polls.fetch_add(1, Ordering::SeqCst);
+            }
+            multipool::task::yield_now().await;
+        }
+    }
+
+    fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn polls(&self) -> usize {
+        self.polls.load(Ordering::SeqCst)
+    }
+}
+
+/// Yields `n` times; returns `n`.
+async fn count_yields(n: usize) -> usize {
+    for _ in 0..n {
+        multipool::task::yield_now().await;
+    }
+    n
+}

@@ -113,7 +113,7 @@ impl Pool {
             }
         }
         if dest.len() > start {
-            self.batch_moved();
+            self.batch_moved(level);
         }
         Some(task)
     }
@@ -129,8 +129,13 @@ impl Pool {
     /// task of the batch could wait behind one that blocks this worker.
     /// (tokio has the same window and no such call; model-checked in
     /// `loom/`.) One read-modify-write a batch.
+    ///
+    /// The batch is marked in the level hint too, as a push is: a busy
+    /// sibling serving a lower level then steals it if this worker stays
+    /// in one poll.
     #[cold]
-    pub(super) fn batch_moved(&self) {
+    pub(super) fn batch_moved(&self, level: usize) {
+        self.mark_level(level);
         self.notify_parked();
     }
 

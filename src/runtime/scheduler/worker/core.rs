@@ -447,7 +447,7 @@ impl Core {
         if rest > 0 {
             // The rest of the batch was on its way between two queues that
             // searchers look at (see `Pool::batch_moved`).
-            local.pool.batch_moved();
+            local.pool.batch_moved(level);
         }
     }
 

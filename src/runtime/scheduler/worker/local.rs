@@ -17,6 +17,35 @@ use crate::priority::PerLevel;
 use crate::runtime::task::{run_cancelled, Runnable};
 use crate::sync::{Arc, OnceLock, Ordering};
 
+/// The sources of a worker's own work at one level: its queue and its
+/// three inboxes (see [`Local::pop_own`]).
+const OWN_SOURCES: u8 = 4;
+
+/// Whose turn is next among the sources of one level: per level, as a
+/// level's turns come at its own pace (a level below others is served by
+/// its share turns alone), and one level's picks must not decide
+/// another's.
+#[derive(Default)]
+pub(super) struct Turns {
+    /// The source [`Local::pop_own`] looks at first: 0 the queue, then
+    /// the pinned, local and placed inboxes.
+    own_next: Cell<u8>,
+    /// Whether [`Local::pop_level`] looks at the injector first.
+    injector_next: Cell<bool>,
+}
+
+/// Pops a task from one of the inboxes (an injector queue) if it holds
+/// any. The empty check first: a steal from an empty `Injector` costs a
+/// `SeqCst` fence, and a worker with inboxes looks at them at most ticks.
+#[inline]
+fn pop_injector_queue(queue: &crossbeam_deque::Injector<Runnable>) -> Option<Runnable> {
+    if queue.is_empty() {
+        None
+    } else {
+        steal(|| queue.steal())
+    }
+}
+
 /// The worker state that the schedule function reaches through the
 /// thread-local [`CURRENT`] while a task runs on this worker.
 pub(super) struct Local {
@@ -36,9 +65,9 @@ pub(super) struct Local {
     pub(super) in_park_hook: Cell<bool>,
     /// This worker's inboxes (its slot's), reached without indexing.
     pub(super) inbox: Arc<OnceLock<Box<Inbox>>>,
-    /// Whether this worker's inboxes go before its own queue at the next
-    /// pick that finds work in both (see [`pop_own`](Self::pop_own)).
-    pub(super) inbox_next: Cell<bool>,
+    /// Per level, whose turn is next among this worker's sources of work
+    /// (see [`pop_own`](Self::pop_own) and [`pop_level`](Self::pop_level)).
+    pub(super) turns: PerLevel<Turns>,
     /// Set once the worker ran its last task (its stop hooks run).
     pub(super) stopping: Cell<bool>,
     /// The task being polled (its pointer, which is also its waker's
@@ -122,40 +151,64 @@ impl Local {
         }
     }
 
-    /// A task of `level` from this worker's own queue or its inboxes, in
-    /// turn (see [`pop_own`](Self::pop_own)), then the pool's injector
-    /// (taking a batch from there).
+    /// A task of `level` from this worker's own work (see
+    /// [`pop_own`](Self::pop_own)) or the pool's injector (taking a batch
+    /// from there), one after the other while both hold work. For a
+    /// minimum-share turn and a user `Scheduler`'s pick: those may be all a
+    /// level gets while more urgent work keeps the worker busy (the
+    /// injector-first ticks stop at the first level with work), so neither
+    /// side may wait for the other to run dry there either.
     pub(super) fn pop_level(&self, level: usize) -> Option<Runnable> {
-        self.pop_own(level)
-            .or_else(|| self.pool.pop_injector(level, &self.queues[level]))
+        let injector_next = &self.turns[level].injector_next;
+        if injector_next.get() {
+            if let Some(task) = self.pool.pop_injector(level, &self.queues[level]) {
+                injector_next.set(false);
+                return Some(task);
+            }
+            return self.pop_own(level);
+        }
+        let task = self.pop_own(level);
+        if task.is_some() {
+            injector_next.set(true);
+            return task;
+        }
+        self.pool.pop_injector(level, &self.queues[level])
     }
 
-    /// A task of `level` from this worker's own queue or its inboxes. When
-    /// both hold work the two take turns, one task each: the inboxes hold
-    /// what only this worker may run (pinned and `spawn_local` tasks) and
-    /// what placement sent it, which no sibling takes while all are busy,
-    /// so serving them only once the queue is empty starved them behind a
-    /// single task that keeps yielding (`tests/fairness.rs`). A pool whose
-    /// workers have no inbox (no placement, pinning or `spawn_local` yet)
-    /// pays one load.
+    /// A task of `level` from this worker's own work: its queue and its
+    /// inboxes (tasks pinned to it, its `spawn_local` tasks, tasks
+    /// placement sent it). Those four take turns, one task each, among the
+    /// ones that hold work: no sibling takes from the inboxes while all are
+    /// busy, and a task that yields goes back to the same one, so any fixed
+    /// order starved the later ones behind a single task yielding in an
+    /// earlier one (`tests/fairness.rs`). A worker with no inbox (its pool
+    /// never placed, pinned or spawned a local task on it) pays one load.
     #[inline]
     pub(super) fn pop_own(&self, level: usize) -> Option<Runnable> {
-        let Some(inbox) = self.inbox() else {
-            return self.pop_queue(level);
-        };
-        if self.inbox_next.get() {
-            if let Some(task) = self.pop_inbox_from(inbox, level) {
-                self.inbox_next.set(false);
-                return Some(task);
-            }
-            self.pop_queue(level)
-        } else {
-            if let Some(task) = self.pop_queue(level) {
-                self.inbox_next.set(true);
-                return Some(task);
-            }
-            self.pop_inbox_from(inbox, level)
+        match self.inbox() {
+            None => self.pop_queue(level),
+            Some(inbox) => self.pop_own_in_turn(inbox, level),
         }
+    }
+
+    #[inline(never)]
+    fn pop_own_in_turn(&self, inbox: &Inbox, level: usize) -> Option<Runnable> {
+        let next = &self.turns[level].own_next;
+        let first = next.get();
+        for offset in 0..OWN_SOURCES {
+            let source = (first + offset) % OWN_SOURCES;
+            let task = match source {
+                0 => self.pop_queue(level),
+                1 => pop_injector_queue(&inbox.pinned[level]),
+                2 => pop_injector_queue(&inbox.local[level]),
+                _ => self.pop_placed(inbox, level),
+            };
+            if task.is_some() {
+                next.set((source + 1) % OWN_SOURCES);
+                return task;
+            }
+        }
+        None
     }
 
     /// Whether a queue this worker serves holds work more urgent than `level`.
@@ -186,21 +239,19 @@ impl Local {
         self.inbox().is_some_and(|inbox| !inbox.is_empty())
     }
 
-    /// A task of `level` from this worker's inboxes: pinned ones first
-    /// (nobody else can run them), then a batch of placed ones.
-    #[inline(never)]
-    fn pop_inbox_from(&self, inbox: &Inbox, level: usize) -> Option<Runnable> {
-        for pinned in [&inbox.pinned[level], &inbox.local[level]] {
-            if let Some(task) = steal(|| pinned.steal()) {
-                return Some(task);
-            }
+    /// A task of `level` placed on this worker, and a batch more moved to
+    /// its queue.
+    fn pop_placed(&self, inbox: &Inbox, level: usize) -> Option<Runnable> {
+        let placed = &inbox.placed[level];
+        if placed.is_empty() {
+            return None;
         }
         let queue = &self.queues[level];
         let start = queue.len();
-        let task = steal(|| inbox.placed[level].steal_batch_and_pop(queue))?;
+        let task = steal(|| placed.steal_batch_and_pop(queue))?;
         if queue.len() > start {
             // Siblings steal from the placed inbox too (see `batch_moved`).
-            self.pool.batch_moved();
+            self.pool.batch_moved(level);
         }
         Some(task)
     }

@@ -22,10 +22,11 @@
 //!    follow-ups), with at most two injector tasks (one when its inboxes
 //!    are empty) between two of them, and the injector is served at least
 //!    every [`MAX_INJECTOR_INTERVAL`] polls (`tests/fairness.rs`);
-//! 2. its own queue and its inboxes (tasks pinned to it, its `spawn_local`
-//!    tasks, tasks placement sent it), one task from each in turn while
-//!    both hold work: no sibling takes from the inboxes while all are busy,
-//!    so neither side may wait for the other to run dry;
+//! 2. its own work: its queue and its three inboxes (tasks pinned to it,
+//!    its `spawn_local` tasks, tasks placement sent it), one task from each
+//!    in turn among those that hold work (a rotation per level): no
+//!    sibling takes from the inboxes while all are busy, so none may wait
+//!    for another to run dry;
 //! 3. the injector (taking a batch into its own queue);
 //! 4. for High and Normal, when the pool's level hint says a sibling may hold
 //!    such work: a batch stolen from a sibling, so a busy worker does not run
@@ -34,9 +35,10 @@
 //! Before that, *fairness*: each level below High may have a minimum share
 //! of one poll in `k` (`PoolBuilder::min_share`; default Normal 1 in 16, Low
 //! 1 in 64). Every `k`-th tick of a worker, that level is served first if
-//! its local queue or injector holds work, so no level starves under a
-//! flood of more urgent work, while a High task waits behind at most one
-//! such turn (and only when High work was already queued).
+//! its own work or the injector holds some (the two in turn: these turns
+//! may be all the level gets), so no level starves under a flood of more
+//! urgent work, while a High task waits behind at most one such turn (and
+//! only when High work was already queued).
 //!
 //! With nothing found it becomes a *searcher* (see `idle`) and steals from
 //! its siblings, most urgent level first; failing that it parks until a
@@ -201,7 +203,7 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
         lifo: Cell::new(None),
         lifo_enabled: Cell::new(false),
         in_park_hook: Cell::new(false),
-        inbox_next: Cell::new(false),
+        turns: Default::default(),
         stopping: Cell::new(false),
         running: Cell::new(ptr::null()),
         publish_polls,
