@@ -464,6 +464,98 @@ async fn yield_and_watch<const N: usize>(
 }
 
 #[test]
+fn a_chain_of_local_spawns_queues_behind_a_backlog_from_outside() {
+    // While a worker drains a backlog from outside, a task woken by the
+    // running one (here: spawned by it) goes to the back of the queue,
+    // behind the remote work that came before it, rather than into the
+    // LIFO slot ahead of all of it: a chain of spawns took up to four
+    // polls in a row between two remote tasks.
+    watchdog(60, || {
+        const REMOTE: usize = 20_000;
+        const LINKS: usize = 300;
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let done = Arc::new(AtomicUsize::new(0));
+        // Per link: remote tasks done, and tasks in the injector, at its poll.
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = mpsc::channel::<()>();
+        let (pushed_tx, pushed_rx) = mpsc::channel::<()>();
+        let (end_tx, end_rx) = mpsc::channel::<()>();
+        let holder = {
+            let (done, seen) = (done.clone(), seen.clone());
+            rt.spawn(async move {
+                // Holds the worker until the whole backlog is queued.
+                ready_tx.send(()).unwrap();
+                pushed_rx.recv().unwrap();
+                spawn_link(LINKS, done, seen, end_tx);
+            })
+            .start()
+        };
+        ready_rx.recv().unwrap();
+        let remotes: Vec<_> = (0..REMOTE)
+            .map(|_| {
+                let done = done.clone();
+                rt.spawn(async move {
+                    done.fetch_add(1, Ordering::SeqCst);
+                })
+                .start()
+            })
+            .collect();
+        pushed_tx.send(()).unwrap();
+        multipool::block_on(holder).unwrap();
+        end_rx.recv().unwrap();
+        for remote in remotes {
+            multipool::block_on(remote).unwrap();
+        }
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), LINKS + 1);
+        // Two links in a row with no remote task between, while the
+        // backlog waited (the worker had begun to take it in, and some of
+        // it was still in the injector).
+        let (mut checked, mut in_a_row) = (0, 0);
+        for pair in seen.windows(2) {
+            let ((done_before, _), (done_after, injector_after)) = (pair[0], pair[1]);
+            if done_before > 0 && injector_after > 0 {
+                checked += 1;
+                if done_after == done_before {
+                    in_a_row += 1;
+                }
+            }
+        }
+        assert!(
+            checked >= 20,
+            "only {checked} links ran while the backlog waited"
+        );
+        assert_eq!(
+            in_a_row, 0,
+            "{in_a_row} of {checked} links ran right after the previous one while the backlog waited"
+        );
+    });
+}
+
+/// Spawns the next link of a chain of `left` more (each spawned by the
+/// one before it, from its poll), each noting the remote tasks `done` and
+/// the injector's depth at its poll; the last one signals on `end`.
+fn spawn_link(
+    left: usize,
+    done: Arc<AtomicUsize>,
+    seen: Arc<std::sync::Mutex<Vec<(usize, usize)>>>,
+    end: mpsc::Sender<()>,
+) {
+    multipool::spawn(async move {
+        let injector = multipool::Handle::current().metrics().global_queue_depth();
+        seen.lock()
+            .unwrap()
+            .push((done.load(Ordering::SeqCst), injector));
+        if left > 0 {
+            spawn_link(left - 1, done, seen, end);
+        } else {
+            end.send(()).unwrap();
+        }
+    })
+    .detach();
+}
+
+#[test]
 fn no_worker_idles_while_a_sibling_queue_holds_work() {
     watchdog(60, || {
         let rt = Runtime::builder().workers(2).build().unwrap();

@@ -98,13 +98,18 @@ pub(super) struct Core {
     /// LIFO polls allowed in a row at the current mean poll time; see
     /// `LIFO_BUDGET`.
     pub(super) lifo_cap: u32,
-    /// The level whose injector the last injector-first pop took a task
-    /// from, until an injector-first tick finds that injector empty: its
-    /// queue here is refilled whenever it runs low (see the module docs),
-    /// so a burst of remote work is taken in without a long run of local
-    /// polls between two batches. Never a level with a user's `RunQueue`
-    /// (see `next_task`).
+    /// The level whose injector the last injector-first pop (or share
+    /// turn's) took a task from, until an injector-first tick finds that
+    /// injector empty: its queue here is refilled whenever it runs low (see
+    /// the module docs), so a burst of remote work is taken in without a
+    /// long run of local polls between two batches, and the LIFO slot is
+    /// off meanwhile (see `backlog_waits`). Never a level with a user's
+    /// `RunQueue`, nor in a pool with a user's `Scheduler` (see
+    /// `pop_injector_and_drain`).
     pub(super) draining: Option<usize>,
+    /// Per level, whether [`pop_level`](Self::pop_level) looks at the
+    /// injector first.
+    pub(super) injector_next: PerLevel<bool>,
     /// The tick of the last injector-first tick, from which the next
     /// periodic turn counts.
     pub(super) injector_checked: u32,
@@ -155,6 +160,7 @@ impl Core {
             injector_interval: MAX_INJECTOR_INTERVAL,
             lifo_cap: MAX_LIFO_POLLS,
             draining: None,
+            injector_next: [false; Priority::COUNT],
             injector_checked: 0,
             interval_start: (0, Instant::now()),
             searching: false,
@@ -235,16 +241,7 @@ impl Core {
         }
         for level in levels() {
             if injector_first && (periodic || local.queues[level].len() < DRAIN_REFILL_BELOW) {
-                if let Some(task) = pool.pop_injector(level, &local.queues[level]) {
-                    // A user's queue hands out one task a turn and holds
-                    // every task of its level (this worker's queue there
-                    // stays empty): there is no batch to refill, and
-                    // draining it would only make every other tick
-                    // injector-first, over the pool's `Scheduler` and the
-                    // LIFO slot.
-                    if pool.custom_queues[level].is_none() {
-                        self.draining = Some(level);
-                    }
+                if let Some(task) = self.pop_injector_and_drain(local, level) {
                     return Some(self.took(level, task));
                 }
                 if self.draining == Some(level) {
@@ -298,11 +295,51 @@ impl Core {
             });
         let task = due.and_then(|level| {
             self.fair.due[level] = self.tick.wrapping_add(shares[level]);
-            let task = local.pop_level(level)?;
+            let task = self.pop_level(local, level)?;
             Some(self.took(level, task))
         });
         self.fair.next = self.fair.earliest(shares, self.tick);
         task
+    }
+
+    /// A task of `level` for a share turn or a user `Scheduler`'s pick:
+    /// from this worker's own work ([`Local::pop_own`]) or the injector,
+    /// one after the other while both hold work. Those turns may be all a
+    /// level gets while more urgent work keeps the worker busy (the
+    /// injector-first ticks stop at the first level with work), so neither
+    /// side may wait there for the other to run dry: own work first only
+    /// starved the injector behind a task yielding in the queue
+    /// (`tests/fairness.rs`).
+    fn pop_level(&mut self, local: &Local, level: usize) -> Option<Runnable> {
+        if self.injector_next[level] {
+            if let Some(task) = self.pop_injector_and_drain(local, level) {
+                self.injector_next[level] = false;
+                return Some(task);
+            }
+            return local.pop_own(level);
+        }
+        if let Some(task) = local.pop_own(level) {
+            self.injector_next[level] = true;
+            return Some(task);
+        }
+        self.pop_injector_and_drain(local, level)
+    }
+
+    /// Pops the injector of `level` (moving a batch); a task found there
+    /// starts draining it (see `draining`). Not in a pool with a user's
+    /// `Scheduler`, which is the whole policy there: refill turns would
+    /// take every other tick from it. Nor at a level with a user's queue,
+    /// which hands out one task a turn and holds every task of its level
+    /// (this worker's queue there stays empty): there is no batch to
+    /// refill, and a drain would only make every other tick injector-first.
+    #[inline]
+    fn pop_injector_and_drain(&mut self, local: &Local, level: usize) -> Option<Runnable> {
+        let pool = &*local.pool;
+        let task = pool.pop_injector(level, &local.queues[level])?;
+        if !self.custom_scheduler && pool.custom_queues[level].is_none() {
+            self.draining = Some(level);
+        }
+        Some(task)
     }
 
     /// Asks the pool's `Scheduler` which level to serve, and looks for a
@@ -337,7 +374,7 @@ impl Core {
                 return None;
             }
         };
-        match local.pop_level(level) {
+        match self.pop_level(local, level) {
             Some(task) => Some(self.took(level, task)),
             None => self.steal_level(local, level),
         }
@@ -350,6 +387,19 @@ impl Core {
         self.periodic_due() || self.refill_due(local)
     }
 
+    /// Whether a backlog from outside waits: the level being drained still
+    /// has work in the injector. A task woken now then queues behind the
+    /// work from outside that came before it, rather than take the LIFO
+    /// slot ahead of up to 255 tasks that have waited longer: a chain of
+    /// local spawns took 4 polls to every 128 to 255 remote tasks
+    /// (`spawn_many_remote_busy2`: 0.77x the time without the slot; README,
+    /// "Performance").
+    #[inline]
+    fn backlog_waits(&self, local: &Local) -> bool {
+        self.draining
+            .is_some_and(|level| !local.pool.injector_is_empty(level))
+    }
+
     /// Whether the injector interval has passed since the last
     /// injector-first tick (of either kind).
     #[inline]
@@ -360,11 +410,17 @@ impl Core {
     /// Whether the level being drained has fallen below
     /// [`DRAIN_REFILL_BELOW`] in this worker's queue, at least
     /// [`MIN_INJECTOR_INTERVAL`] ticks after the last injector-first tick.
+    ///
+    /// Only while that injector still holds work: a drain ends only at an
+    /// injector-first tick that reaches its level, which more urgent work
+    /// may keep from coming; until then a refill turn would only skip
+    /// fairness turns and cut LIFO runs.
     #[inline]
     fn refill_due(&self, local: &Local) -> bool {
         self.draining.is_some_and(|level| {
             self.tick.wrapping_sub(self.injector_checked) >= MIN_INJECTOR_INTERVAL
                 && local.queues[level].len() < DRAIN_REFILL_BELOW
+                && !local.pool.injector_is_empty(level)
         })
     }
 
@@ -548,7 +604,11 @@ impl Core {
             // More urgent work goes first: a sibling may take this task
             // meanwhile.
             let outranked = local.more_urgent_queued(level) || local.pool.is_closed();
-            if outranked || self.injector_due(local) || self.lifo_polls >= self.lifo_cap {
+            if outranked
+                || self.injector_due(local)
+                || self.lifo_polls >= self.lifo_cap
+                || self.backlog_waits(local)
+            {
                 // The task loses its turn: to the back of its queue, where
                 // `next_task` serves levels (and the injector) in order.
                 if outranked || !local.queues[level].is_empty() {

@@ -21,17 +21,15 @@ use crate::sync::{Arc, OnceLock, Ordering};
 /// three inboxes (see [`Local::pop_own`]).
 const OWN_SOURCES: u8 = 4;
 
-/// Whose turn is next among the sources of one level: per level, as a
-/// level's turns come at its own pace (a level below others is served by
-/// its share turns alone), and one level's picks must not decide
+/// Whose turn is next among a worker's own sources of one level: per
+/// level, as a level's turns come at its own pace (a level below others is
+/// served by its share turns alone), and one level's picks must not decide
 /// another's.
 #[derive(Default)]
 pub(super) struct Turns {
     /// The source [`Local::pop_own`] looks at first: 0 the queue, then
     /// the pinned, local and placed inboxes.
     own_next: Cell<u8>,
-    /// Whether [`Local::pop_level`] looks at the injector first.
-    injector_next: Cell<bool>,
 }
 
 /// Pops a task from one of the inboxes (an injector queue) if it holds
@@ -65,8 +63,8 @@ pub(super) struct Local {
     pub(super) in_park_hook: Cell<bool>,
     /// This worker's inboxes (its slot's), reached without indexing.
     pub(super) inbox: Arc<OnceLock<Box<Inbox>>>,
-    /// Per level, whose turn is next among this worker's sources of work
-    /// (see [`pop_own`](Self::pop_own) and [`pop_level`](Self::pop_level)).
+    /// Per level, whose turn is next among this worker's own sources of
+    /// work (see [`pop_own`](Self::pop_own)).
     pub(super) turns: PerLevel<Turns>,
     /// Set once the worker ran its last task (its stop hooks run).
     pub(super) stopping: Cell<bool>,
@@ -149,30 +147,6 @@ impl Local {
         } else {
             queue.pop()
         }
-    }
-
-    /// A task of `level` from this worker's own work (see
-    /// [`pop_own`](Self::pop_own)) or the pool's injector (taking a batch
-    /// from there), one after the other while both hold work. For a
-    /// minimum-share turn and a user `Scheduler`'s pick: those may be all a
-    /// level gets while more urgent work keeps the worker busy (the
-    /// injector-first ticks stop at the first level with work), so neither
-    /// side may wait for the other to run dry there either.
-    pub(super) fn pop_level(&self, level: usize) -> Option<Runnable> {
-        let injector_next = &self.turns[level].injector_next;
-        if injector_next.get() {
-            if let Some(task) = self.pool.pop_injector(level, &self.queues[level]) {
-                injector_next.set(false);
-                return Some(task);
-            }
-            return self.pop_own(level);
-        }
-        let task = self.pop_own(level);
-        if task.is_some() {
-            injector_next.set(true);
-            return task;
-        }
-        self.pool.pop_injector(level, &self.queues[level])
     }
 
     /// A task of `level` from this worker's own work: its queue and its

@@ -60,7 +60,8 @@
 //! most `MAX_LIFO_POLLS` slot tasks run in a row, fewer when polls are long
 //! (see [`LIFO_BUDGET`]), so two tasks waking each other cannot starve the
 //! rest. A slot task that does not get to run at once (the cap is reached,
-//! more urgent work is queued, or the injector is due) goes to the back of
+//! more urgent work is queued, the injector is due, or a backlog from
+//! outside is being drained: see `Core::backlog_waits`) goes to the back of
 //! its queue: the slot never holds a task between two ticks, so it never
 //! bends priority order. While the current task runs, though, the slot's
 //! task cannot be stolen (as in tokio): a task that spawns and then blocks
