@@ -71,7 +71,8 @@ impl Pool {
         }
     }
 
-    /// `Pool::batch_moved`.
+    /// `Pool::batch_moved` (which also sets the level hint, a relaxed hint
+    /// no protocol here depends on: not modelled).
     fn batch_moved(&self) {
         self.notify_parked();
     }

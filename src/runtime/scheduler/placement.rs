@@ -84,6 +84,13 @@ impl Inbox {
         self.all().all(Injector::is_empty)
     }
 
+    /// Whether any of the inboxes holds a task of `level`.
+    pub(crate) fn holds(&self, level: usize) -> bool {
+        !self.pinned[level].is_empty()
+            || !self.local[level].is_empty()
+            || !self.placed[level].is_empty()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.all().map(Injector::len).sum()
     }

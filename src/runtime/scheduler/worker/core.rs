@@ -295,6 +295,11 @@ impl Core {
             });
         let task = due.and_then(|level| {
             self.fair.due[level] = self.tick.wrapping_add(shares[level]);
+            // With nothing more urgent queued, this tick serves the level
+            // anyway, in the usual order (the injector on its own turns).
+            if !local.more_urgent_queued(level) {
+                return None;
+            }
             let task = self.pop_level(local, level)?;
             Some(self.took(level, task))
         });
@@ -387,17 +392,17 @@ impl Core {
         self.periodic_due() || self.refill_due(local)
     }
 
-    /// Whether a backlog from outside waits: the level being drained still
-    /// has work in the injector. A task woken now then queues behind the
-    /// work from outside that came before it, rather than take the LIFO
-    /// slot ahead of up to 255 tasks that have waited longer: a chain of
-    /// local spawns took 4 polls to every 128 to 255 remote tasks
-    /// (`spawn_many_remote_busy2`: 0.77x the time without the slot; README,
-    /// "Performance").
+    /// Whether a backlog from outside waits at `level`: the worker drains
+    /// that level, and its injector still holds work. A task of that level
+    /// woken now then queues behind the batch of remote work taken in,
+    /// rather than take the LIFO slot ahead of up to 255 tasks that have
+    /// waited longer: a chain of local spawns took 4 polls to every 128 to
+    /// 255 remote tasks (`spawn_many_remote_busy2`; README, "Performance",
+    /// stop 31). A task of a more urgent level keeps the slot; one of a
+    /// less urgent level is outranked anyway.
     #[inline]
-    fn backlog_waits(&self, local: &Local) -> bool {
-        self.draining
-            .is_some_and(|level| !local.pool.injector_is_empty(level))
+    fn backlog_waits(&self, local: &Local, level: usize) -> bool {
+        self.draining == Some(level) && !local.pool.injector_is_empty(level)
     }
 
     /// Whether the injector interval has passed since the last
@@ -415,12 +420,18 @@ impl Core {
     /// injector-first tick that reaches its level, which more urgent work
     /// may keep from coming; until then a refill turn would only skip
     /// fairness turns and cut LIFO runs.
+    ///
+    /// Nor while more urgent work is queued: a refill tick serves levels in
+    /// order, so it would run that work, yet count as the injector's turn
+    /// (the periodic one would never come, and the injector of the more
+    /// urgent level would wait behind its queue).
     #[inline]
     fn refill_due(&self, local: &Local) -> bool {
         self.draining.is_some_and(|level| {
             self.tick.wrapping_sub(self.injector_checked) >= MIN_INJECTOR_INTERVAL
                 && local.queues[level].len() < DRAIN_REFILL_BELOW
                 && !local.pool.injector_is_empty(level)
+                && !local.more_urgent_queued(level)
         })
     }
 
@@ -607,18 +618,19 @@ impl Core {
             if outranked
                 || self.injector_due(local)
                 || self.lifo_polls >= self.lifo_cap
-                || self.backlog_waits(local)
+                || self.backlog_waits(local, level)
             {
                 // The task loses its turn: to the back of its queue, where
                 // `next_task` serves levels (and the injector) in order.
                 if outranked || !local.queues[level].is_empty() {
                     local.push_back(task);
                 } else {
-                    // Only the cap or the injector's turn stopped it, and
-                    // its queue is empty: it is the only work this worker
-                    // holds at its level, which it takes up again once the
-                    // injector's turn (or a fairness turn, or a user's
-                    // `Scheduler`) has been served, and which searching
+                    // Only the cap, the injector's turn or a backlog from
+                    // outside stopped it, and its queue is empty: it is the
+                    // only work this worker holds at its level, which it
+                    // takes up again once the injector's turn (or a
+                    // fairness turn, or a user's `Scheduler`) has been
+                    // served, and which searching
                     // siblings may still steal; so no parked sibling is
                     // woken for it. Waking one would only move a chain of
                     // spawns to another core and back, or wake a sibling

@@ -185,10 +185,16 @@ impl Local {
         None
     }
 
-    /// Whether a queue this worker serves holds work more urgent than `level`.
+    /// Whether a queue this worker serves holds work more urgent than
+    /// `level`: its own queues and inboxes, and the injectors.
     #[inline]
     pub(super) fn more_urgent_queued(&self, level: usize) -> bool {
-        (0..level).any(|l| !self.queues[l].is_empty() || !self.pool.injector_is_empty(l))
+        let inbox = self.inbox();
+        (0..level).any(|l| {
+            !self.queues[l].is_empty()
+                || !self.pool.injector_is_empty(l)
+                || inbox.is_some_and(|inbox| inbox.holds(l))
+        })
     }
 
     /// Whether this worker's queues or inboxes hold work (the LIFO slot is

@@ -10,18 +10,23 @@
 //!    [`MAX_INJECTOR_INTERVAL`] polls), like tokio's self-tuning global
 //!    queue interval. Such a turn runs one task and moves a batch more into
 //!    the worker's own queue, but only up to 255 tasks at that level
-//!    (`MAX_INJECT_BATCH`; see `Pool::pop_injector`). Once a turn takes a
-//!    task, the worker *drains* that level's injector until a turn finds it
-//!    empty: whenever its own queue at that level falls below 128
-//!    (`DRAIN_REFILL_BELOW`), the next tick but one refills it. A burst of
-//!    remote spawns is so taken in without a long run of local polls
-//!    between two batches. Injector-first ticks are never two in a row,
-//!    and the periodic turn counts from the last one. Neither side starves
-//!    the other: however fast a producer spawns, a task in the worker's
-//!    queue waits for what is ahead of it there (and their LIFO
-//!    follow-ups), with at most two injector tasks (one when its inboxes
-//!    are empty) between two of them, and the injector is served at least
-//!    every [`MAX_INJECTOR_INTERVAL`] polls (`tests/fairness.rs`);
+//!    (`MAX_INJECT_BATCH`; see `Pool::pop_injector`). Once such a turn (or
+//!    a share turn, below) takes a task, the worker *drains* that level's
+//!    injector: while it holds work, nothing more urgent is queued and the
+//!    worker's own queue at that level is below 128 (`DRAIN_REFILL_BELOW`),
+//!    the next tick but one refills that queue; and a task of that level
+//!    woken by the running one goes to the back of its queue, behind that
+//!    work, instead of into the LIFO slot. A burst of remote spawns is so
+//!    taken in without a long run of local polls between two batches. (No
+//!    drain under a user's `Scheduler`, nor at a level with a user's
+//!    `RunQueue`.) Injector-first ticks are never two in a row, and the
+//!    periodic turn counts from the last one. Neither side starves the
+//!    other: however fast a producer spawns, a task in the worker's queue
+//!    waits for what is ahead of it there (and their LIFO follow-ups), for
+//!    one task of each inbox that holds work between two of them (see 2),
+//!    and for at most one injector task between any two of those picks;
+//!    and the injector is served at least every [`MAX_INJECTOR_INTERVAL`]
+//!    polls (`tests/fairness.rs`);
 //! 2. its own work: its queue and its three inboxes (tasks pinned to it,
 //!    its `spawn_local` tasks, tasks placement sent it), one task from each
 //!    in turn among those that hold work (a rotation per level): no
@@ -34,11 +39,13 @@
 //!
 //! Before that, *fairness*: each level below High may have a minimum share
 //! of one poll in `k` (`PoolBuilder::min_share`; default Normal 1 in 16, Low
-//! 1 in 64). Every `k`-th tick of a worker, that level is served first if
-//! its own work or the injector holds some (the two in turn: these turns
-//! may be all the level gets), so no level starves under a flood of more
-//! urgent work, while a High task waits behind at most one such turn (and
-//! only when High work was already queued).
+//! 1 in 64). Every `k`-th tick of a worker, if more urgent work is queued,
+//! that level is served first if its own work or the injector holds some
+//! (the two in turn: these turns may be all the level gets), so no level
+//! starves under a flood of more urgent work, while a High task waits
+//! behind at most one such turn (and only when High work was already
+//! queued). With nothing more urgent queued the tick serves the level in
+//! the usual order.
 //!
 //! With nothing found it becomes a *searcher* (see `idle`) and steals from
 //! its siblings, most urgent level first; failing that it parks until a
@@ -61,8 +68,8 @@
 //! (see [`LIFO_BUDGET`]), so two tasks waking each other cannot starve the
 //! rest. A slot task that does not get to run at once (the cap is reached,
 //! more urgent work is queued, the injector is due, or a backlog from
-//! outside is being drained: see `Core::backlog_waits`) goes to the back of
-//! its queue: the slot never holds a task between two ticks, so it never
+//! outside at its level is being drained: see `Core::backlog_waits`) goes
+//! to the back of its queue: the slot never holds a task between two ticks, so it never
 //! bends priority order. While the current task runs, though, the slot's
 //! task cannot be stolen (as in tokio): a task that spawns and then blocks
 //! its worker delays what it spawned until it returns.
