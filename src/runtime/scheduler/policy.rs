@@ -5,9 +5,11 @@
 //! `worker`: priority first, plus the minimum shares of
 //! `PoolBuilder::min_share`, at the cost of one comparison per poll. A pool
 //! given a [`Scheduler`] asks it, before every poll, which level to serve
-//! first; the worker then looks for a task of that level (its queues, its
-//! inboxes, the injector, its siblings) and falls back to priority order if
-//! there is none. Invariants either way:
+//! first; the worker then looks for a task of that level (its own work
+//! and the injector, one after the other while both hold some; then its
+//! siblings) and falls back to priority order if there is none. Only the
+//! periodic injector turn (at most one tick in 2 to 61) is not the
+//! scheduler's. Invariants either way:
 //! * a worker never idles while a queue it may take from holds work: the
 //!   scheduler only chooses the order in which the worker looks;
 //! * the built-in minimum shares are off under a custom scheduler (the

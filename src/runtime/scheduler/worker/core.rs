@@ -388,21 +388,22 @@ impl Core {
     /// Whether this tick serves the injector first (see the module docs):
     /// the periodic turn or a refill turn is due. Never two ticks in a row.
     #[inline]
-    pub(super) fn injector_due(&self, local: &Local) -> bool {
+    pub(super) fn injector_due(&mut self, local: &Local) -> bool {
         self.periodic_due() || self.refill_due(local)
     }
 
     /// Whether a backlog from outside waits at `level`: the worker drains
-    /// that level, and its injector still holds work. A task of that level
-    /// woken now then queues behind the batch of remote work taken in,
-    /// rather than take the LIFO slot ahead of up to 255 tasks that have
-    /// waited longer: a chain of local spawns took 4 polls to every 128 to
-    /// 255 remote tasks (`spawn_many_remote_busy2`; README, "Performance",
-    /// stop 31). A task of a more urgent level keeps the slot; one of a
-    /// less urgent level is outranked anyway.
+    /// that level, and its injector still holds work (a drain found empty
+    /// ends here). A task of that level woken now then queues behind the
+    /// batch of remote work taken in, rather than take the LIFO slot ahead
+    /// of up to 255 tasks that have waited longer: a chain of local spawns
+    /// took 4 polls to every 128 to 255 remote tasks
+    /// (`spawn_many_remote_busy2`; README, "Performance", stop 31). A task
+    /// of a more urgent level keeps the slot; one of a less urgent level
+    /// is outranked anyway.
     #[inline]
-    fn backlog_waits(&self, local: &Local, level: usize) -> bool {
-        self.draining == Some(level) && !local.pool.injector_is_empty(level)
+    fn backlog_waits(&mut self, local: &Local, level: usize) -> bool {
+        self.draining == Some(level) && self.drained_injector_holds_work(local, level)
     }
 
     /// Whether the injector interval has passed since the last
@@ -416,23 +417,38 @@ impl Core {
     /// [`DRAIN_REFILL_BELOW`] in this worker's queue, at least
     /// [`MIN_INJECTOR_INTERVAL`] ticks after the last injector-first tick.
     ///
-    /// Only while that injector still holds work: a drain ends only at an
-    /// injector-first tick that reaches its level, which more urgent work
-    /// may keep from coming; until then a refill turn would only skip
-    /// fairness turns and cut LIFO runs.
-    ///
-    /// Nor while more urgent work is queued: a refill tick serves levels in
+    /// Not while more urgent work is queued: a refill tick serves levels in
     /// order, so it would run that work, yet count as the injector's turn
     /// (the periodic one would never come, and the injector of the more
     /// urgent level would wait behind its queue).
+    ///
+    /// And only while that injector still holds work: found empty, the
+    /// drain ends here (a refill turn would only skip a fairness turn and
+    /// cut a LIFO run). The injector is looked at last: its tail is the
+    /// line producers write, a cache miss for each look while they spawn
+    /// (ending the drain only at an injector-first tick, which may not
+    /// come while the injector stays empty, cost `elastic`'s
+    /// remote_spawn single_10000 15%: a look at every tick).
     #[inline]
-    fn refill_due(&self, local: &Local) -> bool {
-        self.draining.is_some_and(|level| {
-            self.tick.wrapping_sub(self.injector_checked) >= MIN_INJECTOR_INTERVAL
-                && local.queues[level].len() < DRAIN_REFILL_BELOW
-                && !local.pool.injector_is_empty(level)
-                && !local.more_urgent_queued(level)
-        })
+    fn refill_due(&mut self, local: &Local) -> bool {
+        let Some(level) = self.draining else {
+            return false;
+        };
+        self.tick.wrapping_sub(self.injector_checked) >= MIN_INJECTOR_INTERVAL
+            && local.queues[level].len() < DRAIN_REFILL_BELOW
+            && !local.more_urgent_queued(level)
+            && self.drained_injector_holds_work(local, level)
+    }
+
+    /// Whether the injector of `level`, being drained, holds work; if not,
+    /// the drain ends.
+    #[inline]
+    fn drained_injector_holds_work(&mut self, local: &Local, level: usize) -> bool {
+        let holds = !local.pool.injector_is_empty(level);
+        if !holds {
+            self.draining = None;
+        }
+        holds
     }
 
     /// Re-derives the injector interval from the mean poll time since the
