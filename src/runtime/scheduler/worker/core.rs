@@ -239,6 +239,7 @@ impl Core {
                 return Some(task);
             }
         }
+        let inbox = local.inbox();
         for level in levels() {
             if injector_first && (periodic || local.queues[level].len() < DRAIN_REFILL_BELOW) {
                 if let Some(task) = self.pop_injector_and_drain(local, level) {
@@ -248,7 +249,7 @@ impl Core {
                     self.draining = None;
                 }
             }
-            if let Some(task) = local.pop_own(level) {
+            if let Some(task) = local.pop_own_with(inbox, level) {
                 return Some(self.took(level, task));
             }
             if !injector_first {

@@ -159,7 +159,14 @@ impl Local {
     /// never placed, pinned or spawned a local task on it) pays one load.
     #[inline]
     pub(super) fn pop_own(&self, level: usize) -> Option<Runnable> {
-        match self.inbox() {
+        self.pop_own_with(self.inbox(), level)
+    }
+
+    /// [`pop_own`](Self::pop_own) with the worker's inboxes looked up
+    /// already (once a tick for all levels).
+    #[inline]
+    pub(super) fn pop_own_with(&self, inbox: Option<&Inbox>, level: usize) -> Option<Runnable> {
+        match inbox {
             None => self.pop_queue(level),
             Some(inbox) => self.pop_own_in_turn(inbox, level),
         }
