@@ -99,8 +99,8 @@ pub(super) struct Core {
     /// `LIFO_BUDGET`.
     pub(super) lifo_cap: u32,
     /// The level whose injector the last injector-first pop (or share
-    /// turn's) took a task from, until an injector-first tick finds that
-    /// injector empty: its queue here is refilled whenever it runs low (see
+    /// turn's) took a task from, until that injector is found empty (by an
+    /// injector-first tick, a refill check or a LIFO check): its queue here is refilled whenever it runs low (see
     /// the module docs), so a burst of remote work is taken in without a
     /// long run of local polls between two batches, and the LIFO slot is
     /// off meanwhile (see `backlog_waits`). Never a level with a user's
@@ -644,22 +644,21 @@ impl Core {
                 } else {
                     // Only the cap, the injector's turn or a backlog from
                     // outside stopped it, and its queue is empty: it is the
-                    // only work this worker holds at its level, which it
-                    // takes up again once the injector's turn (or a
-                    // fairness turn, or a user's `Scheduler`) has been
-                    // served, and which searching
-                    // siblings may still steal; so no parked sibling is
-                    // woken for it. Waking one would only move a chain of
-                    // spawns to another core and back, or wake a sibling
-                    // that finds the task gone and parks again: a futex
-                    // wake for nothing every few polls, or every injector
-                    // interval (`chained_spawn`: 8 no-op parks per chain of
-                    // 1 000 with the injector's turn waking; +4 to 9% in
-                    // wall time with the cap waking, README "Performance").
-                    // Work queued behind it was announced when it was
-                    // pushed. Whatever runs first (an injector task) was
-                    // announced too: a sibling that searched for it, found
-                    // it gone and parks, sees this task in its re-check.
+                    // only work this worker holds at its level, which it takes
+                    // up again once the injector's turn (or a fairness turn, or
+                    // a user's `Scheduler`) has been served, and which
+                    // searching siblings may still steal; so no parked sibling
+                    // is woken for it. Waking one would only move a chain of
+                    // spawns to another core and back, or wake a sibling that
+                    // finds the task gone and parks again: a futex wake for
+                    // nothing every few polls, or every injector interval
+                    // (`chained_spawn`: 8 no-op parks per chain of 1 000 with
+                    // the injector's turn waking; +4 to 9% in wall time with
+                    // the cap waking, README "Performance"). Work queued behind
+                    // it was announced when it was pushed. Whatever runs first
+                    // (an injector task) was announced too: a sibling that
+                    // searched for it, found it gone and parks, sees this task
+                    // in its re-check.
                     local.push_back_quiet(task);
                 }
                 break;

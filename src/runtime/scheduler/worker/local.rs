@@ -21,20 +21,9 @@ use crate::sync::{Arc, OnceLock, Ordering};
 /// three inboxes (see [`Local::pop_own`]).
 const OWN_SOURCES: u8 = 4;
 
-/// Whose turn is next among a worker's own sources of one level: per
-/// level, as a level's turns come at its own pace (a level below others is
-/// served by its share turns alone), and one level's picks must not decide
-/// another's.
-#[derive(Default)]
-pub(super) struct Turns {
-    /// The source [`Local::pop_own`] looks at first: 0 the queue, then
-    /// the pinned, local and placed inboxes.
-    own_next: Cell<u8>,
-}
-
 /// Pops a task from one of the inboxes (an injector queue) if it holds
 /// any. The empty check first: a steal from an empty `Injector` costs a
-/// `SeqCst` fence, and a worker with inboxes looks at them at most ticks.
+/// `SeqCst` fence, and a worker with inboxes looks at them most ticks.
 #[inline]
 fn pop_injector_queue(queue: &crossbeam_deque::Injector<Runnable>) -> Option<Runnable> {
     if queue.is_empty() {
@@ -63,9 +52,12 @@ pub(super) struct Local {
     pub(super) in_park_hook: Cell<bool>,
     /// This worker's inboxes (its slot's), reached without indexing.
     pub(super) inbox: Arc<OnceLock<Box<Inbox>>>,
-    /// Per level, whose turn is next among this worker's own sources of
-    /// work (see [`pop_own`](Self::pop_own)).
-    pub(super) turns: PerLevel<Turns>,
+    /// Per level, the source of this worker's own work that
+    /// [`pop_own`](Self::pop_own) looks at first: 0 its queue, then the
+    /// pinned, local and placed inboxes. Per level, as a level's turns come
+    /// at its own pace (a level below others is served by its share turns
+    /// alone), and one level's picks must not decide another's.
+    pub(super) own_next: PerLevel<Cell<u8>>,
     /// Set once the worker ran its last task (its stop hooks run).
     pub(super) stopping: Cell<bool>,
     /// The task being polled (its pointer, which is also its waker's
@@ -174,7 +166,7 @@ impl Local {
 
     #[inline(never)]
     fn pop_own_in_turn(&self, inbox: &Inbox, level: usize) -> Option<Runnable> {
-        let next = &self.turns[level].own_next;
+        let next = &self.own_next[level];
         let first = next.get();
         for offset in 0..OWN_SOURCES {
             let source = (first + offset) % OWN_SOURCES;

@@ -69,8 +69,8 @@
 //! rest. A slot task that does not get to run at once (the cap is reached,
 //! more urgent work is queued, the injector is due, or a backlog from
 //! outside at its level is being drained: see `Core::backlog_waits`) goes
-//! to the back of its queue: the slot never holds a task between two ticks, so it never
-//! bends priority order. While the current task runs, though, the slot's
+//! to the back of its queue: the slot never holds a task between two
+//! ticks, so it never bends priority order. While the current task runs, though, the slot's
 //! task cannot be stolen (as in tokio): a task that spawns and then blocks
 //! its worker delays what it spawned until it returns.
 //!
@@ -211,7 +211,7 @@ pub(crate) fn run(pool: Arc<Pool>, parts: WorkerParts, prewarm: &mut WarmUp) {
         lifo: Cell::new(None),
         lifo_enabled: Cell::new(false),
         in_park_hook: Cell::new(false),
-        turns: Default::default(),
+        own_next: Default::default(),
         stopping: Cell::new(false),
         running: Cell::new(ptr::null()),
         publish_polls,
