@@ -64,7 +64,10 @@ impl Pool {
         })
     }
 
-    /// `Pool::notify_parked`.
+    /// `Pool::notify_parked`. (After a push to an injector that finds
+    /// every worker busy, the pool also sets its injector nudge: a hint
+    /// that makes busy workers look at the injectors sooner, which no task
+    /// relies on to run, the periodic turn unchanged: not modelled.)
     fn notify_parked(&self) {
         if let Some(worker) = self.idle.worker_to_notify() {
             self.parkers[worker].unpark();

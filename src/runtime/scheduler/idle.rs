@@ -40,7 +40,7 @@
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{AtomicU64, Ordering::SeqCst, RtMutex as Mutex};
+use crate::sync::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst, RtMutex as Mutex};
 
 /// Each count in `state` takes 16 bits.
 const FIELD_BITS: u32 = 16;
@@ -187,6 +187,17 @@ impl Idle {
         // before this read (see the module docs).
         let state = self.state.fetch_add(0, SeqCst);
         searching(state) == 0 && unparked(state) < active(state)
+    }
+
+    /// Whether every active worker is unparked and none searches, as read
+    /// right after [`worker_to_notify`](Self::worker_to_notify) found no
+    /// one to wake: work just pushed to an injector then waits until a busy
+    /// worker looks (see `Pool::injector_nudge`). A hint: a relaxed load of
+    /// the line that call has just written, kept off the path of local
+    /// pushes, which never ask.
+    pub(crate) fn all_busy(&self) -> bool {
+        let state = self.state.load(Relaxed);
+        searching(state) == 0 && unparked(state) >= active(state)
     }
 
     /// Tries to become a searcher; fails when half the workers already are.

@@ -194,6 +194,15 @@ pub(crate) struct Pool {
     /// steals such tasks first; idle workers scan regardless of it. A hint
     /// only; see `queues`.
     level_hint: AtomicU8,
+    /// The nudge: set by a push to an injector while every worker is busy
+    /// (none parked to wake, none searching), cleared by the next tick
+    /// that serves the injectors first. A worker that sees it serves them
+    /// first once it has waited `NUDGE_WAIT` there, rather than at its
+    /// periodic turn, which comes after up to 61 polls of whatever length
+    /// (see `worker::core`). A hint: no task relies on it to run. On a line
+    /// of its own: every worker reads it at every tick, and producers
+    /// write it.
+    injector_nudge: CachePadded<AtomicBool>,
     min_workers: usize,
     idle_timeout: Duration,
     /// `PoolConfig::search_spin`.
@@ -302,6 +311,7 @@ impl Pool {
             shutting_down: AtomicBool::new(false),
             accepting: AtomicBool::new(true),
             level_hint: AtomicU8::new(0),
+            injector_nudge: CachePadded::new(AtomicBool::new(false)),
             min_workers: config.min_workers,
             idle_timeout: config.idle_timeout,
             search_spin: config.search_spin,

@@ -324,7 +324,7 @@ impl Pool {
         let ordered = match notify {
             Notify::AnyWorker => {
                 // A `SeqCst` read-modify-write of the idle state, always.
-                self.notify_parked();
+                self.notify_or_nudge();
                 true
             }
             Notify::Worker(index) => {
@@ -368,10 +368,49 @@ impl Pool {
     }
 
     /// Wakes a parked worker if work is waiting and nobody searches for it.
+    /// Returns whether it woke one.
     #[inline]
-    pub(crate) fn notify_parked(&self) {
+    pub(crate) fn notify_parked(&self) -> bool {
         if let Some(index) = self.idle.worker_to_notify() {
             self.slots[index].unparker.unpark();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// After a push to an injector: wakes a parked worker, or, while every
+    /// worker is busy, nudges them to look at the injectors soon (see
+    /// `injector_nudge`). Without the nudge, a task from outside waited
+    /// for a worker's periodic turn: up to 61 polls, the interval tuned to
+    /// the mean poll time of the interval before, so a worker that had just
+    /// run short tasks and then ran 10 µs polls looked after 600 µs
+    /// (`spawn_many_remote_busy2`). While the nudge is set, a push only
+    /// loads it.
+    #[inline]
+    fn notify_or_nudge(&self) {
+        if !self.notify_parked()
+            && self.idle.all_busy()
+            && !self.injector_nudge.load(Ordering::Relaxed)
+        {
+            // Release: a worker that sees the nudge sees the push.
+            self.injector_nudge.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether a push to an injector found every worker busy since a
+    /// worker last served the injectors first.
+    #[inline]
+    pub(super) fn injector_nudged(&self) -> bool {
+        self.injector_nudge.load(Ordering::Acquire)
+    }
+
+    /// An injector-first tick: whatever a nudge asked for is served (a
+    /// load only, unless the nudge was set).
+    #[inline]
+    pub(super) fn injectors_served(&self) {
+        if self.injector_nudge.load(Ordering::Relaxed) {
+            self.injector_nudge.store(false, Ordering::Relaxed);
         }
     }
 

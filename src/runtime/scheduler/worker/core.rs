@@ -36,6 +36,14 @@ const MAX_INJECTOR_INTERVAL: u32 = 61;
 /// lower bound is 2 as well).
 const MIN_INJECTOR_INTERVAL: u32 = 2;
 
+/// How long a nudge (a push that found every worker busy, see
+/// `Pool::injector_nudge`) waits at a worker that keeps finding its own
+/// work, before that worker serves the injectors first: a tenth of
+/// [`INJECTOR_TARGET`]. Polls that short reach the periodic turn sooner;
+/// the nudge is for longer ones, where the periodic turn, tuned on the
+/// polls of the interval before, may be 61 polls away (see `take_nudge`).
+const NUDGE_WAIT: Duration = Duration::from_micros(10);
+
 /// Longest run of LIFO-slot polls after a task (as in tokio).
 pub(super) const MAX_LIFO_POLLS: u32 = 3;
 
@@ -53,6 +61,16 @@ const MIRI_SPIN_ROUNDS: u32 = 1;
 /// Whether `tick` has reached `due` (tick counters wrap).
 pub(super) fn tick_reached(tick: u32, due: u32) -> bool {
     (tick.wrapping_sub(due) as i32) >= 0
+}
+
+/// A nudge a worker waits on (see `Core::take_nudge`).
+pub(super) struct NudgeWait {
+    /// The tick the worker first saw it.
+    seen: u32,
+    /// Ticks since then that looked at it.
+    looks: u32,
+    /// The first reading of the clock since.
+    since: Option<Instant>,
 }
 
 /// The next fairness turn of each level below High (see `Core::fair_turn`).
@@ -113,6 +131,13 @@ pub(super) struct Core {
     /// The tick of the last injector-first tick, from which the next
     /// periodic turn counts.
     pub(super) injector_checked: u32,
+    /// The last tick this worker looked at the injectors: an
+    /// injector-first tick, or one that took a task from an injector after
+    /// finding its own work of that level empty. A nudge seen before then
+    /// has been served (see `take_nudge`).
+    injector_looked: u32,
+    /// A nudge this worker saw and has not served yet (see `take_nudge`).
+    nudge_wait: Option<NudgeWait>,
     /// Tick and time of the last tuning of the injector interval (once
     /// per interval), to measure the mean poll time; reset after parking
     /// so idle time does not count.
@@ -162,6 +187,8 @@ impl Core {
             draining: None,
             injector_next: [false; Priority::COUNT],
             injector_checked: 0,
+            injector_looked: 0,
+            nudge_wait: None,
             interval_start: (0, Instant::now()),
             searching: false,
             retired: false,
@@ -196,6 +223,9 @@ impl Core {
             if self.own_wheel.is_due(&local.pool.timers) {
                 local.pool.timers.fire_due(local.index, &mut self.fired);
             }
+            if local.pool.injector_nudged() && self.nudge_may_wait() {
+                self.take_nudge();
+            }
             if let Some(task) = self.next_task(local) {
                 self.run_task(local, task);
             } else if let Some(task) = self.steal_work(local) {
@@ -229,6 +259,9 @@ impl Core {
         let injector_first = periodic || self.refill_due(local);
         if injector_first {
             self.injector_checked = self.tick;
+            self.injector_looked = self.tick;
+            // This tick serves what a nudge asked for.
+            pool.injectors_served();
         }
         // An injector-first tick is never given away: a share due now is
         // served on the next tick (its credit keeps counting).
@@ -254,6 +287,7 @@ impl Core {
             }
             if !injector_first {
                 if let Some(task) = pool.pop_injector(level, &local.queues[level]) {
+                    self.injector_looked = self.tick;
                     return Some(self.took(level, task));
                 }
             }
@@ -412,6 +446,78 @@ impl Core {
     #[inline]
     fn periodic_due(&self) -> bool {
         self.tick.wrapping_sub(self.injector_checked) >= self.injector_interval
+    }
+
+    /// Whether a nudge seen now may be waiting here: not while this worker
+    /// looked at the injectors at this tick or the one before. A worker
+    /// whose own work runs dry every few ticks, as while it keeps up with
+    /// a burst of remote spawns, looks at the injectors that often, and so
+    /// never pays for the wait's bookkeeping and clock reads (they cost
+    /// `spawn_many_remote_idle` 5%).
+    #[inline]
+    fn nudge_may_wait(&self) -> bool {
+        self.tick.wrapping_sub(self.injector_looked) >= MIN_INJECTOR_INTERVAL
+    }
+
+    /// A push found every worker busy (see `Pool::injector_nudge`): makes
+    /// the periodic turn due now once the nudge has waited at least
+    /// [`NUDGE_WAIT`] at this worker, which looked at no injector meanwhile.
+    /// Run at each tick (a LIFO poll included, which the due turn then
+    /// ends) while the nudge is set. The clock is read at the 2nd, 3rd,
+    /// 5th, 9th… of those ticks, so polls of 10 µs serve the nudge at the
+    /// third tick, where the periodic turn could be 61 polls away (its
+    /// interval is tuned on the polls of the interval before), and short
+    /// polls pay a few clock reads before their periodic turn comes.
+    ///
+    /// Never before the third tick that sees the nudge, so a producer that
+    /// keeps nudging gets one tick in three at most. Waits on at a worker
+    /// that drains an injector already, which refills from it at its own
+    /// pace. Ignored under a user's `Scheduler`, which decides every tick
+    /// and reaches the injectors on its own (see `pop_level`).
+    ///
+    /// (Served at the first tick that saw it, the nudge made the line
+    /// bounce between producer and workers at every other tick of a worker
+    /// running short tasks: `spawn_many_remote_idle` +13%. Checked in
+    /// `next_task`, next to the periodic turn, it cost `yield_many` 13 to
+    /// 20% in criterion's runs for 4 instructions a tick, and 2 to 3% in a
+    /// harness of its own; checked at the top of the worker loop, nothing
+    /// measurable. Code layout, as far as this machine can tell without
+    /// hardware counters.)
+    #[cold]
+    pub(super) fn take_nudge(&mut self) {
+        let tick = self.tick;
+        let wait = match &mut self.nudge_wait {
+            // Seen after this worker last looked at the injectors.
+            Some(wait) if !tick_reached(self.injector_looked, wait.seen) => wait,
+            // First seen now, or first since that look (which served the
+            // nudge seen before).
+            _ => {
+                self.nudge_wait = Some(NudgeWait {
+                    seen: tick,
+                    looks: 0,
+                    since: None,
+                });
+                return;
+            }
+        };
+        // Bounded: the periodic turn, at most 61 ticks away, is a look.
+        wait.looks = wait.looks.saturating_add(1);
+        if !wait.looks.is_power_of_two() {
+            return;
+        }
+        let now = Instant::now();
+        match wait.since {
+            None => wait.since = Some(now),
+            Some(since)
+                if self.draining.is_none()
+                    && !self.custom_scheduler
+                    && now.saturating_duration_since(since) >= NUDGE_WAIT =>
+            {
+                self.nudge_wait = None;
+                self.injector_checked = tick.wrapping_sub(self.injector_interval);
+            }
+            Some(_) => {}
+        }
     }
 
     /// Whether the level being drained has fallen below
@@ -632,6 +738,10 @@ impl Core {
             // More urgent work goes first: a sibling may take this task
             // meanwhile.
             let outranked = local.more_urgent_queued(level) || local.pool.is_closed();
+            if local.pool.injector_nudged() && self.nudge_may_wait() {
+                // A LIFO poll is a tick too: the nudge may end the run.
+                self.take_nudge();
+            }
             if outranked
                 || self.injector_due(local)
                 || self.lifo_polls >= self.lifo_cap

@@ -26,7 +26,15 @@
 //!    one task of each inbox that holds work between two of them (see 2),
 //!    and for at most one injector task between any two of those picks;
 //!    and the injector is served at least every [`MAX_INJECTOR_INTERVAL`]
-//!    polls (`tests/fairness.rs`);
+//!    polls (`tests/fairness.rs`). The interval is tuned on the polls of the
+//!    interval before, so it is stale when polls turn long: 61 polls of
+//!    10 µs after a run of short ones. A push to an injector that finds
+//!    every worker busy therefore *nudges* them (`Pool::injector_nudge`):
+//!    a worker that sees the nudge and keeps finding its own work makes the
+//!    periodic turn due once the nudge has waited [`NUDGE_WAIT`] there, by
+//!    its clock, read at the 2nd, 3rd, 5th… tick that sees it (`take_nudge`). The
+//!    nudge is a hint, cleared by the next injector-first tick; no task
+//!    relies on it to run;
 //! 2. its own work: its queue and its three inboxes (tasks pinned to it,
 //!    its `spawn_local` tasks, tasks placement sent it), one task from each
 //!    in turn among those that hold work (a rotation per level): no
