@@ -1,5 +1,6 @@
 //! Fairness: minimum shares between levels, and fairness within a level.
-//! Shares are checked by counting polls on one worker, never by time.
+//! Shares are checked by counting polls on one worker, never by time (the
+//! nudge's tests make polls long with a clock, and count them).
 
 mod common;
 
@@ -226,6 +227,59 @@ fn two_tasks_waking_each_other_do_not_starve_the_rest() {
         stop.store(true, Ordering::SeqCst);
         multipool::block_on(pinger).unwrap();
         multipool::block_on(ponger).unwrap();
+    });
+}
+
+#[test]
+fn work_from_outside_is_reached_within_a_bounded_number_of_local_polls() {
+    watchdog(60, || {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let local_polls = Arc::new(AtomicUsize::new(0));
+        // Local work that never runs dry: yielding tasks on the worker.
+        let locals: Vec<_> = (0..8)
+            .map(|_| rt.spawn(spin(local_polls.clone(), stop.clone())).start())
+            .collect();
+        // One more local task holds the worker while the test pushes a task
+        // from outside, so the count starts when that push is known done.
+        let (ready_tx, ready_rx) = mpsc::channel::<()>();
+        let (pushed_tx, pushed_rx) = mpsc::channel::<()>();
+        let mark = Arc::new(AtomicUsize::new(0));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (polls, m, r) = (local_polls.clone(), mark.clone(), ran.clone());
+        let holder = rt
+            .spawn(async move {
+                for round in 1..=20 {
+                    ready_tx.send(()).unwrap();
+                    pushed_rx.recv().unwrap();
+                    m.store(polls.load(Ordering::SeqCst), Ordering::SeqCst);
+                    // Never block the worker again before the remote task ran.
+                    while r.load(Ordering::SeqCst) < round {
+                        multipool::task::yield_now().await;
+                    }
+                }
+            })
+            .start();
+        let mut worst = 0;
+        for _ in 0..20 {
+            ready_rx.recv().unwrap();
+            let (polls, mark, ran) = (local_polls.clone(), mark.clone(), ran.clone());
+            let remote = rt
+                .spawn(async move {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                    polls.load(Ordering::SeqCst) - mark.load(Ordering::SeqCst)
+                })
+                .start();
+            pushed_tx.send(()).unwrap();
+            worst = worst.max(multipool::block_on(remote).unwrap());
+        }
+        multipool::block_on(holder).unwrap();
+        stop.store(true, Ordering::SeqCst);
+        for local in locals {
+            multipool::block_on(local).unwrap();
+        }
+        // The injector is checked first at least every 61 ticks.
+        assert!(worst <= 61, "a remote task waited {worst} local polls");
     });
 }
 

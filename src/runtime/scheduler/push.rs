@@ -406,7 +406,9 @@ impl Pool {
     }
 
     /// An injector-first tick: whatever a nudge asked for is served (a
-    /// load only, unless the nudge was set).
+    /// load only, unless the nudge was set). Not atomic with the pops that
+    /// follow: a push between them that found the nudge set may go
+    /// unnudged, and wait for a periodic turn, as it would without it.
     #[inline]
     pub(super) fn injectors_served(&self) {
         if self.injector_nudge.load(Ordering::Relaxed) {

@@ -137,7 +137,7 @@ pub(super) struct Core {
     /// has been served (see `take_nudge`).
     injector_looked: u32,
     /// A nudge this worker saw and has not served yet (see `take_nudge`).
-    nudge_wait: Option<NudgeWait>,
+    pub(super) nudge_wait: Option<NudgeWait>,
     /// Tick and time of the last tuning of the injector interval (once
     /// per interval), to measure the mean poll time; reset after parking
     /// so idle time does not count.
@@ -224,7 +224,7 @@ impl Core {
                 local.pool.timers.fire_due(local.index, &mut self.fired);
             }
             if local.pool.injector_nudged() && self.nudge_may_wait() {
-                self.take_nudge();
+                self.take_nudge(local);
             }
             if let Some(task) = self.next_task(local) {
                 self.run_task(local, task);
@@ -261,6 +261,7 @@ impl Core {
             self.injector_checked = self.tick;
             self.injector_looked = self.tick;
             // This tick serves what a nudge asked for.
+            self.nudge_wait = None;
             pool.injectors_served();
         }
         // An injector-first tick is never given away: a share due now is
@@ -462,18 +463,23 @@ impl Core {
     /// A push found every worker busy (see `Pool::injector_nudge`): makes
     /// the periodic turn due now once the nudge has waited at least
     /// [`NUDGE_WAIT`] at this worker, which looked at no injector meanwhile.
-    /// Run at each tick (a LIFO poll included, which the due turn then
-    /// ends) while the nudge is set. The clock is read at the 2nd, 3rd,
-    /// 5th, 9th… of those ticks, so polls of 10 µs serve the nudge at the
-    /// third tick, where the periodic turn could be 61 polls away (its
-    /// interval is tuned on the polls of the interval before), and short
-    /// polls pay a few clock reads before their periodic turn comes.
+    /// Run at each tick, and at each poll of a LIFO run (which the due
+    /// turn then ends), while the nudge is set. The clock is read at the
+    /// 2nd, 3rd, 5th, 9th… of those looks, so polls of 10 µs serve the
+    /// nudge at the third tick (the fourth, should a LIFO run's last look
+    /// and the next tick's bracket no poll), where the periodic turn could
+    /// be 61 polls away (its interval is tuned on the polls of the interval
+    /// before), and short polls pay a few clock reads before their periodic
+    /// turn comes. The wait restarts at each injector-first tick and when
+    /// the worker parks.
     ///
-    /// Never before the third tick that sees the nudge, so a producer that
-    /// keeps nudging gets one tick in three at most. Waits on at a worker
-    /// that drains an injector already, which refills from it at its own
-    /// pace. Ignored under a user's `Scheduler`, which decides every tick
-    /// and reaches the injectors on its own (see `pop_level`).
+    /// Never before the third look at the nudge, two ticks or more after
+    /// the worker last looked at the injectors, so a producer that keeps
+    /// nudging gets one tick in three at most. Waits on at a worker that
+    /// drains an injector already, which refills from it at its own pace,
+    /// unless more urgent work is queued (a refill then waits: see
+    /// `refill_due`). Ignored under a user's `Scheduler`, which decides
+    /// every tick and reaches the injectors on its own (see `pop_level`).
     ///
     /// (Served at the first tick that saw it, the nudge made the line
     /// bounce between producer and workers at every other tick of a worker
@@ -484,7 +490,7 @@ impl Core {
     /// measurable. Code layout, as far as this machine can tell without
     /// hardware counters.)
     #[cold]
-    pub(super) fn take_nudge(&mut self) {
+    pub(super) fn take_nudge(&mut self, local: &Local) {
         let tick = self.tick;
         let wait = match &mut self.nudge_wait {
             // Seen after this worker last looked at the injectors.
@@ -509,12 +515,16 @@ impl Core {
         match wait.since {
             None => wait.since = Some(now),
             Some(since)
-                if self.draining.is_none()
-                    && !self.custom_scheduler
-                    && now.saturating_duration_since(since) >= NUDGE_WAIT =>
+                if !self.custom_scheduler
+                    && now.saturating_duration_since(since) >= NUDGE_WAIT
+                    && self
+                        .draining
+                        .is_none_or(|level| local.more_urgent_queued(level)) =>
             {
                 self.nudge_wait = None;
-                self.injector_checked = tick.wrapping_sub(self.injector_interval);
+                // Due whatever the interval, should `next_task` tune it
+                // longer first.
+                self.injector_checked = tick.wrapping_sub(MAX_INJECTOR_INTERVAL);
             }
             Some(_) => {}
         }
@@ -740,7 +750,7 @@ impl Core {
             let outranked = local.more_urgent_queued(level) || local.pool.is_closed();
             if local.pool.injector_nudged() && self.nudge_may_wait() {
                 // A LIFO poll is a tick too: the nudge may end the run.
-                self.take_nudge();
+                self.take_nudge(local);
             }
             if outranked
                 || self.injector_due(local)

@@ -14,6 +14,9 @@ impl Core {
     /// Sleeps until a producer wakes this worker, its next timer is due, or
     /// the pool closes; or retires the worker after the idle timeout.
     pub(super) fn park(&mut self, local: &Local) {
+        // A nudge waited on before parking is stale by the time this
+        // worker runs again (see `take_nudge`).
+        self.nudge_wait = None;
         // Before the worker counts as parked: a reader who sees it parked
         // sees its polls.
         self.publish_polls(local);
