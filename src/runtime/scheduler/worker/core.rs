@@ -465,7 +465,9 @@ impl Core {
     /// [`NUDGE_WAIT`] at this worker, which looked at no injector meanwhile.
     /// Run at each tick, and at each poll of a LIFO run (which the due
     /// turn then ends), while the nudge is set. The clock is read at the
-    /// 2nd, 3rd, 5th, 9th… of those looks, so polls of 10 µs serve the
+    /// 2nd, 3rd, 5th and 9th of those looks and every 8th after (at most 9
+    /// reads before the periodic turn; polls that turn long in the middle
+    /// of a wait are seen within 8 looks), so polls of 10 µs serve the
     /// nudge at the third tick (the fourth, should a LIFO run's last look
     /// and the next tick's bracket no poll), where the periodic turn could
     /// be 61 polls away (its interval is tuned on the polls of the interval
@@ -506,9 +508,9 @@ impl Core {
                 return;
             }
         };
-        // Bounded: the periodic turn, at most 61 ticks away, is a look.
+        // Bounded: the periodic turn, at most 61 ticks away, restarts it.
         wait.looks = wait.looks.saturating_add(1);
-        if !wait.looks.is_power_of_two() {
+        if !(wait.looks.is_power_of_two() || wait.looks % 8 == 0) {
             return;
         }
         let now = Instant::now();

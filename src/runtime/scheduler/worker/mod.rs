@@ -32,9 +32,9 @@
 //!    every worker busy therefore *nudges* them (`Pool::injector_nudge`):
 //!    a worker that sees the nudge and keeps finding its own work makes the
 //!    periodic turn due once the nudge has waited [`NUDGE_WAIT`] there, by
-//!    its clock, read at the 2nd, 3rd, 5th… look at it (`take_nudge`). The
-//!    nudge is a hint, cleared by the next injector-first tick; no task
-//!    relies on it to run;
+//!    its clock, read at the 2nd, 3rd, 5th and 9th look at it and every 8th
+//!    after (`take_nudge`). The nudge is a hint, cleared by the next
+//!    injector-first tick; no task relies on it to run;
 //! 2. its own work: its queue and its three inboxes (tasks pinned to it,
 //!    its `spawn_local` tasks, tasks placement sent it), one task from each
 //!    in turn among those that hold work (a rotation per level): no
