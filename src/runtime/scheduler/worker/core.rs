@@ -63,11 +63,10 @@ pub(super) fn tick_reached(tick: u32, due: u32) -> bool {
     (tick.wrapping_sub(due) as i32) >= 0
 }
 
-/// A nudge a worker waits on (see `Core::take_nudge`).
+/// A nudge a worker waits on (see `Core::take_nudge`), from the first
+/// tick that saw it until the worker next looks at the injectors.
 pub(super) struct NudgeWait {
-    /// The tick the worker first saw it.
-    seen: u32,
-    /// Ticks since then that looked at it.
+    /// Ticks since the first that looked at it.
     looks: u32,
     /// The first reading of the clock since.
     since: Option<Instant>,
@@ -118,8 +117,8 @@ pub(super) struct Core {
     pub(super) lifo_cap: u32,
     /// The level whose injector the last injector-first pop (or share
     /// turn's) took a task from, until that injector is found empty (by an
-    /// injector-first tick, a refill check or a LIFO check): its queue here is refilled whenever it runs low (see
-    /// the module docs), so a burst of remote work is taken in without a
+    /// injector-first tick, a refill check or a LIFO check): its queue here
+    /// is refilled whenever it runs low (see the module docs), so a burst of remote work is taken in without a
     /// long run of local polls between two batches, and the LIFO slot is
     /// off meanwhile (see `backlog_waits`). Never a level with a user's
     /// `RunQueue`, nor in a pool with a user's `Scheduler` (see
@@ -133,8 +132,10 @@ pub(super) struct Core {
     pub(super) injector_checked: u32,
     /// The last tick this worker looked at the injectors: an
     /// injector-first tick, or one that took a task from an injector after
-    /// finding its own work of that level empty. A nudge seen before then
-    /// has been served (see `take_nudge`).
+    /// finding its own work of that level empty. Each such look serves the
+    /// nudge this worker waited on (see [`looked_at_injectors`]).
+    ///
+    /// [`looked_at_injectors`]: Self::looked_at_injectors
     injector_looked: u32,
     /// A nudge this worker saw and has not served yet (see `take_nudge`).
     pub(super) nudge_wait: Option<NudgeWait>,
@@ -223,9 +224,7 @@ impl Core {
             if self.own_wheel.is_due(&local.pool.timers) {
                 local.pool.timers.fire_due(local.index, &mut self.fired);
             }
-            if local.pool.injector_nudged() && self.nudge_may_wait() {
-                self.take_nudge(local);
-            }
+            self.heed_nudge(local);
             if let Some(task) = self.next_task(local) {
                 self.run_task(local, task);
             } else if let Some(task) = self.steal_work(local) {
@@ -259,9 +258,8 @@ impl Core {
         let injector_first = periodic || self.refill_due(local);
         if injector_first {
             self.injector_checked = self.tick;
-            self.injector_looked = self.tick;
+            self.looked_at_injectors();
             // This tick serves what a nudge asked for.
-            self.nudge_wait = None;
             pool.injectors_served();
         }
         // An injector-first tick is never given away: a share due now is
@@ -288,7 +286,7 @@ impl Core {
             }
             if !injector_first {
                 if let Some(task) = pool.pop_injector(level, &local.queues[level]) {
-                    self.injector_looked = self.tick;
+                    self.looked_at_injectors();
                     return Some(self.took(level, task));
                 }
             }
@@ -449,6 +447,23 @@ impl Core {
         self.tick.wrapping_sub(self.injector_checked) >= self.injector_interval
     }
 
+    /// This tick looked at the injectors: it serves the nudge this worker
+    /// waited on, if any (and restarts the wait for a nudge set since).
+    #[inline]
+    fn looked_at_injectors(&mut self) {
+        self.injector_looked = self.tick;
+        self.nudge_wait = None;
+    }
+
+    /// At each tick and each LIFO poll: one load while no nudge is set
+    /// (see [`take_nudge`](Self::take_nudge)).
+    #[inline]
+    fn heed_nudge(&mut self, local: &Local) {
+        if local.pool.injector_nudged() && self.nudge_may_wait() {
+            self.take_nudge(local);
+        }
+    }
+
     /// Whether a nudge seen now may be waiting here: not while this worker
     /// looked at the injectors at this tick or the one before. A worker
     /// whose own work runs dry every few ticks, as while it keeps up with
@@ -492,21 +507,16 @@ impl Core {
     /// measurable. Code layout, as far as this machine can tell without
     /// hardware counters.)
     #[cold]
-    pub(super) fn take_nudge(&mut self, local: &Local) {
+    fn take_nudge(&mut self, local: &Local) {
         let tick = self.tick;
-        let wait = match &mut self.nudge_wait {
-            // Seen after this worker last looked at the injectors.
-            Some(wait) if !tick_reached(self.injector_looked, wait.seen) => wait,
-            // First seen now, or first since that look (which served the
-            // nudge seen before).
-            _ => {
-                self.nudge_wait = Some(NudgeWait {
-                    seen: tick,
-                    looks: 0,
-                    since: None,
-                });
-                return;
-            }
+        let Some(wait) = &mut self.nudge_wait else {
+            // First seen now (or first since this worker last looked at
+            // the injectors, which served the one seen before).
+            self.nudge_wait = Some(NudgeWait {
+                looks: 0,
+                since: None,
+            });
+            return;
         };
         // Bounded: the periodic turn, at most 61 ticks away, restarts it.
         wait.looks = wait.looks.saturating_add(1);
@@ -750,10 +760,8 @@ impl Core {
             // More urgent work goes first: a sibling may take this task
             // meanwhile.
             let outranked = local.more_urgent_queued(level) || local.pool.is_closed();
-            if local.pool.injector_nudged() && self.nudge_may_wait() {
-                // A LIFO poll is a tick too: the nudge may end the run.
-                self.take_nudge(local);
-            }
+            // A LIFO poll is a tick too: the nudge may end the run.
+            self.heed_nudge(local);
             if outranked
                 || self.injector_due(local)
                 || self.lifo_polls >= self.lifo_cap
