@@ -85,7 +85,7 @@ impl Pool {
             self.push_pinned(home as usize, runnable);
             return;
         }
-        if self.custom_queues[runnable.metadata().priority().index()].is_some() {
+        if self.custom_queues[runnable.metadata().level()].is_some() {
             // The user's queue decides the order, for the whole pool.
             self.push_remote(runnable);
             return;
@@ -216,7 +216,7 @@ impl Pool {
             } else {
                 pool.push_pinned(meta.home as usize, runnable);
             }
-        } else if pool.custom_queues[meta.priority().index()].is_some() {
+        } else if pool.custom_queues[meta.level()].is_some() {
             pool.push_remote_woken(runnable);
         } else if let Err(runnable) =
             worker::try_schedule_local(Arc::as_ptr(&pool), runnable, woken(woken_while_running))
@@ -230,7 +230,7 @@ impl Pool {
         let Some(runnable) = self.open_or_cancel(runnable) else {
             return;
         };
-        let level = runnable.metadata().priority().index();
+        let level = runnable.metadata().level();
         self.inbox(index).placed[level].push(runnable);
         self.after_push(Notify::Placed(index), Drain::All);
     }
@@ -240,7 +240,7 @@ impl Pool {
         let Some(runnable) = self.open_or_cancel(runnable) else {
             return;
         };
-        let level = runnable.metadata().priority().index();
+        let level = runnable.metadata().level();
         self.inbox(index).pinned[level].push(runnable);
         self.after_push(Notify::Worker(index), Drain::All);
     }
@@ -284,7 +284,7 @@ impl Pool {
     /// calls back into a user's queue: after shutdown it drains only the
     /// pool's own queues.
     pub(crate) fn push_dropped(&self, runnable: Runnable) {
-        let level = runnable.metadata().priority().index();
+        let level = runnable.metadata().level();
         self.injector[level].push(runnable);
         self.after_push(Notify::AnyWorker, Drain::OwnQueues);
     }
@@ -295,7 +295,7 @@ impl Pool {
     /// worker drains this inbox before it ends (see
     /// `worker::Local::cancel_everything`).
     pub(crate) fn push_local(&self, index: usize, runnable: Runnable) {
-        let level = runnable.metadata().priority().index();
+        let level = runnable.metadata().level();
         self.inbox(index).local[level].push(runnable);
         if !self.is_closed() {
             self.wake_worker(index);
@@ -418,7 +418,7 @@ impl Pool {
 
     /// The injector of the task's level, or the user's queue replacing it.
     pub(super) fn push_injector(&self, runnable: Runnable) {
-        let level = runnable.metadata().priority().index();
+        let level = runnable.metadata().level();
         if !self.has_custom_queues {
             self.injector[level].push(runnable);
             return;

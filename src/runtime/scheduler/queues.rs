@@ -143,9 +143,17 @@ impl Pool {
     #[inline]
     pub(crate) fn injector_is_empty(&self, level: usize) -> bool {
         self.injector[level].is_empty()
-            && self.custom_queues[level].as_ref().is_none_or(|queue| {
-                guard_user("`RunQueue::is_empty`", || queue.is_empty()).unwrap_or(true)
-            })
+            && (!self.has_custom_queues || self.custom_queue_is_empty(level))
+    }
+
+    /// The user's queue of `level` (if it has one) is empty; out of line,
+    /// so the callers of [`injector_is_empty`](Self::injector_is_empty)
+    /// on the hot path stay small enough to inline.
+    #[cold]
+    fn custom_queue_is_empty(&self, level: usize) -> bool {
+        self.custom_queues[level].as_ref().is_none_or(|queue| {
+            guard_user("`RunQueue::is_empty`", || queue.is_empty()).unwrap_or(true)
+        })
     }
 
     /// Tasks in the injector of `level` (or the user's queue).

@@ -110,6 +110,13 @@ impl FairTurns {
 /// State only the worker loop touches.
 pub(super) struct Core {
     pub(super) tick: u32,
+    /// The earliest tick at which the injector interval's tuning, the
+    /// periodic injector turn or a fairness turn may be due (see
+    /// [`refresh_due`](Self::refresh_due)): the usual tick, with none of
+    /// them due, costs one comparison for the three. None of them is due
+    /// before it; it may be reached with none due (a deadline moved later,
+    /// as when the worker parks), which costs one look at each.
+    pub(super) next_due: u32,
     /// Ticks between two injector-first checks; see `INJECTOR_TARGET`.
     pub(super) injector_interval: u32,
     /// LIFO polls allowed in a row at the current mean poll time; see
@@ -181,8 +188,9 @@ impl Core {
     /// The loop state of the worker `local`, with its parker and the
     /// runtime's hooks.
     pub(super) fn new(local: &Local, parker: parking::Parker, hooks: &Hooks) -> Self {
-        Core {
+        let mut core = Core {
             tick: 0,
+            next_due: 0,
             injector_interval: MAX_INJECTOR_INTERVAL,
             lifo_cap: MAX_LIFO_POLLS,
             draining: None,
@@ -214,7 +222,34 @@ impl Core {
             park_hook: hooks.park.clone(),
             busy_tick: hooks.busy_tick.clone(),
             awake_since: (Instant::now(), 0),
-        }
+        };
+        core.refresh_due();
+        core
+    }
+
+    /// Re-derives [`next_due`](Self::next_due) after one of its deadlines
+    /// moved: the end of the injector interval (its tuning), the periodic
+    /// injector turn, and the next fairness turn (where any level has a
+    /// share). Run wherever one of them may move earlier.
+    pub(super) fn refresh_due(&mut self) {
+        let tick = self.tick;
+        let tuning = self.interval_start.0.wrapping_add(self.injector_interval);
+        let periodic = self.injector_checked.wrapping_add(self.injector_interval);
+        let fair = self.fair.enabled.then_some(self.fair.next);
+        self.next_due = [Some(tuning), Some(periodic), fair]
+            .into_iter()
+            .flatten()
+            // Signed, as `tick_reached`: a deadline already passed is the
+            // earliest.
+            .min_by_key(|&at| at.wrapping_sub(tick) as i32)
+            .unwrap_or(tuning);
+    }
+
+    /// Whether [`next_due`](Self::next_due) is reached: one of the
+    /// deadlines it stands for may be due.
+    #[inline]
+    fn deadline_reached(&self) -> bool {
+        tick_reached(self.tick, self.next_due)
     }
 
     pub(super) fn run(&mut self, local: &Local) {
@@ -249,22 +284,31 @@ impl Core {
     #[inline]
     pub(super) fn next_task(&mut self, local: &Local) -> Option<Runnable> {
         let pool = &*local.pool;
-        if self.tick.wrapping_sub(self.interval_start.0) >= self.injector_interval {
-            self.tune_injector_interval(local);
+        // The tuning, the periodic turn and the fairness turns: one
+        // comparison for the three on the usual tick.
+        let deadline = self.deadline_reached();
+        if deadline {
+            if self.tick.wrapping_sub(self.interval_start.0) >= self.injector_interval {
+                self.tune_injector_interval(local);
+            }
+            // Reached with none due (a deadline moved later), or not yet
+            // re-derived after the tuning.
+            self.refresh_due();
         }
         // The periodic turn serves every level's injector; a refill turn
         // only a level whose queue runs low (see `DRAIN_REFILL_BELOW`).
-        let periodic = self.periodic_due();
+        let periodic = deadline && self.periodic_due();
         let injector_first = periodic || self.refill_due(local);
         if injector_first {
             self.injector_checked = self.tick;
+            self.refresh_due();
             self.looked_at_injectors();
             // This tick serves what a nudge asked for.
             pool.injectors_served();
         }
         // An injector-first tick is never given away: a share due now is
         // served on the next tick (its credit keeps counting).
-        if !injector_first {
+        if deadline && !injector_first {
             // Also where a user's `Scheduler` is asked (its turn is due at
             // every tick): one check per tick for both.
             if let Some(task) = self.fair_turn(local) {
@@ -304,7 +348,8 @@ impl Core {
     /// due level is served, or finds nothing, and its next turn is `share`
     /// ticks later either way; so a level that keeps work waiting gets one
     /// poll every `share` ticks, whatever floods the levels above it. The
-    /// common case, no turn due, costs one comparison.
+    /// common case, no turn due, costs nothing here: it is only asked once
+    /// the worker's [`next_due`](Self::next_due) is reached.
     #[inline]
     pub(super) fn fair_turn(&mut self, local: &Local) -> Option<Runnable> {
         if !self.fair.enabled || !tick_reached(self.tick, self.fair.next) {
@@ -317,6 +362,7 @@ impl Core {
     pub(super) fn fair_turn_due(&mut self, local: &Local) -> Option<Runnable> {
         if self.custom_scheduler {
             self.fair.next = self.tick.wrapping_add(1);
+            self.refresh_due();
             return self.scheduled_turn(local);
         }
         let shares = &local.pool.min_shares;
@@ -338,6 +384,7 @@ impl Core {
             Some(self.took(level, task))
         });
         self.fair.next = self.fair.earliest(shares, self.tick);
+        self.refresh_due();
         task
     }
 
@@ -423,7 +470,7 @@ impl Core {
     /// the periodic turn or a refill turn is due. Never two ticks in a row.
     #[inline]
     pub(super) fn injector_due(&mut self, local: &Local) -> bool {
-        self.periodic_due() || self.refill_due(local)
+        (self.deadline_reached() && self.periodic_due()) || self.refill_due(local)
     }
 
     /// Whether a backlog from outside waits at `level`: the worker drains
@@ -537,6 +584,7 @@ impl Core {
                 // Due whatever the interval, should `next_task` tune it
                 // longer first.
                 self.injector_checked = tick.wrapping_sub(MAX_INJECTOR_INTERVAL);
+                self.refresh_due();
             }
             Some(_) => {}
         }
@@ -601,6 +649,7 @@ impl Core {
         let lifo_polls = LIFO_BUDGET.as_nanos() / mean_poll.as_nanos().max(1);
         self.lifo_cap = (lifo_polls as u32).min(MAX_LIFO_POLLS);
         self.interval_start = (self.tick, now);
+        self.refresh_due();
     }
 
     /// Steals a batch of `level` tasks from a sibling, starting at a random
@@ -756,7 +805,7 @@ impl Core {
         }
         poll_task(local, task);
         while let Some(task) = local.lifo.take() {
-            let level = task.metadata().priority().index();
+            let level = task.metadata().level();
             // More urgent work goes first: a sibling may take this task
             // meanwhile.
             let outranked = local.more_urgent_queued(level) || local.pool.is_closed();

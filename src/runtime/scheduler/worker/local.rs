@@ -123,7 +123,7 @@ impl Local {
     /// in its queue, where siblings may steal it, but none is told. For a
     /// task this worker takes at its next tick anyway (see `run_task`).
     pub(super) fn push_back_quiet(&self, runnable: Runnable) {
-        let level = runnable.metadata().priority().index();
+        let level = runnable.metadata().level();
         self.queues[level].push(runnable);
         self.pool.mark_level(level);
     }

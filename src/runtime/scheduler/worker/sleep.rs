@@ -116,6 +116,7 @@ impl Core {
         }
         let now = Instant::now();
         self.interval_start = (self.tick, now);
+        self.refresh_due();
         self.awake_since = (now, self.total_polls());
         if self.park_hook.is_some() && local.local_len() > 1 {
             // The hook woke several tasks onto our queues: let a sibling
