@@ -22,6 +22,27 @@ async fn spin(counter: Arc<AtomicUsize>, stop: Arc<AtomicBool>) {
     }
 }
 
+/// A holder task's part of a round, inside one poll: tells the test's
+/// thread the worker is held, blocks the worker until the test has pushed
+/// its task from outside, then marks the local polls counted so far.
+fn hold_until_pushed(
+    ready: &mpsc::Sender<()>,
+    pushed: &mpsc::Receiver<()>,
+    polls: &AtomicUsize,
+    mark: &AtomicUsize,
+) {
+    ready.send(()).unwrap();
+    pushed.recv().unwrap();
+    mark.store(polls.load(Ordering::SeqCst), Ordering::SeqCst);
+}
+
+/// Yields until `counter` reaches `at_least`, never blocking the worker.
+async fn yield_until(counter: &AtomicUsize, at_least: usize) {
+    while counter.load(Ordering::SeqCst) < at_least {
+        multipool::task::yield_now().await;
+    }
+}
+
 /// Floods one worker with four tasks at `flood` priority, runs one task at
 /// `starved` priority for `polls` polls, and returns (flood polls, starved
 /// polls), both counted over the starved task's life.
@@ -250,13 +271,9 @@ fn work_from_outside_is_reached_within_a_bounded_number_of_local_polls() {
         let holder = rt
             .spawn(async move {
                 for round in 1..=20 {
-                    ready_tx.send(()).unwrap();
-                    pushed_rx.recv().unwrap();
-                    m.store(polls.load(Ordering::SeqCst), Ordering::SeqCst);
+                    hold_until_pushed(&ready_tx, &pushed_rx, &polls, &m);
                     // Never block the worker again before the remote task ran.
-                    while r.load(Ordering::SeqCst) < round {
-                        multipool::task::yield_now().await;
-                    }
+                    yield_until(&r, round).await;
                 }
             })
             .start();
@@ -357,17 +374,11 @@ fn work_from_outside_is_served_within_three_long_polls(outside: Outside) {
                     for _ in 0..200 {
                         multipool::task::yield_now().await;
                     }
-                    while a.load(Ordering::SeqCst) < round {
-                        multipool::task::yield_now().await;
-                    }
+                    yield_until(&a, round).await;
                     l.store(true, Ordering::SeqCst);
-                    ready_tx.send(()).unwrap();
-                    pushed_rx.recv().unwrap();
-                    m.store(polls.load(Ordering::SeqCst), Ordering::SeqCst);
+                    hold_until_pushed(&ready_tx, &pushed_rx, &polls, &m);
                     // Never block the worker again before the task ran.
-                    while r.load(Ordering::SeqCst) < round {
-                        multipool::task::yield_now().await;
-                    }
+                    yield_until(&r, round).await;
                 }
             })
             .start();

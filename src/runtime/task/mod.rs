@@ -404,10 +404,11 @@ impl TaskMeta {
         Priority::from_index(self.priority.load(Ordering::Relaxed))
     }
 
-    /// `priority().index()`, for the queues' hot paths: the byte only ever
-    /// holds a level's index, and clamping it is a compare and a move where
-    /// the `match` of [`Priority::from_index`] and back took ten
-    /// instructions on every push (callgrind, `hotpath_probe yield`).
+    /// The index of [`priority`](Self::priority), for the queues' hot
+    /// paths: the byte only ever holds a level's index, and clamping it is
+    /// a compare and a move where the `match` of [`Priority::from_index`]
+    /// and back took ten instructions on every push (callgrind,
+    /// `hotpath_probe yield`).
     #[inline]
     pub(crate) fn level(&self) -> usize {
         usize::from(self.priority.load(Ordering::Relaxed)).min(Priority::COUNT - 1)

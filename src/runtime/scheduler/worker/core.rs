@@ -125,11 +125,11 @@ pub(super) struct Core {
     /// The level whose injector the last injector-first pop (or share
     /// turn's) took a task from, until that injector is found empty (by an
     /// injector-first tick, a refill check or a LIFO check): its queue here
-    /// is refilled whenever it runs low (see the module docs), so a burst of remote work is taken in without a
-    /// long run of local polls between two batches, and the LIFO slot is
-    /// off meanwhile (see `backlog_waits`). Never a level with a user's
-    /// `RunQueue`, nor in a pool with a user's `Scheduler` (see
-    /// `pop_injector_and_drain`).
+    /// is refilled whenever it runs low (see the module docs), so a burst
+    /// of remote work is taken in without a long run of local polls
+    /// between two batches, and the LIFO slot is off meanwhile (see
+    /// `backlog_waits`). Never a level with a user's `RunQueue`, nor in a
+    /// pool with a user's `Scheduler` (see `pop_injector_and_drain`).
     pub(super) draining: Option<usize>,
     /// Per level, whether [`pop_level`](Self::pop_level) looks at the
     /// injector first.
@@ -289,11 +289,13 @@ impl Core {
         let deadline = self.deadline_reached();
         if deadline {
             if self.tick.wrapping_sub(self.interval_start.0) >= self.injector_interval {
+                // Re-derives `next_due` as it ends.
                 self.tune_injector_interval(local);
+            } else {
+                // A turn due is re-derived when served; one reached with
+                // none due (a deadline moved later) here.
+                self.refresh_due();
             }
-            // Reached with none due (a deadline moved later), or not yet
-            // re-derived after the tuning.
-            self.refresh_due();
         }
         // The periodic turn serves every level's injector; a refill turn
         // only a level whose queue runs low (see `DRAIN_REFILL_BELOW`).
