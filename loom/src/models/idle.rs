@@ -21,8 +21,12 @@
 //! idle counts end consistent.
 //!
 //! No stand-in fence is needed: the producer's push and the parker's scan
-//! are ordered by their read-modify-writes of the one `Idle::state` word
-//! (or by the `sleepers` lock), which loom models exactly.
+//! are ordered by the `SeqCst` fences on both sides (in
+//! `Idle::worker_to_notify` and `Idle::transition_worker_to_parked`), or by
+//! the `sleepers` lock, all of which loom models in full. The producer only
+//! loads `Idle::state`: a read-modify-write there would order the two
+//! sides by itself (`state`'s modification order), and would hide a
+//! missing fence.
 
 use loom::sync::atomic::{AtomicBool, Ordering::*};
 use loom::sync::Arc;
@@ -39,10 +43,9 @@ struct Pool {
     pinned: Queue,
     /// Worker 0's own queue, which siblings steal from (`has_queued_work`
     /// looks at it). A stand-in for its crossbeam `Worker` deque and
-    /// `Stealer`: the push is a `SeqCst` read-modify-write where the
-    /// deque's is a `Release` store, which the pusher's `SeqCst`
-    /// read-modify-write of `Idle::state` right after it orders the same
-    /// way for a reader of `state`.
+    /// `Stealer`: the push is a `SeqCst` read-modify-write of `tail` (which
+    /// loom treats as `AcqRel`) where the deque's is a `Release` store; the
+    /// pusher's `fence(SeqCst)` right after it orders either the same way.
     local0: Queue,
     parkers: Vec<Parker>,
     closed: AtomicBool,

@@ -78,14 +78,14 @@ enum RemoteOrder {
     /// `SeqCst` accesses in `S`, so the model marks the push's place in
     /// `S` with a stand-in fence right after it.
     CrossbeamSeqCst,
-    /// What `push_remote`'s comment gives as the reason: the
-    /// read-modify-write of `Idle::state` in `notify_parked`, and no
-    /// ordering from the queue. It pairs with the one `close` does
-    /// (`Idle::sync_with_pushers`): before that was added, `close` never
-    /// touched `Idle::state` and loom found the lost task here. Now the
-    /// runtime is correct even with a queue that orders nothing (see
-    /// `push_remote_is_ordered_by_the_idle_rmw_alone`).
-    IdleRmwOnly,
+    /// What `push_remote`'s comment gives as the reason: the `SeqCst` fence
+    /// in `notify_parked` (`Idle::worker_to_notify`), and no ordering from
+    /// the queue. It pairs with the fence `close` issues after it sets
+    /// `closed`: the runtime is correct even with a queue that orders
+    /// nothing (see `push_remote_is_ordered_by_the_idle_fence_alone`).
+    /// (Before the fences, both sides did a read-modify-write of
+    /// `Idle::state`; while `close` did not, loom found the lost task here.)
+    IdleFenceOnly,
 }
 
 struct Pool {
@@ -259,8 +259,9 @@ impl Pool {
         }
     }
 
-    /// The end of `Pool::after_push` after a wake that was not a
-    /// read-modify-write of the idle state: a fence, then `closed`.
+    /// The end of `Pool::after_push` after a wake that issued no fence of
+    /// its own (`claim_parked` takes the `sleepers` lock): a fence, then
+    /// `closed`.
     fn recheck_closed(&self) {
         fence(SeqCst);
         if self.closed.load(SeqCst) {
@@ -287,7 +288,6 @@ impl Pool {
         if self.closed.swap(true, SeqCst) {
             return;
         }
-        self.idle.sync_with_pushers();
         fence(SeqCst);
         self.parker.unpark();
     }
@@ -478,15 +478,14 @@ fn bare_push_remote_vs_close_and_drain() {
 }
 
 /// `push_remote` against `close` with a queue that orders nothing: the
-/// read-modify-writes of `Idle::state` on both sides are enough (see
-/// `RemoteOrder::IdleRmwOnly`).
+/// fences on both sides are enough (see `RemoteOrder::IdleFenceOnly`).
 #[test]
-fn push_remote_is_ordered_by_the_idle_rmw_alone() {
+fn push_remote_is_ordered_by_the_idle_fence_alone() {
     check(
-        "shutdown: push_remote vs close, idle RMW only",
+        "shutdown: push_remote vs close, idle fence only",
         None,
         || {
-            bare_push_remote_vs_close(RemoteOrder::IdleRmwOnly);
+            bare_push_remote_vs_close(RemoteOrder::IdleFenceOnly);
         },
     );
 }

@@ -13,17 +13,24 @@
 //! * A worker that parks leaving no searcher behind re-checks every queue
 //!   after announcing it parks: the last searcher, and (unlike tokio) a
 //!   worker that could not become a searcher while another searched, if
-//!   that one has stopped since. Pushers make the work visible and then
-//!   read `state` with a `SeqCst` read-modify-write; parkers update `state`
-//!   with one and then scan. So either the pusher sees the parker still
-//!   unparked or searching (and the parker's scan sees the work) or the
-//!   pusher sees it parked (and wakes it): no wake-up is lost, even for
-//!   work queued on a worker that then blocks (model-checked in `loom/`).
-//!   A worker that moves a batch into its own queue from one that searchers
-//!   look at does the same read-modify-write after the move
+//!   that one has stopped since. Pushers make the work visible, issue a
+//!   `SeqCst` fence and then load `state`; parkers update `state`, issue a
+//!   `SeqCst` fence and then scan. The two fences are ordered one way or
+//!   the other in the single total order of `SeqCst` operations, so either
+//!   the pusher's load sees the parker's update (and wakes it) or the
+//!   parker's scan sees the work: no wake-up is lost, even for work queued
+//!   on a worker that then blocks (model-checked in `loom/`, which models
+//!   `SeqCst` fences in full). A worker that moves a batch into its own
+//!   queue from one that searchers look at does the same after the move
 //!   (`Pool::batch_moved`): the batch is in neither queue while it moves.
 //!   (The one task in a worker's LIFO slot is not in any queue, and waits
 //!   for that worker, as in tokio: see `worker`.)
+//!
+//!   Why a fence and a load rather than tokio's read-modify-write of
+//!   `state` at every push: a read-modify-write takes the line exclusive,
+//!   so every push, yield and wake-up on every worker (and every push
+//!   from outside) bounced it between cores. A load leaves it shared;
+//!   only the transitions (search, park, wake) write it.
 //! * A notified worker is removed from `sleepers` by the notifier, who also
 //!   counts it as unparked and searching; the worker learns it was notified by
 //!   no longer finding itself in `sleepers`.
@@ -40,7 +47,7 @@
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst, RtMutex as Mutex};
+use crate::sync::{fence, AtomicU64, Ordering::Relaxed, Ordering::SeqCst, RtMutex as Mutex};
 
 /// Each count in `state` takes 16 bits.
 const FIELD_BITS: u32 = 16;
@@ -52,10 +59,10 @@ const ACTIVE_ONE: u64 = 1 << (2 * FIELD_BITS);
 pub(crate) struct Idle {
     /// Packed: number of searching workers (bits 0..16), of unparked workers
     /// (bits 16..32) and of active workers (bits 32..48). On a cache line
-    /// of its own: every push does a read-modify-write of it, which would
-    /// take the line from every core that reads what the compiler happens
-    /// to lay out next to it (the re-layering of issue #12 once put the
-    /// slots' pointer there, which every push reads).
+    /// of its own: every push reads it and every transition writes it,
+    /// which would take the line from every core that reads what the
+    /// compiler happens to lay out next to it (the re-layering of issue #12
+    /// once put the slots' pointer there, which every push reads).
     state: CachePadded<AtomicU64>,
     /// Indices of parked workers.
     sleepers: Mutex<Vec<usize>>,
@@ -145,17 +152,6 @@ impl Idle {
         }
     }
 
-    /// A SeqCst read-modify-write of `state` that changes nothing, for
-    /// `Pool::close`: pushers make their task visible and then do one (in
-    /// `notify_should_wakeup`) before they check `closed`. The two are
-    /// ordered in `state`'s modification order: if the pusher's comes
-    /// first, its push happens before the closer's drains, which see the
-    /// task; if the closer's comes first, the pusher sees `closed` and
-    /// drains itself. (Model-checked in `loom/`.)
-    pub(crate) fn sync_with_pushers(&self) {
-        self.state.fetch_add(0, SeqCst);
-    }
-
     /// Number of active workers.
     pub(crate) fn num_active(&self) -> usize {
         active(self.state.load(SeqCst))
@@ -183,9 +179,11 @@ impl Idle {
     }
 
     fn notify_should_wakeup(&self) -> bool {
-        // An RMW rather than a load: it orders the caller's preceding push
-        // before this read (see the module docs).
-        let state = self.state.fetch_add(0, SeqCst);
+        // Orders the caller's preceding push before this read, against a
+        // parker's update, fence and scan (see the module docs), and a
+        // closer's `closed`, fence and drain (`Pool::close`).
+        fence(SeqCst);
+        let state = self.state.load(SeqCst);
         searching(state) == 0 && unparked(state) < active(state)
     }
 
@@ -193,7 +191,7 @@ impl Idle {
     /// right after [`worker_to_notify`](Self::worker_to_notify) found no
     /// one to wake: work just pushed to an injector then waits until a busy
     /// worker looks (see `Pool::injector_nudge`). A hint: a relaxed load of
-    /// the line that call has just written, kept off the path of local
+    /// the line that call has just read, kept off the path of local
     /// pushes, which never ask.
     pub(crate) fn all_busy(&self) -> bool {
         let state = self.state.load(Relaxed);
@@ -231,6 +229,10 @@ impl Idle {
         let mut sleepers = self.sleepers.lock();
         let dec = UNPARK_ONE + u64::from(is_searching);
         let prev = self.state.fetch_sub(dec, SeqCst);
+        // Between the update and the caller's scan of the queues (when
+        // this returns `true`): pairs with the pushers' fence (see the
+        // module docs). Parking is rare; no branch to skip it.
+        fence(SeqCst);
         sleepers.push(worker);
         searching(prev) == usize::from(is_searching)
     }

@@ -228,11 +228,10 @@ impl Pool {
             return;
         }
         // The closer's half of the push protocol (see `push`): pairs with
-        // the read-modify-write of the idle state in `after_push` (see
-        // `Idle::sync_with_pushers`): either the pusher sees `closed`, or
-        // the drains that follow see its task. The fence does the same for
-        // the pushes that re-check after a fence.
-        self.idle.sync_with_pushers();
+        // the fence every push to a shared queue issues before it
+        // re-checks `closed` (in `Idle::worker_to_notify`, or its own):
+        // either the pusher sees `closed`, or the drains that follow see
+        // its task.
         fence(Ordering::SeqCst);
         for slot in self.slots.iter() {
             slot.unparker.unpark();

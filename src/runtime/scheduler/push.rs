@@ -26,13 +26,11 @@
 //! 1. [`open_or_cancel`](Pool::open_or_cancel): a pool already closed
 //!    cancels the task at once;
 //! 2. [`after_push`](Pool::after_push): wake whoever runs the task, then a
-//!    `SeqCst` operation (the read-modify-write of the idle state inside
-//!    `notify_parked`, or a fence), then re-check `closed` and drain if it
-//!    is set.
+//!    `SeqCst` fence (the one inside `notify_parked`, or its own), then
+//!    re-check `closed` and drain if it is set.
 //!
-//! `close` mirrors it: it sets `closed` with a `SeqCst` swap, then does a
-//! read-modify-write of the idle state (`Idle::sync_with_pushers`) and a
-//! fence, then drains. Either the pusher's re-check sees `closed` (and
+//! `close` mirrors it: it sets `closed` with a `SeqCst` swap, then issues
+//! a `SeqCst` fence, then drains. Either the pusher's re-check sees `closed` (and
 //! drains itself), or the closer's drain sees the task. A push to a
 //! worker's own queues needs none of this: a worker drains its own queues
 //! on its way out, and a stopping worker refuses pushes
@@ -323,7 +321,7 @@ impl Pool {
     fn after_push(&self, notify: Notify, drain: Drain) {
         let ordered = match notify {
             Notify::AnyWorker => {
-                // A `SeqCst` read-modify-write of the idle state, always.
+                // A `SeqCst` fence (in `Idle::worker_to_notify`), always.
                 self.notify_or_nudge();
                 true
             }

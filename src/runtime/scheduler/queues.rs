@@ -122,13 +122,13 @@ impl Pool {
     /// search (the injector, its placed inbox, a sibling's queue) into its
     /// own, after the move. While a batch is on its way it is in neither
     /// queue, and a searcher that looks then finds both empty and may park
-    /// as the last one, its re-check as blind as its search. The
-    /// read-modify-write of the idle state in `notify_parked` orders the
-    /// move before whatever parks after it (whose re-check then sees the
-    /// batch) and wakes a sleeper if nobody searches any more: otherwise a
-    /// task of the batch could wait behind one that blocks this worker.
+    /// as the last one, its re-check as blind as its search. The fence in
+    /// `notify_parked` orders the move before the read of the idle state,
+    /// against whatever parks after it (whose re-check then sees the
+    /// batch), and wakes a sleeper if nobody searches any more: otherwise
+    /// a task of the batch could wait behind one that blocks this worker.
     /// (tokio has the same window and no such call; model-checked in
-    /// `loom/`.) One read-modify-write a batch.
+    /// `loom/`.) One fence a batch.
     ///
     /// The batch is marked in the level hint too, as a push is: a busy
     /// sibling serving a lower level then steals it if this worker stays
