@@ -283,7 +283,7 @@ fn worker_that_could_not_search_parks_while_the_searcher_stops() {
 /// looks: the batch is in neither queue while it moves, so the searcher
 /// finds both empty and parks as the last one, and its re-check may be as
 /// early. The mover then runs the batch's first task, which blocks it until
-/// the rest has run. The read-modify-write after the move
+/// the rest has run. The fence in `notify_parked` after the move
 /// (`Pool::batch_moved`) is what makes the rest reach the sibling.
 /// (crossbeam takes the batch off the injector with one compare-exchange;
 /// two pops here allow more interleavings, not fewer.)

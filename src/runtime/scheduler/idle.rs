@@ -164,6 +164,11 @@ impl Idle {
 
     /// Returns the index of a parked worker to wake, having already counted
     /// it as unparked and searching, or `None` if no wake-up is needed.
+    ///
+    /// Always issues a `SeqCst` fence first, whatever it returns: every
+    /// pusher's half of the protocol is that fence (see the module docs),
+    /// and `Pool::after_push` and `Pool::batch_moved` rely on it being
+    /// here. A fast path that returned before it would lose wake-ups.
     pub(crate) fn worker_to_notify(&self) -> Option<usize> {
         if !self.notify_should_wakeup() {
             return None;

@@ -315,7 +315,7 @@ impl Pool {
 
     /// The second half of every push to a queue that shutdown drains (see
     /// the module docs): wakes whoever should run the task, orders the push
-    /// before the `closed` check with a `SeqCst` operation, and drains if
+    /// before the `closed` check with a `SeqCst` fence, and drains if
     /// shutdown has begun meanwhile.
     #[inline]
     fn after_push(&self, notify: Notify, drain: Drain) {
