@@ -30,10 +30,10 @@
 //!    re-check `closed` and drain if it is set.
 //!
 //! `close` mirrors it: it sets `closed` with a `SeqCst` swap, then issues
-//! a `SeqCst` fence, then drains. Either the pusher's re-check sees `closed` (and
-//! drains itself), or the closer's drain sees the task. A push to a
-//! worker's own queues needs none of this: a worker drains its own queues
-//! on its way out, and a stopping worker refuses pushes
+//! a `SeqCst` fence, then drains. Either the pusher's re-check sees
+//! `closed` (and drains itself), or the closer's drain sees the task. A
+//! push to a worker's own queues needs none of this: a worker drains its
+//! own queues on its way out, and a stopping worker refuses pushes
 //! (`worker::try_schedule_local`). Model-checked in `loom/`.
 
 use crossbeam_deque::Stealer;
