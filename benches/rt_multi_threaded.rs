@@ -37,6 +37,10 @@
 //! * smol: a static `async_executor::Executor` driven by `num_workers()`
 //!   threads, each in `smol::block_on(EX.run(pending()))`.
 //!
+//! With `MULTIPOOL_BENCH_COUNTDOWN_PAD` set, every runtime's countdown future
+//! (`spawn_many_local`, `spawn_many_in_task`) carries that many bytes more
+//! (see [`countdown_pad`]).
+//!
 //! All executors use `futures::channel::oneshot` in `ping_pong` so the channel
 //! is the same everywhere.
 //!
@@ -330,18 +334,57 @@ fn stall() {
 }
 
 /// Spawns `NUM_SPAWN` tasks on the current runtime; each decrements `rem`,
-/// and the one that takes it to zero signals on `tx`.
+/// and the one that takes it to zero signals on `tx`. The future is
+/// upstream's (32 bytes), or that many bytes larger with
+/// `MULTIPOOL_BENCH_COUNTDOWN_PAD` (see [`countdown_pad`]).
 fn spawn_countdown<E: Exec>(tx: &mpsc::SyncSender<()>, rem: &Arc<AtomicUsize>) {
+    match countdown_pad() {
+        0 => spawn_countdown_padded::<E, 0>(tx, rem),
+        8 => spawn_countdown_padded::<E, 8>(tx, rem),
+        16 => spawn_countdown_padded::<E, 16>(tx, rem),
+        32 => spawn_countdown_padded::<E, 32>(tx, rem),
+        64 => spawn_countdown_padded::<E, 64>(tx, rem),
+        _ => unreachable!("checked by countdown_pad"),
+    }
+}
+
+fn spawn_countdown_padded<E: Exec, const PAD: usize>(
+    tx: &mpsc::SyncSender<()>,
+    rem: &Arc<AtomicUsize>,
+) {
     for _ in 0..NUM_SPAWN {
         let tx = tx.clone();
         let rem = rem.clone();
+        let pad = [0u8; PAD];
 
         E::spawn(async move {
+            // Kept in the future: the bytes are part of every task.
+            std::hint::black_box(&pad);
             if 1 == rem.fetch_sub(1, Relaxed) {
                 tx.send(()).unwrap();
             }
         });
     }
+}
+
+/// Bytes added to the countdown future of the `spawn_many_local` and
+/// `spawn_many_in_task` workloads: `MULTIPOOL_BENCH_COUNTDOWN_PAD` (0, 8,
+/// 16, 32 or 64; default 0). A task's allocation size decides which of
+/// glibc's paths serves it (its fast bins take requests up to 120 bytes),
+/// and a task run by another worker than the one that spawned it is freed
+/// across threads, so these workloads can measure the allocator's class
+/// more than the scheduler: with a pad, two builds whose tasks differ by a
+/// few bytes can be compared at the same class (issue #15).
+fn countdown_pad() -> usize {
+    static PAD: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAD.get_or_init(|| {
+        let pad = bench_env("MULTIPOOL_BENCH_COUNTDOWN_PAD").unwrap_or(0);
+        assert!(
+            [0, 8, 16, 32, 64].contains(&pad),
+            "MULTIPOOL_BENCH_COUNTDOWN_PAD={pad}: one of 0, 8, 16, 32 or 64"
+        );
+        pad
+    })
 }
 
 /// 10_000 spawns from inside `block_on`; the last task to finish signals.
