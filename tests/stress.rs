@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::watchdog;
+use common::{hold_worker, watchdog};
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
@@ -274,6 +274,55 @@ fn spawns_from_a_worker_are_stolen_by_idle_siblings() {
             let (first, second) = both.unwrap();
             let (a, b) = (rt.block_on(first).unwrap(), rt.block_on(second).unwrap());
             assert_ne!(a, b, "the two blocking tasks ran on different workers");
+        }
+    });
+}
+
+#[test]
+fn yielding_tasks_queued_deep_on_one_worker_spread_to_a_sibling() {
+    // Once a worker's queue holds two tasks, a push onto it (each yield
+    // here) no longer asks whether to wake a sibling (`ANNOUNCED_DEPTH`).
+    // A sibling must still join in: parked when the tasks are spawned (the
+    // first pushes wake it), or busy (held here) and back to a queue that
+    // is already deep (its scan finds them). The yielders stop only once
+    // both workers have run one, so a sibling left out hangs the round.
+    watchdog(120, || {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        for round in 0..200 {
+            let held = (round % 2 == 1).then(|| hold_worker(&rt));
+            let ran_on = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+            let on = ran_on.clone();
+            let yielders = rt.block_on(rt.spawn(async move {
+                (0..8)
+                    .map(|_| {
+                        let on = on.clone();
+                        multipool::spawn(async move {
+                            loop {
+                                on[multipool::worker_index().unwrap()]
+                                    .store(true, Ordering::SeqCst);
+                                if on.iter().all(|ran| ran.load(Ordering::SeqCst)) {
+                                    break;
+                                }
+                                multipool::task::yield_now().await;
+                            }
+                        })
+                        .start()
+                    })
+                    .collect::<Vec<_>>()
+            }));
+            if let Some(held) = held {
+                // The yielders run, on the spawning worker only, and its
+                // queue holds the rest, before the held one comes back.
+                while !ran_on.iter().any(|ran| ran.load(Ordering::SeqCst)) {
+                    thread::yield_now();
+                }
+                let ran = ran_on.iter().filter(|ran| ran.load(Ordering::SeqCst));
+                assert_eq!(ran.count(), 1, "round {round}");
+                held.release();
+            }
+            for yielder in yielders.unwrap() {
+                rt.block_on(yielder).unwrap();
+            }
         }
     });
 }
