@@ -10,10 +10,15 @@
 //! freed under the allocating arena's lock, which the spawning thread's
 //! next allocation then waits for: local spawns on two workers took twice
 //! as long with the benches' 32-byte countdown future at 160 bytes as at
-//! 120 (`spawn_many_in_task`, issue #15). The task header's rarely used
-//! fields live out of line for this (see `runtime::task::side`), and the
-//! wrapper around the future adds one word. Memory per task (README,
-//! issue #15) moves with it too.
+//! 120 (`spawn_many_in_task`, issue #15), on an AMD EPYC. On an Intel
+//! Xeon the same shape runs the other way, 1.9× slower at 120 bytes than
+//! past the fast bins, while spawns from `block_on` run 13% faster at 120
+//! (README, "Stop 35"; `MULTIPOOL_BENCH_COUNTDOWN_PAD` in the benches
+//! compares the two sizes). The size is held here for the bytes, which
+//! count on every machine and with every allocator. The task header's
+//! rarely used fields live out of line for this (see
+//! `runtime::task::side`), and the wrapper around the future adds one
+//! word. Memory per task (README, issue #15) moves with it too.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

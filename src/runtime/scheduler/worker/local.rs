@@ -45,8 +45,9 @@ const OWN_SOURCES: u8 = 4;
 ///   in nanoseconds), but the memory model, and so loom, promises only
 ///   "eventually". A sibling could then be left parked beside such a task
 ///   only if it parked on a scan that missed it after the tasks before it
-///   were taken, while this worker is stuck inside a poll. The task in the
-///   LIFO slot is in that position always (see `worker`).
+///   were taken, while this worker is stuck inside a poll. (The task in
+///   the LIFO slot is not in a queue at all: no sibling sees it while this
+///   worker is stuck, see `worker`.)
 ///
 /// The length is read before the push: one load of each end of the queue.
 /// A stale front (a steal in progress) reads it longer than it is, and the
