@@ -328,6 +328,77 @@ fn yielding_tasks_queued_deep_on_one_worker_spread_to_a_sibling() {
 }
 
 #[test]
+fn a_pair_that_wakes_each_other_and_yields_spreads_to_a_parked_sibling() {
+    // Each task of the pair wakes the other (into the LIFO slot, which asks
+    // no sibling) and then yields: the yield, queued once the poll has
+    // returned onto a queue shorter than `ANNOUNCED_DEPTH`, must ask for a
+    // parked sibling, or the pair alternates on one worker for ever. The
+    // first task starts only once both workers are parked, and waits in
+    // its first poll until the sibling has parked again (the wake-up that
+    // brought the first task in may have woken it too), so only a yield's
+    // push can wake it. The pair stops once it has run on both workers.
+    use futures::channel::mpsc::unbounded;
+    use futures::StreamExt;
+    watchdog(120, || {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let metrics = rt.handle().metrics();
+        for _ in 0..50 {
+            let ran_on = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+            let both = |ran_on: &[AtomicBool; 2]| {
+                ran_on[multipool::worker_index().unwrap()].store(true, Ordering::SeqCst);
+                ran_on.iter().all(|ran| ran.load(Ordering::SeqCst))
+            };
+            let (start, started) = oneshot::channel::<()>();
+            let (to_second, mut from_first) = unbounded::<bool>();
+            let (to_first, mut from_second) = unbounded::<()>();
+            let on = ran_on.clone();
+            let sibling_parked = {
+                let metrics = metrics.clone();
+                move || {
+                    while metrics.num_parked_workers() < 1 {
+                        thread::yield_now();
+                    }
+                }
+            };
+            let first = rt
+                .spawn(async move {
+                    started.await.unwrap();
+                    sibling_parked();
+                    loop {
+                        let done = both(&on);
+                        to_second.unbounded_send(done).unwrap();
+                        if done {
+                            return;
+                        }
+                        multipool::task::yield_now().await;
+                        from_second.next().await.unwrap();
+                    }
+                })
+                .start();
+            let on = ran_on.clone();
+            let second = rt
+                .spawn(async move {
+                    while let Some(done) = from_first.next().await {
+                        both(&on);
+                        if done {
+                            return;
+                        }
+                        to_first.unbounded_send(()).unwrap();
+                        multipool::task::yield_now().await;
+                    }
+                })
+                .start();
+            while metrics.num_parked_workers() < 2 {
+                thread::yield_now();
+            }
+            start.send(()).unwrap();
+            rt.block_on(first).unwrap();
+            rt.block_on(second).unwrap();
+        }
+    });
+}
+
+#[test]
 fn a_worker_that_blocks_never_strands_what_it_spawned() {
     // A wider shape of `spawns_from_a_worker_are_stolen_by_idle_siblings`:
     // a task spawns onto its own worker's queue, then blocks that worker

@@ -5,9 +5,10 @@
 //! * A worker is *unparked* unless it is in `sleepers`. An unparked worker with
 //!   no work may become *searching*; at most half the workers search at once,
 //!   so a burst of wake-ups does not turn into a thundering herd.
-//! * Whoever makes work available (a push to the injector, or to a
-//!   worker's own queue while that holds fewer than two tasks: see
-//!   `worker::local::ANNOUNCED_DEPTH`) calls [`Idle::worker_to_notify`].
+//! * Whoever makes work available (a push to a queue; between two polls,
+//!   a push onto a worker's own queue only while that holds fewer than
+//!   two tasks: see `worker::local::ANNOUNCED_DEPTH`) calls
+//!   [`Idle::worker_to_notify`].
 //!   It wakes a sleeper only when nobody is searching: a searcher will
 //!   find the work, and a searcher that finds work wakes the next sleeper
 //!   itself (see `Worker::run_task`), so wake-ups chain instead of all
@@ -26,9 +27,10 @@
 //!   queue from one that searchers look at does the same after the move
 //!   (`Pool::batch_moved`): the batch is in neither queue while it moves.
 //!   (The one task in a worker's LIFO slot is not in any queue, and waits
-//!   for that worker, as in tokio: see `worker`. A task pushed onto a
-//!   worker's queue behind two others asks nobody, and reaches a scan
-//!   when its stores do, not in the fences' order: see `ANNOUNCED_DEPTH`.)
+//!   for that worker, as in tokio: see `worker`. A task a worker queues
+//!   on its own queue between two polls, behind two others, asks nobody,
+//!   and reaches a scan when its stores do, not in the fences' order: see
+//!   `ANNOUNCED_DEPTH`.)
 //!
 //!   Why a fence and a load rather than tokio's read-modify-write of
 //!   `state` at every push: a read-modify-write takes the line exclusive,

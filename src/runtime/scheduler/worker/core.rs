@@ -821,7 +821,7 @@ impl Core {
                 // The task loses its turn: to the back of its queue, where
                 // `next_task` serves levels (and the injector) in order.
                 if outranked || !local.queues[level].is_empty() {
-                    local.push_back(task);
+                    local.push_back_after_poll(task);
                 } else {
                     // Only the cap, the injector's turn or a backlog from
                     // outside stopped it, and its queue is empty: it is the
@@ -836,10 +836,11 @@ impl Core {
                     // (`chained_spawn`: 8 no-op parks per chain of 1 000 with
                     // the injector's turn waking; +4 to 9% in wall time with
                     // the cap waking, README "Performance"). Work queued behind
-                    // it was announced when it was pushed. Whatever runs first
-                    // (an injector task) was announced too: a sibling that
-                    // searched for it, found it gone and parks, sees this task
-                    // in its re-check.
+                    // it was announced when it was pushed, or rides on the
+                    // tasks pushed before it (see `ANNOUNCED_DEPTH`). Whatever
+                    // runs first (an injector task) was announced too: a
+                    // sibling that searched for it, found it gone and parks,
+                    // sees this task in its re-check.
                     local.push_back_quiet(task);
                 }
                 break;

@@ -21,33 +21,42 @@ use crate::sync::{Arc, OnceLock, Ordering};
 /// three inboxes (see [`Local::pop_own`]).
 const OWN_SOURCES: u8 = 4;
 
-/// A push onto this worker's own queue asks whether to wake a parked
-/// sibling ([`Pool::notify_parked`]: a `SeqCst` fence and a load of the
-/// idle state) only while the queue holds fewer tasks than this.
+/// A task queued on this worker's own queue between two polls (a yield,
+/// a LIFO task that lost its turn: [`Local::push_back_after_poll`]) asks
+/// whether to wake a parked sibling ([`Pool::notify_parked`]: a `SeqCst`
+/// fence and a load of the idle state) only while the queue holds fewer
+/// tasks than this. Every other push asks every time.
 ///
-/// * *Why that is enough.* No task needs the wake-up to run: this worker
-///   runs its own queue before it parks, and drains it when the pool
-///   closes. The wake-up is for parallelism. A sibling parks only after a
-///   scan that found this queue empty, and the push that refilled it
-///   asked: it woke that sibling, or a searcher, and searchers wake each
-///   other in a chain (`idle`). While the queue holds tasks, a sibling
-///   that scans finds them and steals.
-/// * *What it saves.* Every yield and every spawn from a task asked, a
-///   fence each: a tenth of the time of `hotpath_probe yield` (200 tasks
-///   yielding on two workers, each queue about 100 deep).
-/// * *Why two, not one.* The pushes that take the queue to one and to two
-///   tasks ask, so a parked sibling is woken as soon as this worker holds
-///   a task beyond the one it runs next (tokio's rule: more than one task).
-/// * *What is weaker than a push that asks.* The two fences order a push
-///   that asks against a parker's scan: the scan sees the task, or the
-///   pusher sees the parker. A task pushed without asking reaches another
-///   thread when its stores do: at once in hardware (a store buffer drains
-///   in nanoseconds), but the memory model, and so loom, promises only
-///   "eventually". A sibling could then be left parked beside such a task
-///   only if it parked on a scan that missed it after the tasks before it
-///   were taken, while this worker is stuck inside a poll. (The task in
-///   the LIFO slot is not in a queue at all: no sibling sees it while this
-///   worker is stuck, see `worker`.)
+/// * *What it saves.* Every yield asked, a fence each: a tenth of the time
+///   of `hotpath_probe yield` (200 tasks yielding on two workers, each
+///   queue about 100 deep). tokio asks at every push.
+/// * *Why that is enough.* This worker runs its own queue before it parks
+///   (and drains it when the pool closes), and between two polls it is
+///   not stuck: it goes on to the next one. Asking is for parallelism: a
+///   parked sibling is woken as soon as this worker holds a task beyond
+///   the one it runs next, by the push that took the queue to one or two
+///   tasks (a push inside a poll, or one between polls onto a shorter
+///   queue). Every worker that parks is followed by a fenced scan of every
+///   queue (its own re-check, or the last searcher's when that one parks)
+///   or by a wake-up from the last searcher that found work, and searchers
+///   wake each other in a chain (`idle`).
+/// * *Why only between polls.* A push inside a poll (a spawn, a wake-up)
+///   may be the last thing this worker does for a long time: the poll
+///   may block until what it queued has run, which only a sibling can do
+///   (`tests/stress.rs`). Such a push asks, and the two fences then order
+///   it against a parker's scan: the scan sees the task, or the pusher
+///   sees the parker.
+/// * *What is weaker between polls.* A task pushed without asking reaches
+///   a sibling's scan when its stores do, not in the fences' order. On
+///   x86 that is before any user code runs again: the next poll starts
+///   with async-task's compare-and-swap of its task's state, a locked
+///   instruction, which drains the store buffer. The memory model (and so
+///   loom, whose models have every push ask) does not promise it; a poll
+///   that then blocked until a task queued this way had run could wait
+///   for this worker, if siblings took the tasks before it and parked on
+///   a scan that missed it. (The task in the LIFO slot is not in a queue
+///   at all: no sibling sees it while the task that filled it runs, see
+///   `worker`.)
 ///
 /// The length is read before the push: one load of each end of the queue.
 /// A stale front (a steal in progress) reads it longer than it is, and the
@@ -110,9 +119,9 @@ impl Local {
     pub(super) fn schedule(&self, runnable: Runnable, how: Scheduled) {
         // Only a task woken (or spawned) by the running task goes to the
         // LIFO slot. A yield is a multipool poll's own wake-up, never one
-        // to hold.
+        // to hold; async-task queues it once the poll has returned.
         if how == Scheduled::Yielded {
-            self.push_back(runnable);
+            self.push_back_after_poll(runnable);
             return;
         }
         if !self.lifo_enabled.get() {
@@ -139,18 +148,35 @@ impl Local {
     }
 
     /// Pushes a task to the back of its level's queue and makes sure some
-    /// worker will look at it: a parked sibling is woken if the queue held
-    /// fewer than [`ANNOUNCED_DEPTH`] tasks (see there).
+    /// worker will look at it.
     #[inline(never)]
     pub(super) fn push_back(&self, runnable: Runnable) {
+        self.push_back_quiet(runnable);
+        self.announce();
+    }
+
+    /// [`push_back`](Self::push_back) for a task queued after a poll has
+    /// returned and before the next one starts (a yield, a LIFO task that
+    /// lost its turn): a sibling is asked for only while the queue held
+    /// fewer than [`ANNOUNCED_DEPTH`] tasks (see there).
+    #[inline(never)]
+    pub(super) fn push_back_after_poll(&self, runnable: Runnable) {
         let level = runnable.metadata().level();
         let queued = self.queues[level].len();
         self.push_at(level, runnable);
+        if queued < ANNOUNCED_DEPTH {
+            self.announce();
+        }
+    }
+
+    /// Makes sure some worker looks at a task just pushed.
+    #[inline]
+    fn announce(&self) {
         if self.in_park_hook.get() {
             // This worker runs it as soon as its park hook returns; see
             // `park`.
             self.pool.slots[self.index].unparker.unpark();
-        } else if queued < ANNOUNCED_DEPTH {
+        } else {
             self.pool.notify_parked();
         }
     }
