@@ -335,8 +335,8 @@ fn a_pair_that_wakes_each_other_and_yields_spreads_to_a_parked_sibling() {
     // parked sibling, or the pair alternates on one worker for ever. The
     // first task starts only once both workers are parked, and waits in
     // its first poll until the sibling has parked again (the wake-up that
-    // brought the first task in may have woken it too), so only a yield's
-    // push can wake it. The pair stops once it has run on both workers.
+    // brought the first task in may have woken it too), so only a push
+    // after a poll (a yield) can wake it. The pair stops once it has run on both workers.
     use futures::channel::mpsc::unbounded;
     use futures::StreamExt;
     watchdog(120, || {

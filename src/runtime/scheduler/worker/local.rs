@@ -24,22 +24,24 @@ const OWN_SOURCES: u8 = 4;
 /// A task queued on this worker's own queue between two polls (a yield,
 /// a LIFO task that lost its turn: [`Local::push_back_after_poll`]) asks
 /// whether to wake a parked sibling ([`Pool::notify_parked`]: a `SeqCst`
-/// fence and a load of the idle state) only while the queue holds fewer
-/// tasks than this. Every other push asks every time.
+/// fence and a load of the idle state) only while fewer tasks than this
+/// are queued ahead of it. Every other push asks every time.
 ///
 /// * *What it saves.* Every yield asked, a fence each: a tenth of the time
 ///   of `hotpath_probe yield` (200 tasks yielding on two workers, each
 ///   queue about 100 deep). tokio asks at every push.
 /// * *Why that is enough.* This worker runs its own queue before it parks
-///   (and drains it when the pool closes), and between two polls it is
-///   not stuck: it goes on to the next one. Asking is for parallelism: a
-///   parked sibling is woken as soon as this worker holds a task beyond
-///   the one it runs next, by the push that took the queue to one or two
-///   tasks (a push inside a poll, or one between polls onto a shorter
-///   queue). Every worker that parks is followed by a fenced scan of every
-///   queue (its own re-check, or the last searcher's when that one parks)
-///   or by a wake-up from the last searcher that found work, and searchers
-///   wake each other in a chain (`idle`).
+///   (and drains it when the pool closes), and between two polls it runs
+///   its own loop, not the user's futures (only the hooks a pool may set:
+///   the busy-tick hook, a `Scheduler`, a `RunQueue`, timers' wakers).
+///   Asking is for parallelism: a parked sibling is woken as soon as this
+///   worker holds a task beyond the one it runs next, by the push that
+///   took the queue to two tasks (a push inside a poll, or one between
+///   polls onto a shorter queue). Every worker that parks is followed by
+///   a fenced scan of every queue (its own re-check, or the last
+///   searcher's when that one parks) or by a wake-up from the last
+///   searcher that found work, and searchers wake each other in a chain
+///   (`idle`).
 /// * *Why only between polls.* A push inside a poll (a spawn, a wake-up)
 ///   may be the last thing this worker does for a long time: the poll
 ///   may block until what it queued has run, which only a sibling can do
@@ -47,20 +49,18 @@ const OWN_SOURCES: u8 = 4;
 ///   it against a parker's scan: the scan sees the task, or the pusher
 ///   sees the parker.
 /// * *What is weaker between polls.* A task pushed without asking reaches
-///   a sibling's scan when its stores do, not in the fences' order. On
-///   x86 that is before any user code runs again: the next poll starts
-///   with async-task's compare-and-swap of its task's state, a locked
-///   instruction, which drains the store buffer. The memory model (and so
-///   loom, whose models have every push ask) does not promise it; a poll
-///   that then blocked until a task queued this way had run could wait
-///   for this worker, if siblings took the tasks before it and parked on
-///   a scan that missed it. (The task in the LIFO slot is not in a queue
-///   at all: no sibling sees it while the task that filled it runs, see
-///   `worker`.)
-///
-/// The length is read before the push: one load of each end of the queue.
-/// A stale front (a steal in progress) reads it longer than it is, and the
-/// thief is awake.
+///   a sibling's scan when its stores do, not in the fences' order. The
+///   length is read after the push, so a thief that takes the tasks
+///   counted ahead of it does so after the push: its scans miss the task
+///   only while the push's stores are on their way, which on x86 is the
+///   store buffer's drain (nanoseconds; the next locked instruction, at
+///   the latest the next poll's compare-and-swap of its task's state,
+///   ends it). The memory model (and so loom, whose models have every
+///   push ask) promises only "eventually". If a later poll blocked until
+///   a task queued this way had run, and siblings took the tasks ahead of
+///   it and parked on scans in that window, the task would wait for this
+///   worker. (The task in the LIFO slot is not in a queue at all: no
+///   sibling sees it while the task that filled it runs, see `worker`.)
 pub(super) const ANNOUNCED_DEPTH: usize = 2;
 
 /// Pops a task from one of the inboxes (an injector queue) if it holds
@@ -157,14 +157,15 @@ impl Local {
 
     /// [`push_back`](Self::push_back) for a task queued after a poll has
     /// returned and before the next one starts (a yield, a LIFO task that
-    /// lost its turn): a sibling is asked for only while the queue held
-    /// fewer than [`ANNOUNCED_DEPTH`] tasks (see there).
+    /// lost its turn): a sibling is asked for only while fewer than
+    /// [`ANNOUNCED_DEPTH`] tasks are queued ahead of it (see there).
     #[inline(never)]
     pub(super) fn push_back_after_poll(&self, runnable: Runnable) {
         let level = runnable.metadata().level();
-        let queued = self.queues[level].len();
         self.push_at(level, runnable);
-        if queued < ANNOUNCED_DEPTH {
+        // Read after the push (see `ANNOUNCED_DEPTH`): the tasks counted
+        // ahead of this one are still there when it is visible.
+        if self.queues[level].len() <= ANNOUNCED_DEPTH {
             self.announce();
         }
     }
