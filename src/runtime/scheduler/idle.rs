@@ -6,13 +6,12 @@
 //!   no work may become *searching*; at most half the workers search at once,
 //!   so a burst of wake-ups does not turn into a thundering herd.
 //! * Whoever makes work available (a push to a queue; between two polls,
-//!   a push onto a worker's own queue only while that holds fewer than
-//!   two tasks: see `worker::local::ANNOUNCED_DEPTH`) calls
-//!   [`Idle::worker_to_notify`].
-//!   It wakes a sleeper only when nobody is searching: a searcher will
-//!   find the work, and a searcher that finds work wakes the next sleeper
-//!   itself (see `Worker::run_task`), so wake-ups chain instead of all
-//!   happening on the spawning thread.
+//!   a push onto a worker's own queue only while fewer than two tasks are
+//!   queued ahead of it: see `worker::local::ANNOUNCED_DEPTH`) calls
+//!   [`Idle::worker_to_notify`]. It wakes a sleeper only when nobody is
+//!   searching: a searcher will find the work, and a searcher that finds
+//!   work wakes the next sleeper itself (see `Worker::run_task`), so
+//!   wake-ups chain instead of all happening on the spawning thread.
 //! * A worker that parks leaving no searcher behind re-checks every queue
 //!   after announcing it parks: the last searcher, and (unlike tokio) a
 //!   worker that could not become a searcher while another searched, if
