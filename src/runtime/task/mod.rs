@@ -38,6 +38,7 @@
 mod abort;
 pub(crate) mod coop;
 pub(crate) mod dependency;
+mod floor;
 mod future;
 mod id;
 mod info;

@@ -11,13 +11,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::time::Duration;
 
 use super::dependency::{self, After};
+use super::floor::{self, Floored};
 use super::future::{
     Blocking, CpuLimits, Deadline, Limits, NoLimits, PollExtras, TaskFuture, TaskLimits,
 };
 use super::info::{run_task_hook, with_task_hooks, TaskInfo};
-use super::{cancel, RawTask, Runnable, TaskMeta};
+use super::{cancel, RawTask, Runnable, TaskMeta, TaskOutput};
 use crate::alloc::{MemoryAccount, Uncharged};
-use crate::runtime::scheduler::{Admission, Home, Pool};
+use crate::runtime::scheduler::{worker, Admission, Home, Pool};
 use crate::runtime::time::{far_future, Timer};
 use crate::sync::Arc;
 use crate::Priority;
@@ -293,18 +294,32 @@ where
     };
     // The task's own allocation is charged to no task (see `alloc`).
     let uncharged = Uncharged::enter();
-    // SAFETY: `spawn_unchecked` lifts three bounds of `spawn`:
+    // Why `spawn_unchecked` is sound here: it lifts three bounds of
+    // `spawn`:
     // - `Send`: `TaskFuture` is `Send` because `F: Send`, `L: Send`, and it
     //   otherwise holds only `&TaskMeta`, which is `Send` since
     //   `TaskMeta: Sync` (and with `tracing`, a `Span` and an `Arc` of a
-    //   `Waker` and a `u64`, all `Send`).
+    //   `Waker` and a `u64`, all `Send`). `Floored` is `Send` when its
+    //   future is: it only adds bytes.
     // - `'static`: the only borrow is of the task's own metadata, which lives
     //   in the task allocation and is dropped only after the future has been
     //   dropped (async-task frees the header last), so it outlives the
     //   future and every `Runnable`.
     // - the schedule function is `Send + Sync + 'static` by its bounds.
     let (runnable, task) =
-        unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule_fn)) };
+        if floor::below_floor::<TaskFuture<'static, F, L>, TaskOutput<F::Output>>()
+            && enqueue != Enqueue::Blocking
+            && worker::current_index().is_some()
+        {
+            // A task spawned on a worker, likely freed by a sibling that
+            // steals it: past glibc's fast bins (see `floor`).
+            let make_floored = |meta| Floored::new(make_future(meta));
+            // SAFETY: see above.
+            unsafe { builder.spawn_unchecked(make_floored, async_task::WithInfo(schedule_fn)) }
+        } else {
+            // SAFETY: see above.
+            unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule_fn)) }
+        };
     drop(uncharged);
     pool.count_spawned(options.priority);
     // A rejected task (a zero timeout, a memory limit without `TaskAlloc`)
