@@ -6,7 +6,7 @@
 //! small future's task must stay at or under 120 bytes: glibc rounds a
 //! request of n bytes up to a chunk of `(n + 8)` rounded to 16, and
 //! serves chunks up to 128 bytes from its fast bins, which run spawns from
-//! outside 4 to 13% faster than past them (on an Intel Xeon). Spawned on a
+//! outside 2 to 10% faster than past them (on an Intel Xeon). Spawned on a
 //! worker, the same task is floored to a 128-byte request on glibc, past
 //! the fast bins: a sibling that steals it frees it onto the spawning
 //! worker's fast bin, and both cores then fight over the bin's head

@@ -17,7 +17,7 @@
 //!   36"), where a free from another thread takes the arena's lock and
 //!   the spawner refills its cache in batches.
 //! * Spawned from outside the pool (`block_on`, another thread), the same
-//!   fast-bin tasks ran 4 to 13% *faster* than past them on that machine
+//!   fast-bin tasks ran 2 to 10% *faster* than past them on that machine
 //!   (`spawn_many_local`, `spawn_many_remote_*`).
 //!
 //! So only a task spawned on a worker thread is floored, to a 128-byte
