@@ -56,6 +56,15 @@ static ALLOC: Recording = Recording;
 /// The size most of `spawns` spawns from this thread allocated: the
 /// task's own allocation (the queues' occasional growth is rarer).
 fn task_allocation(spawns: impl FnOnce()) -> usize {
+    allocation_counts(spawns)
+        .into_iter()
+        .max_by_key(|&(_, count)| count)
+        .map(|(size, _)| size)
+        .expect("the spawns allocated")
+}
+
+/// How many allocations of each size `spawns` made on this thread.
+fn allocation_counts(spawns: impl FnOnce()) -> HashMap<usize, usize> {
     SIZES.with(|cell| cell.set(Some(Vec::with_capacity(4096))));
     spawns();
     let sizes = SIZES.with(|cell| cell.take()).unwrap();
@@ -64,10 +73,19 @@ fn task_allocation(spawns: impl FnOnce()) -> usize {
         *counts.entry(size).or_default() += 1;
     }
     counts
+}
+
+/// The sizes `spawns` allocated at least `times` times, sorted: what
+/// every one of `times` spawns allocates (with `tracing`, the span's
+/// allocations beside the task's).
+fn per_spawn_sizes(times: usize, spawns: impl FnOnce()) -> Vec<usize> {
+    let mut sizes: Vec<usize> = allocation_counts(spawns)
         .into_iter()
-        .max_by_key(|&(_, count)| count)
+        .filter(|&(_, count)| count >= times)
         .map(|(size, _)| size)
-        .expect("the spawns allocated")
+        .collect();
+    sizes.sort_unstable();
+    sizes
 }
 
 /// The most an empty task may take: 104 bytes, and 48 more with the
@@ -225,6 +243,42 @@ fn a_small_task_spawned_on_a_worker_is_floored_past_the_fast_bins() {
     }
     // A big future is past the floor already: its task keeps its size.
     assert_eq!(on_a_worker(&rt, big), from_outside(&rt, big));
+}
+
+#[test]
+fn a_blocking_task_spawned_on_a_worker_keeps_its_size() {
+    // The blocking pool's threads free what they ran; no sibling steals
+    // there, so the floor is only for pool tasks.
+    let rt = multipool::Runtime::builder().workers(1).build().unwrap();
+    // Warm the blocking pool, so that the spawns measured start no thread.
+    rt.block_on(rt.handle().spawn_blocking(|| ())).unwrap();
+    let mut handles = Vec::new();
+    let outside = per_spawn_sizes(100, || {
+        for _ in 0..100 {
+            handles.push(rt.handle().spawn_blocking(|| ()));
+        }
+    });
+    let inside = rt.block_on(async move {
+        multipool::spawn(async move {
+            for handle in handles {
+                handle.await.unwrap();
+            }
+            let mut handles = Vec::new();
+            let size = per_spawn_sizes(100, || {
+                for _ in 0..100 {
+                    handles.push(multipool::task::spawn_blocking(|| ()));
+                }
+            });
+            for handle in handles {
+                handle.await.unwrap();
+            }
+            size
+        })
+        .await
+        .unwrap()
+    });
+    assert!(!outside.is_empty(), "every spawn allocated its task");
+    assert_eq!(inside, outside, "a blocking task spawned on a worker");
 }
 
 #[test]

@@ -2,9 +2,10 @@
 //! small future's task out of glibc's fast bins.
 //!
 //! A task is one allocation, made by the thread that spawns it and freed
-//! by the thread that runs it last. glibc serves requests of up to 120
-//! bytes (128-byte chunks) from its fast bins, and a multipool task of a
-//! future up to about 40 bytes is such a request (`tests/task_size.rs`).
+//! by the thread that drops its last reference: for a detached task, the
+//! worker that ran it. glibc serves requests of up to 120 bytes (128-byte
+//! chunks) from its fast bins, and a multipool task of a future of up to
+//! 32 bytes is such a request (`tests/task_size.rs`).
 //! How a fast-bin chunk travels between threads decides what a spawn
 //! costs:
 //! * Spawned on a worker and stolen by a sibling, the task is freed on the
@@ -20,19 +21,24 @@
 //!   fast-bin tasks ran 2 to 10% *faster* than past them on that machine
 //!   (`spawn_many_local`, `spawn_many_remote_*`).
 //!
-//! So only a task spawned on a worker thread is floored, to a 128-byte
-//! request (the future's part of the task at least
-//! [`TASK_FUTURE_FLOOR`] bytes); one spawned elsewhere keeps its size.
-//! The choice is made per spawn, at run time, from the thread; for a
-//! future whose task is past the fast bins anyway the floored path is not
-//! compiled in (the size test is a constant).
+//! So only a task spawned on a worker thread (of any runtime: a spawn
+//! there is the one a sibling may steal, a guess the code does not check
+//! further) is floored, to a 128-byte request (the future's part of the
+//! task at least [`TASK_FUTURE_FLOOR`] bytes); one spawned elsewhere, or
+//! onto the blocking pool, keeps its size. The choice is made per spawn,
+//! at run time, from the thread; for a future whose task is past the fast
+//! bins anyway the floored path is not compiled in (the size test is a
+//! `const` block).
 //!
 //! What it costs: a floored task asks for up to 24 bytes more (an empty
-//! future's task 128 bytes instead of 104), and a small future's spawn is
-//! compiled twice (async-task's functions for the future and for its
-//! floored form). It is glibc's boundary: elsewhere (musl, other
-//! platforms' allocators, which have no such bins) the floor is 0 and
-//! nothing is floored. An AMD EPYC (stop 27) measured the opposite for
+//! future's task 128 bytes instead of 104; a future aligned to more than
+//! 16 bytes is never floored, as rounding would cost it more), and a small
+//! future's spawn is compiled twice (async-task's functions for the
+//! future and for its floored form). It is glibc's boundary: on targets
+//! whose system allocator is not glibc's (musl, other platforms, which
+//! have no such bins) the floor is 0 and nothing is floored. The test is
+//! of the target, not of the global allocator: a `linux`/`gnu` program
+//! that installs jemalloc or mimalloc still floors, for nothing. An AMD EPYC (stop 27) measured the opposite for
 //! worker-to-worker frees (past the fast bins, the arena's lock made the
 //! spawner sleep in the kernel); on both machines, a floored task has the
 //! size every task had before stop 27.
@@ -48,23 +54,24 @@ use std::task::{Context, Poll};
 
 /// The fewest bytes the future's part of a task spawned on a worker takes:
 /// with async-task's header and multipool's `TaskMeta` (80 bytes), a
-/// 128-byte request, one size class past glibc's fast bins. 0 where the
-/// allocator is not glibc's.
+/// 128-byte request, one size class past glibc's fast bins. 0 on targets
+/// whose system allocator is not glibc's.
 pub(super) const TASK_FUTURE_FLOOR: usize = if cfg!(all(target_os = "linux", target_env = "gnu")) {
     48
 } else {
     0
 };
 
-/// Whether a task of future `Fut` and output `Out` would take less than
-/// the floor: a constant for each task type.
+/// Whether a task of future `Fut` and output slot `Out` (async-task's
+/// `Result` of the output) would take less than the floor, and `Fut` is
+/// aligned to at most 16 bytes: a constant for each task type.
 pub(super) const fn below_floor<Fut, Out>() -> bool {
     let part = if size_of::<Fut>() > size_of::<Out>() {
         size_of::<Fut>()
     } else {
         size_of::<Out>()
     };
-    part < TASK_FUTURE_FLOOR
+    part < TASK_FUTURE_FLOOR && align_of::<Fut>() <= 16
 }
 
 /// A task's future in at least [`TASK_FUTURE_FLOOR`] bytes (see the
@@ -175,5 +182,8 @@ mod tests {
         assert_eq!(below_floor::<u8, ()>(), TASK_FUTURE_FLOOR > 1);
         assert!(!below_floor::<[u8; 48], ()>());
         assert!(!below_floor::<u8, [u8; 48]>());
+        #[repr(align(32))]
+        struct Wide;
+        assert!(!below_floor::<Wide, ()>(), "over-aligned: never floored");
     }
 }

@@ -234,6 +234,10 @@ where
     spawn_with_limits(pool, future, options, limits, admission, enqueue, schedule)
 }
 
+/// What async-task keeps in a task's output slot (its `union` with the
+/// future): the output, or the panic it would propagate (never here).
+type AsyncTaskOutput<T> = Result<TaskOutput<T>, Box<dyn std::any::Any + Send>>;
+
 /// `schedule_fn` is a plain `fn` item (zero-sized, called directly):
 /// [`schedule`] for pool tasks, `runtime::blocking::schedule` for blocking ones.
 fn spawn_with_limits<F, L, S>(
@@ -307,12 +311,13 @@ where
     //   future and every `Runnable`.
     // - the schedule function is `Send + Sync + 'static` by its bounds.
     let (runnable, task) =
-        if floor::below_floor::<TaskFuture<'static, F, L>, TaskOutput<F::Output>>()
+        if const { floor::below_floor::<TaskFuture<'static, F, L>, AsyncTaskOutput<F::Output>>() }
             && enqueue != Enqueue::Blocking
             && worker::current_index().is_some()
         {
-            // A task spawned on a worker, likely freed by a sibling that
-            // steals it: past glibc's fast bins (see `floor`).
+            // A task spawned on a worker thread (of any runtime), which a
+            // sibling may steal and free: past glibc's fast bins (see
+            // `floor`).
             let make_floored = |meta| Floored::new(make_future(meta));
             // SAFETY: see above.
             unsafe { builder.spawn_unchecked(make_floored, async_task::WithInfo(schedule_fn)) }
