@@ -53,14 +53,14 @@ unsafe impl GlobalAlloc for Recording {
 #[global_allocator]
 static ALLOC: Recording = Recording;
 
-/// The size most of `spawns` spawns from this thread allocated: the
-/// task's own allocation (the queues' occasional growth is rarer).
+/// The task's own allocation, from `spawns` (100 spawns on this thread):
+/// the biggest size that was allocated at least once a spawn. The queues'
+/// occasional growth is rarer; with `tracing`, a spawn may also allocate
+/// smaller things (48 bytes, in some runs).
 fn task_allocation(spawns: impl FnOnce()) -> usize {
-    allocation_counts(spawns)
-        .into_iter()
-        .max_by_key(|&(_, count)| count)
-        .map(|(size, _)| size)
-        .expect("the spawns allocated")
+    *per_spawn_sizes(100, spawns)
+        .last()
+        .expect("every spawn allocated its task")
 }
 
 /// How many allocations of each size `spawns` made on this thread.
@@ -253,7 +253,7 @@ fn a_blocking_task_spawned_on_a_worker_keeps_its_size() {
     // Warm the blocking pool, so that the spawns measured start no thread.
     rt.block_on(rt.handle().spawn_blocking(|| ())).unwrap();
     let mut handles = Vec::new();
-    let outside = per_spawn_sizes(100, || {
+    let outside = task_allocation(|| {
         for _ in 0..100 {
             handles.push(rt.handle().spawn_blocking(|| ()));
         }
@@ -264,7 +264,7 @@ fn a_blocking_task_spawned_on_a_worker_keeps_its_size() {
                 handle.await.unwrap();
             }
             let mut handles = Vec::new();
-            let size = per_spawn_sizes(100, || {
+            let size = task_allocation(|| {
                 for _ in 0..100 {
                     handles.push(multipool::task::spawn_blocking(|| ()));
                 }
@@ -277,7 +277,6 @@ fn a_blocking_task_spawned_on_a_worker_keeps_its_size() {
         .await
         .unwrap()
     });
-    assert!(!outside.is_empty(), "every spawn allocated its task");
     assert_eq!(inside, outside, "a blocking task spawned on a worker");
 }
 
