@@ -54,17 +54,10 @@ unsafe impl GlobalAlloc for Recording {
 static ALLOC: Recording = Recording;
 
 /// The task's own allocation, from `spawns` (100 spawns on this thread):
-/// the biggest size that was allocated at least once a spawn. The queues'
+/// the biggest size allocated at least once a spawn. The queues'
 /// occasional growth is rarer; with `tracing`, a spawn may also allocate
 /// smaller things (48 bytes, in some runs).
 fn task_allocation(spawns: impl FnOnce()) -> usize {
-    *per_spawn_sizes(100, spawns)
-        .last()
-        .expect("every spawn allocated its task")
-}
-
-/// How many allocations of each size `spawns` made on this thread.
-fn allocation_counts(spawns: impl FnOnce()) -> HashMap<usize, usize> {
     SIZES.with(|cell| cell.set(Some(Vec::with_capacity(4096))));
     spawns();
     let sizes = SIZES.with(|cell| cell.take()).unwrap();
@@ -73,19 +66,11 @@ fn allocation_counts(spawns: impl FnOnce()) -> HashMap<usize, usize> {
         *counts.entry(size).or_default() += 1;
     }
     counts
-}
-
-/// The sizes `spawns` allocated at least `times` times, sorted: what
-/// every one of `times` spawns allocates (with `tracing`, the span's
-/// allocations beside the task's).
-fn per_spawn_sizes(times: usize, spawns: impl FnOnce()) -> Vec<usize> {
-    let mut sizes: Vec<usize> = allocation_counts(spawns)
         .into_iter()
-        .filter(|&(_, count)| count >= times)
+        .filter(|&(_, count)| count >= 100)
         .map(|(size, _)| size)
-        .collect();
-    sizes.sort_unstable();
-    sizes
+        .max()
+        .expect("every spawn allocated its task")
 }
 
 /// The most an empty task may take: 104 bytes, and 48 more with the
@@ -165,19 +150,16 @@ const FLOORED: usize = 128;
 const FLOORS: bool =
     cfg!(all(target_os = "linux", target_env = "gnu")) && !cfg!(feature = "tracing");
 
-/// What 100 spawns of `make()`'s future from a task on a worker allocate.
-fn on_a_worker<F>(rt: &multipool::Runtime, make: fn() -> F) -> usize
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
+/// What 100 calls of `spawn` (each spawning one task) allocate from a
+/// task on a worker; every task is awaited.
+fn on_a_worker(
+    rt: &multipool::Runtime,
+    spawn: impl Fn() -> multipool::JoinHandle<()> + Send + 'static,
+) -> usize {
     rt.block_on(async move {
         multipool::spawn(async move {
             let mut handles = Vec::new();
-            let size = task_allocation(|| {
-                for _ in 0..100 {
-                    handles.push(multipool::spawn(make()).start());
-                }
-            });
+            let size = task_allocation(|| handles.extend((0..100).map(|_| spawn())));
             for handle in handles {
                 handle.await.unwrap();
             }
@@ -188,23 +170,36 @@ where
     })
 }
 
-/// What 100 spawns of `make()`'s future from outside the pool allocate.
-fn from_outside<F>(rt: &multipool::Runtime, make: fn() -> F) -> usize
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
+/// What 100 calls of `spawn` allocate from outside the pool; every task
+/// is awaited.
+fn from_outside(
+    rt: &multipool::Runtime,
+    spawn: impl Fn(&multipool::Runtime) -> multipool::JoinHandle<()>,
+) -> usize {
     let mut handles = Vec::new();
-    let size = task_allocation(|| {
-        for _ in 0..100 {
-            handles.push(rt.spawn(make()).start());
-        }
-    });
+    let size = task_allocation(|| handles.extend((0..100).map(|_| spawn(rt))));
     rt.block_on(async move {
         for handle in handles {
             handle.await.unwrap();
         }
     });
     size
+}
+
+/// What `on_a_worker` and `from_outside` spawn: a pool task of `make()`'s
+/// future.
+fn pool_task<F>(make: fn() -> F) -> impl Fn() -> multipool::JoinHandle<()> + Send + 'static
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    move || multipool::spawn(make()).start()
+}
+
+fn pool_task_on<F>(make: fn() -> F) -> impl Fn(&multipool::Runtime) -> multipool::JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    move |rt| rt.spawn(make()).start()
 }
 
 async fn empty() {}
@@ -235,8 +230,14 @@ fn big() -> impl std::future::Future<Output = ()> + Send {
 )]
 fn a_small_task_spawned_on_a_worker_is_floored_past_the_fast_bins() {
     let rt = multipool::Runtime::builder().workers(1).build().unwrap();
-    let outside = (from_outside(&rt, empty), from_outside(&rt, sixteen_bytes));
-    let inside = (on_a_worker(&rt, empty), on_a_worker(&rt, sixteen_bytes));
+    let outside = (
+        from_outside(&rt, pool_task_on(empty)),
+        from_outside(&rt, pool_task_on(sixteen_bytes)),
+    );
+    let inside = (
+        on_a_worker(&rt, pool_task(empty)),
+        on_a_worker(&rt, pool_task(sixteen_bytes)),
+    );
     assert!(
         outside.0 <= LIMIT && outside.1 <= LIMIT_32,
         "from outside: {outside:?}"
@@ -251,15 +252,14 @@ fn a_small_task_spawned_on_a_worker_is_floored_past_the_fast_bins() {
         assert_eq!(inside, outside, "on a worker: no floor in this build");
     }
     // A big future is past the floor already: its task keeps its size.
-    assert_eq!(on_a_worker(&rt, big), from_outside(&rt, big));
+    assert_eq!(
+        on_a_worker(&rt, pool_task(big)),
+        from_outside(&rt, pool_task_on(big))
+    );
 }
 
 #[test]
-// Spawns from a worker grow its local deque, whose old buffers
-// crossbeam-epoch keeps until the process ends; allocated through this
-// file's recording allocator, miri reports them at std's allocation site,
-// outside `.ci/miri`'s allowance for crossbeam-epoch's own. The union
-// itself runs under miri in `runtime::task::floor`'s unit tests.
+// Not under miri: as above.
 #[cfg_attr(
     miri,
     ignore = "crossbeam-epoch's kept buffers, seen through the recording allocator"
@@ -270,31 +270,8 @@ fn a_blocking_task_spawned_on_a_worker_keeps_its_size() {
     let rt = multipool::Runtime::builder().workers(1).build().unwrap();
     // Warm the blocking pool, so that the spawns measured start no thread.
     rt.block_on(rt.handle().spawn_blocking(|| ())).unwrap();
-    let mut handles = Vec::new();
-    let outside = task_allocation(|| {
-        for _ in 0..100 {
-            handles.push(rt.handle().spawn_blocking(|| ()));
-        }
-    });
-    let inside = rt.block_on(async move {
-        multipool::spawn(async move {
-            for handle in handles {
-                handle.await.unwrap();
-            }
-            let mut handles = Vec::new();
-            let size = task_allocation(|| {
-                for _ in 0..100 {
-                    handles.push(multipool::task::spawn_blocking(|| ()));
-                }
-            });
-            for handle in handles {
-                handle.await.unwrap();
-            }
-            size
-        })
-        .await
-        .unwrap()
-    });
+    let outside = from_outside(&rt, |rt| rt.handle().spawn_blocking(|| ()));
+    let inside = on_a_worker(&rt, || multipool::task::spawn_blocking(|| ()));
     assert_eq!(inside, outside, "a blocking task spawned on a worker");
 }
 

@@ -38,10 +38,11 @@
 //! whose system allocator is not glibc's (musl, other platforms, which
 //! have no such bins) the floor is 0 and nothing is floored. The test is
 //! of the target, not of the global allocator: a `linux`/`gnu` program
-//! that installs jemalloc or mimalloc still floors, for nothing. An AMD EPYC (stop 27) measured the opposite for
-//! worker-to-worker frees (past the fast bins, the arena's lock made the
-//! spawner sleep in the kernel); on both machines, a floored task has the
-//! size every task had before stop 27.
+//! that installs jemalloc or mimalloc still floors, for nothing. An AMD
+//! EPYC (stop 27) measured the opposite for worker-to-worker frees (past
+//! the fast bins, the arena's lock made the spawner sleep in the kernel);
+//! on both machines, a floored task has the size every task had before
+//! stop 27.
 //!
 //! Invariant: the future is always initialised (only [`Floored::new`]
 //! makes one), pinned structurally, and dropped exactly once, by
