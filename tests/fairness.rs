@@ -589,6 +589,84 @@ fn local_work_on_every_worker_is_not_starved_by_a_shared_backlog() {
     });
 }
 
+#[test]
+fn a_backlog_from_outside_is_taken_in_again_once_each_batch_is_through() {
+    // The other side of the bounds above: while a backlog from outside
+    // lasts, the worker's own work does not hold it back. Here that work
+    // is a chain of local spawns, each task polling for 20 µs (by the
+    // clock) and spawning the next: the chain queues behind each batch
+    // (see `backlog_waits`), and the worker takes the next batch once it
+    // has reached the last one (a refill turn), so the chain runs about
+    // once a batch: 11 links here. (A variant with no refill turns ran 14
+    // here, yet left `spawn_many_remote_busy2`, where a thread spawns
+    // while two workers drain, 1.2× slower: only the bench shows that.)
+    watchdog(60, || {
+        // Ten batches: one task run and 254 moved each, the chain's next
+        // link the 255th.
+        const REMOTE: usize = 2_550;
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let done = Arc::new(AtomicUsize::new(0));
+        let links = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel::<()>();
+        let (pushed_tx, pushed_rx) = mpsc::channel::<()>();
+        let chain = {
+            let (done, links, stop) = (done.clone(), links.clone(), stop.clone());
+            rt.spawn(async move {
+                // Holds the worker until the whole backlog is queued.
+                ready_tx.send(()).unwrap();
+                pushed_rx.recv().unwrap();
+                chain_link(done, links, stop);
+            })
+            .start()
+        };
+        ready_rx.recv().unwrap();
+        let remotes: Vec<_> = (0..REMOTE)
+            .map(|_| {
+                let done = done.clone();
+                rt.spawn(async move {
+                    done.fetch_add(1, Ordering::SeqCst);
+                })
+                .start()
+            })
+            .collect();
+        pushed_tx.send(()).unwrap();
+        for remote in remotes {
+            multipool::block_on(remote).unwrap();
+        }
+        stop.store(true, Ordering::SeqCst);
+        multipool::block_on(chain).unwrap();
+        // Links run from the first remote task to the last: about one a
+        // batch, ten batches; twice that for slack.
+        let links = links.load(Ordering::SeqCst);
+        assert!(
+            links <= 20,
+            "the chain ran {links} links while {REMOTE} remote tasks ran"
+        );
+    });
+}
+
+/// Spawns the next link of a chain: a task that, unless `stop` is set,
+/// polls for 20 µs (by the clock), counts itself in `links` while some but
+/// not all of the remote tasks are `done`, and spawns the next link.
+fn chain_link(done: Arc<AtomicUsize>, links: Arc<AtomicUsize>, stop: Arc<AtomicBool>) {
+    multipool::spawn(async move {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let ran = done.load(Ordering::SeqCst);
+        if ran > 0 && ran < 2_550 {
+            links.fetch_add(1, Ordering::SeqCst);
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_micros(20) {
+            std::hint::spin_loop();
+        }
+        chain_link(done, links, stop);
+    })
+    .detach();
+}
+
 /// Yields `yields` times; returns the most tasks counted in `ran` (per
 /// worker) that its worker ran between two of its polls, and the most its
 /// worker's queue held at one of them. A gap across a move to another
@@ -1023,7 +1101,7 @@ fn a_drain_of_a_lower_level_takes_the_nudge_for_more_urgent_work() {
     // The same, with the High polls at least 20 µs each once the High task
     // from outside is queued: the push finds the worker busy and nudges
     // it (`Pool::injector_nudge`). A worker that drains a level leaves a
-    // nudge to its refills, but those wait while more urgent work is
+    // nudge to its periodic turns, but not while more urgent work is
     // queued, so here it takes the nudge; before the review of the nudge
     // it did not, and the task waited for the periodic turn (tuned on the
     // short polls before: up to 61 long polls).
@@ -1032,15 +1110,14 @@ fn a_drain_of_a_lower_level_takes_the_nudge_for_more_urgent_work() {
 
 fn drain_of_a_lower_level_with_a_high_task_from_outside(long_polls: bool) {
     // A share turn that takes a lower level's work from the injector starts
-    // a drain of it. Its refill turns came every other tick while that
-    // injector held work, served the more urgent level's queue (levels go
-    // in order) and yet counted as the injector's turn: the periodic turn
-    // never came, and a High task from outside waited behind the High
-    // queue until the worker's Normal queue had grown past 128. Now a
-    // refill turn waits while more urgent work is queued. (The trickle of
-    // Normal work comes from a thread, at its own pace: the old code fails
-    // here only when it keeps up; the bound holds on the new code whatever
-    // the pace.)
+    // a drain of it. A drain once had refill turns of its own, every other
+    // tick while that injector held work; they served the more urgent
+    // level's queue (levels go in order) and yet counted as the injector's
+    // turn: the periodic turn never came, and a High task from outside
+    // waited behind the High queue until the worker's Normal queue had
+    // grown past 128. (The trickle of Normal work comes from a thread, at
+    // its own pace: that code failed here only when it kept up; the bound
+    // holds whatever the pace.)
     watchdog(60, move || {
         let rt = Runtime::builder().workers(1).build().unwrap();
         let flood = Flood::default();
@@ -1060,9 +1137,9 @@ fn drain_of_a_lower_level_with_a_high_task_from_outside(long_polls: bool) {
                 }
             })
         };
-        // 200 High tasks yielding in the worker's queue (more than a refill
-        // turn takes the High injector at); 20 of them ask for a Normal
-        // task at each poll.
+        // 200 High tasks yielding in the worker's queue (more than the 128
+        // below which refill turns came); 20 of them ask for a Normal task
+        // at each poll.
         let (flooding_tx, flooding_rx) = mpsc::channel::<()>();
         let floods = {
             let (flood, more_tx) = (flood.clone(), more_tx.clone());

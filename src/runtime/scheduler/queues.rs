@@ -29,13 +29,6 @@ use crate::Priority;
 /// without bound.
 const MAX_INJECT_BATCH: usize = 256;
 
-/// While a worker drains an injector (see `worker::core`), it refills its
-/// own queue at that level from it once the queue has fallen below this,
-/// rather than at every other tick: a refill then moves a batch (up to the
-/// worker's share of what waits), where a turn at a queue that is already
-/// full takes one task, a read-modify-write of the injector's head each.
-pub(super) const DRAIN_REFILL_BELOW: usize = MAX_INJECT_BATCH / 2;
-
 /// Runs a steal operation until it gives a definite answer: the task, or
 /// `None` for an empty queue. (`Steal::Retry` means it lost a race with
 /// another thief and the queue may still hold work.)
@@ -67,10 +60,19 @@ impl Pool {
     /// inside (`timer_churn_remote`; README, "Performance", stop 30). The
     /// rest waits in the injector, where siblings take it too.
     ///
+    /// With the task comes whether the injector held more than was taken,
+    /// by the length read to size the batch: a worker that drains it needs
+    /// no second look at lines producers write (see `worker::core`). Always
+    /// `false` at a level with a user's queue.
+    ///
     /// The empty check is inlined: every tick looks at the levels above the
     /// one it serves, and those are empty nearly always.
     #[inline]
-    pub(super) fn pop_injector(&self, level: usize, dest: &Deque<Runnable>) -> Option<Runnable> {
+    pub(super) fn pop_injector(
+        &self,
+        level: usize,
+        dest: &Deque<Runnable>,
+    ) -> Option<(Runnable, bool)> {
         if !self.has_custom_queues && self.injector[level].is_empty() {
             return None;
         }
@@ -78,16 +80,16 @@ impl Pool {
     }
 
     #[inline(never)]
-    fn pop_injector_slow(&self, level: usize, dest: &Deque<Runnable>) -> Option<Runnable> {
+    fn pop_injector_slow(&self, level: usize, dest: &Deque<Runnable>) -> Option<(Runnable, bool)> {
         if let Some(queue) = &self.custom_queues[level] {
             // Tasks the queue dropped first (they only need cancelling),
             // then one at a time: the user's queue keeps deciding the order.
             if let Some(task) = steal(|| self.injector[level].steal()) {
-                return Some(task);
+                return Some((task, false));
             }
             return guard_user("`RunQueue::pop`", || queue.pop())
                 .flatten()
-                .map(QueuedTask::into_runnable);
+                .map(|task| (QueuedTask::into_runnable(task), false));
         }
         let injector = &self.injector[level];
         if injector.is_empty() {
@@ -96,7 +98,8 @@ impl Pool {
         // Shared among the slots in use rather than the workers running
         // now: no read of the contended idle state on this path, and no
         // share for the dormant slots of an elastic pool.
-        let share = injector.len() / self.used_slots().len().max(1) + 1;
+        let len = injector.len();
+        let share = len / self.used_slots().len().max(1) + 1;
         let room = MAX_INJECT_BATCH.saturating_sub(dest.len()).max(1);
         let want = share.min(room);
         // The popped task counts towards `want`.
@@ -115,7 +118,7 @@ impl Pool {
         if dest.len() > start {
             self.batch_moved(level);
         }
-        Some(task)
+        Some((task, len > want))
     }
 
     /// Called by a worker that has moved tasks from a queue siblings

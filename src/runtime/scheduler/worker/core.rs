@@ -12,7 +12,6 @@ use crate::priority::{levels, PerLevel};
 use crate::runtime::guard::guard_user;
 use crate::runtime::hooks::{Hook, Hooks, ParkHook};
 use crate::runtime::scheduler::counters::bump;
-use crate::runtime::scheduler::queues::DRAIN_REFILL_BELOW;
 use crate::runtime::scheduler::{SchedulerContext, NO_SHARE};
 use crate::runtime::task::Runnable;
 use crate::runtime::time::driver::OwnWheel;
@@ -107,6 +106,30 @@ impl FairTurns {
     }
 }
 
+/// A backlog from outside that a worker drains at one level: its last
+/// pop of that level's injector moved a batch into its queue, or left the
+/// injector holding work. The drain lasts while the batch may still be
+/// ahead in the queue, and after that while the injector holds work (see
+/// [`Core::drain_on`]). Meanwhile:
+/// * a task of that level woken by the running one queues behind the
+///   batch instead of taking the LIFO slot (see `backlog_waits`);
+/// * the worker leaves a nudge to the drain while the batch is ahead (see
+///   `take_nudge`);
+/// * once the batch is reached, the next tick but one refills the queue
+///   from the injector, if it still holds work (see `refill_due`).
+///
+/// Never at a level with a user's `RunQueue`, nor in a pool with a user's
+/// `Scheduler` (see `pop_injector_and_drain`).
+#[derive(Clone, Copy)]
+pub(super) struct Drain {
+    pub(super) level: usize,
+    /// The tick by which the batch has been reached: the tick of the move
+    /// plus what the queue held after it, at one pop a tick. An estimate
+    /// (inbox turns and LIFO runs delay the batch, steals hasten it),
+    /// which spares the injector a look at each check until then.
+    pub(super) batch_end: u32,
+}
+
 /// State only the worker loop touches.
 pub(super) struct Core {
     pub(super) tick: u32,
@@ -122,15 +145,8 @@ pub(super) struct Core {
     /// LIFO polls allowed in a row at the current mean poll time; see
     /// `LIFO_BUDGET`.
     pub(super) lifo_cap: u32,
-    /// The level whose injector the last injector-first pop (or share
-    /// turn's) took a task from, until that injector is found empty (by an
-    /// injector-first tick, a refill check or a LIFO check): its queue here
-    /// is refilled whenever it runs low (see the module docs), so a burst
-    /// of remote work is taken in without a long run of local polls
-    /// between two batches, and the LIFO slot is off meanwhile (see
-    /// `backlog_waits`). Never a level with a user's `RunQueue`, nor in a
-    /// pool with a user's `Scheduler` (see `pop_injector_and_drain`).
-    pub(super) draining: Option<usize>,
+    /// A backlog from outside this worker drains (see [`Drain`]).
+    pub(super) draining: Option<Drain>,
     /// Per level, whether [`pop_level`](Self::pop_level) looks at the
     /// injector first.
     pub(super) injector_next: PerLevel<bool>,
@@ -297,10 +313,7 @@ impl Core {
                 self.refresh_due();
             }
         }
-        // The periodic turn serves every level's injector; a refill turn
-        // only a level whose queue runs low (see `DRAIN_REFILL_BELOW`).
-        let periodic = deadline && self.periodic_due();
-        let injector_first = periodic || self.refill_due(local);
+        let injector_first = (deadline && self.periodic_due()) || self.refill_due(local);
         if injector_first {
             self.injector_checked = self.tick;
             self.refresh_due();
@@ -319,19 +332,17 @@ impl Core {
         }
         let inbox = local.inbox();
         for level in levels() {
-            if injector_first && (periodic || local.queues[level].len() < DRAIN_REFILL_BELOW) {
+            if injector_first {
                 if let Some(task) = self.pop_injector_and_drain(local, level) {
                     return Some(self.took(level, task));
                 }
-                if self.draining == Some(level) {
-                    self.draining = None;
-                }
+                self.injector_found_empty(level);
             }
             if let Some(task) = local.pop_own_with(inbox, level) {
                 return Some(self.took(level, task));
             }
             if !injector_first {
-                if let Some(task) = pool.pop_injector(level, &local.queues[level]) {
+                if let Some(task) = self.pop_injector_and_drain(local, level) {
                     self.looked_at_injectors();
                     return Some(self.took(level, task));
                 }
@@ -413,19 +424,36 @@ impl Core {
         self.pop_injector_and_drain(local, level)
     }
 
-    /// Pops the injector of `level` (moving a batch); a task found there
-    /// starts draining it (see `draining`). Not in a pool with a user's
-    /// `Scheduler`, which is the whole policy there: refill turns would
-    /// take every other tick from it. Nor at a level with a user's queue,
-    /// which hands out one task a turn and holds every task of its level
-    /// (this worker's queue there stays empty): there is no batch to
-    /// refill, and a drain would only make every other tick injector-first.
+    /// Pops the injector of `level` (moving a batch), and starts a drain
+    /// (see [`Drain`]) if that moved a batch or left the injector holding
+    /// work (by the length the pop read to size the batch: no second look
+    /// at lines producers write); if neither, that injector is empty (see
+    /// [`injector_found_empty`](Self::injector_found_empty)). Every pop of
+    /// an injector in `next_task` goes through here, also the one made when
+    /// the worker's own work runs out: the batch that one moves is just as
+    /// much ahead of a task woken next.
+    ///
+    /// Not in a pool with a user's `Scheduler`, which is the whole policy
+    /// there. Nor at a level with a user's queue, which hands out one task
+    /// a turn and orders every task of its level (this worker's queue
+    /// there stays empty): no batch is ahead of a woken task, so a drain
+    /// would only turn the LIFO slot off.
     #[inline]
     fn pop_injector_and_drain(&mut self, local: &Local, level: usize) -> Option<Runnable> {
         let pool = &*local.pool;
-        let task = pool.pop_injector(level, &local.queues[level])?;
+        let queue = &local.queues[level];
+        let before = queue.len();
+        let (task, rest) = pool.pop_injector(level, queue)?;
         if !self.custom_scheduler && pool.custom_queues[level].is_none() {
-            self.draining = Some(level);
+            let queued = queue.len();
+            if queued > before || rest {
+                self.draining = Some(Drain {
+                    level,
+                    batch_end: self.tick.wrapping_add(queued as u32),
+                });
+            } else {
+                self.injector_found_empty(level);
+            }
         }
         Some(task)
     }
@@ -475,10 +503,36 @@ impl Core {
         (self.deadline_reached() && self.periodic_due()) || self.refill_due(local)
     }
 
-    /// Whether a backlog from outside waits at `level`: the worker drains
-    /// that level, and its injector still holds work (a drain found empty
-    /// ends here). A task of that level woken now then queues behind the
-    /// batch of remote work taken in, rather than take the LIFO slot ahead
+    /// Whether the drain's batch has been reached (see [`Drain`]) while its
+    /// injector still holds work, at least [`MIN_INJECTOR_INTERVAL`] ticks
+    /// after the last injector-first tick: the worker then takes what came
+    /// in meanwhile, rather than wait for the periodic turn with nothing
+    /// from outside left in its queue (a task that polls for 10 µs
+    /// between, as in `spawn_many_remote_busy2`, made that turn 10 ticks
+    /// and 100 µs away, and the backlog waited). One look at the injector
+    /// per batch: a look at every tick, while the queue was below 128,
+    /// made the injector's lines bounce between the workers and the thread
+    /// that spawned (`spawn_many_remote_busy1` 15% slower).
+    ///
+    /// Not while more urgent work is queued: a refill tick serves levels in
+    /// order, so it would run that work, yet count as the injector's turn
+    /// (the periodic one would never come, and the injector of the more
+    /// urgent level would wait behind its queue).
+    #[inline]
+    fn refill_due(&mut self, local: &Local) -> bool {
+        let Some(drain) = self.draining else {
+            return false;
+        };
+        tick_reached(self.tick, drain.batch_end)
+            && self.tick.wrapping_sub(self.injector_checked) >= MIN_INJECTOR_INTERVAL
+            && !local.more_urgent_queued(drain.level)
+            && self.drain_on(local)
+    }
+
+    /// Whether a backlog from outside waits at `level` (see
+    /// [`drain_on`](Self::drain_on)). A task of that level woken now then
+    /// queues behind the batch of remote work taken in, rather than take
+    /// the LIFO slot ahead
     /// of up to 255 tasks that have waited longer: a chain of local spawns
     /// took 4 polls to every 128 to 255 remote tasks
     /// (`spawn_many_remote_busy2`; README, "Performance", stop 31). A task
@@ -486,7 +540,37 @@ impl Core {
     /// is outranked anyway.
     #[inline]
     fn backlog_waits(&mut self, local: &Local, level: usize) -> bool {
-        self.draining == Some(level) && self.drained_injector_holds_work(local, level)
+        matches!(self.draining, Some(drain) if drain.level == level) && self.drain_on(local)
+    }
+
+    /// The injector of `level` was found empty: a drain of it whose batch
+    /// has been reached ends. (A drain of another level goes on.)
+    #[inline]
+    fn injector_found_empty(&mut self, level: usize) {
+        if self
+            .draining
+            .is_some_and(|drain| drain.level == level && tick_reached(self.tick, drain.batch_end))
+        {
+            self.draining = None;
+        }
+    }
+
+    /// Whether the drain (if any) is still on: its batch may still be
+    /// ahead in the queue, or its injector holds work. Found empty past
+    /// the batch, the injector ends the drain here.
+    #[inline]
+    fn drain_on(&mut self, local: &Local) -> bool {
+        let Some(drain) = self.draining else {
+            return false;
+        };
+        if !tick_reached(self.tick, drain.batch_end) {
+            return true;
+        }
+        let holds = !local.pool.injector_is_empty(drain.level);
+        if !holds {
+            self.draining = None;
+        }
+        holds
     }
 
     /// Whether the injector interval has passed since the last
@@ -542,10 +626,14 @@ impl Core {
     /// Never before the third look at the nudge, two ticks or more after
     /// the worker last looked at the injectors, so a producer that keeps
     /// nudging gets one tick in three at most. Waits on at a worker that
-    /// drains an injector already, which refills from it at its own pace,
-    /// unless more urgent work is queued (a refill then waits: see
-    /// `refill_due`). Ignored under a user's `Scheduler`, which decides
-    /// every tick and reaches the injectors on its own (see `pop_level`).
+    /// drains a backlog from outside while the batch it took is still
+    /// ahead in its queue (see [`Drain`]), unless more urgent work is
+    /// queued: the batch waited longer than the push, and once the batch is
+    /// reached a refill turn comes anyway. (Served there too, in a variant
+    /// with no refill turns, it cost `spawn_many_remote_busy1` 14%: more
+    /// injector-first ticks, each moving a smaller batch.) Ignored under a
+    /// user's `Scheduler`, which decides every tick and reaches the
+    /// injectors on its own (see `pop_level`).
     ///
     /// (Served at the first tick that saw it, the nudge made the line
     /// bounce between producer and workers at every other tick of a worker
@@ -573,61 +661,24 @@ impl Core {
             return;
         }
         let now = Instant::now();
-        match wait.since {
-            None => wait.since = Some(now),
-            Some(since)
-                if !self.custom_scheduler
-                    && now.saturating_duration_since(since) >= NUDGE_WAIT
-                    && self
-                        .draining
-                        .is_none_or(|level| local.more_urgent_queued(level)) =>
-            {
-                self.nudge_wait = None;
-                // Due whatever the interval, should `next_task` tune it
-                // longer first.
-                self.injector_checked = tick.wrapping_sub(MAX_INJECTOR_INTERVAL);
-                self.refresh_due();
-            }
-            Some(_) => {}
-        }
-    }
-
-    /// Whether the level being drained has fallen below
-    /// [`DRAIN_REFILL_BELOW`] in this worker's queue, at least
-    /// [`MIN_INJECTOR_INTERVAL`] ticks after the last injector-first tick.
-    ///
-    /// Not while more urgent work is queued: a refill tick serves levels in
-    /// order, so it would run that work, yet count as the injector's turn
-    /// (the periodic one would never come, and the injector of the more
-    /// urgent level would wait behind its queue).
-    ///
-    /// And only while that injector still holds work: found empty, the
-    /// drain ends here (a refill turn would only skip a fairness turn and
-    /// cut a LIFO run). The injector is looked at last: its tail is the
-    /// line producers write, a cache miss for each look while they spawn
-    /// (ending the drain only at an injector-first tick, which may not
-    /// come while the injector stays empty, cost `elastic`'s
-    /// remote_spawn single_10000 15%: a look at every tick).
-    #[inline]
-    fn refill_due(&mut self, local: &Local) -> bool {
-        let Some(level) = self.draining else {
-            return false;
+        let Some(since) = wait.since else {
+            wait.since = Some(now);
+            return;
         };
-        self.tick.wrapping_sub(self.injector_checked) >= MIN_INJECTOR_INTERVAL
-            && local.queues[level].len() < DRAIN_REFILL_BELOW
-            && !local.more_urgent_queued(level)
-            && self.drained_injector_holds_work(local, level)
-    }
-
-    /// Whether the injector of `level`, being drained, holds work; if not,
-    /// the drain ends.
-    #[inline]
-    fn drained_injector_holds_work(&mut self, local: &Local, level: usize) -> bool {
-        let holds = !local.pool.injector_is_empty(level);
-        if !holds {
-            self.draining = None;
+        if self.custom_scheduler || now.saturating_duration_since(since) < NUDGE_WAIT {
+            return;
         }
-        holds
+        let batch_ahead = self.draining.is_some_and(|drain| {
+            !tick_reached(self.tick, drain.batch_end) && !local.more_urgent_queued(drain.level)
+        });
+        if batch_ahead {
+            return;
+        }
+        self.nudge_wait = None;
+        // Due whatever the interval, should `next_task` tune it longer
+        // first.
+        self.injector_checked = tick.wrapping_sub(MAX_INJECTOR_INTERVAL);
+        self.refresh_due();
     }
 
     /// Re-derives the injector interval from the mean poll time since the
@@ -778,7 +829,7 @@ impl Core {
                 if let Some(task) = self.steal_level(local, level) {
                     return Some(task);
                 }
-                if let Some(task) = local.pool.pop_injector(level, &local.queues[level]) {
+                if let Some((task, _)) = local.pool.pop_injector(level, &local.queues[level]) {
                     return Some(self.took(level, task));
                 }
             }

@@ -10,16 +10,22 @@
 //!    [`MAX_INJECTOR_INTERVAL`] polls), like tokio's self-tuning global
 //!    queue interval. Such a turn runs one task and moves a batch more into
 //!    the worker's own queue, but only up to 255 tasks at that level
-//!    (`MAX_INJECT_BATCH`; see `Pool::pop_injector`). Once such a turn (or
-//!    a share turn, below) takes a task, the worker *drains* that level's
-//!    injector: while it holds work, nothing more urgent is queued and the
-//!    worker's own queue at that level is below 128 (`DRAIN_REFILL_BELOW`),
-//!    the next tick but one refills that queue; and a task of that level
-//!    woken by the running one goes to the back of its queue, behind that
-//!    work, instead of into the LIFO slot. A burst of remote spawns is so
-//!    taken in without a long run of local polls between two batches. (No
-//!    drain under a user's `Scheduler`, nor at a level with a user's
-//!    `RunQueue`.) Injector-first ticks are never two in a row, and the
+//!    (`MAX_INJECT_BATCH`; see `Pool::pop_injector`). A pop of an
+//!    injector that moves a batch, or leaves the injector holding work,
+//!    starts a *drain* of that level's backlog (`core::Drain`): a task of
+//!    that level woken by the running one goes to the back of its queue,
+//!    behind the batch, instead of into the LIFO slot; and once the batch
+//!    has been reached (what the queue held after the move, at one pop a
+//!    tick), the next tick but one refills the queue from the injector if
+//!    it still holds work, nothing more urgent being queued. A burst of
+//!    remote spawns is so taken in without a long run of local polls
+//!    between two batches, with one look at the injector a batch: looked
+//!    at every tick while the worker's queue was below 128, its lines
+//!    bounced between the workers and the spawning thread
+//!    (`spawn_many_remote_busy1` 15% slower; README, "Performance", stop
+//!    37). (No drain under a user's `Scheduler`, nor at a level with a
+//!    user's `RunQueue`.)
+//!    Injector-first ticks are never two in a row, and the
 //!    periodic turn counts from the last one. Neither side starves the
 //!    other: however fast a producer spawns, a task in the worker's queue
 //!    waits for what is ahead of it there (and their LIFO follow-ups), for
@@ -33,8 +39,9 @@
 //!    a worker that sees the nudge and keeps finding its own work makes the
 //!    periodic turn due once the nudge has waited [`NUDGE_WAIT`] there, by
 //!    its clock, read at the 2nd, 3rd, 5th and 9th look at it and every 8th
-//!    after (`take_nudge`). The nudge is a hint, cleared by the next
-//!    injector-first tick; no task relies on it to run;
+//!    after (`take_nudge`), unless the batch of its drain is still ahead.
+//!    The nudge is a hint, cleared by the next injector-first tick; no
+//!    task relies on it to run;
 //! 2. its own work: its queue and its three inboxes (tasks pinned to it,
 //!    its `spawn_local` tasks, tasks placement sent it), one task from each
 //!    in turn among those that hold work (a rotation per level): no
