@@ -1101,8 +1101,8 @@ fn a_drain_of_a_lower_level_takes_the_nudge_for_more_urgent_work() {
     // The same, with the High polls at least 20 µs each once the High task
     // from outside is queued: the push finds the worker busy and nudges
     // it (`Pool::injector_nudge`). A worker that drains a level leaves a
-    // nudge to its periodic turns, but not while more urgent work is
-    // queued, so here it takes the nudge; before the review of the nudge
+    // nudge waiting while its batch is ahead, but not while more urgent
+    // work is queued, so here it takes the nudge; before the review of the nudge
     // it did not, and the task waited for the periodic turn (tuned on the
     // short polls before: up to 61 long polls).
     drain_of_a_lower_level_with_a_high_task_from_outside(true);
@@ -1110,8 +1110,8 @@ fn a_drain_of_a_lower_level_takes_the_nudge_for_more_urgent_work() {
 
 fn drain_of_a_lower_level_with_a_high_task_from_outside(long_polls: bool) {
     // A share turn that takes a lower level's work from the injector starts
-    // a drain of it. A drain once had refill turns of its own, every other
-    // tick while that injector held work; they served the more urgent
+    // a drain of it. A drain once had refill turns every other tick while
+    // that injector held work; they served the more urgent
     // level's queue (levels go in order) and yet counted as the injector's
     // turn: the periodic turn never came, and a High task from outside
     // waited behind the High queue until the worker's Normal queue had

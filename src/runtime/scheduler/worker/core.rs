@@ -115,8 +115,14 @@ impl FairTurns {
 ///   batch instead of taking the LIFO slot (see `backlog_waits`);
 /// * the worker leaves a nudge to the drain while the batch is ahead (see
 ///   `take_nudge`);
-/// * once the batch is reached, the next tick but one refills the queue
-///   from the injector, if it still holds work (see `refill_due`).
+/// * once the batch is reached, the first tick that is at least
+///   [`MIN_INJECTOR_INTERVAL`] ticks after the last injector-first one
+///   refills the queue from the injector, if it still holds work and
+///   nothing more urgent is queued (see `refill_due`).
+///
+/// A worker keeps one drain: a pop that starts one at another level
+/// replaces it (as a share turn's pop of a lower level does while a batch
+/// is ahead), and one that parks ends it.
 ///
 /// Never at a level with a user's `RunQueue`, nor in a pool with a user's
 /// `Scheduler` (see `pop_injector_and_drain`).
@@ -124,9 +130,13 @@ impl FairTurns {
 pub(super) struct Drain {
     pub(super) level: usize,
     /// The tick by which the batch has been reached: the tick of the move
-    /// plus what the queue held after it, at one pop a tick. An estimate
-    /// (inbox turns and LIFO runs delay the batch, steals hasten it),
-    /// which spares the injector a look at each check until then.
+    /// plus what the queue held after it, at one pop a tick. An estimate,
+    /// which spares the injector a look at each check until then: ticks
+    /// spent on inbox turns, share turns, more urgent levels and LIFO runs
+    /// delay the batch, and steals hasten it (a queue found empty has
+    /// reached it: see [`Core::batch_ahead`]). Once reached, kept at most
+    /// 61 ticks behind the worker's tick (`tune_injector_interval`), so it
+    /// never wraps round to look ahead again.
     pub(super) batch_end: u32,
 }
 
@@ -431,7 +441,10 @@ impl Core {
     /// [`injector_found_empty`](Self::injector_found_empty)). Every pop of
     /// an injector in `next_task` goes through here, also the one made when
     /// the worker's own work runs out: the batch that one moves is just as
-    /// much ahead of a task woken next.
+    /// much ahead of a task woken next. (A searcher's pop in `steal_work`
+    /// starts none, as before drains began at that pop too, which is what
+    /// the benches measured: the worker's next pop of that injector starts
+    /// one.)
     ///
     /// Not in a pool with a user's `Scheduler`, which is the whole policy
     /// there. Nor at a level with a user's queue, which hands out one task
@@ -555,6 +568,14 @@ impl Core {
         }
     }
 
+    /// Whether the batch of `drain` may still be ahead in this worker's
+    /// queue: its tick is not reached, and the queue at that level holds
+    /// work (siblings may have stolen it all).
+    #[inline]
+    fn batch_ahead(&self, local: &Local, drain: Drain) -> bool {
+        !tick_reached(self.tick, drain.batch_end) && !local.queues[drain.level].is_empty()
+    }
+
     /// Whether the drain (if any) is still on: its batch may still be
     /// ahead in the queue, or its injector holds work. Found empty past
     /// the batch, the injector ends the drain here.
@@ -563,7 +584,7 @@ impl Core {
         let Some(drain) = self.draining else {
             return false;
         };
-        if !tick_reached(self.tick, drain.batch_end) {
+        if self.batch_ahead(local, drain) {
             return true;
         }
         let holds = !local.pool.injector_is_empty(drain.level);
@@ -668,10 +689,10 @@ impl Core {
         if self.custom_scheduler || now.saturating_duration_since(since) < NUDGE_WAIT {
             return;
         }
-        let batch_ahead = self.draining.is_some_and(|drain| {
-            !tick_reached(self.tick, drain.batch_end) && !local.more_urgent_queued(drain.level)
+        let batch_waits = self.draining.is_some_and(|drain| {
+            self.batch_ahead(local, drain) && !local.more_urgent_queued(drain.level)
         });
-        if batch_ahead {
+        if batch_waits {
             return;
         }
         self.nudge_wait = None;
@@ -691,6 +712,12 @@ impl Core {
             .timers
             .fire_overdue_elsewhere(local.index, &mut self.fired);
         self.run_busy_tick(local);
+        if let Some(drain) = &mut self.draining {
+            if tick_reached(self.tick, drain.batch_end) {
+                // Reached stays reached (see `Drain::batch_end`).
+                drain.batch_end = self.tick;
+            }
+        }
         let now = Instant::now();
         let (start_tick, start) = self.interval_start;
         let ticks = self.tick.wrapping_sub(start_tick).max(1);

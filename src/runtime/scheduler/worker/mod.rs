@@ -16,8 +16,9 @@
 //!    that level woken by the running one goes to the back of its queue,
 //!    behind the batch, instead of into the LIFO slot; and once the batch
 //!    has been reached (what the queue held after the move, at one pop a
-//!    tick), the next tick but one refills the queue from the injector if
-//!    it still holds work, nothing more urgent being queued. A burst of
+//!    tick, or the queue is empty), the first tick two or more after the
+//!    last injector-first one refills the queue from the injector if it
+//!    still holds work, nothing more urgent being queued. A burst of
 //!    remote spawns is so taken in without a long run of local polls
 //!    between two batches, with one look at the injector a batch: looked
 //!    at every tick while the worker's queue was below 128, its lines

@@ -15,8 +15,10 @@ impl Core {
     /// the pool closes; or retires the worker after the idle timeout.
     pub(super) fn park(&mut self, local: &Local) {
         // A nudge waited on before parking is stale by the time this
-        // worker runs again (see `take_nudge`).
+        // worker runs again (see `take_nudge`); so is a drain: the worker
+        // found no work anywhere.
         self.nudge_wait = None;
+        self.draining = None;
         // Before the worker counts as parked: a reader who sees it parked
         // sees its polls.
         self.publish_polls(local);
