@@ -43,6 +43,24 @@ async fn yield_until(counter: &AtomicUsize, at_least: usize) {
     }
 }
 
+/// Spawns `count` tasks from outside (the test's thread), each counting
+/// itself in `done`.
+fn spawn_counted(
+    rt: &Runtime,
+    count: usize,
+    done: &Arc<AtomicUsize>,
+) -> Vec<multipool::JoinHandle<()>> {
+    (0..count)
+        .map(|_| {
+            let done = done.clone();
+            rt.spawn(async move {
+                done.fetch_add(1, Ordering::SeqCst);
+            })
+            .start()
+        })
+        .collect()
+}
+
 /// Floods one worker with four tasks at `flood` priority, runs one task at
 /// `starved` priority for `polls` polls, and returns (flood polls, starved
 /// polls), both counted over the starved task's life.
@@ -616,20 +634,12 @@ fn a_backlog_from_outside_is_taken_in_again_once_each_batch_is_through() {
                 // Holds the worker until the whole backlog is queued.
                 ready_tx.send(()).unwrap();
                 pushed_rx.recv().unwrap();
-                chain_link(done, links, stop);
+                chain_link(REMOTE, done, links, stop);
             })
             .start()
         };
         ready_rx.recv().unwrap();
-        let remotes: Vec<_> = (0..REMOTE)
-            .map(|_| {
-                let done = done.clone();
-                rt.spawn(async move {
-                    done.fetch_add(1, Ordering::SeqCst);
-                })
-                .start()
-            })
-            .collect();
+        let remotes = spawn_counted(&rt, REMOTE, &done);
         pushed_tx.send(()).unwrap();
         for remote in remotes {
             multipool::block_on(remote).unwrap();
@@ -648,21 +658,26 @@ fn a_backlog_from_outside_is_taken_in_again_once_each_batch_is_through() {
 
 /// Spawns the next link of a chain: a task that, unless `stop` is set,
 /// polls for 20 µs (by the clock), counts itself in `links` while some but
-/// not all of the remote tasks are `done`, and spawns the next link.
-fn chain_link(done: Arc<AtomicUsize>, links: Arc<AtomicUsize>, stop: Arc<AtomicBool>) {
+/// not all of the `remote` tasks are `done`, and spawns the next link.
+fn chain_link(
+    remote: usize,
+    done: Arc<AtomicUsize>,
+    links: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) {
     multipool::spawn(async move {
         if stop.load(Ordering::SeqCst) {
             return;
         }
         let ran = done.load(Ordering::SeqCst);
-        if ran > 0 && ran < 2_550 {
+        if ran > 0 && ran < remote {
             links.fetch_add(1, Ordering::SeqCst);
         }
         let start = Instant::now();
         while start.elapsed() < Duration::from_micros(20) {
             std::hint::spin_loop();
         }
-        chain_link(done, links, stop);
+        chain_link(remote, done, links, stop);
     })
     .detach();
 }
@@ -720,15 +735,7 @@ fn a_chain_of_local_spawns_queues_behind_a_backlog_from_outside() {
             .start()
         };
         ready_rx.recv().unwrap();
-        let remotes: Vec<_> = (0..REMOTE)
-            .map(|_| {
-                let done = done.clone();
-                rt.spawn(async move {
-                    done.fetch_add(1, Ordering::SeqCst);
-                })
-                .start()
-            })
-            .collect();
+        let remotes = spawn_counted(&rt, REMOTE, &done);
         pushed_tx.send(()).unwrap();
         multipool::block_on(holder).unwrap();
         end_rx.recv().unwrap();
