@@ -41,7 +41,9 @@
 //!
 //! Run with `cargo bench --bench elastic` (about a minute on 2 cores);
 //! criterion's usual CLI flags (a filter, `--sample-size`, ...) apply to the
-//! groups.
+//! groups. With `MULTIPOOL_BENCH_SEARCH_SPIN_US` set, multipool's runtimes
+//! get `.search_spin(..)` of that many microseconds instead of the default
+//! (as in `rt_multi_threaded`: to measure the trade-off, issue #15).
 
 use std::future::Future;
 use std::hint::black_box;
@@ -85,18 +87,30 @@ type Group<'a> = BenchmarkGroup<'a, WallTime>;
 // ---------------------------------------------------------------------------
 
 fn multipool_fixed() -> multipool::Runtime {
-    multipool::Runtime::builder()
-        .workers(NUM_WORKERS)
+    with_search_spin(multipool::Runtime::builder().workers(NUM_WORKERS))
         .build()
         .unwrap()
 }
 
 fn multipool_elastic() -> multipool::Runtime {
-    multipool::Runtime::builder()
-        .min_workers(NUM_WORKERS)
-        .max_workers(MAX_WORKERS)
-        .build()
-        .unwrap()
+    with_search_spin(
+        multipool::Runtime::builder()
+            .min_workers(NUM_WORKERS)
+            .max_workers(MAX_WORKERS),
+    )
+    .build()
+    .unwrap()
+}
+
+/// `builder` with `MULTIPOOL_BENCH_SEARCH_SPIN_US`'s `search_spin`, if set.
+fn with_search_spin(builder: multipool::Builder) -> multipool::Builder {
+    let Ok(value) = std::env::var("MULTIPOOL_BENCH_SEARCH_SPIN_US") else {
+        return builder;
+    };
+    let us: u64 = value
+        .parse()
+        .unwrap_or_else(|_| panic!("MULTIPOOL_BENCH_SEARCH_SPIN_US={value:?}: not a number"));
+    builder.search_spin(Duration::from_micros(us))
 }
 
 fn tokio_rt() -> tokio::runtime::Runtime {

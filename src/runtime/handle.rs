@@ -155,37 +155,40 @@ impl Handle {
             }
         }
         let _finish = FinishBatch(pool);
-        let location = std::panic::Location::caller();
+        // One set of options for the whole batch: a spawn takes only the
+        // name out of them, and a batch names no task.
+        let mut options = SpawnOptions::at(std::panic::Location::caller());
+        // The pool's rate limit, if it has one (see `limit`), gates every
+        // task; without one, no task needs a look at it.
+        let rate_limited = pool.rate_limiter.is_some();
         futures
             .into_iter()
-            .map(
-                |future| match pool.admit(Priority::Normal, Home::None, false) {
-                    // The pool's rate limit, if it has one (see `limit`).
-                    Ok(admission) => JoinHandle::new(
-                        match Limits::default().gate(pool, Priority::Normal) {
-                            Gate::Open => spawn_on(
-                                pool,
-                                future,
-                                &mut SpawnOptions::at(location),
-                                admission,
-                                Enqueue::Quiet,
-                            ),
-                            gate => spawn_on(
-                                pool,
-                                gate.wrap(future),
-                                &mut SpawnOptions::at(location),
-                                admission,
-                                Enqueue::Quiet,
-                            ),
-                        }
-                        .finish(),
-                    ),
+            .map(|future| {
+                let admission = match pool.admit(Priority::Normal, Home::None, false) {
+                    Ok(admission) => admission,
                     Err(error) => {
                         pool.count_refused(Priority::Normal);
-                        JoinHandle::refused(error.into_join_error())
+                        return JoinHandle::refused(error.into_join_error());
                     }
-                },
-            )
+                };
+                let spawned = if !rate_limited {
+                    spawn_on(pool, future, &mut options, admission, Enqueue::Quiet)
+                } else {
+                    match Limits::NONE.gate(pool, Priority::Normal) {
+                        Gate::Open => {
+                            spawn_on(pool, future, &mut options, admission, Enqueue::Quiet)
+                        }
+                        gate => spawn_on(
+                            pool,
+                            gate.wrap(future),
+                            &mut options,
+                            admission,
+                            Enqueue::Quiet,
+                        ),
+                    }
+                };
+                JoinHandle::new(spawned.finish())
+            })
             .collect()
     }
 
