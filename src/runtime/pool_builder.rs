@@ -187,7 +187,9 @@ impl PoolBuilder {
     /// Between two looks the worker yields its core to the OS
     /// (`sched_yield`), so a thread that wants the core, a client on the
     /// same machine or a producer, runs at once; with none, the yield
-    /// returns within a microsecond or so and the worker looks again.
+    /// returns within a microsecond or so, and the worker waits a few
+    /// microseconds more on pause hints before it looks again (each look
+    /// reads the lines producers write).
     ///
     /// The trade-off: while a worker looks, producers skip the `futex`
     /// wake-up, and the worker picks new work up within microseconds
