@@ -52,13 +52,15 @@ pub(super) const MAX_LIFO_POLLS: u32 = 3;
 const LIFO_BUDGET: Duration = Duration::from_micros(10);
 
 /// Spin hints a searcher waits, after yielding its core, before it looks
-/// at the queues again: about 3 µs on an AMD EPYC (about 4 µs at Intel's
-/// longer `pause`). A look reads the injectors' tails, the cache lines a
-/// producer writes at each push. With nothing else to run, `sched_yield`
+/// at the queues again: about 3 µs on an AMD EPYC (longer where a
+/// `pause` is, as on recent Intel cores; not measured there). A look
+/// reads the injectors' tails, the cache lines a producer writes at each
+/// push. With nothing else to run, `sched_yield`
 /// returns within a microsecond, so a searcher that looked right after it
 /// took those lines from a thread spawning every few hundred nanoseconds
 /// at about every other push: `spawn_many_remote_idle` is 0.87-0.89x with
-/// 96 hints against 1.00 with none (0.96 with 32; README, "Stop 37").
+/// 96 hints against 1.00 with none (0.96 with 32; README, "Stop 37,
+/// continued").
 /// The core is held that long at a time, not for the whole `search_spin`,
 /// so a thread that wants it (a client, a producer) waits at most that:
 /// hyper's idle p99 stays below tokio's (0.81-0.89x, against 0.80-0.81
