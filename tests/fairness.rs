@@ -61,6 +61,31 @@ fn spawn_counted(
         .collect()
 }
 
+/// Spawns a task that holds `rt`'s only worker until `count` tasks from
+/// outside (see [`spawn_counted`]) are queued behind it, then runs `then`
+/// on that worker. Returns the task's handle and the queued tasks'.
+fn behind_a_backlog(
+    rt: &Runtime,
+    count: usize,
+    done: &Arc<AtomicUsize>,
+    then: impl FnOnce() + Send + 'static,
+) -> (multipool::JoinHandle<()>, Vec<multipool::JoinHandle<()>>) {
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let (pushed_tx, pushed_rx) = mpsc::channel::<()>();
+    let holder = rt
+        .spawn(async move {
+            // Holds the worker until the whole backlog is queued.
+            ready_tx.send(()).unwrap();
+            pushed_rx.recv().unwrap();
+            then();
+        })
+        .start();
+    ready_rx.recv().unwrap();
+    let remotes = spawn_counted(rt, count, done);
+    pushed_tx.send(()).unwrap();
+    (holder, remotes)
+}
+
 /// Floods one worker with four tasks at `flood` priority, runs one task at
 /// `starved` priority for `polls` polls, and returns (flood polls, starved
 /// polls), both counted over the starved task's life.
@@ -626,21 +651,12 @@ fn a_backlog_from_outside_is_taken_in_again_once_each_batch_is_through() {
         let done = Arc::new(AtomicUsize::new(0));
         let links = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = mpsc::channel::<()>();
-        let (pushed_tx, pushed_rx) = mpsc::channel::<()>();
-        let chain = {
-            let (done, links, stop) = (done.clone(), links.clone(), stop.clone());
-            rt.spawn(async move {
-                // Holds the worker until the whole backlog is queued.
-                ready_tx.send(()).unwrap();
-                pushed_rx.recv().unwrap();
-                chain_link(REMOTE, done, links, stop);
+        let (chain, remotes) = {
+            let (counted, links, stop) = (done.clone(), links.clone(), stop.clone());
+            behind_a_backlog(&rt, REMOTE, &done, move || {
+                chain_link(REMOTE, counted, links, stop)
             })
-            .start()
         };
-        ready_rx.recv().unwrap();
-        let remotes = spawn_counted(&rt, REMOTE, &done);
-        pushed_tx.send(()).unwrap();
         for remote in remotes {
             multipool::block_on(remote).unwrap();
         }
@@ -721,22 +737,13 @@ fn a_chain_of_local_spawns_queues_behind_a_backlog_from_outside() {
         let done = Arc::new(AtomicUsize::new(0));
         // Per link: remote tasks done, and tasks in the injector, at its poll.
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = mpsc::channel::<()>();
-        let (pushed_tx, pushed_rx) = mpsc::channel::<()>();
         let (end_tx, end_rx) = mpsc::channel::<()>();
-        let holder = {
-            let (done, seen) = (done.clone(), seen.clone());
-            rt.spawn(async move {
-                // Holds the worker until the whole backlog is queued.
-                ready_tx.send(()).unwrap();
-                pushed_rx.recv().unwrap();
-                spawn_link(LINKS, done, seen, end_tx);
+        let (holder, remotes) = {
+            let (counted, seen) = (done.clone(), seen.clone());
+            behind_a_backlog(&rt, REMOTE, &done, move || {
+                spawn_link(LINKS, counted, seen, end_tx)
             })
-            .start()
         };
-        ready_rx.recv().unwrap();
-        let remotes = spawn_counted(&rt, REMOTE, &done);
-        pushed_tx.send(()).unwrap();
         multipool::block_on(holder).unwrap();
         end_rx.recv().unwrap();
         for remote in remotes {
