@@ -1,7 +1,7 @@
-//! [`Builder`](crate::Builder): how a runtime is configured. Every setting is validated
+//! [`Builder`]: how a runtime is configured. Every setting is validated
 //! by [`Builder::build`](crate::Builder::build); a bad value is a [`BuildError`] naming the
 //! setting, never a silent default. The settings of one pool are
-//! [`PoolBuilder`](crate::PoolBuilder)'s (see `pool_builder`); the builder's own methods of
+//! [`PoolBuilder`]'s (see `pool_builder`); the builder's own methods of
 //! the same names set its default pool's.
 
 use std::time::Duration;
@@ -42,7 +42,7 @@ const DEFAULT_BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// busy with such polls.
 const DEFAULT_LATENCY_SAMPLING: u32 = 64;
 
-/// Configures and builds a [`Runtime`](crate::Runtime).
+/// Configures and builds a [`Runtime`].
 ///
 /// The runtime's own settings ([`workers`](Self::workers),
 /// [`max_queued`](Self::max_queued), ...) configure its *default pool*,
@@ -776,8 +776,8 @@ impl Builder {
     }
 }
 
-/// Generates [`Builder`](crate::Builder)'s settings of its default pool: each forwards to
-/// the [`PoolBuilder`](crate::PoolBuilder) method of the same name, so the two cannot drift.
+/// Generates [`Builder`]'s settings of its default pool: each forwards to
+/// the [`PoolBuilder`] method of the same name, so the two cannot drift.
 macro_rules! default_pool_settings {
     ($($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),*);)*) => {
         impl Builder {

@@ -1,4 +1,4 @@
-//! [`PoolBuilder`](crate::PoolBuilder): the settings of one pool of workers, and their
+//! [`PoolBuilder`]: the settings of one pool of workers, and their
 //! validation into the scheduler's `PoolConfig`.
 
 use std::time::Duration;

@@ -1,10 +1,10 @@
 //! Tasks: spawning them ([`Spawn`], [`spawn_blocking`]), awaiting, aborting
 //! and detaching them ([`JoinHandle`], [`AbortHandle`]), awaiting many in
-//! the order they finish ([`JoinSet`]), yielding ([`yield_now`], the
+//! the order they finish ([`JoinSet`]), yielding ([`yield_now()`], the
 //! cooperative budget: [`consume_budget`], [`unconstrained`]), limiting the
 //! CPU time they take ([`Spawn::cpu_budget`], [`Spawn::max_poll`],
 //! [`Spawn::cpu_budget_demote`]), and retrying a fallible one with backoff
-//! and a fallback ([`retry`]).
+//! and a fallback ([`retry()`]).
 //!
 //! Every task completes with `Result<T, JoinError>`: its value, the panic
 //! it caught, or why it was cancelled (aborted, timed out, refused, or its

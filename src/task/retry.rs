@@ -166,7 +166,7 @@ pub type RetryAll<E> = fn(&AttemptError<E>) -> bool;
 /// # Guarantees
 ///
 /// * **The first attempt always runs.** After each failed attempt the
-///   backoff (an iterator of delays, see [`backoff`](super::backoff)) is asked
+///   backoff (an iterator of delays, see [`backoff`]) is asked
 ///   for the next delay: `Some(delay)` sleeps that long on multipool's timer
 ///   (so paused time applies) and starts the next attempt; `None` gives up.
 ///   A retry makes at most one attempt more than its backoff yields delays:
@@ -247,7 +247,7 @@ where
     E: Send + 'static,
 {
     /// Sets the backoff policy: the delays between attempts, and how many
-    /// retries there are (see [`backoff`](super::backoff)). The first
+    /// retries there are (see [`backoff`]). The first
     /// attempt always runs; a backoff that yields no delay at all
     /// (`with_max_times(0)`) means exactly one attempt.
     ///

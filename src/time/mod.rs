@@ -1,7 +1,7 @@
 //! Time: sleeping, time-outs and intervals, on a hierarchical timer wheel.
 //!
-//! Names and semantics follow `tokio::time`: [`sleep`], [`sleep_until`],
-//! [`timeout`], [`timeout_at`], [`interval`], [`interval_at`]. Differences
+//! Names and semantics follow `tokio::time`: [`sleep()`], [`sleep_until`],
+//! [`timeout()`], [`timeout_at`], [`interval()`], [`interval_at`]. Differences
 //! worth knowing:
 //!
 //! * deadlines are exact to the microsecond; tokio rounds up to the next

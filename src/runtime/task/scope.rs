@@ -17,12 +17,13 @@
 //!   each poll of a pool task, unconstrained everywhere else.
 //! * A task's usual poll ([`PollScope`]) never runs inside another one on
 //!   the same thread: tasks are polled only by the worker loop, the
-//!   blocking threads and paused time's driver, none of which runs inside
-//!   a task's poll. (`block_on` inside a task polls a plain future, not a
-//!   task.) So [`PollScope`] starts from [`Scope::OUTSIDE`] and returns to
-//!   it, with no value saved: two stores a poll instead of two loads, two
-//!   spills and four stores (callgrind, `hotpath_probe yield`: 6
-//!   instructions a poll). A debug build checks the claim.
+//!   blocking threads and paused time's driver, none of which runs inside a
+//!   task's poll. (`block_on` inside a task polls a plain future, not a
+//!   task.) So [`PollScope`] starts from the outside state (no task,
+//!   [`Budget::UNCONSTRAINED`]) and returns to it, with no value saved: two
+//!   stores a poll instead of two loads, two spills and four stores
+//!   (callgrind, `hotpath_probe yield`: 6 instructions a poll). A debug
+//!   build checks the claim.
 //! * What can run inside a poll, a cancelled task's drop (`CurrentTask`)
 //!   and `coop::unconstrained` (`BudgetGuard`), saves and restores what it
 //!   replaced, so those guards nest inside a poll and inside each other.

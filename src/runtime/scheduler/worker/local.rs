@@ -76,7 +76,7 @@ fn pop_injector_queue(queue: &crossbeam_deque::Injector<Runnable>) -> Option<Run
 }
 
 /// The worker state that the schedule function reaches through the
-/// thread-local [`CURRENT`] while a task runs on this worker.
+/// thread-local [`CURRENT`](super::CURRENT) while a task runs on this worker.
 pub(super) struct Local {
     pub(super) pool: Arc<Pool>,
     pub(super) index: usize,

@@ -3,14 +3,15 @@
 //! # Order in which a worker looks for work
 //!
 //! For each level, High first:
-//! 1. once per *injector interval*, the injector first, so work from outside
-//!    the pool cannot be starved by tasks that keep spawning locally. The
-//!    interval adapts to the mean poll time so that the injector is served
-//!    about every [`INJECTOR_TARGET`] (every [`MIN_INJECTOR_INTERVAL`] to
-//!    [`MAX_INJECTOR_INTERVAL`] polls), like tokio's self-tuning global
-//!    queue interval. Such a turn runs one task and moves a batch more into
-//!    the worker's own queue, but only up to 255 tasks at that level
-//!    (`MAX_INJECT_BATCH`; see `Pool::pop_injector`). A pop of an
+//! 1. once per *injector interval*, the injector first, so work from
+//!    outside the pool cannot be starved by tasks that keep spawning
+//!    locally. The interval adapts to the mean poll time so that the
+//!    injector is served about every `core::INJECTOR_TARGET` (every
+//!    `core::MIN_INJECTOR_INTERVAL` to `core::MAX_INJECTOR_INTERVAL`
+//!    polls), like tokio's self-tuning global queue interval. Such a turn
+//!    runs one task and moves a batch more into the worker's own queue, but
+//!    only up to 255 tasks at that level (`MAX_INJECT_BATCH`; see
+//!    `Pool::pop_injector`). A pop of an
 //!    injector that moves a batch, or leaves the injector holding work,
 //!    starts a *drain* of that level's backlog (`core::Drain`): a task of
 //!    that level woken by the running one goes to the back of its queue,
@@ -31,16 +32,17 @@
 //!    other: however fast a producer spawns, a task in the worker's queue
 //!    waits for what is ahead of it there (and their LIFO follow-ups), for
 //!    one task of each inbox that holds work between two of them (see 2),
-//!    and for at most one injector task between any two of those picks;
-//!    and the injector is served at least every [`MAX_INJECTOR_INTERVAL`]
-//!    polls (`tests/fairness.rs`). The interval is tuned on the polls of the
-//!    interval before, so it is stale when polls turn long: 61 polls of
+//!    and for at most one injector task between any two of those picks; and
+//!    the injector is served at least every `core::MAX_INJECTOR_INTERVAL`
+//!    polls (`tests/fairness.rs`). The interval is tuned on the polls of
+//!    the interval before, so it is stale when polls turn long: 61 polls of
 //!    10 µs after a run of short ones. A push to an injector that finds
-//!    every worker busy therefore *nudges* them (`Pool::injector_nudge`):
-//!    a worker that sees the nudge and keeps finding its own work makes the
-//!    periodic turn due once the nudge has waited [`NUDGE_WAIT`] there, by
-//!    its clock, read at the 2nd, 3rd, 5th and 9th look at it and every 8th
-//!    after (`take_nudge`), unless the batch of its drain is still ahead.
+//!    every worker busy therefore *nudges* them (`Pool::injector_nudge`): a
+//!    worker that sees the nudge and keeps finding its own work makes the
+//!    periodic turn due once the nudge has waited `core::NUDGE_WAIT` there,
+//!    by its clock, read at the 2nd, 3rd, 5th and 9th look at it and every
+//!    8th after (`take_nudge`), unless the batch of its drain is still
+//!    ahead.
 //!    The nudge is a hint, cleared by the next injector-first tick; no
 //!    task relies on it to run;
 //! 2. its own work: its queue and its three inboxes (tasks pinned to it,
@@ -81,7 +83,7 @@
 //! A task woken by the task running on this worker is run right after it
 //! (message passing between two tasks then costs no queue round-trip). At
 //! most `MAX_LIFO_POLLS` slot tasks run in a row, fewer when polls are long
-//! (see [`LIFO_BUDGET`]), so two tasks waking each other cannot starve the
+//! (see `core::LIFO_BUDGET`), so two tasks waking each other cannot starve the
 //! rest. A slot task that does not get to run at once (the cap is reached,
 //! more urgent work is queued, the injector is due, or a backlog from
 //! outside at its level is being drained: see `Core::backlog_waits`) goes
