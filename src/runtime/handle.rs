@@ -9,7 +9,7 @@ use super::metrics::RuntimeMetrics;
 use super::scheduler::{Home, Pool};
 #[cfg(feature = "test-util")]
 use super::shared::RuntimeShared;
-use super::task::{spawn_on, Enqueue, SpawnOptions};
+use super::task::{spawn_on, BatchGroup, Enqueue, SpawnOptions};
 use crate::error::TryCurrentError;
 use crate::limit::{Gate, Limits};
 use crate::sync::Arc;
@@ -122,6 +122,10 @@ impl Handle {
     /// rather than once per task (the woken worker wakes the next as it
     /// finds more work). Returns their handles in order.
     ///
+    /// The tasks are queued in groups of 64 as the iterator yields them
+    /// (counted for the metrics with one add a group), and every task made
+    /// is queued, even if the iterator panics.
+    ///
     /// A bounded pool (see [`Builder::max_queued`](crate::Builder::max_queued)) takes what fits; the
     /// handles of the rest report the refusal
     /// ([`JoinError::is_rejected`](crate::JoinError::is_rejected)).
@@ -155,6 +159,9 @@ impl Handle {
             }
         }
         let _finish = FinishBatch(pool);
+        // Counts and queues the tasks a group at a time; dropped before
+        // `_finish`, so every task is queued before the workers are woken.
+        let mut group = BatchGroup::new(pool, Priority::Normal);
         // One set of options for the whole batch: a spawn takes only the
         // name out of them, and a batch names no task.
         let mut options = SpawnOptions::at(std::panic::Location::caller());
@@ -187,7 +194,7 @@ impl Handle {
                         ),
                     }
                 };
-                JoinHandle::new(spawned.finish())
+                JoinHandle::new(spawned.finish_in(&mut group))
             })
             .collect()
     }

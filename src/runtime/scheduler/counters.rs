@@ -100,9 +100,15 @@ impl Counters {
 impl Pool {
     #[inline]
     pub(crate) fn count_spawned(&self, priority: Priority) {
-        let counted = worker::with_own_counts(self, |own| bump(&own.spawned[priority.index()], 1));
+        self.count_spawned_many(priority, 1);
+    }
+
+    /// Counts `n` tasks spawned at `priority` at once (a batch's group).
+    #[inline]
+    pub(crate) fn count_spawned_many(&self, priority: Priority, n: u64) {
+        let counted = worker::with_own_counts(self, |own| bump(&own.spawned[priority.index()], n));
         if counted.is_none() {
-            self.shared_counts().spawned[priority.index()].fetch_add(1, Ordering::Relaxed);
+            self.shared_counts().spawned[priority.index()].fetch_add(n, Ordering::Relaxed);
         }
     }
 

@@ -84,8 +84,10 @@ pub(crate) enum Enqueue {
     /// The usual way: the spawning worker's queues, or the injector with a
     /// worker woken.
     Schedule,
-    /// Part of a batch: the injector, without waking anyone (the batch
-    /// wakes a worker once at its end).
+    /// Part of a batch: neither counted nor queued here. The batch
+    /// ([`BatchGroup`]) counts its tasks a group at a time, queues them
+    /// on the injector without waking anyone, and wakes a worker once at
+    /// its end.
     Quiet,
     /// The runtime's blocking pool (`spawn_blocking`).
     Blocking,
@@ -114,6 +116,18 @@ impl<T> Spawned<T> {
     pub(crate) fn finish(self) -> RawTask<T> {
         if self.unqueued.is_some() || self.refused.is_some() {
             finish_slow(self.unqueued, self.refused);
+        }
+        self.task
+    }
+
+    /// For a task of a batch ([`Enqueue::Quiet`]): its handle, after its
+    /// runnable is handed to `group`, which counts and queues it.
+    #[inline]
+    pub(crate) fn finish_in(self, group: &mut BatchGroup<'_>) -> RawTask<T> {
+        debug_assert!(self.refused.is_none(), "a batch sets no timeout or limit");
+        if let Some((runnable, enqueue)) = self.unqueued {
+            debug_assert!(enqueue == Enqueue::Quiet);
+            group.add(runnable);
         }
         self.task
     }
@@ -155,6 +169,72 @@ fn finish_slow(unqueued: Option<(Runnable, Enqueue)>, refused: Option<Runnable>)
     }
 }
 
+/// Tasks a batch holds between two counts: one read-modify-write of the
+/// pool's shared counter for this many spawns from outside the workers.
+const BATCH_GROUP: usize = 64;
+
+/// The tasks of one `Handle::spawn_batch` call that are made but not yet
+/// counted or queued ([`Enqueue::Quiet`]). They are counted a group at a
+/// time, with one add, and queued after the count: a task counted at its
+/// own spawn took one read-modify-write of the pool's shared counter (a
+/// locked instruction, which also waits for the spawn's stores) per task
+/// spawned from outside the workers.
+///
+/// Invariant: a task is counted before it is queued, so before it can
+/// end (see `scheduler::counters`); a group's tasks are all queued by
+/// the next [`flush`](Self::flush), at the latest when the group is
+/// dropped, also when the caller's iterator panics.
+pub(crate) struct BatchGroup<'a> {
+    pool: &'a Arc<Pool>,
+    /// The priority every task of the batch is spawned at.
+    priority: Priority,
+    held: [Option<Runnable>; BATCH_GROUP],
+    len: usize,
+}
+
+impl<'a> BatchGroup<'a> {
+    pub(crate) fn new(pool: &'a Arc<Pool>, priority: Priority) -> Self {
+        BatchGroup {
+            pool,
+            priority,
+            held: std::array::from_fn(|_| None),
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, runnable: Runnable) {
+        self.held[self.len] = Some(runnable);
+        self.len += 1;
+        if self.len == BATCH_GROUP {
+            self.flush();
+        }
+    }
+
+    /// Counts the held tasks, then runs their spawn hooks (if the runtime
+    /// has one) and queues them.
+    fn flush(&mut self) {
+        let len = std::mem::take(&mut self.len);
+        if len == 0 {
+            return;
+        }
+        self.pool.count_spawned_many(self.priority, len as u64);
+        let hooks = self.pool.observe.lifecycle;
+        for runnable in self.held[..len].iter_mut().filter_map(Option::take) {
+            if hooks {
+                spawn_hook(runnable.metadata());
+            }
+            self.pool.schedule_quiet(runnable);
+        }
+    }
+}
+
+impl Drop for BatchGroup<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// Runs the `on_task_spawn` hook, if the runtime has one, for a task.
 fn spawn_hook(meta: &TaskMeta) {
     if meta.pool.observe.lifecycle {
@@ -172,7 +252,9 @@ fn enqueue_task(pool: &Arc<Pool>, runnable: Runnable, enqueue: Enqueue) {
     match enqueue {
         // `Held` is queued by `finish_after`; here only as a fallback.
         Enqueue::Schedule | Enqueue::Held => pool.schedule_new(runnable),
-        Enqueue::Quiet => pool.schedule_quiet(runnable),
+        // A batch's tasks are counted and queued by their `BatchGroup`
+        // (`Spawned::finish_in`): queued here, one would go uncounted.
+        Enqueue::Quiet => unreachable!("a batch's task is queued by its group"),
         Enqueue::Blocking => pool.runtime.blocking.push(runnable),
     }
 }
@@ -326,7 +408,9 @@ where
             unsafe { builder.spawn_unchecked(make_future, async_task::WithInfo(schedule_fn)) }
         };
     drop(uncharged);
-    pool.count_spawned(options.priority);
+    if enqueue != Enqueue::Quiet {
+        pool.count_spawned(options.priority);
+    }
     // A rejected task (a zero timeout, a memory limit without `TaskAlloc`)
     // ends at once and its handle says why. (A shutdown
     // that began after admission is caught where the task is queued.)
@@ -337,7 +421,7 @@ where
             unqueued: None,
         };
     }
-    if pool.observe.lifecycle || enqueue == Enqueue::Held {
+    if pool.observe.lifecycle || enqueue == Enqueue::Held || enqueue == Enqueue::Quiet {
         return Spawned {
             task,
             refused: None,
