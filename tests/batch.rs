@@ -1,5 +1,5 @@
 //! `Handle::spawn_batch` counts and queues its tasks a group at a time
-//! (`runtime::task::spawn::BatchGroup`): every task is counted before it
+//! (`runtime::task::spawn::Batch`): every task is counted before it
 //! can end, seen by the spawn hook before its first poll, and queued even
 //! when the caller's iterator panics half-way through a group.
 //!

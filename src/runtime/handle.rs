@@ -9,7 +9,7 @@ use super::metrics::RuntimeMetrics;
 use super::scheduler::{Home, Pool};
 #[cfg(feature = "test-util")]
 use super::shared::RuntimeShared;
-use super::task::{spawn_on, BatchGroup, Enqueue, SpawnOptions};
+use super::task::{spawn_on, Batch, Enqueue, SpawnOptions};
 use crate::error::TryCurrentError;
 use crate::limit::{Gate, Limits};
 use crate::sync::Arc;
@@ -150,18 +150,10 @@ impl Handle {
         <I::Item as Future>::Output: Send + 'static,
     {
         let pool = &self.pool;
-        /// Wakes the workers for what was queued, even if the iterator
-        /// panics half-way.
-        struct FinishBatch<'a>(&'a Pool);
-        impl Drop for FinishBatch<'_> {
-            fn drop(&mut self) {
-                self.0.finish_batch();
-            }
-        }
-        let _finish = FinishBatch(pool);
-        // Counts and queues the tasks a group at a time; dropped before
-        // `_finish`, so every task is queued before the workers are woken.
-        let mut group = BatchGroup::new(pool, Priority::Normal);
+        // Counts and queues the tasks a group at a time; dropped (also if
+        // the iterator panics half-way), it queues the rest and wakes the
+        // workers once.
+        let mut batch = Batch::new(pool, Priority::Normal);
         // One set of options for the whole batch: a spawn takes only the
         // name out of them, and a batch names no task.
         let mut options = SpawnOptions::at(std::panic::Location::caller());
@@ -194,7 +186,7 @@ impl Handle {
                         ),
                     }
                 };
-                JoinHandle::new(spawned.finish_in(&mut group))
+                JoinHandle::new(spawned.finish_in(&mut batch))
             })
             .collect()
     }

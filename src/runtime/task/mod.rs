@@ -57,7 +57,7 @@ pub(crate) use id::{with_current_task, CurrentTask};
 pub(crate) use info::{Observe, SlowPollHook, TaskHooks, ThreadHooks};
 pub use info::{Outcome, SlowPoll, TaskInfo, UnhandledPanic};
 pub(crate) use spawn::{
-    run_cancelled, run_one_cancelled, spawn_local_on, spawn_on, BatchGroup, Enqueue, SpawnOptions,
+    run_cancelled, run_one_cancelled, spawn_local_on, spawn_on, Batch, Enqueue, SpawnOptions,
     Spawned,
 };
 pub(crate) use waker::{is_trusted, trust_waker, GuardedWaker};

@@ -85,9 +85,8 @@ pub(crate) enum Enqueue {
     /// worker woken.
     Schedule,
     /// Part of a batch: neither counted nor queued here. The batch
-    /// ([`BatchGroup`]) counts its tasks a group at a time, queues them
-    /// on the injector without waking anyone, and wakes a worker once at
-    /// its end.
+    /// ([`Batch`]) counts its tasks a group at a time, queues them on the
+    /// injector without waking anyone, and wakes a worker once at its end.
     Quiet,
     /// The runtime's blocking pool (`spawn_blocking`).
     Blocking,
@@ -121,13 +120,13 @@ impl<T> Spawned<T> {
     }
 
     /// For a task of a batch ([`Enqueue::Quiet`]): its handle, after its
-    /// runnable is handed to `group`, which counts and queues it.
+    /// runnable is handed to `batch`, which counts and queues it.
     #[inline]
-    pub(crate) fn finish_in(self, group: &mut BatchGroup<'_>) -> RawTask<T> {
+    pub(crate) fn finish_in(self, batch: &mut Batch<'_>) -> RawTask<T> {
         debug_assert!(self.refused.is_none(), "a batch sets no timeout or limit");
         if let Some((runnable, enqueue)) = self.unqueued {
             debug_assert!(enqueue == Enqueue::Quiet);
-            group.add(runnable);
+            batch.add(runnable);
         }
         self.task
     }
@@ -173,18 +172,19 @@ fn finish_slow(unqueued: Option<(Runnable, Enqueue)>, refused: Option<Runnable>)
 /// pool's shared counter for this many spawns from outside the workers.
 const BATCH_GROUP: usize = 64;
 
-/// The tasks of one `Handle::spawn_batch` call that are made but not yet
-/// counted or queued ([`Enqueue::Quiet`]). They are counted a group at a
-/// time, with one add, and queued after the count: a task counted at its
-/// own spawn took one read-modify-write of the pool's shared counter (a
-/// locked instruction, which also waits for the spawn's stores) per task
-/// spawned from outside the workers.
+/// One `Handle::spawn_batch` call: the tasks made but not yet counted or
+/// queued ([`Enqueue::Quiet`]). They are counted a group at a time, with
+/// one add, and queued after the count: a task counted at its own spawn
+/// took one read-modify-write of the pool's shared counter (a locked
+/// instruction, which also waits for the spawn's stores) per task spawned
+/// from outside the workers. Dropped, the batch queues what it still
+/// holds and wakes the workers once for all its tasks.
 ///
 /// Invariant: a task is counted before it is queued, so before it can
-/// end (see `scheduler::counters`); a group's tasks are all queued by
-/// the next [`flush`](Self::flush), at the latest when the group is
-/// dropped, also when the caller's iterator panics.
-pub(crate) struct BatchGroup<'a> {
+/// end (see `scheduler::counters`); every task made is queued by the
+/// next [`flush`](Self::flush), at the latest when the batch is dropped,
+/// also when the caller's iterator panics.
+pub(crate) struct Batch<'a> {
     pool: &'a Arc<Pool>,
     /// The priority every task of the batch is spawned at.
     priority: Priority,
@@ -192,9 +192,9 @@ pub(crate) struct BatchGroup<'a> {
     len: usize,
 }
 
-impl<'a> BatchGroup<'a> {
+impl<'a> Batch<'a> {
     pub(crate) fn new(pool: &'a Arc<Pool>, priority: Priority) -> Self {
-        BatchGroup {
+        Batch {
             pool,
             priority,
             held: std::array::from_fn(|_| None),
@@ -229,9 +229,10 @@ impl<'a> BatchGroup<'a> {
     }
 }
 
-impl Drop for BatchGroup<'_> {
+impl Drop for Batch<'_> {
     fn drop(&mut self) {
         self.flush();
+        self.pool.finish_batch();
     }
 }
 
@@ -252,7 +253,7 @@ fn enqueue_task(pool: &Arc<Pool>, runnable: Runnable, enqueue: Enqueue) {
     match enqueue {
         // `Held` is queued by `finish_after`; here only as a fallback.
         Enqueue::Schedule | Enqueue::Held => pool.schedule_new(runnable),
-        // A batch's tasks are counted and queued by their `BatchGroup`
+        // A batch's tasks are counted and queued by their `Batch`
         // (`Spawned::finish_in`): queued here, one would go uncounted.
         Enqueue::Quiet => unreachable!("a batch's task is queued by its group"),
         Enqueue::Blocking => pool.runtime.blocking.push(runnable),
