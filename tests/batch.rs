@@ -1,7 +1,8 @@
 //! `Handle::spawn_batch` counts and queues its tasks a group at a time
 //! (`runtime::task::spawn::Batch`): every task is counted before it
 //! can end, seen by the spawn hook before its first poll, and queued even
-//! when the caller's iterator panics half-way through a group.
+//! when the caller's iterator panics half-way through a group. Bad input:
+//! an empty batch, a batch after shutdown, a panicking spawn hook.
 //!
 //! Nothing here sleeps to "let things happen": tests wait for a condition
 //! under a watchdog.
@@ -137,5 +138,73 @@ fn no_task_of_a_batch_ends_before_it_is_counted() {
         assert!(wait_until(WATCHDOG_WAIT, || metrics.num_alive_tasks() == 0));
         assert_eq!(metrics.spawned_tasks_count(), spawned);
         assert_eq!(metrics.completed_count(), spawned);
+    });
+}
+
+#[test]
+fn an_empty_batch_makes_no_task_and_counts_none() {
+    watchdog(60, || {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let handles = rt
+            .handle()
+            .spawn_batch(std::iter::empty::<std::future::Ready<()>>());
+        assert!(handles.is_empty());
+        let metrics = rt.handle().metrics();
+        assert_eq!(metrics.spawned_tasks_count(), 0);
+        assert_eq!(metrics.num_alive_tasks(), 0);
+        // The pool still serves spawns after it.
+        assert_eq!(rt.block_on(rt.spawn(async { 7 })).unwrap(), 7);
+    });
+}
+
+#[test]
+fn a_batch_after_shutdown_reports_shutdown_on_every_handle_and_counts_it() {
+    watchdog(60, || {
+        let rt = Runtime::builder().workers(2).build().unwrap();
+        let handle = rt.handle().clone();
+        let metrics = handle.metrics();
+        drop(rt);
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let handles = handle.spawn_batch((0..150).map(|_| {
+            let guard = common::DropCounter(dropped.clone());
+            async move {
+                let _guard = guard;
+            }
+        }));
+        assert_eq!(handles.len(), 150);
+        for handle in handles {
+            assert!(multipool::block_on(handle).unwrap_err().is_shutdown());
+        }
+        // Every future was dropped, once, and every spawn is accounted for.
+        assert_eq!(dropped.load(Ordering::SeqCst), 150);
+        assert_eq!(metrics.spawned_tasks_count(), 150);
+        assert_eq!(
+            metrics.outcome_count(multipool::task::Outcome::Shutdown),
+            150
+        );
+        assert_eq!(metrics.num_alive_tasks(), 0);
+    });
+}
+
+#[test]
+fn a_panicking_spawn_hook_does_not_stop_a_batch() {
+    watchdog(60, || {
+        let rt = Runtime::builder()
+            .workers(2)
+            .on_task_spawn(|_| panic!("the spawn hook fails"))
+            .build()
+            .unwrap();
+        let handles = rt
+            .handle()
+            .spawn_batch((0..150u64).map(|i| async move { i }));
+        let sum: u64 = rt.block_on(async {
+            let mut sum = 0;
+            for handle in handles {
+                sum += handle.await.unwrap();
+            }
+            sum
+        });
+        assert_eq!(sum, 150 * 149 / 2);
+        assert_eq!(rt.handle().metrics().spawned_tasks_count(), 150);
     });
 }
